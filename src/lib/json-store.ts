@@ -1,0 +1,100 @@
+import { mkdirSync, readFileSync, renameSync, openSync, writeSync, fsyncSync, closeSync, rmSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+/**
+ * A JSON document held in memory and, when given a file, persisted atomically.
+ *
+ * Mutate `store.data` synchronously, then call `store.save()`. Because Node runs one
+ * handler at a time, a synchronous mutation is atomic with respect to other requests;
+ * the write to disk is coalesced (at most one pending flush) so a burst of mutations
+ * costs one write. Each write goes to a temp file, is fsynced, then renamed over the
+ * old file, so a crash mid-write leaves either the old or the new document, never a
+ * torn one.
+ */
+export interface JsonStore<T> {
+  readonly data: T;
+  /** Schedule a flush of the current document (no-op for in-memory stores). */
+  save(): void;
+  /** Write now if anything is pending; resolves once it is on disk. */
+  flush(): Promise<void>;
+}
+
+export interface JsonStoreOptions<T> {
+  /** Absolute or relative path of the JSON file; null keeps the document in memory only. */
+  file: string | null;
+  /** Builds the empty document when there is no file yet. */
+  initial: () => T;
+  /** Delay before a scheduled flush, in milliseconds (default 25). */
+  flushDelayMs?: number;
+}
+
+/** Opens (or creates) a JSON store. A corrupt file stops the caller with a message naming it. */
+export function createJsonStore<T>(options: JsonStoreOptions<T>): JsonStore<T> {
+  const { file, initial } = options;
+  const delay = options.flushDelayMs ?? 25;
+  const data = file ? load(file, initial) : initial();
+  let timer: NodeJS.Timeout | null = null;
+  let dirty = false;
+
+  const writeNow = () => {
+    if (!file || !dirty) return;
+    dirty = false;
+    writeAtomically(file, JSON.stringify(data));
+  };
+
+  return {
+    data,
+    save() {
+      if (!file) return;
+      dirty = true;
+      if (timer) return;
+      timer = setTimeout(() => {
+        timer = null;
+        writeNow();
+      }, delay);
+      // A pending flush must not keep a finished test or CLI process alive.
+      timer.unref();
+    },
+    async flush() {
+      if (timer) {
+        clearTimeout(timer);
+        timer = null;
+      }
+      writeNow();
+    },
+  };
+}
+
+function load<T>(file: string, initial: () => T): T {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return initial();
+    throw err;
+  }
+  try {
+    return { ...initial(), ...(JSON.parse(text) as T) };
+  } catch {
+    throw new Error(`${file} is not valid JSON. Move it aside (or delete it to start over) and restart.`);
+  }
+}
+
+/** write → fsync → rename: readers see the old document or the new one, never half of one. */
+export function writeAtomically(file: string, contents: string): void {
+  mkdirSync(dirname(file), { recursive: true });
+  const tmp = `${file}.${process.pid}.tmp`;
+  const fd = openSync(tmp, 'w', 0o600);
+  try {
+    writeSync(fd, contents);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  try {
+    renameSync(tmp, file);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw err;
+  }
+}

@@ -1,0 +1,130 @@
+import type { Router } from 'express';
+
+/**
+ * The seams between the sandbox's halves and the app. The Dodo half lives in
+ * `./dodo/`, the Resend half in `./resend/`; `./index.ts` composes them.
+ */
+
+/** A fault to inject into the next matching upstream calls (tests and the benchmark). */
+export interface FaultSpec {
+  /** Answer with this HTTP status instead of handling the request (e.g. 500, 503, 429). */
+  status?: number;
+  /** Wait this long before answering (applied to faulted and normal answers alike). */
+  latencyMs?: number;
+  /**
+   * Accept and process the request, then destroy the socket without answering:
+   * the client cannot know whether it happened (an "ambiguous" outcome).
+   */
+  dropAfterProcessing?: boolean;
+  /** How many requests this fault applies to; omitted means until cleared. */
+  count?: number;
+  /** Only requests whose `METHOD path` (path relative to the API root) matches this. */
+  match?: RegExp;
+}
+
+/** Fault and latency injection for one API half. */
+export interface FaultControl {
+  inject(fault: FaultSpec): void;
+  /** A latency added to every request (0 to switch off). */
+  setLatency(ms: number): void;
+  clear(): void;
+  /** Requests the API half has answered (or dropped) since start, by `METHOD path`. */
+  requestCount(match?: RegExp): number;
+}
+
+/** One webhook delivery attempt series, as the sandbox console shows it. */
+export interface WebhookDelivery {
+  id: string; // the webhook-id header (msg_…)
+  type: string;
+  url: string;
+  payload: unknown;
+  createdAt: string;
+  attempts: Array<{ at: string; status: number | null; error?: string; durationMs: number }>;
+  state: 'pending' | 'delivered' | 'failed';
+}
+
+export interface DodoSandboxOptions {
+  /** JSON file for durable state, or null for a fresh in-memory instance (tests). */
+  dataFile: string | null;
+  /** Standard Webhooks secret (`whsec_…`) used to sign every delivery. */
+  webhookSecret: string;
+  /** Where events are POSTed (the app's /webhooks/dodo by default). */
+  webhookUrl: string;
+  /** Absolute origin the browser uses, e.g. http://localhost:3000; checkout_url is built from it. */
+  publicUrl: string;
+  /** Path the Dodo API router is mounted at, e.g. /sandbox/dodo. */
+  apiPath: string;
+  /** Path the hosted checkout router is mounted at, e.g. /sandbox/checkout. */
+  checkoutPath: string;
+  /** Retry schedule for failed webhook deliveries, in ms (default: 1s, 5s, 30s, 2m, 10m). */
+  webhookRetryDelaysMs?: number[];
+  /** Structured log sink. */
+  log?: (entry: Record<string, unknown>) => void;
+}
+
+export interface DodoSandbox {
+  /** Dodo REST API subset; mount at `apiPath`. */
+  api: Router;
+  /** Hosted checkout pages; mount at `checkoutPath`. */
+  checkout: Router;
+  faults: FaultControl;
+  /** Pays a checkout session as the "Pay with test card" button does; returns the redirect URL. */
+  payCheckout(sessionId: string): Promise<string>;
+  /** A manual balance adjustment, as the Dodo dashboard's "Adjust balance" does (signed amount). */
+  adjustBalance(customerId: string, creditEntitlementId: string, amount: number, reason?: string): Promise<void>;
+  /** Moves the sandbox clock forward; renews subscriptions and expires grants that fall due. */
+  advanceClock(ms: number): Promise<void>;
+  /** Current sandbox time. */
+  now(): Date;
+  webhooks: {
+    /** Resolves when no delivery is pending or in flight (retries not yet due count as pending). */
+    idle(): Promise<void>;
+    list(): WebhookDelivery[];
+    redeliver(id: string): Promise<void>;
+  };
+  /** Raw state for the console and tests (read-only by convention). */
+  state(): unknown;
+  close(): Promise<void>;
+}
+
+/** One email as it landed in the sandbox outbox. */
+export interface OutboxMessage {
+  id: string;
+  from: string;
+  to: string[];
+  cc: string[];
+  bcc: string[];
+  replyTo: string[];
+  subject: string;
+  html: string | null;
+  text: string | null;
+  headers: Record<string, string>;
+  tags: Array<{ name: string; value: string }>;
+  /** delivered | bounced | complained, from the resend.dev test addresses; delivered otherwise. */
+  lastEvent: 'delivered' | 'bounced' | 'complained';
+  createdAt: string;
+}
+
+export interface ResendSandboxOptions {
+  dataFile: string | null;
+  /** Path the Resend API router is mounted at, e.g. /sandbox/resend. */
+  apiPath: string;
+  /** Path the outbox router is mounted at, e.g. /sandbox/outbox. */
+  outboxPath: string;
+  /** Requests per second per API key before 429 (0 or undefined: no limit). */
+  rateLimitPerSecond?: number;
+  log?: (entry: Record<string, unknown>) => void;
+}
+
+export interface ResendSandbox {
+  /** Resend REST API subset; mount at `apiPath`. */
+  api: Router;
+  /** Outbox page and its JSON API; mount at `outboxPath`. */
+  outbox: Router;
+  faults: FaultControl;
+  setRateLimit(perSecond: number): void;
+  /** Every accepted email, newest first. */
+  messages(): OutboxMessage[];
+  clearOutbox(): void;
+  close(): Promise<void>;
+}
