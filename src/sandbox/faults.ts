@@ -1,0 +1,69 @@
+import type { Request, RequestHandler, Response } from 'express';
+import type { FaultControl, FaultSpec } from './contracts';
+
+/**
+ * Fault and latency injection for one sandbox API half. `middleware` runs before the
+ * half's routes; `errorBody` renders the vendor's own error envelope for a faulted status.
+ */
+export function createFaults(errorBody: (status: number) => unknown): {
+  control: FaultControl;
+  middleware: RequestHandler;
+} {
+  let latencyMs = 0;
+  let faults: Array<FaultSpec & { remaining: number }> = [];
+  // Counts by `METHOD path`, so a long benchmark does not grow a list without bound.
+  const seen = new Map<string, number>();
+
+  const take = (line: string): FaultSpec | undefined => {
+    const fault = faults.find((f) => !f.match || f.match.test(line));
+    if (!fault) return undefined;
+    fault.remaining -= 1;
+    if (fault.remaining <= 0) faults = faults.filter((f) => f !== fault);
+    return fault;
+  };
+
+  const control: FaultControl = {
+    inject(fault) {
+      faults.push({ ...fault, remaining: fault.count ?? Number.POSITIVE_INFINITY });
+    },
+    setLatency(ms) {
+      latencyMs = Math.max(0, ms);
+    },
+    clear() {
+      faults = [];
+      latencyMs = 0;
+    },
+    requestCount(match) {
+      let total = 0;
+      for (const [line, n] of seen) if (!match || match.test(line)) total += n;
+      return total;
+    },
+  };
+
+  const middleware: RequestHandler = (req: Request, res: Response, next) => {
+    const line = `${req.method} ${req.path}`;
+    seen.set(line, (seen.get(line) ?? 0) + 1);
+    const fault = take(line);
+    const delay = latencyMs + (fault?.latencyMs ?? 0);
+    const go = () => {
+      if (fault?.status) {
+        res.status(fault.status);
+        if (fault.status === 429) res.set('retry-after', '1');
+        res.json(errorBody(fault.status));
+        return;
+      }
+      if (fault?.dropAfterProcessing) {
+        // Let the route do its work, then cut the connection instead of answering.
+        const destroy = () => req.socket.destroy();
+        res.json = (() => (destroy(), res)) as Response['json'];
+        res.send = (() => (destroy(), res)) as Response['send'];
+        res.end = (() => (destroy(), res)) as Response['end'];
+      }
+      next();
+    };
+    if (delay > 0) setTimeout(go, delay);
+    else go();
+  };
+
+  return { control, middleware };
+}
