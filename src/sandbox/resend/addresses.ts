@@ -1,0 +1,49 @@
+import type { OutboxMessage } from '../contracts';
+
+/** One parsed mailbox: `email` or `Name <email>`. */
+export interface Mailbox {
+  name: string | null;
+  address: string;
+}
+
+// Pragmatic RFC 5322 subset: dot-atom local part, and a domain with at least one dot (Resend rejects bare hosts).
+const ADDRESS =
+  /^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$/;
+const NAMED = /^(.*?)\s*<([^<>]*)>$/;
+
+/** Parses `email` or `Name <email>` (name optionally quoted); null when it is neither. */
+export function parseMailbox(value: string): Mailbox | null {
+  const trimmed = value.trim();
+  let name: string | null = null;
+  let address = trimmed;
+  const named = NAMED.exec(trimmed);
+  if (named) {
+    const rawName = (named[1] ?? '').trim();
+    if (/[<>]/.test(rawName)) return null;
+    name = rawName.replace(/^"(.*)"$/, '$1') || null;
+    address = (named[2] ?? '').trim();
+  }
+  if (address.length > 254 || !ADDRESS.test(address)) return null;
+  return { name, address };
+}
+
+/** The bare address of a mailbox string, lower-cased, for comparisons (the input as-is if unparseable). */
+export function bareAddress(value: string): string {
+  return (parseMailbox(value)?.address ?? value.trim()).toLowerCase();
+}
+
+const TEST_ADDRESS = /^(delivered|bounced|complained)(?:\+[^@]*)?@resend\.dev$/i;
+
+/**
+ * The event Resend's test addresses (`delivered@`, `bounced@`, `complained@resend.dev`, each with an
+ * optional `+label`) produce. With several recipients the worst outcome wins: bounced, then complained.
+ */
+export function lastEventFor(recipients: string[]): OutboxMessage['lastEvent'] {
+  let event: OutboxMessage['lastEvent'] = 'delivered';
+  for (const recipient of recipients) {
+    const kind = TEST_ADDRESS.exec(bareAddress(recipient))?.[1]?.toLowerCase();
+    if (kind === 'bounced') return 'bounced';
+    if (kind === 'complained') event = 'complained';
+  }
+  return event;
+}
