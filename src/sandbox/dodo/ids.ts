@@ -1,0 +1,11 @@
+import { randomInt } from 'node:crypto';
+
+const alphabet = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+
+/** Dodo-style id: a resource prefix, `_`, then 21 random base62 characters (e.g. `cus_8VbC6JDZzPEqfBPUdpj0K`). */
+export function newId(prefix: string): string {
+  let out = '';
+  // randomInt is unbiased, unlike `bytes[i] % 62`.
+  for (let i = 0; i < 21; i += 1) out += alphabet[randomInt(alphabet.length)];
+  return `${prefix}_${out}`;
+}

@@ -1,0 +1,125 @@
+import { createJsonStore } from '../../lib/json-store';
+import type { DodoSandbox, DodoSandboxOptions } from '../contracts';
+import { createFaults } from '../faults';
+import { parseAmount } from './amounts';
+import { createApiRouter } from './api-router';
+import { createBilling } from './billing';
+import { createCheckoutRouter } from './checkout-router';
+import { createClock } from './clock';
+import { createCreditLedger } from './credit-ledger';
+import { errorBodyFor } from './errors';
+import { initialState, type DodoState } from './state';
+import { createWebhookDeliverer } from './webhook-delivery';
+
+const DEFAULT_RETRY_DELAYS_MS = [1_000, 5_000, 30_000, 120_000, 600_000];
+/** How often real time is checked for renewals and expiries that fall due between requests. */
+const SWEEP_INTERVAL_MS = 1_000;
+
+/** The Dodo Payments half of the sandbox: API, hosted checkout, webhooks, clock, durable state. */
+export function createDodoSandbox(options: DodoSandboxOptions): DodoSandbox {
+  const store = createJsonStore<DodoState>({ file: options.dataFile, initial: initialState });
+  const clock = createClock(store.data);
+  const deliverer = createWebhookDeliverer({
+    store,
+    clock,
+    secret: options.webhookSecret,
+    url: options.webhookUrl,
+    retryDelaysMs: options.webhookRetryDelaysMs ?? DEFAULT_RETRY_DELAYS_MS,
+    log: options.log,
+  });
+  const emit = (type: string, data: Record<string, unknown>, customerId: string) => {
+    deliverer.enqueue(type, data, customerId);
+  };
+  const ledger = createCreditLedger({ store, clock, emit });
+  const billing = createBilling({ store, clock, ledger, emit });
+  const faults = createFaults(errorBodyFor);
+
+  const api = createApiRouter({
+    store,
+    clock,
+    ledger,
+    billing,
+    faultsMiddleware: faults.middleware,
+    publicUrl: options.publicUrl.replace(/\/+$/, ''),
+    checkoutPath: options.checkoutPath,
+    log: options.log,
+  });
+  const checkout = createCheckoutRouter({ store, clock, billing, checkoutPath: options.checkoutPath });
+
+  const sweep = setInterval(() => billing.processDue(clock.now()), SWEEP_INTERVAL_MS);
+  sweep.unref();
+  deliverer.start();
+
+  return {
+    api,
+    checkout,
+    faults: faults.control,
+
+    async payCheckout(sessionId) {
+      billing.processDue(clock.now());
+      return billing.pay(sessionId);
+    },
+
+    async adjustBalance(customerId, creditEntitlementId, amount, reason) {
+      billing.processDue(clock.now());
+      const entitlement = store.data.entitlements[creditEntitlementId];
+      if (!entitlement || entitlement.deleted_at) throw new Error(`Credit entitlement ${creditEntitlementId} not found`);
+      if (!store.data.customers[customerId]) throw new Error(`Customer ${customerId} not found`);
+      if (!Number.isFinite(amount) || amount === 0) throw new Error('amount must be a non-zero number');
+      const parsed = parseAmount(Math.abs(amount).toFixed(entitlement.precision), entitlement.precision);
+      if (!parsed.ok) throw new Error(parsed.message);
+      const description = reason ?? 'Manual adjustment (dashboard)';
+      if (amount > 0) {
+        ledger.credit({
+          entitlement,
+          customerId,
+          units: parsed.units,
+          sourceType: 'api',
+          sourceId: null,
+          expiresAt: null,
+          transactionType: 'manual_adjustment',
+          description,
+          metadata: {},
+          referenceType: null,
+          referenceId: null,
+          idempotencyKey: null,
+        });
+        return;
+      }
+      const result = ledger.debit({
+        entitlement,
+        customerId,
+        units: parsed.units,
+        transactionType: 'manual_adjustment',
+        description,
+        metadata: {},
+        idempotencyKey: null,
+      });
+      if (!result.ok) throw new Error(`Insufficient balance for an adjustment of ${amount}`);
+    },
+
+    async advanceClock(ms) {
+      if (!Number.isFinite(ms) || ms < 0) throw new Error('advanceClock needs a non-negative number of milliseconds');
+      const target = new Date(clock.now().getTime() + ms);
+      billing.processDue(target);
+      clock.moveTo(target);
+      store.save();
+    },
+
+    now: () => clock.now(),
+
+    webhooks: {
+      idle: () => deliverer.idle(),
+      list: () => deliverer.list(),
+      redeliver: (id) => deliverer.redeliver(id),
+    },
+
+    state: () => store.data,
+
+    async close() {
+      clearInterval(sweep);
+      await deliverer.close();
+      await store.flush();
+    },
+  };
+}

@@ -1,0 +1,232 @@
+import { Webhook } from 'standardwebhooks';
+import type { JsonStore } from '../../lib/json-store';
+import type { WebhookDelivery } from '../contracts';
+import type { SandboxClock } from './clock';
+import { newId } from './ids';
+import type { DodoState, StoredDelivery } from './state';
+
+/** Outbound Standard Webhooks delivery with per-customer ordering, retries and a log. */
+export interface WebhookDeliverer {
+  /** Records an event and schedules its delivery (never synchronously: after the current tick). */
+  enqueue(type: string, data: Record<string, unknown>, queueKey: string): StoredDelivery;
+  list(): WebhookDelivery[];
+  redeliver(id: string): Promise<void>;
+  idle(): Promise<void>;
+  /** Resumes deliveries left pending in a persisted document. */
+  start(): void;
+  close(): Promise<void>;
+}
+
+export interface WebhookDelivererOptions {
+  store: JsonStore<DodoState>;
+  clock: SandboxClock;
+  secret: string;
+  url: string;
+  retryDelaysMs: number[];
+  log?: (entry: Record<string, unknown>) => void;
+  /** Settled deliveries kept in the log (pending ones are always kept). */
+  historyLimit?: number;
+  timeoutMs?: number;
+}
+
+/** Builds the deliverer; deliveries live in `store.data.deliveries` so pending ones survive a restart. */
+export function createWebhookDeliverer(options: WebhookDelivererOptions): WebhookDeliverer {
+  const { store, clock, url, retryDelaysMs, log } = options;
+  const signer = new Webhook(options.secret);
+  const historyLimit = options.historyLimit ?? 1000;
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  const deliveries = () => store.data.deliveries;
+
+  let closed = false;
+  /** Queue keys with an attempt in flight or a retry timer armed. */
+  const busy = new Set<string>();
+  const timers = new Map<string, NodeJS.Timeout>();
+  const inFlight = new Set<AbortController>();
+  let kickScheduled = false;
+  let idleWaiters: Array<() => void> = [];
+
+  const isIdle = () => inFlight.size === 0 && !deliveries().some((d) => d.state === 'pending');
+  const settleIdle = () => {
+    if (!isIdle() && !closed) return;
+    const waiters = idleWaiters;
+    idleWaiters = [];
+    for (const w of waiters) w();
+  };
+
+  /** One HTTP attempt; records it on the delivery and returns whether the receiver took it (2xx). */
+  const attempt = async (delivery: StoredDelivery): Promise<boolean> => {
+    const body = JSON.stringify(delivery.payload);
+    // The signature timestamp is wall time, not sandbox time: receivers (standardwebhooks) reject
+    // timestamps more than 5 minutes off their own clock, and advanceClock would break that.
+    const sentAt = new Date();
+    const headers = {
+      'content-type': 'application/json',
+      'user-agent': 'MailKit-Dodo-Sandbox/1.0',
+      'webhook-id': delivery.id,
+      'webhook-timestamp': String(Math.floor(sentAt.getTime() / 1000)),
+      'webhook-signature': signer.sign(delivery.id, sentAt, body),
+    };
+    const controller = new AbortController();
+    const timeout = setTimeout(() => controller.abort(), timeoutMs);
+    timeout.unref();
+    inFlight.add(controller);
+    const started = performance.now();
+    let status: number | null = null;
+    let error: string | undefined;
+    try {
+      const res = await fetch(url, { method: 'POST', headers, body, signal: controller.signal });
+      status = res.status;
+      await res.arrayBuffer().catch(() => undefined);
+    } catch (err) {
+      error = (err as Error).message || String(err);
+    } finally {
+      clearTimeout(timeout);
+      inFlight.delete(controller);
+    }
+    if (closed && status === null) return false; // aborted by close(): leave it pending for the next start
+    const ok = status !== null && status >= 200 && status < 300;
+    delivery.attempts.push({
+      at: sentAt.toISOString(),
+      status,
+      ...(error ? { error } : {}),
+      durationMs: Math.round(performance.now() - started),
+    });
+    log?.({ msg: 'dodo webhook attempt', id: delivery.id, type: delivery.type, status, error, ok });
+    store.save();
+    return ok;
+  };
+
+  /** Delivers the head of one queue; on failure arms a retry timer and blocks the queue behind it. */
+  const pump = async (key: string): Promise<void> => {
+    if (busy.has(key) || closed) return;
+    const head = deliveries().find((d) => d.queueKey === key && d.state === 'pending');
+    if (!head) return;
+    if (head.nextAttemptAt !== null && head.nextAttemptAt > Date.now()) {
+      armRetry(key, head.nextAttemptAt - Date.now());
+      return;
+    }
+    busy.add(key);
+    try {
+      const ok = await attempt(head);
+      if (closed) return;
+      if (ok) {
+        head.state = 'delivered';
+        head.nextAttemptAt = null;
+      } else {
+        const retryIndex = head.attempts.length - 1;
+        const delay = retryDelaysMs[retryIndex];
+        if (delay === undefined) {
+          head.state = 'failed';
+          head.nextAttemptAt = null;
+          log?.({ msg: 'dodo webhook gave up', id: head.id, type: head.type, attempts: head.attempts.length });
+        } else {
+          head.nextAttemptAt = Date.now() + delay;
+        }
+      }
+      trimHistory();
+      store.save();
+    } finally {
+      busy.delete(key);
+    }
+    if (closed) return;
+    const next = deliveries().find((d) => d.queueKey === key && d.state === 'pending');
+    if (next) {
+      if (next.nextAttemptAt !== null && next.nextAttemptAt > Date.now()) armRetry(key, next.nextAttemptAt - Date.now());
+      else void pump(key);
+    }
+    settleIdle();
+  };
+
+  const armRetry = (key: string, delayMs: number) => {
+    if (timers.has(key) || closed) return;
+    busy.add(key);
+    const timer = setTimeout(() => {
+      timers.delete(key);
+      busy.delete(key);
+      void pump(key);
+    }, delayMs);
+    // A pending retry must never keep a test runner or CLI alive.
+    timer.unref();
+    timers.set(key, timer);
+  };
+
+  const trimHistory = () => {
+    const all = deliveries();
+    let settled = all.filter((d) => d.state !== 'pending').length;
+    if (settled <= historyLimit) return;
+    store.data.deliveries = all.filter((d) => d.state === 'pending' || settled-- <= historyLimit);
+  };
+
+  const kickAll = () => {
+    if (kickScheduled || closed) return;
+    kickScheduled = true;
+    // setImmediate: the request that caused the event has already written its response by then.
+    setImmediate(() => {
+      kickScheduled = false;
+      const keys = new Set(deliveries().filter((d) => d.state === 'pending').map((d) => d.queueKey));
+      for (const key of keys) void pump(key);
+      settleIdle();
+    }).unref();
+  };
+
+  return {
+    enqueue(type, data, queueKey) {
+      const delivery: StoredDelivery = {
+        id: newId('msg'),
+        type,
+        url,
+        payload: { business_id: store.data.businessId, type, timestamp: clock.nowIso(), data },
+        createdAt: clock.nowIso(),
+        attempts: [],
+        state: 'pending',
+        queueKey,
+        nextAttemptAt: null,
+      };
+      deliveries().push(delivery);
+      store.save();
+      kickAll();
+      return delivery;
+    },
+    list() {
+      return deliveries()
+        .slice()
+        .reverse()
+        .map(({ queueKey: _k, nextAttemptAt: _n, ...d }) => structuredClone(d));
+    },
+    async redeliver(id) {
+      const delivery = deliveries().find((d) => d.id === id);
+      if (!delivery) throw new Error(`No webhook delivery ${id}`);
+      if (delivery.state === 'pending') {
+        // Jump the retry wait: cancel the timer and let the queue try the head again now.
+        const timer = timers.get(delivery.queueKey);
+        if (timer) {
+          clearTimeout(timer);
+          timers.delete(delivery.queueKey);
+          busy.delete(delivery.queueKey);
+        }
+        delivery.nextAttemptAt = null;
+        await pump(delivery.queueKey);
+        return;
+      }
+      // A settled delivery is resent out of band, same webhook-id, fresh timestamp and signature.
+      const ok = await attempt(delivery);
+      if (ok) delivery.state = 'delivered';
+      store.save();
+      settleIdle();
+    },
+    idle() {
+      if (isIdle() || closed) return Promise.resolve();
+      return new Promise<void>((resolve) => idleWaiters.push(resolve));
+    },
+    start() {
+      kickAll();
+    },
+    async close() {
+      closed = true;
+      for (const timer of timers.values()) clearTimeout(timer);
+      timers.clear();
+      for (const controller of inFlight) controller.abort();
+      settleIdle();
+    },
+  };
+}
