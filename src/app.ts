@@ -1,0 +1,126 @@
+import express, { type Express } from 'express';
+import type DodoPayments from 'dodopayments';
+import { fileURLToPath } from 'node:url';
+import { pinoHttp } from 'pino-http';
+import helmet from 'helmet';
+import { randomUUID } from 'node:crypto';
+import type { ApiKeys } from './auth/api-keys';
+import { requireCustomer } from './auth/middleware';
+import type { Billing } from './billing/billing';
+import type { Mode } from './config';
+import { errorMiddleware, notFound } from './errors';
+import type { Logger } from './logger';
+import type { Mailer } from './mail/mailer';
+import { accountRoutes } from './routes/account';
+import { checkoutRoutes } from './routes/checkout';
+import { creditRoutes } from './routes/credits';
+import { sendRoutes } from './routes/send';
+import { LIMITS } from './routes/validate';
+import type { Sandbox } from './sandbox';
+import type { Sender } from './sending/sender';
+import type { AppStore } from './state';
+import { createDodoWebhookRouter } from './webhooks/dodo-webhooks';
+import { createWebhookHandlers } from './webhooks/handlers';
+
+/** Everything the app needs, built by the caller (server.ts, or a test). */
+export interface AppDeps {
+  mode: Mode;
+  baseUrl: string;
+  dodo: DodoPayments;
+  /** Secret the Dodo webhooks are verified with. */
+  webhookKey: string;
+  billing: Billing;
+  mailer: Mailer;
+  sender: Sender;
+  apiKeys: ApiKeys;
+  store: AppStore;
+  log: Logger;
+  /** Mounted at /sandbox in sandbox mode only; absent in live mode, so /sandbox is a 404 there. */
+  sandbox?: Sandbox;
+}
+
+const publicDir = fileURLToPath(new URL('../public', import.meta.url));
+
+/** Builds the Express app. It never listens: server.ts (or a test) does. */
+export function createApp(deps: AppDeps): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', 'loopback');
+
+  app.use(
+    pinoHttp({
+      logger: deps.log,
+      genReqId: (req, res) => {
+        const id = randomUUID();
+        res.setHeader('X-Request-Id', id);
+        return id;
+      },
+      // Health probes would drown the log.
+      autoLogging: { ignore: (req) => req.url === '/healthz' || req.url === '/readyz' },
+      serializers: {
+        req: (req: { id: string; method: string; url: string }) => ({ id: req.id, method: req.method, url: req.url }),
+        res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
+      },
+    }),
+  );
+  app.use(
+    helmet({
+      contentSecurityPolicy: {
+        directives: {
+          defaultSrc: ["'self'"],
+          scriptSrc: ["'self'"],
+          styleSrc: ["'self'"],
+          imgSrc: ["'self'", 'data:'],
+          // The outbox shows email HTML in a sandboxed iframe served from this origin.
+          frameSrc: ["'self'"],
+          formAction: ["'self'"],
+          connectSrc: ["'self'"],
+          objectSrc: ["'none'"],
+          baseUri: ["'none'"],
+          frameAncestors: ["'self'"],
+        },
+      },
+      strictTransportSecurity: deps.mode === 'live',
+    }),
+  );
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+
+  if (deps.sandbox) app.use('/sandbox', deps.sandbox.router);
+
+  // Raw body for the signature: registered before express.json().
+  app.use(
+    '/webhooks/dodo',
+    createDodoWebhookRouter({
+      dodo: deps.dodo,
+      webhookKey: deps.webhookKey,
+      store: deps.store,
+      log: deps.log,
+      handlers: createWebhookHandlers({ apiKeys: deps.apiKeys, billing: deps.billing, mailer: deps.mailer, baseUrl: deps.baseUrl }),
+    }),
+  );
+
+  app.use('/send/batch', express.json({ limit: LIMITS.batchBodyBytes }));
+  app.use(express.json({ limit: LIMITS.sendBodyBytes }));
+
+  const auth = requireCustomer(deps.apiKeys);
+  app.get('/config', (_req, res) => {
+    res.json({ mode: deps.mode, outbox_url: deps.sandbox ? '/sandbox/outbox' : null, sandbox_url: deps.sandbox ? '/sandbox' : null });
+  });
+  app.use(checkoutRoutes({ billing: deps.billing, auth }));
+  app.use(creditRoutes({ billing: deps.billing, auth }));
+  app.use(sendRoutes({ sender: deps.sender, auth }));
+  app.use(accountRoutes({ billing: deps.billing, apiKeys: deps.apiKeys, auth }));
+
+  app.use(express.static(publicDir, { index: 'index.html', maxAge: 0 }));
+  app.use(notFound);
+  app.use(
+    errorMiddleware((err, req) => {
+      (req as { log?: Logger }).log?.error({ err }, 'request failed') ?? deps.log.error({ err }, 'request failed');
+    }),
+  );
+  return app;
+}
+

@@ -1,0 +1,65 @@
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { AppStore } from '../state';
+
+/**
+ * Customer API keys: `mk_<env>_<customer>.<epoch>.<nonce>.<mac>`.
+ *
+ * The mac is HMAC-SHA256(server secret, everything before it), so a key cannot be forged
+ * without the secret and needs no stored record: the operator's `npm run key` can mint one
+ * from another process without touching the server's state. Revocation:
+ * - one customer: rotating bumps the customer's epoch; keys of older epochs stop working;
+ * - everyone: rotating the server secret (MAILKIT_KEY_SECRET) invalidates every key.
+ * The mac is compared in constant time; keys are never stored or logged.
+ */
+export interface ApiKeys {
+  /** Mints a new key for the customer at its current epoch. */
+  mint(customerId: string): string;
+  /**
+   * The key for a subscription: the same subscription always yields the same key, so a
+   * redelivered `subscription.active` re-sends it instead of minting another. Null once the
+   * customer has rotated (the emailed key would be dead).
+   */
+  forSubscription(customerId: string, subscriptionId: string): string | null;
+  /** The customer a presented key belongs to, or null (malformed, forged, revoked). */
+  verify(presented: string): string | null;
+  /** Revokes every key of the customer and returns a fresh one. */
+  rotate(customerId: string): string;
+}
+
+const KEY_PATTERN = /^mk_(test|live)_([A-Za-z0-9_-]{1,128})\.(\d{1,9})\.([A-Za-z0-9_-]{16,64})\.([A-Za-z0-9_-]{43})$/;
+
+/** Builds the key service. `env` is `test` (sandbox, Dodo test mode) or `live`; a test key never works live. */
+export function createApiKeys(opts: { store: AppStore; secret: string; env: 'test' | 'live' }): ApiKeys {
+  const { store, secret, env } = opts;
+  const epochs = store.data.keyEpochs;
+
+  const sign = (body: string) => createHmac('sha256', secret).update(body).digest('base64url');
+  const build = (customerId: string, epoch: number, nonce: string) => {
+    const body = `mk_${env}_${Buffer.from(customerId).toString('base64url')}.${epoch}.${nonce}`;
+    return `${body}.${sign(body)}`;
+  };
+
+  return {
+    mint: (customerId) => build(customerId, epochs[customerId] ?? 0, randomBytes(16).toString('base64url')),
+    forSubscription(customerId, subscriptionId) {
+      if ((epochs[customerId] ?? 0) > 0) return null;
+      // Derived, not random: every instance sharing the secret derives the same key.
+      return build(customerId, 0, sign(`subscription:${subscriptionId}`).slice(0, 22));
+    },
+    verify(presented) {
+      const m = KEY_PATTERN.exec(presented);
+      if (!m || m[1] !== env) return null;
+      const body = presented.slice(0, presented.lastIndexOf('.'));
+      const expected = Buffer.from(sign(body));
+      const given = Buffer.from(m[5]!);
+      if (given.length !== expected.length || !timingSafeEqual(given, expected)) return null;
+      const customerId = Buffer.from(m[2]!, 'base64url').toString('utf8');
+      return Number(m[3]) === (epochs[customerId] ?? 0) ? customerId : null;
+    },
+    rotate(customerId) {
+      epochs[customerId] = (epochs[customerId] ?? 0) + 1;
+      store.save();
+      return build(customerId, epochs[customerId], randomBytes(16).toString('base64url'));
+    },
+  };
+}

@@ -1,0 +1,153 @@
+import DodoPayments from 'dodopayments';
+import type { CreditLedgerEntry } from 'dodopayments/resources/credit-entitlements/balances';
+import { HttpError } from '../errors';
+
+/** The Dodo ids MailKit sells: the Email Credits entitlement, the plan and the top-up pack. */
+export interface Catalog {
+  creditEntitlementId: string;
+  planProductId: string;
+  topupProductId: string;
+}
+
+/** The tutorial's 402 message, word for word. */
+export const NO_CREDITS_MESSAGE = 'No email credits remaining. Buy a top-up pack or upgrade your plan.';
+
+/** Thrown by reserve when Dodo refuses the debit: the balance is short (overage is disabled). */
+export class InsufficientCredits extends HttpError {
+  constructor() {
+    super(402, 'insufficient_credits', NO_CREDITS_MESSAGE);
+  }
+}
+
+/**
+ * Dodo could not be reached or did not answer, so whether a write happened is unknown.
+ * Callers decide: a debit that may have happened is resolved by retrying with its key.
+ */
+export class DodoUnavailable extends HttpError {
+  constructor(message = 'Our billing provider is not answering right now. Retry in a few seconds.', retryAfter = 5) {
+    super(503, 'billing_unavailable', message, { 'Retry-After': String(retryAfter) });
+  }
+}
+
+/** The Dodo side of MailKit: checkout links, balance, debits and refunds, customer lookup. */
+export interface Billing {
+  readonly catalog: Catalog;
+  subscribeCheckout(customer: { email: string; name: string }): Promise<string>;
+  topupCheckout(customerId: string): Promise<string>;
+  /** Dodo's live balance (a decimal string); "0" for a customer who never had credits. */
+  balance(customerId: string): Promise<string>;
+  /** Debits `amount` credits under `key`. 'already' when Dodo has an entry with that key (a retry). */
+  reserve(customerId: string, amount: number, key: string, reason: string): Promise<'reserved' | 'already'>;
+  /** Credits `amount` back under `key`; a repeat with the same key is a no-op. */
+  refund(customerId: string, amount: number, key: string, reason: string): Promise<void>;
+  customer(customerId: string): Promise<{ email: string; name: string }>;
+  /** The newest ledger entries first, up to `limit` (for the dashboard's usage chart). */
+  ledger(customerId: string, limit: number): Promise<CreditLedgerEntry[]>;
+}
+
+export function createBilling(opts: { dodo: DodoPayments; catalog: Catalog; baseUrl: string }): Billing {
+  const { dodo, catalog, baseUrl } = opts;
+  const ledgerEntries = dodo.creditEntitlements.balances;
+
+  const checkout = async (productId: string, customer: DodoPayments.CheckoutSessionCreateParams['customer'], returnUrl: string) => {
+    const session = await guard(() =>
+      dodo.checkoutSessions.create({ product_cart: [{ product_id: productId, quantity: 1 }], customer, return_url: returnUrl }),
+    );
+    if (!session.checkout_url) throw new DodoUnavailable('Dodo created the checkout session without a checkout URL.');
+    return session.checkout_url;
+  };
+
+  return {
+    catalog,
+    subscribeCheckout: ({ email, name }) => checkout(catalog.planProductId, { email, name }, `${baseUrl}/?subscribed=1`),
+    topupCheckout: (customerId) => checkout(catalog.topupProductId, { customer_id: customerId }, `${baseUrl}/?topped_up=1`),
+
+    async balance(customerId) {
+      try {
+        const b = await guard(() => ledgerEntries.retrieve(customerId, { credit_entitlement_id: catalog.creditEntitlementId }));
+        return b.balance;
+      } catch (err) {
+        if (err instanceof DodoPayments.NotFoundError) return '0';
+        throw err;
+      }
+    },
+
+    async reserve(customerId, amount, key, reason) {
+      try {
+        await guard(() =>
+          ledgerEntries.createLedgerEntry(customerId, {
+            credit_entitlement_id: catalog.creditEntitlementId,
+            amount: String(amount),
+            entry_type: 'debit',
+            reason,
+            idempotency_key: key,
+          }),
+        );
+        return 'reserved';
+      } catch (err) {
+        // 409 on our own key: this debit already exists, so the send it pays for may go on.
+        if (err instanceof DodoPayments.ConflictError) return 'already';
+        // Dodo answers 400 when a debit exceeds the balance (overage disabled) and 404 when
+        // the customer never had credits: both mean "no credits", with nothing changed.
+        if (err instanceof DodoPayments.BadRequestError || err instanceof DodoPayments.NotFoundError) {
+          throw new InsufficientCredits();
+        }
+        throw err;
+      }
+    },
+
+    async refund(customerId, amount, key, reason) {
+      try {
+        await guard(() =>
+          ledgerEntries.createLedgerEntry(customerId, {
+            credit_entitlement_id: catalog.creditEntitlementId,
+            amount: String(amount),
+            entry_type: 'credit',
+            reason,
+            idempotency_key: key,
+          }),
+        );
+      } catch (err) {
+        if (err instanceof DodoPayments.ConflictError) return; // already refunded under this key
+        throw err;
+      }
+    },
+
+    async customer(customerId) {
+      const c = await guard(() => dodo.customers.retrieve(customerId));
+      return { email: c.email, name: c.name };
+    },
+
+    async ledger(customerId, limit) {
+      const out: CreditLedgerEntry[] = [];
+      const page = await guard(() =>
+        ledgerEntries.listLedger(customerId, { credit_entitlement_id: catalog.creditEntitlementId, page_size: Math.min(limit, 100) }),
+      );
+      for await (const entry of page) {
+        out.push(entry);
+        if (out.length >= limit) break;
+      }
+      return out;
+    },
+  };
+}
+
+/**
+ * Maps Dodo's transport-level and 5xx/429 failures to MailKit's 503/429 (never leaking
+ * Dodo's text); 4xx API errors pass through for the caller to interpret.
+ */
+async function guard<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    if (err instanceof DodoPayments.RateLimitError) {
+      const retryAfter = Number(err.headers?.get('retry-after')) || 5;
+      throw new HttpError(429, 'billing_rate_limited', 'Our billing provider is rate limiting us. Retry shortly.', {
+        'Retry-After': String(retryAfter),
+      });
+    }
+    if (err instanceof DodoPayments.APIConnectionError) throw new DodoUnavailable();
+    if (err instanceof DodoPayments.APIError && (err.status ?? 0) >= 500) throw new DodoUnavailable();
+    throw err;
+  }
+}

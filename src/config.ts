@@ -1,0 +1,156 @@
+import { z } from 'zod';
+
+/**
+ * MailKit's configuration, parsed once at boot from the environment.
+ *
+ * Mode is decided by one variable: with no `DODO_PAYMENTS_API_KEY` MailKit runs on its
+ * built-in sandbox (Dodo and Resend on loopback, catalog provisioned by itself); with
+ * one, it runs live against Dodo (test or live mode) and Resend, and every variable a
+ * live setup needs must be present. A half-configured live setup stops at boot with a
+ * message naming each missing variable.
+ */
+export type Mode = 'sandbox' | 'live';
+
+export interface Config {
+  readonly mode: Mode;
+  readonly port: number;
+  /** Interface to listen on: loopback in sandbox mode (the sandbox grants credits to anyone who reaches it). */
+  readonly host: string;
+  /** Public origin of the dashboard, used in checkout return URLs and emails. */
+  readonly baseUrl: string;
+  /** Directory for durable local state (API keys, send records, sandbox data). */
+  readonly dataDir: string;
+  /** Sender address for every email MailKit sends. */
+  readonly mailFrom: string;
+  /** Server secret API keys are derived from; rotating it revokes every key. Null in sandbox mode until generated. */
+  readonly keySecret: string | null;
+  readonly logLevel: string;
+  readonly dodo: {
+    readonly apiKey: string | null;
+    readonly webhookKey: string | null;
+    readonly environment: 'test_mode' | 'live_mode';
+    readonly baseUrl: string | null;
+    readonly creditEntitlementId: string | null;
+    readonly planProductId: string | null;
+    readonly topupProductId: string | null;
+  };
+  readonly resend: {
+    readonly apiKey: string | null;
+    readonly baseUrl: string | null;
+  };
+  readonly sandbox: {
+    /** Where the sandbox delivers Dodo webhooks; null: this server's own /webhooks/dodo on loopback. */
+    readonly webhookUrl: string | null;
+    /** Resend sandbox requests per second before 429 (0: no limit). */
+    readonly resendRateLimit: number;
+  };
+}
+
+/** Thrown when the environment cannot run MailKit; its message says which variables and how to fix them. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+// Values copied from the tutorial's .env template: treated as "not set", with a hint.
+const PLACEHOLDER = /^(your_|.*x{6,}|changeme|<.*>$)/i;
+
+const optionalString = z
+  .string()
+  .trim()
+  .optional()
+  .transform((v) => (v === undefined || v === '' ? null : v));
+
+const schema = z.object({
+  PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+  HOST: optionalString,
+  BASE_URL: optionalString.pipe(z.url({ protocol: /^https?$/ }).nullable()),
+  MAILKIT_DATA_DIR: z.string().trim().min(1).default('.data'),
+  MAIL_FROM: z.string().trim().min(3).default('MailKit <onboarding@resend.dev>'),
+  MAILKIT_KEY_SECRET: optionalString,
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  DODO_PAYMENTS_API_KEY: optionalString,
+  DODO_WEBHOOK_KEY: optionalString,
+  DODO_PAYMENTS_ENVIRONMENT: z.enum(['test_mode', 'live_mode']).default('test_mode'),
+  DODO_PAYMENTS_BASE_URL: optionalString.pipe(z.url().nullable()),
+  CREDIT_ENTITLEMENT_ID: optionalString,
+  PLAN_PRODUCT_ID: optionalString,
+  TOPUP_PRODUCT_ID: optionalString,
+  RESEND_API_KEY: optionalString,
+  RESEND_BASE_URL: optionalString.pipe(z.url().nullable()),
+  SANDBOX_WEBHOOK_URL: optionalString.pipe(z.url().nullable()),
+  SANDBOX_RESEND_RATE_LIMIT: z.coerce.number().int().min(0).default(0),
+});
+
+const LIVE_REQUIRED = [
+  ['DODO_WEBHOOK_KEY', 'the signing key shown on your webhook endpoint in Dodo (Developers → Webhooks)'],
+  ['CREDIT_ENTITLEMENT_ID', 'the Email Credits entitlement id (cde_…), or run `npm run setup`'],
+  ['PLAN_PRODUCT_ID', 'the MailKit Plan product id (pdt_…), or run `npm run setup`'],
+  ['TOPUP_PRODUCT_ID', 'the Email Top-Up Pack product id (pdt_…), or run `npm run setup`'],
+  ['RESEND_API_KEY', 'a Resend API key (re_…) from resend.com/api-keys'],
+  ['MAILKIT_KEY_SECRET', 'a random secret of 32+ characters, e.g. `openssl rand -hex 32`'],
+] as const;
+
+/** Parses and validates the environment. Throws ConfigError naming every problem at once. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const problems: string[] = [];
+  for (const [name, value] of Object.entries(env)) {
+    if (name in schema.shape && value && PLACEHOLDER.test(value.trim())) {
+      problems.push(`${name} still holds the placeholder "${value.slice(0, 24)}"; set a real value or remove the line.`);
+    }
+  }
+  const parsed = schema.safeParse(env);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) problems.push(`${issue.path.join('.')}: ${issue.message}`);
+  }
+  if (problems.length || !parsed.success) throw new ConfigError(formatProblems(problems));
+  const e = parsed.data;
+  const mode: Mode = e.DODO_PAYMENTS_API_KEY ? 'live' : 'sandbox';
+
+  if (mode === 'live') {
+    const missing = LIVE_REQUIRED.filter(([name]) => !e[name]).map(([name, how]) => `${name} is missing: ${how}.`);
+    if (missing.length) {
+      throw new ConfigError(
+        formatProblems([
+          'DODO_PAYMENTS_API_KEY is set, so MailKit runs live, but:',
+          ...missing,
+          'Or remove DODO_PAYMENTS_API_KEY to run on the built-in sandbox.',
+        ]),
+      );
+    }
+    if ((e.MAILKIT_KEY_SECRET ?? '').length < 32) {
+      throw new ConfigError(formatProblems(['MAILKIT_KEY_SECRET must be at least 32 characters.']));
+    }
+  }
+
+  const port = e.PORT;
+  const host = e.HOST ?? (mode === 'sandbox' ? '127.0.0.1' : '0.0.0.0');
+  const baseUrl = (e.BASE_URL ?? `http://localhost:${port}`).replace(/\/+$/, '');
+  return Object.freeze({
+    mode,
+    port,
+    host,
+    baseUrl,
+    dataDir: e.MAILKIT_DATA_DIR,
+    mailFrom: e.MAIL_FROM,
+    keySecret: e.MAILKIT_KEY_SECRET,
+    logLevel: e.LOG_LEVEL,
+    dodo: Object.freeze({
+      apiKey: e.DODO_PAYMENTS_API_KEY,
+      webhookKey: e.DODO_WEBHOOK_KEY,
+      environment: e.DODO_PAYMENTS_ENVIRONMENT,
+      baseUrl: e.DODO_PAYMENTS_BASE_URL,
+      creditEntitlementId: e.CREDIT_ENTITLEMENT_ID,
+      planProductId: e.PLAN_PRODUCT_ID,
+      topupProductId: e.TOPUP_PRODUCT_ID,
+    }),
+    resend: Object.freeze({ apiKey: e.RESEND_API_KEY, baseUrl: e.RESEND_BASE_URL }),
+    sandbox: Object.freeze({
+      webhookUrl: e.SANDBOX_WEBHOOK_URL,
+      resendRateLimit: e.SANDBOX_RESEND_RATE_LIMIT,
+    }),
+  });
+}
+
+function formatProblems(lines: string[]): string {
+  return ['MailKit cannot start:', ...lines.map((l) => `  - ${l}`), 'See .env.example for every variable.'].join('\n');
+}

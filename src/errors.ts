@@ -1,0 +1,55 @@
+import type { ErrorRequestHandler, RequestHandler } from 'express';
+
+/**
+ * The one error shape MailKit answers with: `{ "error": { "code", "message" } }`.
+ * Handlers throw an HttpError; the error middleware, registered last, renders it.
+ */
+export class HttpError extends Error {
+  override name = 'HttpError';
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    /** Extra response headers, e.g. Retry-After on 429/503. */
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+  }
+}
+
+/** JSON 404 for any route nothing else answered. */
+export const notFound: RequestHandler = (req, _res, next) => {
+  next(new HttpError(404, 'not_found', `No route for ${req.method} ${req.path}.`));
+};
+
+/**
+ * Renders HttpError as is; turns body-parser failures into 400/413; anything else is a
+ * bug or an upstream failure and becomes a 500 whose text never leaks a stack or an
+ * upstream message (it is logged with the request id instead).
+ */
+export function errorMiddleware(log: (err: unknown, req: Parameters<ErrorRequestHandler>[1]) => void): ErrorRequestHandler {
+  return (err, req, res, next) => {
+    if (res.headersSent) return next(err);
+    const http = toHttpError(err);
+    if (http.status >= 500) log(err, req);
+    res.set(http.headers);
+    res.status(http.status).json({ error: { code: http.code, message: http.message } });
+  };
+}
+
+function toHttpError(err: unknown): HttpError {
+  if (err instanceof HttpError) return err;
+  const e = err as { type?: string; status?: number; limit?: number };
+  // body-parser marks its own errors with a type; their messages are safe to show.
+  if (e?.type === 'entity.parse.failed') return new HttpError(400, 'invalid_json', 'The request body is not valid JSON.');
+  if (e?.type === 'entity.too.large') {
+    return new HttpError(413, 'payload_too_large', `The request body is larger than the ${e.limit ?? ''} byte limit.`.replace('  ', ' '));
+  }
+  if (e?.type === 'encoding.unsupported' || e?.type === 'charset.unsupported') {
+    return new HttpError(415, 'unsupported_encoding', 'Send the body as UTF-8 JSON.');
+  }
+  if (typeof e?.status === 'number' && e.status >= 400 && e.status < 500 && e?.type) {
+    return new HttpError(e.status, 'bad_request', 'The request could not be read.');
+  }
+  return new HttpError(500, 'internal_error', 'Something went wrong on our side; it has been logged.');
+}

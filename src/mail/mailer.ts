@@ -1,0 +1,136 @@
+import type { Resend } from 'resend';
+
+/** One email as MailKit hands it to Resend. */
+export interface OutgoingEmail {
+  to: string[];
+  subject: string;
+  html?: string;
+  text?: string;
+}
+
+/**
+ * What became of a delivery attempt. The distinction matters for money:
+ * - `sent`: Resend accepted it.
+ * - `rejected`: Resend answered with an error, so nothing was sent; `retryable` when a
+ *   later try may succeed (5xx, rate limit, concurrent use of the key), not when the
+ *   email itself is invalid.
+ * - `unknown`: no answer (timeout, connection reset): it may or may not have been sent.
+ */
+export type Delivery =
+  | { kind: 'sent'; id: string }
+  | { kind: 'rejected'; retryable: boolean; status: number; name: string; message: string; retryAfterSec?: number }
+  | { kind: 'unknown'; message: string };
+
+export type BatchDelivery =
+  | { kind: 'sent'; ids: Array<string | null>; errors: Array<{ index: number; message: string }> }
+  | Exclude<Delivery, { kind: 'sent' }>;
+
+/** The Resend side of MailKit: deliver one email or a batch, honouring rate limits. */
+export interface Mailer {
+  deliver(email: OutgoingEmail, idempotencyKey: string): Promise<Delivery>;
+  /** One Resend batch call in permissive mode: valid items are sent, invalid ones reported by index. */
+  deliverBatch(emails: OutgoingEmail[], idempotencyKey: string): Promise<BatchDelivery>;
+}
+
+export interface MailerOptions {
+  resend: Resend;
+  from: string;
+  /** Per-call timeout; past it the outcome is unknown (default 15 s). */
+  timeoutMs?: number;
+  /** Bounded retries on 429 and 5xx with the same idempotency key (default 3). */
+  maxRetries?: number;
+  /** Longest single wait we accept from a Retry-After before giving up (default 5 s). */
+  maxBackoffMs?: number;
+  sleep?: (ms: number) => Promise<void>;
+}
+
+type ResendError = { statusCode?: number | null; name?: string; message?: string };
+
+export function createMailer(opts: MailerOptions): Mailer {
+  const { resend, from } = opts;
+  const timeoutMs = opts.timeoutMs ?? 15_000;
+  const maxRetries = opts.maxRetries ?? 3;
+  const maxBackoffMs = opts.maxBackoffMs ?? 5_000;
+  const sleep = opts.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+
+  /**
+   * Runs one Resend call, retrying retryable rejections with backoff. Retrying with the
+   * same idempotency key is what makes this safe: Resend answers a repeat with the first result.
+   */
+  async function withRetries<T>(
+    call: (signal: AbortSignal) => Promise<{ data: T | null; error: ResendError | null; headers: Record<string, string> | null }>,
+  ): Promise<{ ok: T } | { failed: Exclude<Delivery, { kind: 'sent' }> }> {
+    for (let attempt = 0; ; attempt++) {
+      let result;
+      try {
+        result = await call(AbortSignal.timeout(timeoutMs));
+      } catch (err) {
+        return { failed: { kind: 'unknown', message: `Resend did not answer: ${(err as Error).name}` } };
+      }
+      if (result.data && !result.error) return { ok: result.data };
+      const failed = classify(result.error ?? {}, result.headers);
+      if (failed.kind === 'rejected' && failed.retryable && attempt < maxRetries) {
+        const wait = Math.min(maxBackoffMs, failed.retryAfterSec !== undefined ? failed.retryAfterSec * 1000 : backoff(attempt));
+        if (failed.retryAfterSec === undefined || failed.retryAfterSec * 1000 <= maxBackoffMs) {
+          await sleep(wait);
+          continue;
+        }
+      }
+      // Another request holds this key (another instance, or a client retrying in parallel): it
+      // may still succeed, so this is not a rejection we could refund on.
+      if (failed.kind === 'rejected' && failed.name === 'concurrent_idempotent_requests') {
+        return { failed: { kind: 'unknown', message: 'Another request with the same idempotency key is still being delivered.' } };
+      }
+      return { failed };
+    }
+  }
+
+  return {
+    async deliver(email, idempotencyKey) {
+      const r = await withRetries((signal) =>
+        resend.emails.send({ from, to: email.to, subject: email.subject, html: email.html, text: email.text } as never, {
+          idempotencyKey,
+          signal,
+        }),
+      );
+      return 'ok' in r ? { kind: 'sent', id: (r.ok as { id: string }).id } : r.failed;
+    },
+
+    async deliverBatch(emails, idempotencyKey) {
+      const r = await withRetries((signal) =>
+        resend.batch.send(
+          emails.map((e) => ({ from, to: e.to, subject: e.subject, html: e.html, text: e.text }) as never),
+          { idempotencyKey, batchValidation: 'permissive', signal },
+        ),
+      );
+      if (!('ok' in r)) return r.failed;
+      const ok = r.ok as { data: Array<{ id: string }>; errors?: Array<{ index: number; message: string }> };
+      // Permissive mode returns ids for the accepted items in order; failed indexes are listed apart.
+      const errors = ok.errors ?? [];
+      const failedIdx = new Set(errors.map((e) => e.index));
+      const ids: Array<string | null> = [];
+      let next = 0;
+      for (let i = 0; i < emails.length; i++) ids.push(failedIdx.has(i) ? null : (ok.data[next++]?.id ?? null));
+      return { kind: 'sent', ids, errors };
+    },
+  };
+}
+
+function classify(error: ResendError, headers: Record<string, string> | null): Exclude<Delivery, { kind: 'sent' }> {
+  const status = error.statusCode ?? null;
+  const message = error.message ?? 'Resend returned an error.';
+  const name = error.name ?? 'application_error';
+  // The SDK reports a failed fetch (refused, reset, aborted) as statusCode null: no answer, outcome unknown.
+  if (status === null) return { kind: 'unknown', message };
+  const retryAfter = Number(headers?.['retry-after']);
+  const retryAfterSec = Number.isFinite(retryAfter) && retryAfter >= 0 ? retryAfter : undefined;
+  if (status === 429) return { kind: 'rejected', retryable: true, status, name, message, retryAfterSec: retryAfterSec ?? 1 };
+  // Another request with this key is still being processed: it may yet succeed.
+  if (status === 409 && name === 'concurrent_idempotent_requests') return { kind: 'rejected', retryable: true, status, name, message, retryAfterSec: retryAfterSec ?? 1 };
+  if (status >= 500) return { kind: 'rejected', retryable: true, status, name, message, retryAfterSec };
+  return { kind: 'rejected', retryable: false, status, name, message };
+}
+
+function backoff(attempt: number): number {
+  return Math.min(2000, 100 * 2 ** attempt) + Math.floor(Math.random() * 50);
+}

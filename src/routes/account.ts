@@ -1,0 +1,24 @@
+import { Router, type RequestHandler } from 'express';
+import type { ApiKeys } from '../auth/api-keys';
+import { customerOf } from '../auth/middleware';
+import type { Billing } from '../billing/billing';
+
+/** GET /account (who this key is) and POST /account/key (rotate: the old key stops working at once). */
+export function accountRoutes(deps: { billing: Billing; apiKeys: ApiKeys; auth: RequestHandler }): Router {
+  const router = Router();
+
+  router.get('/account', deps.auth, async (req, res) => {
+    const customerId = customerOf(req);
+    const customer = await deps.billing.customer(customerId);
+    res.set('Cache-Control', 'no-store');
+    res.json({ customer_id: customerId, email: customer.email, name: customer.name });
+  });
+
+  router.post('/account/key', deps.auth, (req, res) => {
+    const key = deps.apiKeys.rotate(customerOf(req));
+    res.set('Cache-Control', 'no-store');
+    res.status(201).json({ api_key: key });
+  });
+
+  return router;
+}

@@ -1,0 +1,29 @@
+import { Router, type RequestHandler } from 'express';
+import { z } from 'zod';
+import { assertSameCustomer, customerOf } from '../auth/middleware';
+import type { Billing } from '../billing/billing';
+import { customerIdField, emailAddress, parse } from './validate';
+
+const subscribeBody = z.strictObject({
+  email: emailAddress,
+  name: z.string({ error: 'must be a string' }).trim().min(1, 'is required').max(200, 'must be at most 200 characters'),
+});
+const topupBody = z.strictObject({ customer_id: customerIdField }).optional();
+
+/** POST /checkout/subscribe (public) and POST /checkout/topup (the key's customer). */
+export function checkoutRoutes(deps: { billing: Billing; auth: RequestHandler }): Router {
+  const router = Router();
+
+  router.post('/checkout/subscribe', async (req, res) => {
+    const { email, name } = parse(subscribeBody, req.body);
+    res.json({ checkout_url: await deps.billing.subscribeCheckout({ email, name }) });
+  });
+
+  router.post('/checkout/topup', deps.auth, async (req, res) => {
+    const body = parse(topupBody, req.body);
+    assertSameCustomer(req, body?.customer_id);
+    res.json({ checkout_url: await deps.billing.topupCheckout(customerOf(req)) });
+  });
+
+  return router;
+}

@@ -1,0 +1,52 @@
+import { createHash } from 'node:crypto';
+
+/**
+ * A send's durable record. See README.md in this folder for the state machine.
+ *
+ * - `new`: nothing reserved under the current attempt yet.
+ * - `delivering`: credits reserved (Dodo debit under `attempt`'s key); the email may or may not be out.
+ * - `refunding`: Resend rejected the email; the credits are going back. Persisted (flushed)
+ *   before the refund is issued, so a crash mid-refund resumes the refund, never skips it.
+ * - `done`: final; `result` is replayed to every retry with the same key.
+ */
+export interface SendRecord {
+  customerId: string;
+  fingerprint: string;
+  /** Emails this send covers (1 for /send, N for /send/batch): the credits reserved per attempt. */
+  credits: number;
+  attempt: number;
+  state: 'new' | 'delivering' | 'refunding' | 'done';
+  /** Set while refunding: how many credits go back and whether a fresh attempt may follow. */
+  refund?: { credits: number; retryable: boolean; reason: string };
+  result?: StoredResponse;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** The HTTP answer a finished send gives, replayed verbatim for the same key. */
+export interface StoredResponse {
+  status: number;
+  body: unknown;
+}
+
+/** How long a client idempotency key is honoured: Resend keeps its keys for 24 hours. */
+export const KEY_RETENTION_MS = 24 * 60 * 60 * 1000;
+
+/** Internal send id: the client's key scoped to the customer, so two customers' keys never collide. */
+export function sendIdFor(customerId: string, clientKey: string): string {
+  return `snd_${createHash('sha256').update(`${customerId}\u0000${clientKey}`).digest('hex').slice(0, 40)}`;
+}
+
+/** A stable digest of the request body: the same key with a different body is refused. */
+export function fingerprintOf(value: unknown): string {
+  return createHash('sha256').update(JSON.stringify(value)).digest('hex');
+}
+
+/** Upstream idempotency keys for one attempt of a send: a refunded attempt's keys are never reused. */
+export function upstreamKeys(sendId: string, attempt: number) {
+  return {
+    debit: `${sendId}:debit:${attempt}`,
+    refund: `${sendId}:refund:${attempt}`,
+    resend: `${sendId}:${attempt}`,
+  };
+}

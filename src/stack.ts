@@ -1,0 +1,171 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { randomBytes } from 'node:crypto';
+import DodoPayments from 'dodopayments';
+import { Resend } from 'resend';
+import express, { type Express, type RequestHandler } from 'express';
+import { createApp } from './app';
+import { createApiKeys, type ApiKeys } from './auth/api-keys';
+import { createBilling, type Billing, type Catalog } from './billing/billing';
+import { ensureCatalog } from './billing/catalog';
+import type { Config } from './config';
+import { createLogger, type Logger } from './logger';
+import { createMailer, type Mailer } from './mail/mailer';
+import { createSandbox, type Sandbox } from './sandbox';
+import { createSender, type Sender } from './sending/sender';
+import { createAppStore, generatedSecret, newWebhookSecret, type AppStore } from './state';
+
+/** A running MailKit: the HTTP server, the app, its services and (in sandbox mode) the sandbox. */
+export interface Stack {
+  server: Server;
+  /** The origin the server answers on, e.g. http://127.0.0.1:3000. */
+  url: string;
+  config: Config;
+  app: Express;
+  dodo: DodoPayments;
+  resend: Resend;
+  catalog: Catalog;
+  billing: Billing;
+  mailer: Mailer;
+  sender: Sender;
+  apiKeys: ApiKeys;
+  store: AppStore;
+  log: Logger;
+  sandbox?: Sandbox;
+  /** Stops accepting requests, lets in-flight sends finish, flushes state. */
+  close(): Promise<void>;
+}
+
+export interface StackOptions {
+  /** Keep all state in memory (tests): nothing is read from or written to the data dir. */
+  inMemory?: boolean;
+  log?: Logger;
+  /** Sandbox webhook retry schedule (tests shorten it). */
+  webhookRetryDelaysMs?: number[];
+  /** Mailer tuning (tests shorten timeouts). */
+  mailer?: { timeoutMs?: number; maxRetries?: number; maxBackoffMs?: number };
+  /** Dodo SDK retries (default 2, the SDK's own). */
+  dodoMaxRetries?: number;
+}
+
+/**
+ * Builds and starts MailKit. The server listens first, so that in sandbox mode the real
+ * SDKs can reach the sandbox over loopback to provision the catalog; until the app is
+ * ready, only /sandbox answers and everything else gets a 503.
+ */
+export async function startStack(config: Config, opts: StackOptions = {}): Promise<Stack> {
+  const log = opts.log ?? createLogger(config.logLevel);
+  const dataDir = opts.inMemory ? null : config.dataDir;
+  const store = createAppStore(dataDir);
+  const sandboxMode = config.mode === 'sandbox';
+
+  let handler: RequestHandler = starting;
+  const server = createServer((req, res) => handler(req as never, res as never, () => undefined));
+  // Node's default keep-alive timeout (5 s) is shorter than many clients' pools: raise it so
+  // a reused socket is not closed under a request.
+  server.keepAliveTimeout = 65_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  const loopback = `http://127.0.0.1:${port}`;
+  const baseUrl = config.port === 0 ? config.baseUrl.replace(/:0$/, `:${port}`) : config.baseUrl;
+
+  try {
+    let sandbox: Sandbox | undefined;
+    let webhookKey: string;
+    let keySecret: string;
+    if (sandboxMode) {
+      webhookKey = generatedSecret(store, 'sandboxWebhookSecret', newWebhookSecret);
+      keySecret = config.keySecret ?? generatedSecret(store, 'keySecret', () => randomBytes(32).toString('base64url'));
+      sandbox = createSandbox({
+        dataDir,
+        webhookSecret: webhookKey,
+        webhookUrl: config.sandbox.webhookUrl ?? `${loopback}/webhooks/dodo`,
+        publicUrl: baseUrl,
+        resendRateLimit: config.sandbox.resendRateLimit,
+        webhookRetryDelaysMs: opts.webhookRetryDelaysMs,
+        log: (entry) => log.child({ component: 'sandbox' }).info(entry),
+      });
+      // While the app is being built only the sandbox answers: the catalog is provisioned through it.
+      const boot = express();
+      boot.use('/sandbox', sandbox.router);
+      boot.use(starting);
+      handler = boot as unknown as RequestHandler;
+    } else {
+      webhookKey = config.dodo.webhookKey!;
+      keySecret = config.keySecret!;
+    }
+
+    // In sandbox mode the SDKs are pointed at this very server; nothing else differs.
+    const dodo = new DodoPayments({
+      bearerToken: sandboxMode ? 'sandbox_dodo_key' : config.dodo.apiKey!,
+      webhookKey,
+      ...(sandboxMode
+        ? { baseURL: `${loopback}/sandbox/dodo` }
+        : config.dodo.baseUrl
+          ? { baseURL: config.dodo.baseUrl } // the SDK refuses baseURL together with environment
+          : { environment: config.dodo.environment }),
+      timeout: 10_000,
+      maxRetries: opts.dodoMaxRetries ?? 2,
+    });
+    const resend = new Resend(sandboxMode ? 're_sandbox_key' : config.resend.apiKey!, {
+      baseUrl: sandboxMode ? `${loopback}/sandbox/resend` : (config.resend.baseUrl ?? undefined),
+    });
+
+    const catalog: Catalog = sandboxMode
+      ? await ensureCatalog(dodo)
+      : {
+          creditEntitlementId: config.dodo.creditEntitlementId!,
+          planProductId: config.dodo.planProductId!,
+          topupProductId: config.dodo.topupProductId!,
+        };
+
+    const billing = createBilling({ dodo, catalog, baseUrl });
+    const mailer = createMailer({ resend, from: config.mailFrom, ...opts.mailer });
+    const sender = createSender({ billing, mailer, store });
+    const env = sandboxMode || config.dodo.environment === 'test_mode' ? 'test' : 'live';
+    const apiKeys = createApiKeys({ store, secret: keySecret, env });
+    const app = createApp({ mode: config.mode, baseUrl, dodo, webhookKey, billing, mailer, sender, apiKeys, store, log, sandbox });
+    handler = app as unknown as RequestHandler;
+
+    let closing: Promise<void> | undefined;
+    return {
+      server,
+      url: loopback,
+      config,
+      app,
+      dodo,
+      resend,
+      catalog,
+      billing,
+      mailer,
+      sender,
+      apiKeys,
+      store,
+      log,
+      sandbox,
+      close() {
+        closing ??= (async () => {
+          const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+          server.closeIdleConnections();
+          await sender.drain();
+          await sandbox?.close();
+          await store.flush();
+          server.closeAllConnections();
+          await stopped;
+        })();
+        return closing;
+      },
+    };
+  } catch (err) {
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    throw err;
+  }
+}
+
+const starting: RequestHandler = (_req, res) => {
+  res.status(503).set('Retry-After', '1').json({ error: { code: 'starting', message: 'MailKit is starting; retry in a second.' } });
+};

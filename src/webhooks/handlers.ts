@@ -1,0 +1,129 @@
+import type { ApiKeys } from '../auth/api-keys';
+import type { Billing } from '../billing/billing';
+import { escapeHtml } from '../lib/html';
+import type { Mailer, OutgoingEmail } from '../mail/mailer';
+import type { DodoEvent, WebhookContext, WebhookHandlers } from './dodo-webhooks';
+
+/** The events whose payload is a credit ledger entry. */
+type LedgerEventType =
+  | 'credit.added'
+  | 'credit.deducted'
+  | 'credit.expired'
+  | 'credit.rolled_over'
+  | 'credit.rollover_forfeited'
+  | 'credit.overage_charged'
+  | 'credit.manual_adjustment';
+
+/**
+ * What MailKit does with each Dodo event. Effects that leave the process (emails) carry a
+ * Resend idempotency key derived from the webhook-id, so a redelivery, or a second server
+ * instance handling the same delivery, cannot send them twice.
+ */
+export function createWebhookHandlers(deps: { apiKeys: ApiKeys; billing: Billing; mailer: Mailer; baseUrl: string }): WebhookHandlers {
+  const { apiKeys, billing, mailer, baseUrl } = deps;
+
+  /** Sends a system email; throws (so Dodo redelivers) unless Resend gave a definite answer. */
+  async function notify(email: OutgoingEmail, ctx: WebhookContext, purpose: string) {
+    const d = await mailer.deliver(email, `webhook:${ctx.webhookId}:${purpose}`);
+    if (d.kind === 'sent') {
+      ctx.log.info({ emailId: d.id, purpose }, 'notification email sent');
+      return;
+    }
+    if (d.kind === 'rejected' && !d.retryable) {
+      ctx.log.error({ purpose, reason: d.name }, 'notification email rejected by the provider; not retrying');
+      return;
+    }
+    throw new Error(`notification email (${purpose}) not confirmed: ${d.kind}`);
+  }
+
+  const logLedger = async (event: DodoEvent<LedgerEventType>, ctx: WebhookContext) => {
+    const d = event.data;
+    ctx.log.info(
+      {
+        customerId: d.customer_id,
+        transactionType: d.transaction_type,
+        amount: d.amount,
+        isCredit: d.is_credit,
+        balanceBefore: d.balance_before,
+        balanceAfter: d.balance_after,
+        grantId: d.grant_id,
+        ledgerEntryId: d.id,
+      },
+      event.type,
+    );
+  };
+
+  return {
+    'subscription.active': async (event, ctx) => {
+      const { customer, subscription_id: subscriptionId } = event.data;
+      const key = apiKeys.forSubscription(customer.customer_id, subscriptionId);
+      if (!key) {
+        ctx.log.warn({ customerId: customer.customer_id }, 'subscription active but its API key was revoked; not re-issuing');
+        return;
+      }
+      ctx.log.info({ customerId: customer.customer_id, subscriptionId }, 'API key issued');
+      await notify(keyEmail(customer.email, customer.name, key, baseUrl), ctx, 'api-key');
+    },
+
+    'credit.balance_low': async (event, ctx) => {
+      const d = event.data;
+      ctx.log.info(
+        { customerId: d.customer_id, available: d.available_balance, thresholdPercent: d.threshold_percent },
+        `[low-balance] ${d.customer_id} has ${d.available_balance} ${d.credit_entitlement_name} left (under ${d.threshold_percent}%)`,
+      );
+      const customer = await billing.customer(d.customer_id);
+      await notify(lowBalanceEmail(customer.email, d.credit_entitlement_name, d.available_balance, d.threshold_percent, baseUrl), ctx, 'low-balance');
+    },
+
+    'credit.added': logLedger,
+    'credit.deducted': logLedger,
+    'credit.expired': logLedger,
+    'credit.rolled_over': logLedger,
+    'credit.rollover_forfeited': logLedger,
+    'credit.overage_charged': logLedger,
+    'credit.manual_adjustment': logLedger,
+    'credit.overage_reset': async (event, ctx) => {
+      ctx.log.info({ data: event.data }, event.type);
+    },
+    'payment.succeeded': async (event, ctx) => {
+      ctx.log.info({ paymentId: event.data.payment_id, customerId: event.data.customer.customer_id, total: event.data.total_amount }, event.type);
+    },
+    'payment.failed': async (event, ctx) => {
+      ctx.log.warn({ paymentId: event.data.payment_id, customerId: event.data.customer.customer_id }, event.type);
+    },
+    'subscription.renewed': async (event, ctx) => {
+      ctx.log.info({ subscriptionId: event.data.subscription_id, customerId: event.data.customer.customer_id }, event.type);
+    },
+  };
+}
+
+function keyEmail(to: string, name: string, key: string, baseUrl: string): OutgoingEmail {
+  const dashboard = `${baseUrl}/`;
+  return {
+    to: [to],
+    subject: 'Your MailKit API key',
+    html: [
+      `<p>Hi ${escapeHtml(name || 'there')},</p>`,
+      '<p>Your MailKit Plan is active: 5,000 emails every billing cycle.</p>',
+      '<p>Your API key (keep it secret; anyone holding it can send email on your credits):</p>',
+      `<p><code style="font-size:15px">${escapeHtml(key)}</code></p>`,
+      `<p>Paste it into the <a href="${escapeHtml(dashboard)}">MailKit dashboard</a>, or send with curl:</p>`,
+      `<pre>curl -X POST ${escapeHtml(baseUrl)}/send \\\n  -H "Authorization: Bearer ${escapeHtml(key)}" \\\n  -H "Content-Type: application/json" \\\n  -d '{"to":"delivered@resend.dev","subject":"Hello","html":"&lt;p&gt;Hi&lt;/p&gt;"}'</pre>`,
+    ].join('\n'),
+    text: `Your MailKit Plan is active.\n\nYour API key: ${key}\n\nDashboard: ${dashboard}\n`,
+  };
+}
+
+function lowBalanceEmail(to: string, entitlementName: string, available: string, thresholdPercent: number, baseUrl: string): OutgoingEmail {
+  const topup = `${baseUrl}/#topup`;
+  const n = Number(available).toLocaleString('en-US');
+  return {
+    to: [to],
+    subject: `Your ${entitlementName} balance is running low`,
+    html: [
+      `<p>You have <strong>${escapeHtml(n)}</strong> emails left (under your ${escapeHtml(thresholdPercent)}% threshold).</p>`,
+      `<p>Sending stops at zero. <a href="${escapeHtml(topup)}">Buy a top-up pack</a>: $9 for 5,000 more emails, available at once.</p>`,
+    ].join('\n'),
+    text: `You have ${n} emails left (under your ${thresholdPercent}% threshold). Top up: ${topup}\n`,
+  };
+}

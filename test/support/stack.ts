@@ -1,0 +1,67 @@
+import request from 'supertest';
+import { expect } from 'vitest';
+import { loadConfig } from '../../src/config';
+import { createLogger } from '../../src/logger';
+import { startStack, type Stack, type StackOptions } from '../../src/stack';
+
+/** A fresh in-memory MailKit on the sandbox, on an ephemeral loopback port. */
+export async function startTestStack(env: Record<string, string> = {}, opts: StackOptions = {}): Promise<Stack & { sandbox: NonNullable<Stack['sandbox']> }> {
+  const config = loadConfig({ PORT: '0', LOG_LEVEL: 'silent', MAILKIT_DATA_DIR: '/nonexistent-mailkit-test-dir', ...env });
+  const stack = await startStack(config, {
+    inMemory: true,
+    log: createLogger(process.env.TEST_LOG_LEVEL ?? 'silent'),
+    webhookRetryDelaysMs: [20, 50, 100],
+    mailer: { timeoutMs: 2_000, maxBackoffMs: 200 },
+    ...opts,
+  });
+  if (!stack.sandbox) throw new Error('test stack is not in sandbox mode');
+  return stack as Stack & { sandbox: NonNullable<Stack['sandbox']> };
+}
+
+/** Waits until every webhook the sandbox queued has been delivered (and what they triggered). */
+export async function settle(stack: Stack): Promise<void> {
+  await stack.sandbox!.dodo.webhooks.idle();
+}
+
+/**
+ * The tutorial's click-through, over HTTP: get a checkout link, press "Pay with test card"
+ * on the hosted page, wait for the webhooks, read the API key from the email in the outbox.
+ */
+export async function subscribe(stack: Stack, email: string, name = 'Test Customer'): Promise<{ key: string; customerId: string }> {
+  const res = await request(stack.url).post('/checkout/subscribe').send({ email, name }).expect(200);
+  const checkoutUrl: string = res.body.checkout_url;
+  await payCheckout(stack, checkoutUrl);
+  const mail = stack.sandbox!.resend.messages().find((m) => m.to.includes(email) && m.subject === 'Your MailKit API key');
+  expect(mail, `no API key email for ${email} in the outbox`).toBeDefined();
+  const key = /mk_test_[A-Za-z0-9_.-]+/.exec(mail!.text ?? mail!.html ?? '')?.[0];
+  expect(key).toBeTruthy();
+  const account = await request(stack.url).get('/account').set('Authorization', `Bearer ${key}`).expect(200);
+  return { key: key!, customerId: account.body.customer_id };
+}
+
+/** Presses "Pay with test card" on the hosted checkout page (its real form), then waits for webhooks. */
+export async function payCheckout(stack: Stack, checkoutUrl: string): Promise<string> {
+  const page = await fetch(checkoutUrl);
+  expect(page.status).toBe(200);
+  const html = await page.text();
+  const action = /<form[^>]*action="([^"]*\/pay)"/.exec(html)?.[1];
+  expect(action, 'checkout page has no pay form').toBeTruthy();
+  const paid = await fetch(new URL(action!.replace(/&amp;/g, '&'), checkoutUrl), { method: 'POST', redirect: 'manual' });
+  expect(paid.status).toBe(303);
+  await settle(stack);
+  return paid.headers.get('location') ?? '';
+}
+
+/** Authorization header for a key. */
+export const bearer = (key: string) => ({ Authorization: `Bearer ${key}` });
+
+/** Current balance as Dodo reports it (through MailKit's own route). */
+export async function balanceOf(stack: Stack, key: string): Promise<number> {
+  const res = await request(stack.url).get('/credits').set(bearer(key)).expect(200);
+  return Number(res.body.balance);
+}
+
+/** Emails in the outbox sent to `to`. */
+export function outboxTo(stack: Stack, to: string) {
+  return stack.sandbox!.resend.messages().filter((m) => m.to.includes(to));
+}
