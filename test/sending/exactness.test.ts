@@ -1,0 +1,174 @@
+import request from 'supertest';
+import { afterEach, describe, expect, it } from 'vitest';
+import { balanceOf, bearer, settle, startTestStack, subscribe } from '../support/stack';
+
+type TestStack = Awaited<ReturnType<typeof startTestStack>>;
+const email = { to: 'delivered@resend.dev', subject: 'Receipt', html: '<p>Thanks</p>' };
+
+/** A customer holding exactly `credits` credits. */
+async function customerWith(stack: TestStack, credits: number) {
+  const c = await subscribe(stack, `c${Math.random().toString(36).slice(2)}@example.com`);
+  await stack.sandbox.dodo.adjustBalance(c.customerId, stack.catalog.creditEntitlementId, credits - 5000, 'test setup');
+  await settle(stack);
+  expect(await balanceOf(stack, c.key)).toBe(credits);
+  return c;
+}
+
+const sentTo = (stack: TestStack, to = email.to) => stack.sandbox.resend.messages().filter((m) => m.to.includes(to)).length;
+
+describe('POST /send keeps money exact', () => {
+  let stack: TestStack;
+  afterEach(async () => {
+    await stack?.close();
+  });
+
+  describe('when 200 sends race for 50 credits', () => {
+    it('sends exactly 50 emails, leaves 0 credits, answers 150 × 402 and no 5xx', async () => {
+      stack = await startTestStack();
+      const c = await customerWith(stack, 50);
+      const results = await Promise.all(
+        Array.from({ length: 200 }, () => request(stack.url).post('/send').set(bearer(c.key)).send(email)),
+      );
+      const byStatus = results.reduce<Record<number, number>>((acc, r) => ({ ...acc, [r.status]: (acc[r.status] ?? 0) + 1 }), {});
+      expect(byStatus).toEqual({ 200: 50, 402: 150 });
+      expect(sentTo(stack)).toBe(50);
+      expect(await balanceOf(stack, c.key)).toBe(0);
+    });
+  });
+
+  describe('when one Idempotency-Key is retried', () => {
+    it('10 sequential retries give one email, one debit and the same id', async () => {
+      stack = await startTestStack();
+      const c = await customerWith(stack, 100);
+      const ids = new Set<string>();
+      for (let i = 0; i < 10; i++) {
+        const r = await request(stack.url).post('/send').set(bearer(c.key)).set('Idempotency-Key', 'order-42').send(email).expect(200);
+        ids.add(r.body.id);
+        if (i > 0) expect(r.headers['idempotent-replayed']).toBe('true');
+      }
+      expect(ids.size).toBe(1);
+      expect(sentTo(stack)).toBe(1);
+      expect(await balanceOf(stack, c.key)).toBe(99);
+    });
+
+    it('10 concurrent retries give one email, one debit and the same id', async () => {
+      stack = await startTestStack();
+      const c = await customerWith(stack, 100);
+      const results = await Promise.all(
+        Array.from({ length: 10 }, () => request(stack.url).post('/send').set(bearer(c.key)).set('Idempotency-Key', 'order-43').send(email)),
+      );
+      expect(results.map((r) => r.status)).toEqual(Array(10).fill(200));
+      expect(new Set(results.map((r) => r.body.id)).size).toBe(1);
+      expect(sentTo(stack)).toBe(1);
+      expect(await balanceOf(stack, c.key)).toBe(99);
+    });
+
+    it('the same key with a different body is refused with 422 and changes nothing', async () => {
+      stack = await startTestStack();
+      const c = await customerWith(stack, 100);
+      await request(stack.url).post('/send').set(bearer(c.key)).set('Idempotency-Key', 'k1').send(email).expect(200);
+      const r = await request(stack.url).post('/send').set(bearer(c.key)).set('Idempotency-Key', 'k1').send({ ...email, subject: 'Other' });
+      expect(r.status).toBe(422);
+      expect(r.body.error.code).toBe('idempotency_key_reused');
+      expect(sentTo(stack)).toBe(1);
+      expect(await balanceOf(stack, c.key)).toBe(99);
+    });
+
+    it('two customers may use the same key independently', async () => {
+      stack = await startTestStack();
+      const a = await customerWith(stack, 10);
+      const b = await customerWith(stack, 10);
+      const ra = await request(stack.url).post('/send').set(bearer(a.key)).set('Idempotency-Key', 'same').send(email).expect(200);
+      const rb = await request(stack.url).post('/send').set(bearer(b.key)).set('Idempotency-Key', 'same').send(email).expect(200);
+      expect(ra.body.id).not.toBe(rb.body.id);
+      expect(await balanceOf(stack, a.key)).toBe(9);
+      expect(await balanceOf(stack, b.key)).toBe(9);
+    });
+  });
+
+  describe('when an upstream fails', () => {
+    it('Resend 500 on every try: 503, nothing sent, the credit comes back', async () => {
+      stack = await startTestStack();
+      const c = await customerWith(stack, 10);
+      stack.sandbox.resend.faults.inject({ status: 500, match: /^POST \/emails$/ });
+      const r = await request(stack.url).post('/send').set(bearer(c.key)).send(email);
+      expect(r.status).toBe(503);
+      expect(r.headers['retry-after']).toBeDefined();
+      expect(r.body.error.code).toBe('email_provider_unavailable');
+      expect(sentTo(stack)).toBe(0);
+      expect(await balanceOf(stack, c.key)).toBe(10);
+    });
+
+    it('Resend 500 once: the bounded retry delivers it, one email for one credit', async () => {
+      stack = await startTestStack();
+      const c = await customerWith(stack, 10);
+      stack.sandbox.resend.faults.inject({ status: 500, count: 1, match: /^POST \/emails$/ });
+      await request(stack.url).post('/send').set(bearer(c.key)).send(email).expect(200);
+      expect(sentTo(stack)).toBe(1);
+      expect(await balanceOf(stack, c.key)).toBe(9);
+    });
+
+    it('a lost Resend answer: 503 "retry with the same key", and that retry completes it exactly once', async () => {
+      stack = await startTestStack();
+      const c = await customerWith(stack, 10);
+      stack.sandbox.resend.faults.inject({ dropAfterProcessing: true, count: 1, match: /^POST \/emails$/ });
+      const first = await request(stack.url).post('/send').set(bearer(c.key)).set('Idempotency-Key', 'amb-1').send(email);
+      expect(first.status).toBe(503);
+      expect(first.body.error.code).toBe('delivery_unconfirmed');
+      expect(first.body.error.message).toMatch(/same Idempotency-Key/);
+      expect(sentTo(stack)).toBe(1); // Resend did accept it
+      expect(await balanceOf(stack, c.key)).toBe(9); // and the credit stays reserved
+
+      const retry = await request(stack.url).post('/send').set(bearer(c.key)).set('Idempotency-Key', 'amb-1').send(email).expect(200);
+      expect(retry.body.id).toBe(stack.sandbox.resend.messages()[0]!.id);
+      expect(sentTo(stack)).toBe(1);
+      expect(await balanceOf(stack, c.key)).toBe(9);
+    });
+
+    it('without a client key, the ambiguous answer carries a generated Idempotency-Key to retry with', async () => {
+      stack = await startTestStack();
+      const c = await customerWith(stack, 10);
+      stack.sandbox.resend.faults.inject({ dropAfterProcessing: true, count: 1, match: /^POST \/emails$/ });
+      const first = await request(stack.url).post('/send').set(bearer(c.key)).send(email);
+      expect(first.status).toBe(503);
+      const key = first.headers['idempotency-key'];
+      expect(key).toBeTruthy();
+      await request(stack.url).post('/send').set(bearer(c.key)).set('Idempotency-Key', key).send(email).expect(200);
+      expect(sentTo(stack)).toBe(1);
+      expect(await balanceOf(stack, c.key)).toBe(9);
+    });
+
+    it('Dodo 503 on the debit: 503, nothing sent, nothing debited', async () => {
+      stack = await startTestStack({}, { dodoMaxRetries: 0 });
+      const c = await customerWith(stack, 10);
+      stack.sandbox.dodo.faults.inject({ status: 503, count: 1, match: /ledger-entries$/ });
+      const r = await request(stack.url).post('/send').set(bearer(c.key)).send(email);
+      expect(r.status).toBe(503);
+      expect(r.body.error.code).toBe('billing_unavailable');
+      expect(sentTo(stack)).toBe(0);
+      expect(await balanceOf(stack, c.key)).toBe(10);
+    });
+
+    it('Dodo 429 on the debit: 429 with Retry-After, nothing sent, nothing debited', async () => {
+      stack = await startTestStack({}, { dodoMaxRetries: 0 });
+      const c = await customerWith(stack, 10);
+      stack.sandbox.dodo.faults.inject({ status: 429, count: 1, match: /ledger-entries$/ });
+      const r = await request(stack.url).post('/send').set(bearer(c.key)).send(email);
+      expect(r.status).toBe(429);
+      expect(r.headers['retry-after']).toBeDefined();
+      expect(sentTo(stack)).toBe(0);
+      expect(await balanceOf(stack, c.key)).toBe(10);
+    });
+
+    it('a Resend validation rejection: 422 with its reason, and the credit comes back', async () => {
+      stack = await startTestStack();
+      const c = await customerWith(stack, 10);
+      stack.sandbox.resend.faults.inject({ status: 422, count: 1, match: /^POST \/emails$/ });
+      const r = await request(stack.url).post('/send').set(bearer(c.key)).send(email);
+      expect(r.status).toBe(422);
+      expect(r.body.error.code).toBe('email_rejected');
+      expect(sentTo(stack)).toBe(0);
+      expect(await balanceOf(stack, c.key)).toBe(10);
+    });
+  });
+});
