@@ -83,9 +83,9 @@ const schema = z.object({
 
 const LIVE_REQUIRED = [
   ['DODO_WEBHOOK_KEY', 'the signing key shown on your webhook endpoint in Dodo (Developers → Webhooks)'],
-  ['CREDIT_ENTITLEMENT_ID', 'the Email Credits entitlement id (cde_…), or run `npm run setup`'],
-  ['PLAN_PRODUCT_ID', 'the MailKit Plan product id (pdt_…), or run `npm run setup`'],
-  ['TOPUP_PRODUCT_ID', 'the Email Top-Up Pack product id (pdt_…), or run `npm run setup`'],
+  ['CREDIT_ENTITLEMENT_ID', 'the Email Credits entitlement id (cde_…)'],
+  ['PLAN_PRODUCT_ID', 'the MailKit Plan product id (pdt_…)'],
+  ['TOPUP_PRODUCT_ID', 'the Email Top-Up Pack product id (pdt_…)'],
   ['RESEND_API_KEY', 'a Resend API key (re_…) from resend.com/api-keys'],
   ['MAILKIT_KEY_SECRET', 'a random secret of 32+ characters, e.g. `openssl rand -hex 32`'],
 ] as const;
