@@ -128,9 +128,11 @@ export function createApiRouter(deps: ApiRouterDeps): Router {
   router.use(rateLimit);
   // Resend accepts bodies up to 40 MB with attachments; 10 MB is ample without them.
   router.use(express.json({ limit: '10mb' }));
-  // Claimed before the fault gate: a request is in flight from receipt, latency included.
-  router.post(['/emails', '/emails/batch'], idempotency.claim);
+  // In flight from receipt, so the key is marked before the fault gate's latency...
+  router.post(['/emails', '/emails/batch'], idempotency.receive);
   router.use(faultGate);
+  // ...but replayed after it, so an injected fault also hits a keyed retry.
+  router.post(['/emails', '/emails/batch'], idempotency.replay);
 
   router.post('/emails', (req, res) => {
     const result = validateEmail(req.body);

@@ -9,19 +9,25 @@ export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
 /** Resend's documented maximum key length. */
 export const MAX_IDEMPOTENCY_KEY_LENGTH = 256;
 
-/** What the claim middleware leaves in `res.locals.idempotency` for the route to `remember`. */
+/** What `receive` leaves in `res.locals.idempotency` for `replay` and `remember`. */
 export interface IdempotencyClaim {
   scope: string;
   fingerprint: string;
 }
 
-/** Idempotency-Key handling for the sending endpoints. */
+/** Idempotency-Key handling for the sending endpoints, in two steps around the fault middleware. */
 export interface Idempotency {
   /**
-   * Runs before faults and the route: answers replays and conflicts itself, otherwise marks the
-   * key in flight until the response is written (or the connection closes) and calls next.
+   * At receipt (before faults and their latency): rejects a bad key, answers 409 while the same
+   * key is in flight, otherwise marks it in flight until the response is written or the
+   * connection closes.
    */
-  claim: RequestHandler;
+  receive: RequestHandler;
+  /**
+   * After faults, so an injected fault also hits a retry: replays the remembered answer for the
+   * same payload, answers 409 for a different one, otherwise lets the route run.
+   */
+  replay: RequestHandler;
   /** Records the answer for the request's key, if it had one. Call before writing the response. */
   remember(res: Response, status: number, body: unknown): void;
 }
@@ -52,7 +58,7 @@ export function createIdempotency(store: JsonStore<ResendState>, now: () => numb
     }
   };
 
-  const claim: RequestHandler = (req, res, next) => {
+  const receive: RequestHandler = (req, res, next) => {
     const key = req.get('idempotency-key');
     if (key === undefined) return next();
     if (key.length < 1 || key.length > MAX_IDEMPOTENCY_KEY_LENGTH) return sendError(res, errors.invalidIdempotencyKey());
@@ -60,26 +66,29 @@ export function createIdempotency(store: JsonStore<ResendState>, now: () => numb
     const apiKey = String(res.locals.apiKey);
     // Scoped per API key and per endpoint; the API key itself is never written to disk.
     const scope = `${sha256(apiKey)} ${req.method} ${req.path.toLowerCase().replace(/\/+$/, '')} ${key}`;
-    // The batch mode changes the outcome of the same body, so it is part of what was asked.
-    const mode = req.path.toLowerCase().startsWith('/emails/batch') ? (req.get('x-batch-validation') ?? 'strict') : null;
-    const fingerprint = sha256(canonical({ body: req.body ?? null, mode }));
-
     if (inFlight.has(scope)) return sendError(res, errors.concurrentIdempotentRequests());
-    const record = store.data.idempotency[scope];
-    if (record && now() - record.createdAt < IDEMPOTENCY_TTL_MS) {
-      if (record.fingerprint !== fingerprint) return sendError(res, errors.invalidIdempotentRequest());
-      res.status(record.status).json(record.body);
-      return;
-    }
 
+    // The batch mode changes the outcome of the same body, so it is part of what was asked.
+    const mode = req.path.toLowerCase().startsWith('/emails/batch') ? (req.get('x-batch-validation') ?? 'strict').toLowerCase() : null;
+    const fingerprint = sha256(canonical({ body: req.body ?? null, mode }));
     inFlight.add(scope);
     res.once('close', () => inFlight.delete(scope));
     res.locals.idempotency = { scope, fingerprint } satisfies IdempotencyClaim;
     next();
   };
 
+  const replay: RequestHandler = (_req, res, next) => {
+    const claimed = res.locals.idempotency as IdempotencyClaim | undefined;
+    if (!claimed) return next();
+    const record = store.data.idempotency[claimed.scope];
+    if (!record || now() - record.createdAt >= IDEMPOTENCY_TTL_MS) return next();
+    if (record.fingerprint !== claimed.fingerprint) return sendError(res, errors.invalidIdempotentRequest());
+    res.status(record.status).json(record.body);
+  };
+
   return {
-    claim,
+    receive,
+    replay,
     remember(res, status, body) {
       const claimed = res.locals.idempotency as IdempotencyClaim | undefined;
       if (!claimed) return;

@@ -150,16 +150,20 @@ export function renderMessagePage(o: PageOptions, m: OutboxMessage): string {
 <p class="back"><a href="${escapeHtml(o.outboxPath)}">← All messages</a></p>
 <h1 class="subject">${escapeHtml(m.subject)}</h1>
 <dl class="meta">
-${metaRow('From', escapeHtml(m.from))}
-${metaRow('To', list(m.to))}
-${metaRow('Cc', list(m.cc))}
-${metaRow('Bcc', list(m.bcc))}
-${metaRow('Reply-To', list(m.replyTo))}
-${metaRow('Date', timeTag(m.createdAt))}
-${metaRow('Status', badge(m.lastEvent))}
-${metaRow('Tags', tags)}
-${metaRow('Headers', headers)}
-${metaRow('ID', `<code>${escapeHtml(m.id)}</code>`)}
+${[
+  metaRow('From', escapeHtml(m.from)),
+  metaRow('To', list(m.to)),
+  metaRow('Cc', list(m.cc)),
+  metaRow('Bcc', list(m.bcc)),
+  metaRow('Reply-To', list(m.replyTo)),
+  metaRow('Date', timeTag(m.createdAt)),
+  metaRow('Status', badge(m.lastEvent)),
+  metaRow('Tags', tags),
+  metaRow('Headers', headers),
+  metaRow('ID', `<code>${escapeHtml(m.id)}</code>`),
+]
+  .filter(Boolean)
+  .join('\n')}
 </dl>
 ${links.length ? `<section class="links"><h2>Links in this email</h2><ul>\n${linkItems}\n</ul></section>` : ''}
 ${
