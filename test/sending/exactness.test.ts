@@ -131,7 +131,7 @@ describe('POST /send keeps money exact', () => {
       stack.sandbox.resend.faults.inject({ dropAfterProcessing: true, count: 1, match: /^POST \/emails$/ });
       const first = await request(stack.url).post('/send').set(bearer(c.key)).send(email);
       expect(first.status).toBe(503);
-      const key = first.headers['idempotency-key'];
+      const key = String(first.headers['idempotency-key'] ?? '');
       expect(key).toBeTruthy();
       await request(stack.url).post('/send').set(bearer(c.key)).set('Idempotency-Key', key).send(email).expect(200);
       expect(sentTo(stack)).toBe(1);
