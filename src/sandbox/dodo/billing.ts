@@ -203,102 +203,111 @@ export function createBilling(deps: { store: JsonStore<DodoState>; clock: Sandbo
     grantProductCredits({ product, quantity: sub.quantity, customerId: sub.customer_id, payment, subscription: sub });
   };
 
+  const payNow = (sessionId: string, details?: { email?: string; name?: string }): string => {
+    const session = state().sessions[sessionId];
+    if (!session) throw new CheckoutError(404, `Checkout session ${sessionId} not found`);
+    // Paying twice must never grant twice: a paid session only repeats its redirect.
+    if (session.status === 'paid') return session.redirect_url ?? '';
+    const items = cartProducts(session);
+    const customer = resolveCustomer(session, details);
+    const recurring = items.find((i) => i.product.price.type === 'recurring_price');
+    const first = items[0]!.product.price;
+    const currency = 'currency' in first ? first.currency : 'USD';
+    const total = items.reduce((sum, i) => sum + ('price' in i.product.price ? i.product.price.price : 0) * i.quantity, 0);
+
+    let subscription: StoredSubscription | null = null;
+    if (recurring && recurring.product.price.type === 'recurring_price') {
+      const price = recurring.product.price;
+      const now = clock.now();
+      subscription = {
+        subscription_id: newId('sub'),
+        customer_id: customer.customer_id,
+        product_id: recurring.product.product_id,
+        quantity: recurring.quantity,
+        status: 'active',
+        created_at: now.toISOString(),
+        previous_billing_date: now.toISOString(),
+        next_billing_date: addInterval(now, price.payment_frequency_interval, price.payment_frequency_count).toISOString(),
+        metadata: session.metadata,
+        billing: session.billing,
+        checkout_session_id: session.id,
+      };
+      state().subscriptions[subscription.subscription_id] = subscription;
+    }
+    const payment = buildPayment({
+      customer,
+      total,
+      currency,
+      status: 'succeeded',
+      session,
+      subscription,
+      productCart: subscription ? null : session.product_cart,
+    });
+    state().payments[payment.payment_id] = payment;
+    session.status = 'paid';
+    session.payment_id = payment.payment_id;
+    session.payment_status = 'succeeded';
+    session.customer_id = customer.customer_id;
+    session.subscription_id = subscription?.subscription_id ?? null;
+    session.redirect_url = redirectFor(session, {
+      status: 'succeeded',
+      payment_id: payment.payment_id,
+      subscription_id: subscription?.subscription_id ?? null,
+      customer_id: customer.customer_id,
+      session_id: session.id,
+    });
+    store.save();
+
+    // Order (documented in the README): subscription.active, payment.succeeded, then one
+    // credit.added per granted entitlement, as Dodo's subscription guide sequences them.
+    if (subscription) emit('subscription.active', { payload_type: 'Subscription', ...subscriptionView(state(), subscription) }, customer.customer_id);
+    emit('payment.succeeded', { payload_type: 'Payment', ...payment }, customer.customer_id);
+    for (const item of items) {
+      grantProductCredits({
+        product: item.product,
+        quantity: item.quantity,
+        customerId: customer.customer_id,
+        payment,
+        subscription: item.product.price.type === 'recurring_price' ? subscription : null,
+      });
+    }
+    return session.redirect_url;
+  };
+
+  const declineNow = (sessionId: string, details?: { email?: string; name?: string }): string => {
+    const session = state().sessions[sessionId];
+    if (!session) throw new CheckoutError(404, `Checkout session ${sessionId} not found`);
+    if (session.status === 'paid') return session.redirect_url ?? '';
+    const items = cartProducts(session);
+    const customer = resolveCustomer(session, details);
+    const first = items[0]!.product.price;
+    const payment = buildPayment({
+      customer,
+      total: items.reduce((sum, i) => sum + ('price' in i.product.price ? i.product.price.price : 0) * i.quantity, 0),
+      currency: 'currency' in first ? first.currency : 'USD',
+      status: 'failed',
+      session,
+      subscription: null,
+      productCart: session.product_cart,
+    });
+    state().payments[payment.payment_id] = payment;
+    session.payment_id = payment.payment_id;
+    session.payment_status = 'failed';
+    store.save();
+    emit('payment.failed', { payload_type: 'Payment', ...payment }, customer.customer_id);
+    return redirectFor(session, { status: 'failed', payment_id: payment.payment_id, customer_id: customer.customer_id, session_id: session.id });
+  };
+
   return {
     findOrCreateCustomer,
 
     pay(sessionId, details) {
-      const session = state().sessions[sessionId];
-      if (!session) throw new CheckoutError(404, `Checkout session ${sessionId} not found`);
-      // Paying twice must never grant twice: a paid session only repeats its redirect.
-      if (session.status === 'paid') return session.redirect_url ?? '';
-      const items = cartProducts(session);
-      const customer = resolveCustomer(session, details);
-      const recurring = items.find((i) => i.product.price.type === 'recurring_price');
-      const first = items[0]!.product.price;
-      const currency = 'currency' in first ? first.currency : 'USD';
-      const total = items.reduce((sum, i) => sum + ('price' in i.product.price ? i.product.price.price : 0) * i.quantity, 0);
-
-      let subscription: StoredSubscription | null = null;
-      if (recurring && recurring.product.price.type === 'recurring_price') {
-        const price = recurring.product.price;
-        const now = clock.now();
-        subscription = {
-          subscription_id: newId('sub'),
-          customer_id: customer.customer_id,
-          product_id: recurring.product.product_id,
-          quantity: recurring.quantity,
-          status: 'active',
-          created_at: now.toISOString(),
-          previous_billing_date: now.toISOString(),
-          next_billing_date: addInterval(now, price.payment_frequency_interval, price.payment_frequency_count).toISOString(),
-          metadata: session.metadata,
-          billing: session.billing,
-          checkout_session_id: session.id,
-        };
-        state().subscriptions[subscription.subscription_id] = subscription;
-      }
-      const payment = buildPayment({
-        customer,
-        total,
-        currency,
-        status: 'succeeded',
-        session,
-        subscription,
-        productCart: subscription ? null : session.product_cart,
-      });
-      state().payments[payment.payment_id] = payment;
-      session.status = 'paid';
-      session.payment_id = payment.payment_id;
-      session.payment_status = 'succeeded';
-      session.customer_id = customer.customer_id;
-      session.subscription_id = subscription?.subscription_id ?? null;
-      session.redirect_url = redirectFor(session, {
-        status: 'succeeded',
-        payment_id: payment.payment_id,
-        subscription_id: subscription?.subscription_id ?? null,
-        customer_id: customer.customer_id,
-        session_id: session.id,
-      });
-      store.save();
-
-      // Order (documented in the README): subscription.active, payment.succeeded, then one
-      // credit.added per granted entitlement, as Dodo's subscription guide sequences them.
-      if (subscription) emit('subscription.active', { payload_type: 'Subscription', ...subscriptionView(state(), subscription) }, customer.customer_id);
-      emit('payment.succeeded', { payload_type: 'Payment', ...payment }, customer.customer_id);
-      for (const item of items) {
-        grantProductCredits({
-          product: item.product,
-          quantity: item.quantity,
-          customerId: customer.customer_id,
-          payment,
-          subscription: item.product.price.type === 'recurring_price' ? subscription : null,
-        });
-      }
-      return session.redirect_url;
+      // One instant for the whole payment, so subscription, payment and grants share a timestamp.
+      return clock.pinned(clock.now(), () => payNow(sessionId, details));
     },
 
     decline(sessionId, details) {
-      const session = state().sessions[sessionId];
-      if (!session) throw new CheckoutError(404, `Checkout session ${sessionId} not found`);
-      if (session.status === 'paid') return session.redirect_url ?? '';
-      const items = cartProducts(session);
-      const customer = resolveCustomer(session, details);
-      const first = items[0]!.product.price;
-      const payment = buildPayment({
-        customer,
-        total: items.reduce((sum, i) => sum + ('price' in i.product.price ? i.product.price.price : 0) * i.quantity, 0),
-        currency: 'currency' in first ? first.currency : 'USD',
-        status: 'failed',
-        session,
-        subscription: null,
-        productCart: session.product_cart,
-      });
-      state().payments[payment.payment_id] = payment;
-      session.payment_id = payment.payment_id;
-      session.payment_status = 'failed';
-      store.save();
-      emit('payment.failed', { payload_type: 'Payment', ...payment }, customer.customer_id);
-      return redirectFor(session, { status: 'failed', payment_id: payment.payment_id, customer_id: customer.customer_id, session_id: session.id });
+      return clock.pinned(clock.now(), () => declineNow(sessionId, details));
     },
 
     processDue(until) {

@@ -56,6 +56,8 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
   /** One HTTP attempt; records it on the delivery and returns whether the receiver took it (2xx). */
   const attempt = async (delivery: StoredDelivery): Promise<boolean> => {
     const body = JSON.stringify(delivery.payload);
+    // A restarted sandbox may have a new receiver URL; the log shows where the attempt went.
+    delivery.url = url;
     // The signature timestamp is wall time, not sandbox time: receivers (standardwebhooks) reject
     // timestamps more than 5 minutes off their own clock, and advanceClock would break that.
     const sentAt = new Date();

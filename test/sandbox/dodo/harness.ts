@@ -33,7 +33,7 @@ export interface Harness {
  * A tiny app that mounts the sandbox routers plus a webhook receiver on 127.0.0.1:0, and the real
  * `dodopayments` SDK pointed at it. The server listens first so the sandbox can be told its URLs.
  */
-export async function startHarness(opts: { dataFile?: string | null; retryDelaysMs?: number[]; secret?: string } = {}): Promise<Harness> {
+export async function startHarness(opts: { dataFile?: string | null; retryDelaysMs?: number[]; secret?: string; webhookUrl?: string } = {}): Promise<Harness> {
   const secret = opts.secret ?? `whsec_${randomBytes(24).toString('base64')}`;
   const received: ReceivedWebhook[] = [];
   const receiver = { status: 200 };
@@ -69,7 +69,7 @@ export async function startHarness(opts: { dataFile?: string | null; retryDelays
   sb = createDodoSandbox({
     dataFile: opts.dataFile ?? null,
     webhookSecret: secret,
-    webhookUrl: `${baseUrl}/webhooks/dodo`,
+    webhookUrl: opts.webhookUrl ?? `${baseUrl}/webhooks/dodo`,
     publicUrl: baseUrl,
     apiPath: '/sandbox/dodo',
     checkoutPath: '/sandbox/checkout',
