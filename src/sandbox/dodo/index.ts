@@ -66,7 +66,8 @@ export function createDodoSandbox(options: DodoSandboxOptions): DodoSandbox {
       if (!entitlement || entitlement.deleted_at) throw new Error(`Credit entitlement ${creditEntitlementId} not found`);
       if (!store.data.customers[customerId]) throw new Error(`Customer ${customerId} not found`);
       if (!Number.isFinite(amount) || amount === 0) throw new Error('amount must be a non-zero number');
-      const parsed = parseAmount(Math.abs(amount).toFixed(entitlement.precision), entitlement.precision);
+      // String(), not toFixed(): 1.5 at precision 0 must be refused, not rounded to 2.
+      const parsed = parseAmount(String(Math.abs(amount)), entitlement.precision);
       if (!parsed.ok) throw new Error(parsed.message);
       const description = reason ?? 'Manual adjustment (dashboard)';
       if (amount > 0) {
