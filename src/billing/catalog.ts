@@ -19,6 +19,9 @@ export const CATALOG = {
   },
 } as const;
 
+/** How many entitlements or products the name search reads at most (a bound, not a page size). */
+const MAX_SCAN = 1000;
+
 export interface ProvisionResult extends Catalog {
   /** Which of the three were created now (the rest were found by name). */
   created: Array<'entitlement' | 'plan' | 'topup'>;
@@ -33,11 +36,13 @@ export async function ensureCatalog(dodo: DodoPayments): Promise<ProvisionResult
   const { entitlement, plan, topup } = CATALOG;
 
   let entitlementId: string | undefined;
+  let scanned = 0;
   for await (const e of dodo.creditEntitlements.list({ page_size: 100 })) {
     if (e.name === entitlement.name) {
       entitlementId = e.id;
       break;
     }
+    if (++scanned >= MAX_SCAN) break;
   }
   if (!entitlementId) {
     const e = await dodo.creditEntitlements.create({
@@ -54,8 +59,11 @@ export async function ensureCatalog(dodo: DodoPayments): Promise<ProvisionResult
   }
 
   const byName = new Map<string, string>();
+  scanned = 0;
   for await (const p of dodo.products.list({ page_size: 100 })) {
     if (!byName.has(p.name ?? '')) byName.set(p.name ?? '', p.product_id);
+    if (byName.has(plan.name) && byName.has(topup.name)) break;
+    if (++scanned >= MAX_SCAN) break;
   }
 
   let planProductId = byName.get(plan.name);
