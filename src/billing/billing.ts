@@ -121,7 +121,7 @@ export function createBilling(opts: { dodo: DodoPayments; catalog: Catalog; base
     async ledger(customerId, limit) {
       const out: CreditLedgerEntry[] = [];
       const page = await guard(() =>
-        ledgerEntries.listLedger(customerId, { credit_entitlement_id: catalog.creditEntitlementId, page_size: Math.min(limit, 100) }),
+        ledgerEntries.listLedger(customerId, { credit_entitlement_id: catalog.creditEntitlementId, page_number: 0, page_size: Math.min(limit, 100) }),
       );
       for await (const entry of page) {
         out.push(entry);

@@ -37,7 +37,7 @@ export async function ensureCatalog(dodo: DodoPayments): Promise<ProvisionResult
 
   let entitlementId: string | undefined;
   let scanned = 0;
-  for await (const e of dodo.creditEntitlements.list({ page_size: 100 })) {
+  for await (const e of dodo.creditEntitlements.list({ page_number: 0, page_size: 100 })) {
     if (e.name === entitlement.name) {
       entitlementId = e.id;
       break;
@@ -60,7 +60,7 @@ export async function ensureCatalog(dodo: DodoPayments): Promise<ProvisionResult
 
   const byName = new Map<string, string>();
   scanned = 0;
-  for await (const p of dodo.products.list({ page_size: 100 })) {
+  for await (const p of dodo.products.list({ page_number: 0, page_size: 100 })) {
     if (!byName.has(p.name ?? '')) byName.set(p.name ?? '', p.product_id);
     if (byName.has(plan.name) && byName.has(topup.name)) break;
     if (++scanned >= MAX_SCAN) break;
