@@ -67,7 +67,7 @@ describe('.env.example', () => {
 });
 
 // Only what npx needs: vitest's own environment (e.g. Vite's BASE_URL=/) must not leak into the CLI.
-const cleanEnv = { PATH: process.env.PATH, HOME: process.env.HOME };
+const cleanEnv = { PATH: process.env.PATH, HOME: process.env.HOME, DODO_PAYMENTS_API_KEY: '' };
 
 describe('npm run key', () => {
   it('prints only a working key for the customer on stdout', async () => {
