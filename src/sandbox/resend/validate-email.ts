@@ -1,19 +1,9 @@
+import type { OutboxMessage } from '../contracts';
 import { parseMailbox } from './addresses';
 import { resendError, type ResendErrorBody } from './errors';
 
-/** A send request that passed validation, in the outbox's camelCase shape (no id or time yet). */
-export interface ValidEmail {
-  from: string;
-  to: string[];
-  cc: string[];
-  bcc: string[];
-  replyTo: string[];
-  subject: string;
-  html: string | null;
-  text: string | null;
-  headers: Record<string, string>;
-  tags: Array<{ name: string; value: string }>;
-}
+/** A send request that passed validation, in the outbox's camelCase shape (no id, event or time yet). */
+export type ValidEmail = Omit<OutboxMessage, 'id' | 'lastEvent' | 'createdAt'>;
 
 export type EmailValidation = { ok: true; email: ValidEmail } | { ok: false; error: ResendErrorBody };
 
