@@ -51,7 +51,12 @@ export function createIdempotency(store: JsonStore<ResendState>, now: () => numb
   // In memory only: after a restart nothing can still be in flight.
   const inFlight = new Set<string>();
 
+  // A full scan per request would make a long run quadratic: purge at most once a second
+  // (expired records are already ignored by `replay`, so purging late changes no answer).
+  let lastPurge = Number.NEGATIVE_INFINITY;
   const purgeExpired = () => {
+    if (now() - lastPurge < 1000) return;
+    lastPurge = now();
     const cutoff = now() - IDEMPOTENCY_TTL_MS;
     for (const [scope, record] of Object.entries(store.data.idempotency)) {
       if (record.createdAt <= cutoff) delete store.data.idempotency[scope];
