@@ -160,6 +160,36 @@ describe('POST /send keeps money exact', () => {
       expect(await balanceOf(stack, c.key)).toBe(10);
     });
 
+    it('Resend rate limit (2/s): bounded backoff, and every answer is a 200 or a 429 with Retry-After; emails = credits debited', async () => {
+      stack = await startTestStack({}, { mailer: { timeoutMs: 2_000, maxBackoffMs: 1_500, maxRetries: 3 } });
+      const c = await customerWith(stack, 100);
+      stack.sandbox.resend.setRateLimit(2);
+      const results = await Promise.all(Array.from({ length: 8 }, () => request(stack.url).post('/send').set(bearer(c.key)).send(email)));
+      stack.sandbox.resend.setRateLimit(0);
+      for (const r of results) {
+        expect([200, 429]).toContain(r.status);
+        if (r.status === 429) expect(Number(r.headers['retry-after'])).toBeGreaterThan(0);
+      }
+      const ok = results.filter((r) => r.status === 200).length;
+      expect(ok).toBeGreaterThanOrEqual(2);
+      expect(sentTo(stack)).toBe(ok);
+      expect(await balanceOf(stack, c.key)).toBe(100 - ok);
+    });
+
+    it('Resend timeout: 503 delivery_unconfirmed with the credit kept, and the retry completes it once', async () => {
+      stack = await startTestStack({}, { mailer: { timeoutMs: 200, maxBackoffMs: 200 } });
+      const c = await customerWith(stack, 10);
+      stack.sandbox.resend.faults.inject({ latencyMs: 600, count: 1, match: /^POST \/emails$/ });
+      const first = await request(stack.url).post('/send').set(bearer(c.key)).set('Idempotency-Key', 'slow-1').send(email);
+      expect(first.status).toBe(503);
+      expect(first.body.error.code).toBe('delivery_unconfirmed');
+      await new Promise((r) => setTimeout(r, 700)); // the slow request lands at Resend meanwhile
+      const retry = await request(stack.url).post('/send').set(bearer(c.key)).set('Idempotency-Key', 'slow-1').send(email).expect(200);
+      expect(sentTo(stack)).toBe(1);
+      expect(retry.body.id).toBe(stack.sandbox.resend.messages()[0]!.id);
+      expect(await balanceOf(stack, c.key)).toBe(9);
+    });
+
     it('a Resend validation rejection: 422 with its reason, and the credit comes back', async () => {
       stack = await startTestStack();
       const c = await customerWith(stack, 10);
