@@ -78,6 +78,8 @@ export function createApp(deps: AppDeps): Express {
           objectSrc: ["'none'"],
           baseUri: ["'none'"],
           frameAncestors: ["'self'"],
+          // Only where the public origin is https: over plain http it would break every asset.
+          upgradeInsecureRequests: deps.baseUrl.startsWith('https:') ? [] : null,
         },
       },
       strictTransportSecurity: deps.mode === 'live',
@@ -118,7 +120,8 @@ export function createApp(deps: AppDeps): Express {
   app.use(notFound);
   app.use(
     errorMiddleware((err, req) => {
-      (req as { log?: Logger }).log?.error({ err }, 'request failed') ?? deps.log.error({ err }, 'request failed');
+      // pino-http's per-request logger carries the request id; fall back to the app logger.
+      ((req as { log?: Logger }).log ?? deps.log).error({ err }, 'request failed');
     }),
   );
   return app;
