@@ -49,6 +49,18 @@ export function createBilling(opts: { dodo: DodoPayments; catalog: Catalog; base
   const { dodo, catalog, baseUrl } = opts;
   const ledgerEntries = dodo.creditEntitlements.balances;
 
+  /** One ledger entry under an idempotency key: debits reserve credits, credits give them back. */
+  const ledgerEntry = (customerId: string, entryType: 'debit' | 'credit', amount: number, key: string, reason: string) =>
+    guard(() =>
+      ledgerEntries.createLedgerEntry(customerId, {
+        credit_entitlement_id: catalog.creditEntitlementId,
+        amount: String(amount),
+        entry_type: entryType,
+        reason,
+        idempotency_key: key,
+      }),
+    );
+
   const checkout = async (productId: string, customer: DodoPayments.CheckoutSessionCreateParams['customer'], returnUrl: string) => {
     const session = await guard(() =>
       dodo.checkoutSessions.create({ product_cart: [{ product_id: productId, quantity: 1 }], customer, return_url: returnUrl }),
@@ -74,15 +86,7 @@ export function createBilling(opts: { dodo: DodoPayments; catalog: Catalog; base
 
     async reserve(customerId, amount, key, reason) {
       try {
-        await guard(() =>
-          ledgerEntries.createLedgerEntry(customerId, {
-            credit_entitlement_id: catalog.creditEntitlementId,
-            amount: String(amount),
-            entry_type: 'debit',
-            reason,
-            idempotency_key: key,
-          }),
-        );
+        await ledgerEntry(customerId, 'debit', amount, key, reason);
         return 'reserved';
       } catch (err) {
         // 409 on our own key: this debit already exists, so the send it pays for may go on.
@@ -98,15 +102,7 @@ export function createBilling(opts: { dodo: DodoPayments; catalog: Catalog; base
 
     async refund(customerId, amount, key, reason) {
       try {
-        await guard(() =>
-          ledgerEntries.createLedgerEntry(customerId, {
-            credit_entitlement_id: catalog.creditEntitlementId,
-            amount: String(amount),
-            entry_type: 'credit',
-            reason,
-            idempotency_key: key,
-          }),
-        );
+        await ledgerEntry(customerId, 'credit', amount, key, reason);
       } catch (err) {
         if (err instanceof DodoPayments.ConflictError) return; // already refunded under this key
         throw err;
