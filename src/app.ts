@@ -10,6 +10,7 @@ import type { Billing } from './billing/billing';
 import type { Mode } from './config';
 import { errorMiddleware, notFound } from './errors';
 import type { Logger } from './logger';
+import type { Readiness } from './health/readiness';
 import type { Mailer } from './mail/mailer';
 import { accountRoutes } from './routes/account';
 import { checkoutRoutes } from './routes/checkout';
@@ -35,6 +36,8 @@ export interface AppDeps {
   apiKeys: ApiKeys;
   store: AppStore;
   log: Logger;
+  /** GET /readyz: whether Dodo and Resend answer. */
+  readiness: () => Promise<Readiness>;
   /** Mounted at /sandbox in sandbox mode only; absent in live mode, so /sandbox is a 404 there. */
   sandbox?: Sandbox;
 }
@@ -88,6 +91,11 @@ export function createApp(deps: AppDeps): Express {
 
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
+  });
+
+  app.get('/readyz', async (_req, res) => {
+    const r = await deps.readiness();
+    res.status(r.ready ? 200 : 503).json({ status: r.ready ? 'ready' : 'unavailable', checks: r.checks });
   });
 
   if (deps.sandbox) app.use('/sandbox', deps.sandbox.router);

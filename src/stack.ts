@@ -8,6 +8,7 @@ import { createApp } from './app';
 import { createApiKeys, type ApiKeys } from './auth/api-keys';
 import { createBilling, type Billing, type Catalog } from './billing/billing';
 import { ensureCatalog } from './billing/catalog';
+import { createReadiness } from './health/readiness';
 import type { Config } from './config';
 import { createLogger, type Logger } from './logger';
 import { createMailer, type Mailer } from './mail/mailer';
@@ -127,7 +128,8 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
     const sender = createSender({ billing, mailer, store });
     const env = sandboxMode || config.dodo.environment === 'test_mode' ? 'test' : 'live';
     const apiKeys = createApiKeys({ store, secret: keySecret, env });
-    const app = createApp({ mode: config.mode, baseUrl, dodo, webhookKey, billing, mailer, sender, apiKeys, store, log, sandbox });
+    const readiness = createReadiness({ dodo, resend, creditEntitlementId: catalog.creditEntitlementId });
+    const app = createApp({ mode: config.mode, baseUrl, dodo, webhookKey, billing, mailer, sender, apiKeys, store, log, readiness, sandbox });
     handler = app as unknown as RequestHandler;
 
     let closing: Promise<void> | undefined;

@@ -51,6 +51,9 @@ describe('live mode', () => {
       expect(r.headers['retry-after']).toBeDefined();
       expect(JSON.stringify(r.body)).not.toMatch(/127\.0\.0\.1|ECONNREFUSED|stack/i);
       expect((await request(stack.url).get('/healthz')).status).toBe(200);
+      const ready = await request(stack.url).get('/readyz');
+      expect(ready.status).toBe(503);
+      expect(ready.body).toMatchObject({ status: 'unavailable', checks: { dodo: { ok: false }, resend: { ok: false } } });
     } finally {
       await stack.close();
     }
