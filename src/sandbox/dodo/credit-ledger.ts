@@ -137,12 +137,14 @@ export function createCreditLedger(deps: { store: JsonStore<DodoState>; clock: S
     return best;
   };
 
-  /** Fires credit.balance_low once per crossing; re-arms when the balance is back at or above the threshold. */
-  const checkLowBalance = (entitlement: StoredEntitlement, customerId: string, afterDebit: boolean) => {
+  /**
+   * Fires credit.balance_low once per crossing; re-arms when the balance is back at or above the
+   * threshold. `units` is the balance after the change, which the caller already knows.
+   */
+  const checkLowBalance = (entitlement: StoredEntitlement, customerId: string, units: number, afterDebit: boolean) => {
     const rule = lowBalanceRule(entitlement.id, customerId);
     const b = state().balances[balanceKey(entitlement.id, customerId)];
     if (!rule || !b) return;
-    const units = balanceUnits(state(), entitlement.id, customerId);
     // Integer comparison: balance < credits × percent / 100, without dividing.
     const below = units * 100 < rule.creditsUnits * rule.percent;
     if (!below) {
@@ -208,7 +210,7 @@ export function createCreditLedger(deps: { store: JsonStore<DodoState>; clock: S
       );
       store.save();
       announce(entry);
-      checkLowBalance(args.entitlement, args.customerId, false);
+      checkLowBalance(args.entitlement, args.customerId, before + args.units, false);
       return entry;
     },
 
@@ -248,7 +250,7 @@ export function createCreditLedger(deps: { store: JsonStore<DodoState>; clock: S
       );
       store.save();
       announce(entry);
-      checkLowBalance(args.entitlement, args.customerId, true);
+      checkLowBalance(args.entitlement, args.customerId, available - args.units, true);
       return { ok: true, entry };
     },
 
