@@ -96,7 +96,9 @@ export function createSender(opts: { billing: Billing; mailer: Mailer; store: Ap
     try {
       await billing.reserve(record.customerId, record.credits, upstreamKeys(sendId, record.attempt).debit, reason);
     } catch (err) {
-      // Nothing was reserved or sent: forget the record so a retry after a top-up can succeed.
+      // Nothing was sent. On a refusal (402) nothing was reserved either; on a Dodo outage the
+      // debit may or may not exist, and the same key's retry resolves it (Dodo 409 → deliver).
+      // Either way the record goes, so a retry, e.g. after a top-up, starts cleanly.
       if (record.attempt === 0) delete records[sendId];
       store.save();
       throw err;
