@@ -17,6 +17,7 @@ import { checkoutRoutes } from './routes/checkout';
 import { creditRoutes } from './routes/credits';
 import { sendRoutes } from './routes/send';
 import { LIMITS } from './routes/validate';
+import { createRateLimiters, customerGate, type RateLimits } from './rate-limits';
 import type { Sandbox } from './sandbox';
 import type { Sender } from './sending/sender';
 import type { AppStore } from './state';
@@ -40,6 +41,8 @@ export interface AppDeps {
   readiness: () => Promise<Readiness>;
   /** Mounted at /sandbox in sandbox mode only; absent in live mode, so /sandbox is a 404 there. */
   sandbox?: Sandbox;
+  /** MailKit's own rate limits, requests per minute. */
+  rateLimits: RateLimits;
 }
 
 const publicDir = fileURLToPath(new URL('../public', import.meta.url));
@@ -115,11 +118,12 @@ export function createApp(deps: AppDeps): Express {
   app.use('/send/batch', express.json({ limit: LIMITS.batchBodyBytes }));
   app.use(express.json({ limit: LIMITS.sendBodyBytes }));
 
-  const auth = requireCustomer(deps.apiKeys);
+  const limiters = createRateLimiters(deps.rateLimits);
+  const auth = customerGate(requireCustomer(deps.apiKeys), limiters);
   app.get('/config', (_req, res) => {
     res.json({ mode: deps.mode, outbox_url: deps.sandbox ? '/sandbox/outbox' : null, sandbox_url: deps.sandbox ? '/sandbox' : null });
   });
-  app.use(checkoutRoutes({ billing: deps.billing, auth }));
+  app.use(checkoutRoutes({ billing: deps.billing, auth, publicLimit: limiters.publicPerIp }));
   app.use(creditRoutes({ billing: deps.billing, auth }));
   app.use(sendRoutes({ sender: deps.sender, auth }));
   app.use(accountRoutes({ billing: deps.billing, apiKeys: deps.apiKeys, auth }));

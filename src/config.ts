@@ -44,6 +44,12 @@ export interface Config {
     /** Resend sandbox requests per second before 429 (0: no limit). */
     readonly resendRateLimit: number;
   };
+  /** MailKit's own limits, requests per minute (see src/rate-limits.ts). */
+  readonly rateLimits: {
+    readonly perKey: number;
+    readonly publicPerIp: number;
+    readonly authFailuresPerIp: number;
+  };
 }
 
 /** Thrown when the environment cannot run MailKit; its message says which variables and how to fix them. */
@@ -79,6 +85,9 @@ const schema = z.object({
   RESEND_BASE_URL: optionalString.pipe(z.url().nullable()),
   SANDBOX_WEBHOOK_URL: optionalString.pipe(z.url().nullable()),
   SANDBOX_RESEND_RATE_LIMIT: z.coerce.number().int().min(0).default(0),
+  RATE_LIMIT_PER_KEY: z.coerce.number().int().min(1).default(1200),
+  RATE_LIMIT_PUBLIC_PER_IP: z.coerce.number().int().min(1).default(60),
+  RATE_LIMIT_AUTH_FAILURES_PER_IP: z.coerce.number().int().min(1).default(60),
 });
 
 const LIVE_REQUIRED = [
@@ -147,6 +156,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     sandbox: Object.freeze({
       webhookUrl: e.SANDBOX_WEBHOOK_URL,
       resendRateLimit: e.SANDBOX_RESEND_RATE_LIMIT,
+    }),
+    rateLimits: Object.freeze({
+      perKey: e.RATE_LIMIT_PER_KEY,
+      publicPerIp: e.RATE_LIMIT_PUBLIC_PER_IP,
+      authFailuresPerIp: e.RATE_LIMIT_AUTH_FAILURES_PER_IP,
     }),
   });
 }

@@ -129,7 +129,7 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
     const env = sandboxMode || config.dodo.environment === 'test_mode' ? 'test' : 'live';
     const apiKeys = createApiKeys({ store, secret: keySecret, env });
     const readiness = createReadiness({ dodo, resend, creditEntitlementId: catalog.creditEntitlementId });
-    const app = createApp({ mode: config.mode, baseUrl, dodo, webhookKey, billing, mailer, sender, apiKeys, store, log, readiness, sandbox });
+    const app = createApp({ mode: config.mode, baseUrl, dodo, webhookKey, billing, mailer, sender, apiKeys, store, log, readiness, sandbox, rateLimits: config.rateLimits });
     handler = app as unknown as RequestHandler;
 
     let closing: Promise<void> | undefined;

@@ -11,10 +11,11 @@ const subscribeBody = z.strictObject({
 const topupBody = z.strictObject({ customer_id: customerIdField }).optional();
 
 /** POST /checkout/subscribe (public) and POST /checkout/topup (the key's customer). */
-export function checkoutRoutes(deps: { billing: Billing; auth: RequestHandler }): Router {
+export function checkoutRoutes(deps: { billing: Billing; auth: RequestHandler; publicLimit: RequestHandler }): Router {
   const router = Router();
 
-  router.post('/checkout/subscribe', async (req, res) => {
+  // Public, and each call creates a Dodo checkout session: limited per client address.
+  router.post('/checkout/subscribe', deps.publicLimit, async (req, res) => {
     const { email, name } = parse(subscribeBody, req.body);
     res.json({ checkout_url: await deps.billing.subscribeCheckout({ email, name }) });
   });
