@@ -1,4 +1,4 @@
-import express, { type Express } from 'express';
+import express, { type Express, type RequestHandler } from 'express';
 import type DodoPayments from 'dodopayments';
 import { fileURLToPath } from 'node:url';
 import { pinoHttp } from 'pino-http';
@@ -8,7 +8,7 @@ import type { ApiKeys } from './auth/api-keys';
 import { requireCustomer } from './auth/middleware';
 import type { Billing } from './billing/billing';
 import type { Mode } from './config';
-import { errorMiddleware, notFound } from './errors';
+import { errorMiddleware, HttpError, notFound } from './errors';
 import type { Logger } from './logger';
 import type { Readiness } from './health/readiness';
 import type { Mailer } from './mail/mailer';
@@ -44,6 +44,15 @@ export interface AppDeps {
   /** MailKit's own rate limits, requests per minute. */
   rateLimits: RateLimits;
 }
+
+/** A request that carries a body must say it is JSON: anything else is a 415, before any route runs. */
+const jsonBodiesOnly: RequestHandler = (req, _res, next) => {
+  const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+  if (hasBody && !req.is('application/json')) {
+    return next(new HttpError(415, 'unsupported_media_type', 'Send the request body as JSON with "Content-Type: application/json".'));
+  }
+  next();
+};
 
 const publicDir = fileURLToPath(new URL('../public', import.meta.url));
 
@@ -117,6 +126,7 @@ export function createApp(deps: AppDeps): Express {
 
   app.use('/send/batch', express.json({ limit: LIMITS.batchBodyBytes }));
   app.use(express.json({ limit: LIMITS.sendBodyBytes }));
+  app.use(jsonBodiesOnly);
 
   const limiters = createRateLimiters(deps.rateLimits);
   const auth = customerGate(requireCustomer(deps.apiKeys), limiters);

@@ -48,6 +48,8 @@ function toHttpError(err: unknown): HttpError {
   if (e?.type === 'encoding.unsupported' || e?.type === 'charset.unsupported') {
     return new HttpError(415, 'unsupported_encoding', 'Send the body as UTF-8 JSON.');
   }
+  // The router's failure to decode a percent-encoded path parameter.
+  if (err instanceof URIError && e.status === 400) return new HttpError(400, 'bad_request', 'The URL has an invalid percent-encoding.');
   if (typeof e?.status === 'number' && e.status >= 400 && e.status < 500 && e?.type) {
     return new HttpError(e.status, 'bad_request', 'The request could not be read.');
   }

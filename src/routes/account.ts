@@ -2,6 +2,7 @@ import { Router, type RequestHandler } from 'express';
 import type { ApiKeys } from '../auth/api-keys';
 import { customerOf } from '../auth/middleware';
 import type { Billing } from '../billing/billing';
+import { emptyBody, parse } from './validate';
 
 /** GET /account (who this key is) and POST /account/key (rotate: the old key stops working at once). */
 export function accountRoutes(deps: { billing: Billing; apiKeys: ApiKeys; auth: RequestHandler }): Router {
@@ -15,6 +16,7 @@ export function accountRoutes(deps: { billing: Billing; apiKeys: ApiKeys; auth: 
   });
 
   router.post('/account/key', deps.auth, (req, res) => {
+    parse(emptyBody, req.body);
     const key = deps.apiKeys.rotate(customerOf(req));
     res.set('Cache-Control', 'no-store');
     res.status(201).json({ api_key: key });

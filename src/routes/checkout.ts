@@ -2,11 +2,11 @@ import { Router, type RequestHandler } from 'express';
 import { z } from 'zod';
 import { assertSameCustomer, customerOf } from '../auth/middleware';
 import type { Billing } from '../billing/billing';
-import { customerIdField, emailAddress, parse } from './validate';
+import { customerIdField, emailAddress, headerText, parse } from './validate';
 
 const subscribeBody = z.strictObject({
   email: emailAddress,
-  name: z.string({ error: 'must be a string' }).trim().min(1, 'is required').max(200, 'must be at most 200 characters'),
+  name: headerText(200).trim().pipe(z.string().min(1, 'is required')),
 });
 const topupBody = z.strictObject({ customer_id: customerIdField }).optional();
 

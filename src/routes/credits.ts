@@ -1,6 +1,7 @@
 import { Router, type RequestHandler } from 'express';
 import { assertSameCustomer, customerOf } from '../auth/middleware';
 import type { Billing } from '../billing/billing';
+import { customerIdString, parse } from './validate';
 
 /**
  * GET /credits/:customerId → { balance } (the tutorial's route; the id must be the key's
@@ -17,7 +18,7 @@ export function creditRoutes(deps: { billing: Billing; auth: RequestHandler }): 
   });
 
   router.get('/credits/:customerId', deps.auth, async (req, res) => {
-    assertSameCustomer(req, req.params.customerId);
+    assertSameCustomer(req, parse(customerIdString, req.params.customerId, 'customerId'));
     res.set('Cache-Control', 'no-store');
     res.json({ balance: await deps.billing.balance(customerOf(req)) });
   });
