@@ -1,7 +1,7 @@
 import { config as loadDotenv } from 'dotenv';
 import { ConfigError, loadConfig } from './src/config';
 import { createLogger } from './src/logger';
-import { startStack } from './src/stack';
+import { startStack, type Stack } from './src/stack';
 
 // Entry point: read config → build SDK clients (sandbox or live) → createApp → listen.
 loadDotenv({ quiet: true });
@@ -18,14 +18,39 @@ try {
 }
 
 const log = createLogger(config.logLevel);
-const stack = await startStack(config, { log }).catch((err: unknown) => {
+// A rejection nobody handled is a bug: log it loudly, keep serving.
+process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
+
+// Graceful shutdown, listening before anything starts: stop accepting, let in-flight sends
+// settle, flush state. A second signal, or 15 s, forces the exit.
+let stack: Stack | undefined;
+let stopping = false;
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  process.on(signal, () => {
+    if (stopping) process.exit(1);
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    if (!stack) process.exit(0); // still starting: nothing accepted yet
+    const force = setTimeout(() => process.exit(1), 15_000);
+    force.unref();
+    stack.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  });
+}
+
+stack = await startStack(config, { log }).catch((err: unknown) => {
   const code = (err as NodeJS.ErrnoException).code;
   if (code === 'EADDRINUSE') console.error(`Port ${config.port} is already in use. Stop the other process or set PORT.`);
   else console.error('MailKit failed to start:', (err as Error).message);
   process.exit(1);
 });
 
-const base = stack.config.baseUrl;
+const base = stack.baseUrl;
 const lines = [`MailKit running on ${base}`];
 if (stack.sandbox) {
   lines.push(
@@ -41,24 +66,3 @@ if (stack.sandbox) {
   lines.push(`Live mode: Dodo ${config.dodo.environment}, webhooks at ${base}/webhooks/dodo`);
 }
 console.log(lines.join('\n'));
-
-// Graceful shutdown: stop accepting, let in-flight sends settle, flush state.
-let stopping = false;
-for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-  process.on(signal, () => {
-    if (stopping) process.exit(1);
-    stopping = true;
-    log.info({ signal }, 'shutting down');
-    const force = setTimeout(() => process.exit(1), 15_000);
-    force.unref();
-    stack.close().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        log.error({ err }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
-  });
-}
-// A rejection nobody handled is a bug: log it loudly, keep serving.
-process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));

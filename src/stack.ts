@@ -1,4 +1,4 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import DodoPayments from 'dodopayments';
@@ -21,6 +21,8 @@ export interface Stack {
   server: Server;
   /** The origin the server answers on, e.g. http://127.0.0.1:3000. */
   url: string;
+  /** The public origin (BASE_URL, with the real port when PORT was 0). */
+  baseUrl: string;
   config: Config;
   app: Express;
   dodo: DodoPayments;
@@ -61,7 +63,23 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
   const sandboxMode = config.mode === 'sandbox';
 
   let handler: RequestHandler = starting;
-  const server = createServer((req, res) => handler(req as never, res as never, () => undefined));
+  // Shutdown: once draining, new requests are refused, except the sandbox's own (the sends
+  // still in flight reach Dodo and Resend through it); requests already in are counted out.
+  let draining = false;
+  const inFlight = new Set<ServerResponse>();
+  let drained: (() => void) | undefined;
+  const server = createServer((req, res) => {
+    const sandboxCall = sandboxMode && (req.url ?? '').startsWith('/sandbox/');
+    if (draining && !sandboxCall) return shuttingDown(res);
+    if (!sandboxCall) {
+      inFlight.add(res);
+      res.once('close', () => {
+        inFlight.delete(res);
+        if (inFlight.size === 0) drained?.();
+      });
+    }
+    handler(req as never, res as never, () => undefined);
+  });
   // Node's default keep-alive timeout (5 s) is shorter than many clients' pools: raise it so
   // a reused socket is not closed under a request.
   server.keepAliveTimeout = 65_000;
@@ -136,6 +154,7 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
     return {
       server,
       url: loopback,
+      baseUrl,
       config,
       app,
       dodo,
@@ -150,11 +169,16 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
       sandbox,
       close() {
         closing ??= (async () => {
-          const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
-          server.closeIdleConnections();
+          draining = true;
+          // Live: stop accepting at once. Sandbox: keep listening until the sends in flight
+          // are done, for their upstream calls come back to this server.
+          let stopped = sandboxMode ? undefined : stopListening(server);
+          if (inFlight.size > 0) await new Promise<void>((resolve) => (drained = resolve));
           await sender.drain();
           await sandbox?.close();
           await store.flush();
+          stopped ??= stopListening(server);
+          // What is still open holds no request of ours (they were all counted out).
           server.closeAllConnections();
           await stopped;
         })();
@@ -166,6 +190,18 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
     await new Promise<void>((resolve) => server.close(() => resolve()));
     throw err;
   }
+}
+
+/** Stops accepting connections and closes the idle ones; resolves once every connection is gone. */
+function stopListening(server: Server): Promise<void> {
+  const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeIdleConnections();
+  return stopped;
+}
+
+function shuttingDown(res: ServerResponse): void {
+  const body = JSON.stringify({ error: { code: 'shutting_down', message: 'MailKit is restarting; retry in a few seconds.' } });
+  res.writeHead(503, { 'Content-Type': 'application/json; charset=utf-8', 'Retry-After': '5', Connection: 'close' }).end(body);
 }
 
 const starting: RequestHandler = (_req, res) => {
