@@ -27,14 +27,12 @@ export interface ProvisionResult extends Catalog {
   created: Array<'entitlement' | 'plan' | 'topup'>;
 }
 
-/**
- * Finds the Email Credits entitlement, the plan and the top-up pack by name, creating the
- * ones that do not exist, through the Dodo API. Running it twice creates nothing new.
- */
-export async function ensureCatalog(dodo: DodoPayments): Promise<ProvisionResult> {
-  const created: ProvisionResult['created'] = [];
-  const { entitlement, plan, topup } = CATALOG;
+/** Whichever of the three exist already, found by name (undefined: not there yet). */
+export type FoundCatalog = { [K in keyof Catalog]: string | undefined };
 
+/** Looks the tutorial's entitlement and products up by name, creating nothing (`npm run setup -- --dry-run`). */
+export async function findCatalog(dodo: DodoPayments): Promise<FoundCatalog> {
+  const { entitlement, plan, topup } = CATALOG;
   let entitlementId: string | undefined;
   let scanned = 0;
   for await (const e of dodo.creditEntitlements.list({ page_number: 0, page_size: 100 })) {
@@ -44,6 +42,27 @@ export async function ensureCatalog(dodo: DodoPayments): Promise<ProvisionResult
     }
     if (++scanned >= MAX_SCAN) break;
   }
+
+  const byName = new Map<string, string>();
+  scanned = 0;
+  for await (const p of dodo.products.list({ page_number: 0, page_size: 100 })) {
+    if (!byName.has(p.name ?? '')) byName.set(p.name ?? '', p.product_id);
+    if (byName.has(plan.name) && byName.has(topup.name)) break;
+    if (++scanned >= MAX_SCAN) break;
+  }
+  return { creditEntitlementId: entitlementId, planProductId: byName.get(plan.name), topupProductId: byName.get(topup.name) };
+}
+
+/**
+ * Finds the Email Credits entitlement, the plan and the top-up pack by name, creating the
+ * ones that do not exist, through the Dodo API. Running it twice creates nothing new.
+ */
+export async function ensureCatalog(dodo: DodoPayments): Promise<ProvisionResult> {
+  const created: ProvisionResult['created'] = [];
+  const { entitlement, plan, topup } = CATALOG;
+  const found = await findCatalog(dodo);
+
+  let entitlementId = found.creditEntitlementId;
   if (!entitlementId) {
     const e = await dodo.creditEntitlements.create({
       name: entitlement.name,
@@ -58,15 +77,7 @@ export async function ensureCatalog(dodo: DodoPayments): Promise<ProvisionResult
     created.push('entitlement');
   }
 
-  const byName = new Map<string, string>();
-  scanned = 0;
-  for await (const p of dodo.products.list({ page_number: 0, page_size: 100 })) {
-    if (!byName.has(p.name ?? '')) byName.set(p.name ?? '', p.product_id);
-    if (byName.has(plan.name) && byName.has(topup.name)) break;
-    if (++scanned >= MAX_SCAN) break;
-  }
-
-  let planProductId = byName.get(plan.name);
+  let planProductId = found.planProductId;
   if (!planProductId) {
     const p = await dodo.products.create({
       name: plan.name,
@@ -96,7 +107,7 @@ export async function ensureCatalog(dodo: DodoPayments): Promise<ProvisionResult
     created.push('plan');
   }
 
-  let topupProductId = byName.get(topup.name);
+  let topupProductId = found.topupProductId;
   if (!topupProductId) {
     const p = await dodo.products.create({
       name: topup.name,

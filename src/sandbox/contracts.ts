@@ -39,8 +39,78 @@ export interface WebhookDelivery {
   url: string;
   payload: unknown;
   createdAt: string;
-  attempts: Array<{ at: string; status: number | null; error?: string; durationMs: number }>;
+  /** `response`: the first 500 characters of the receiver's answer, when it sent one. */
+  attempts: Array<{ at: string; status: number | null; error?: string; response?: string; durationMs: number }>;
   state: 'pending' | 'delivered' | 'failed';
+}
+
+/** The events `trigger` can make the sandbox emit. */
+export const TRIGGER_EVENTS = ['credit.balance_low', 'credit.added', 'credit.expired', 'credit.rolled_over', 'subscription.renewed'] as const;
+export type TriggerEvent = (typeof TRIGGER_EVENTS)[number];
+
+/** What a trigger changed: every event it caused, in the order they will be delivered. */
+export interface TriggerResult {
+  event: TriggerEvent;
+  customer_id: string;
+  webhook_ids: string[];
+  events: Array<{ id: string; type: string }>;
+}
+
+/** A refused console or trigger action; `status` and `code` are what the control API answers. */
+export class SandboxControlError extends Error {
+  override name = 'SandboxControlError';
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** One row of the console's customer list. Amounts are decimal strings, as Dodo prints them. */
+export interface SandboxCustomerSummary {
+  customer_id: string;
+  email: string;
+  name: string;
+  /** Balance in the primary entitlement ("0" before any credits). */
+  balance: string;
+  created_at: string;
+}
+
+/** Everything the console shows about one customer. Lists are as the console orders them. */
+export interface SandboxCustomerDetail {
+  customer: { customer_id: string; email: string; name: string; created_at: string };
+  balances: Array<{ credit_entitlement_id: string; credit_entitlement_name: string; unit: string; balance: string; primary: boolean }>;
+  subscriptions: Array<{ subscription_id: string; product_id: string; product_name: string; status: string; previous_billing_date: string; next_billing_date: string }>;
+  /** Oldest first (the order debits consume them). */
+  grants: Array<{
+    id: string;
+    credit_entitlement_id: string;
+    source: string;
+    source_id: string | null;
+    initial: string;
+    remaining: string;
+    expires_at: string | null;
+    is_expired: boolean;
+    is_rolled_over: boolean;
+    rollover_count: number;
+    parent_grant_id: string | null;
+    created_at: string;
+  }>;
+  /** Newest first. */
+  ledger: Array<{
+    id: string;
+    credit_entitlement_id: string;
+    transaction_type: string;
+    is_credit: boolean;
+    amount: string;
+    balance_before: string;
+    balance_after: string;
+    description: string | null;
+    grant_id: string | null;
+    created_at: string;
+  }>;
 }
 
 export interface DodoSandboxOptions {
@@ -58,6 +128,8 @@ export interface DodoSandboxOptions {
   checkoutPath: string;
   /** Retry schedule for failed webhook deliveries, in ms (default: 1s, 5s, 30s, 2m, 10m). */
   webhookRetryDelaysMs?: number[];
+  /** Name of the entitlement the console and triggers act on (default "Email Credits"). */
+  primaryEntitlementName?: string;
   /** Structured log sink. */
   log?: (entry: Record<string, unknown>) => void;
 }
@@ -82,6 +154,20 @@ export interface DodoSandbox {
     list(): WebhookDelivery[];
     redeliver(id: string): Promise<void>;
   };
+  /** Every customer, newest first, with their balance in the primary entitlement (the console's list). */
+  customers(): SandboxCustomerSummary[];
+  /** One customer's balances, subscriptions, grants and ledger, or null when unknown. */
+  customer(customerId: string): SandboxCustomerDetail | null;
+  /**
+   * The entitlement the console and triggers act on: the one named `primaryEntitlementName`
+   * ("Email Credits" by default), else the oldest one; null while there is none.
+   */
+  primaryEntitlementId(): string | null;
+  /**
+   * Makes the sandbox emit `event` for a customer by changing real state (see README, "Triggers");
+   * the events go out through the normal signed delivery. Throws SandboxControlError.
+   */
+  trigger(event: TriggerEvent, customerId: string, options?: { amount?: number }): Promise<TriggerResult>;
   /** Raw state for the console and tests (read-only by convention). */
   state(): unknown;
   close(): Promise<void>;

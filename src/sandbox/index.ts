@@ -1,6 +1,8 @@
 import express, { Router } from 'express';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { CATALOG } from '../billing/catalog';
+import { createConsoleRouter } from './console/console-router';
 import type { DodoSandbox, ResendSandbox } from './contracts';
 import { createDodoSandbox } from './dodo';
 import { createResendSandbox } from './resend';
@@ -9,7 +11,7 @@ export type { DodoSandbox, ResendSandbox } from './contracts';
 
 /** The local Dodo Payments and Resend, mounted under /sandbox in sandbox mode only. */
 export interface Sandbox {
-  /** Mount at /sandbox: /dodo (API), /checkout (hosted pages), /resend (API), /outbox, /assets. */
+  /** Mount at /sandbox: / (console), /api (control API), /dodo, /checkout, /resend, /outbox, /assets. */
   router: Router;
   dodo: DodoSandbox;
   resend: ResendSandbox;
@@ -41,6 +43,8 @@ export function createSandbox(opts: SandboxOptions): Sandbox {
     apiPath: '/sandbox/dodo',
     checkoutPath: '/sandbox/checkout',
     webhookRetryDelaysMs: opts.webhookRetryDelaysMs,
+    // The console and triggers act on the tutorial's entitlement, the one MailKit provisions.
+    primaryEntitlementName: CATALOG.entitlement.name,
     log: opts.log,
   });
   const resend = createResendSandbox({
@@ -57,7 +61,8 @@ export function createSandbox(opts: SandboxOptions): Sandbox {
   router.use('/checkout', dodo.checkout);
   router.use('/resend', resend.api);
   router.use('/outbox', resend.outbox);
-  router.get('/', (_req, res) => res.redirect(303, '/sandbox/outbox'));
+  // Last: the console's `/` and `/api` must not shadow the halves above.
+  router.use(createConsoleRouter({ dodo, consolePath: '/sandbox', outboxPath: '/sandbox/outbox', assetsPath: '/sandbox/assets', log: opts.log }));
 
   return {
     router,

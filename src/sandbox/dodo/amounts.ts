@@ -31,3 +31,11 @@ export function formatAmount(units: number, precision: number): string {
   const text = precision === 0 ? digits : `${digits.slice(0, -precision)}.${digits.slice(-precision)}`;
   return negative ? `-${text}` : text;
 }
+
+/** "5,000" and "1,234.50": thousands separators on a decimal string, for pages people read. */
+export function groupDigits(amount: string): string {
+  const [int, frac] = amount.split('.');
+  const sign = int!.startsWith('-') ? '-' : '';
+  const digits = int!.replace(/^-/, '').replace(/\B(?=(\d{3})+(?!\d))/g, ',');
+  return `${sign}${digits}${frac !== undefined ? `.${frac}` : ''}`;
+}

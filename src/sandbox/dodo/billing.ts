@@ -6,7 +6,7 @@ import { addInterval, type SandboxClock } from './clock';
 import type { CreditLedger, Emit } from './credit-ledger';
 import { newId } from './ids';
 import { subscriptionView } from './serialize';
-import type { DodoState, StoredProduct, StoredSession, StoredSubscription } from './state';
+import type { DodoState, RolloverPolicy, StoredAttachment, StoredEntitlement, StoredProduct, StoredSession, StoredSubscription } from './state';
 
 /** Checkout payment, declines, renewals and the clock's due-event replay. */
 export interface Billing {
@@ -16,6 +16,11 @@ export interface Billing {
   decline(sessionId: string, details?: { email?: string; name?: string }): string;
   /** Replays every renewal and expiry due up to `until`, in time order. Returns how many ran. */
   processDue(until: Date): number;
+  /**
+   * Renews one active subscription now, as if its billing date had come: the cycle restarts
+   * today (subscription.renewed, payment.succeeded, credit.added). For the console's trigger.
+   */
+  renewNow(subscriptionId: string): void;
   /** Finds or creates a customer (email match is case-insensitive). */
   findOrCreateCustomer(details: { email: string; name?: string | null; phone_number?: string | null }): Customer;
 }
@@ -154,6 +159,7 @@ export function createBilling(deps: { store: JsonStore<DodoState>; clock: Sandbo
       // The attachment's own expiry wins; "import default credit settings" falls back to the entitlement's.
       const days = attachment.expires_after_days ?? entitlement.expires_after_days ?? null;
       ledger.credit({
+        rollover: rolloverPolicy(attachment, entitlement, days),
         entitlement,
         customerId: args.customerId,
         units: parsed.units * args.quantity,
@@ -298,7 +304,7 @@ export function createBilling(deps: { store: JsonStore<DodoState>; clock: Sandbo
     return redirectFor(session, { status: 'failed', payment_id: payment.payment_id, customer_id: customer.customer_id, session_id: session.id });
   };
 
-  return {
+  const api: Billing = {
     findOrCreateCustomer,
 
     pay(sessionId, details) {
@@ -308,6 +314,15 @@ export function createBilling(deps: { store: JsonStore<DodoState>; clock: Sandbo
 
     decline(sessionId, details) {
       return clock.pinned(clock.now(), () => declineNow(sessionId, details));
+    },
+
+    renewNow(subscriptionId) {
+      const sub = state().subscriptions[subscriptionId];
+      if (!sub || sub.status !== 'active') throw new Error(`No active subscription ${subscriptionId}`);
+      const now = clock.now();
+      api.processDue(now);
+      sub.next_billing_date = now.toISOString();
+      api.processDue(now);
     },
 
     processDue(until) {
@@ -340,5 +355,23 @@ export function createBilling(deps: { store: JsonStore<DodoState>; clock: Sandbo
       if (ran > 0) store.save();
       return ran;
     },
+  };
+  return api;
+}
+
+/**
+ * The rollover rule a product grant carries: the attachment's fields win, the entitlement's fill
+ * the gaps (as with expiry). A null percentage means everything left rolls over.
+ */
+export function rolloverPolicy(attachment: StoredAttachment | null, entitlement: StoredEntitlement, lifetimeDays: number | null): RolloverPolicy | null {
+  const enabled = attachment?.rollover_enabled ?? entitlement.rollover_enabled;
+  if (!enabled) return null;
+  const count = attachment?.rollover_timeframe_count ?? entitlement.rollover_timeframe_count ?? null;
+  const interval = attachment?.rollover_timeframe_interval ?? entitlement.rollover_timeframe_interval ?? null;
+  return {
+    percentage: attachment?.rollover_percentage ?? entitlement.rollover_percentage ?? 100,
+    max_count: attachment?.max_rollover_count ?? entitlement.max_rollover_count ?? null,
+    timeframe: count !== null && interval !== null ? { count, interval } : null,
+    lifetime_days: lifetimeDays,
   };
 }

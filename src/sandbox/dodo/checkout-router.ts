@@ -1,6 +1,6 @@
 import express, { type Router } from 'express';
 import type { JsonStore } from '../../lib/json-store';
-import { formatAmount } from './amounts';
+import { formatAmount, groupDigits } from './amounts';
 import { CheckoutError, type Billing } from './billing';
 import { escapeHtml, formatPrice, renderCheckoutPage } from './checkout-page';
 import type { SandboxClock } from './clock';
@@ -32,7 +32,7 @@ export function createCheckoutRouter(deps: {
         credits: (product?.attachments ?? []).map((a) => {
           const e = state().entitlements[a.credit_entitlement_id];
           const units = Number(a.credits_amount) * item.quantity;
-          return `${formatAmount(Math.round(units * 10 ** (e?.precision ?? 0)), e?.precision ?? 0)} ${e?.name ?? 'credits'}`;
+          return `${groupDigits(formatAmount(Math.round(units * 10 ** (e?.precision ?? 0)), e?.precision ?? 0))} ${e?.name ?? 'credits'}`;
         }),
       };
     });

@@ -1,10 +1,18 @@
 import type { Metadata } from 'dodopayments/resources/misc';
 import type { JsonStore } from '../../lib/json-store';
 import { formatAmount } from './amounts';
-import type { SandboxClock } from './clock';
+import { addInterval, type SandboxClock } from './clock';
 import { newId } from './ids';
 import { balanceUnits, ledgerEntryView } from './serialize';
-import { balanceKey, type DodoState, type StoredBalance, type StoredEntitlement, type StoredGrant, type StoredLedgerEntry } from './state';
+import {
+  balanceKey,
+  type DodoState,
+  type RolloverPolicy,
+  type StoredBalance,
+  type StoredEntitlement,
+  type StoredGrant,
+  type StoredLedgerEntry,
+} from './state';
 
 /** Emits one webhook event for a customer (ordering is per customer). */
 export type Emit = (type: string, data: Record<string, unknown>, customerId: string) => void;
@@ -16,7 +24,11 @@ const eventFor: Partial<Record<TransactionType, string>> = {
   credit_deducted: 'credit.deducted',
   credit_expired: 'credit.expired',
   manual_adjustment: 'credit.manual_adjustment',
+  credit_rolled_over: 'credit.rolled_over',
+  rollover_forfeited: 'credit.rollover_forfeited',
 };
+
+const DAY_MS = 86_400_000;
 
 export interface CreditArgs {
   entitlement: StoredEntitlement;
@@ -32,6 +44,8 @@ export interface CreditArgs {
   referenceType: string | null;
   referenceId: string | null;
   idempotencyKey: string | null;
+  /** Rollover rule the grant carries to its expiry (default: none, it simply expires). */
+  rollover?: RolloverPolicy | null;
 }
 
 export interface DebitArgs {
@@ -55,8 +69,14 @@ export type DebitResult = { ok: true; entry: StoredLedgerEntry } | { ok: false; 
 export interface CreditLedger {
   credit(args: CreditArgs): StoredLedgerEntry;
   debit(args: DebitArgs): DebitResult;
-  /** Expires one grant (at the pinned clock): a credit_expired entry for what was left. */
-  expire(grant: StoredGrant): StoredLedgerEntry | null;
+  /**
+   * Ends one grant at its expiry (at the pinned clock). Without a rollover rule: a credit_expired
+   * entry for what was left. With one: the rule's share rolls into a new grant (credit_rolled_over),
+   * the rest expires, and at the rollover limit everything left is forfeited (rollover_forfeited).
+   */
+  expire(grant: StoredGrant): void;
+  /** The low-balance rule in force for a customer (from their newest active subscription), or null. */
+  lowBalanceRule(entitlementId: string, customerId: string): { subscriptionId: string; percent: number; creditsUnits: number } | null;
 }
 
 /** Builds the ledger over the store; events go out through `emit` after the mutation is complete. */
@@ -89,9 +109,11 @@ export function createCreditLedger(deps: { store: JsonStore<DodoState>; clock: S
     extra: Pick<StoredLedgerEntry, 'transaction_type' | 'description' | 'metadata' | 'reference_type' | 'reference_id' | 'grant_id' | 'idempotency_key' | 'allocations'>,
     beforeUnits: number,
     now: string,
+    /** Only for a transfer between grants (a rollover), where the balance does not move. */
+    afterOverride?: number,
   ): StoredLedgerEntry => {
     const p = args.entitlement.precision;
-    const afterUnits = beforeUnits + (args.isCredit ? args.units : -args.units);
+    const afterUnits = afterOverride ?? beforeUnits + (args.isCredit ? args.units : -args.units);
     const entry: StoredLedgerEntry = {
       id: newId('cle'),
       seq: ++state().seq,
@@ -191,6 +213,10 @@ export function createCreditLedger(deps: { store: JsonStore<DodoState>; clock: S
         metadata: args.metadata,
         created_at: now,
         updated_at: now,
+        rollover_count: 0,
+        parent_grant_id: null,
+        is_rolled_over: false,
+        rollover: args.rollover ?? null,
       };
       state().grants.push(grant);
       const entry = record(
@@ -258,33 +284,90 @@ export function createCreditLedger(deps: { store: JsonStore<DodoState>; clock: S
       const now = clock.nowIso();
       const entitlement = state().entitlements[grant.credit_entitlement_id];
       const before = balanceUnits(state(), grant.credit_entitlement_id, grant.customer_id);
-      const units = grant.remaining_units;
+      const left = grant.remaining_units;
       grant.is_expired = true;
       grant.remaining_units = 0;
       grant.updated_at = now;
-      if (!entitlement || units === 0) {
+      if (!entitlement || left === 0) {
         store.save();
-        return null;
+        return;
       }
       touchBalance(entitlement.id, grant.customer_id, now);
-      const entry = record(
-        { entitlement, customerId: grant.customer_id, units, isCredit: false },
-        {
-          transaction_type: 'credit_expired',
-          description: 'Unused credits expired',
-          metadata: grant.metadata ?? {},
-          reference_type: 'grant',
-          reference_id: grant.id,
-          grant_id: grant.id,
-          idempotency_key: null,
-          allocations: [{ grant_id: grant.id, units }],
-        },
-        before,
-        now,
-      );
+      const policy = grant.rollover ?? null;
+      const count = grant.rollover_count ?? 0;
+      const base = { entitlement, customerId: grant.customer_id, isCredit: false };
+      const fromGrant = { reference_type: 'grant', reference_id: grant.id, grant_id: grant.id, idempotency_key: null, metadata: grant.metadata ?? {} };
+      const entries: StoredLedgerEntry[] = [];
+
+      if (policy && policy.max_count !== null && count >= policy.max_count) {
+        // At the rollover limit nothing carries over again: the whole leftover is forfeited.
+        entries.push(
+          record({ ...base, units: left }, { ...fromGrant, transaction_type: 'rollover_forfeited', description: `Rollover limit (${policy.max_count}) reached; unused credits forfeited`, allocations: [{ grant_id: grant.id, units: left }] }, before, now),
+        );
+      } else {
+        // Floor: a share that is not a whole unit stays behind and expires.
+        const rolled = policy ? Math.floor((left * policy.percentage) / 100) : 0;
+        const expired = left - rolled;
+        let balance = before;
+        if (expired > 0) {
+          entries.push(
+            record({ ...base, units: expired }, { ...fromGrant, transaction_type: 'credit_expired', description: 'Unused credits expired', allocations: [{ grant_id: grant.id, units: expired }] }, balance, now),
+          );
+          balance -= expired;
+        }
+        if (rolled > 0 && policy) {
+          grant.is_rolled_over = true;
+          const lifetimeEnd = policy.timeframe
+            ? addInterval(clock.now(), policy.timeframe.interval, policy.timeframe.count)
+            : policy.lifetime_days !== null
+              ? new Date(clock.now().getTime() + policy.lifetime_days * DAY_MS)
+              : null;
+          const child: StoredGrant = {
+            id: newId('cgr'),
+            seq: ++state().seq,
+            customer_id: grant.customer_id,
+            credit_entitlement_id: grant.credit_entitlement_id,
+            source_type: 'rollover',
+            source_id: grant.id,
+            initial_units: rolled,
+            remaining_units: rolled,
+            expires_at: lifetimeEnd ? lifetimeEnd.toISOString() : null,
+            is_expired: false,
+            metadata: grant.metadata,
+            created_at: now,
+            updated_at: now,
+            rollover_count: count + 1,
+            parent_grant_id: grant.id,
+            is_rolled_over: false,
+            rollover: policy,
+          };
+          state().grants.push(child);
+          // A transfer, not new money: the credits move from the old grant to the new one, so
+          // balance_before equals balance_after (README: "Rollover").
+          entries.push(
+            record(
+              { entitlement, customerId: grant.customer_id, units: rolled, isCredit: true },
+              {
+                ...fromGrant,
+                grant_id: child.id,
+                transaction_type: 'credit_rolled_over',
+                description: `${policy.percentage}% of unused credits rolled over (rollover ${count + 1}${policy.max_count === null ? '' : ` of ${policy.max_count}`})`,
+                allocations: [{ grant_id: child.id, units: rolled }],
+              },
+              balance,
+              now,
+              balance,
+            ),
+          );
+        }
+      }
       store.save();
-      announce(entry);
-      return entry;
+      for (const entry of entries) announce(entry);
+    },
+
+    lowBalanceRule(entitlementId, customerId) {
+      const rule = lowBalanceRule(entitlementId, customerId);
+      return rule ? { subscriptionId: rule.subscriptionId, percent: rule.percent, creditsUnits: rule.creditsUnits } : null;
     },
   };
 }

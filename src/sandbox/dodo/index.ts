@@ -1,11 +1,12 @@
 import { createJsonStore } from '../../lib/json-store';
-import type { DodoSandbox, DodoSandboxOptions } from '../contracts';
+import { SandboxControlError, type DodoSandbox, type DodoSandboxOptions } from '../contracts';
 import { createFaults } from '../faults';
-import { parseAmount } from './amounts';
+import { formatAmount, parseAmount } from './amounts';
 import { createApiRouter } from './api-router';
 import { createBilling } from './billing';
 import { createCheckoutRouter } from './checkout-router';
 import { createClock } from './clock';
+import { createControl } from './control';
 import { createCreditLedger } from './credit-ledger';
 import { errorBodyFor } from './errors';
 import { initialState, type DodoState } from './state';
@@ -33,6 +34,7 @@ export function createDodoSandbox(options: DodoSandboxOptions): DodoSandbox {
   const ledger = createCreditLedger({ store, clock, emit });
   const billing = createBilling({ store, clock, ledger, emit });
   const faults = createFaults(errorBodyFor);
+  const control = createControl({ store, clock, ledger, billing, primaryEntitlementName: options.primaryEntitlementName ?? 'Email Credits' });
 
   const api = createApiRouter({
     store,
@@ -63,12 +65,12 @@ export function createDodoSandbox(options: DodoSandboxOptions): DodoSandbox {
     async adjustBalance(customerId, creditEntitlementId, amount, reason) {
       billing.processDue(clock.now());
       const entitlement = store.data.entitlements[creditEntitlementId];
-      if (!entitlement || entitlement.deleted_at) throw new Error(`Credit entitlement ${creditEntitlementId} not found`);
-      if (!store.data.customers[customerId]) throw new Error(`Customer ${customerId} not found`);
-      if (!Number.isFinite(amount) || amount === 0) throw new Error('amount must be a non-zero number');
+      if (!entitlement || entitlement.deleted_at) throw new SandboxControlError(404, 'not_found', `Credit entitlement ${creditEntitlementId} not found`);
+      if (!store.data.customers[customerId]) throw new SandboxControlError(404, 'not_found', `Customer ${customerId} not found`);
+      if (!Number.isFinite(amount) || amount === 0) throw new SandboxControlError(400, 'invalid_amount', 'amount must be a non-zero number');
       // String(), not toFixed(): 1.5 at precision 0 must be refused, not rounded to 2.
       const parsed = parseAmount(String(Math.abs(amount)), entitlement.precision);
-      if (!parsed.ok) throw new Error(parsed.message);
+      if (!parsed.ok) throw new SandboxControlError(400, 'invalid_amount', parsed.message);
       const description = reason ?? 'Manual adjustment (dashboard)';
       if (amount > 0) {
         ledger.credit({
@@ -96,7 +98,10 @@ export function createDodoSandbox(options: DodoSandboxOptions): DodoSandbox {
         metadata: {},
         idempotencyKey: null,
       });
-      if (!result.ok) throw new Error(`Insufficient balance for an adjustment of ${amount}`);
+      if (!result.ok) {
+        const available = formatAmount(result.availableUnits, entitlement.precision);
+        throw new SandboxControlError(409, 'insufficient_balance', `Insufficient balance for an adjustment of ${amount}: ${available} available.`);
+      }
     },
 
     async advanceClock(ms) {
@@ -113,6 +118,19 @@ export function createDodoSandbox(options: DodoSandboxOptions): DodoSandbox {
       idle: () => deliverer.idle(),
       list: () => deliverer.list(),
       redeliver: (id) => deliverer.redeliver(id),
+    },
+
+    customers: () => {
+      billing.processDue(clock.now());
+      return control.customers();
+    },
+    customer: (customerId) => {
+      billing.processDue(clock.now());
+      return control.customer(customerId);
+    },
+    primaryEntitlementId: () => control.primaryEntitlement()?.id ?? null,
+    async trigger(event, customerId, options) {
+      return control.trigger(event, customerId, options);
     },
 
     state: () => store.data,

@@ -116,6 +116,26 @@ export interface StoredGrant {
   metadata: Metadata | null;
   created_at: string;
   updated_at: string;
+  /** How often this grant's credits have been rolled over already (0 for a fresh grant; absent in older documents). */
+  rollover_count?: number;
+  /** The grant this one was rolled over from. */
+  parent_grant_id?: string | null;
+  /** True once this grant's leftover was carried into a new grant. */
+  is_rolled_over?: boolean;
+  /** The rollover rule in force when the grant was made (later PATCHes do not change it); null: it simply expires. */
+  rollover?: RolloverPolicy | null;
+}
+
+/** What happens to a grant's leftover at its expiry when rollover is enabled. */
+export interface RolloverPolicy {
+  /** Share of the leftover carried over (0-100); the rest expires. */
+  percentage: number;
+  /** How many times credits may be carried over; at the limit the leftover is forfeited. Null: no limit. */
+  max_count: number | null;
+  /** How long a rolled-over grant lives; null: `lifetime_days`. */
+  timeframe: { count: number; interval: 'Day' | 'Week' | 'Month' | 'Year' } | null;
+  /** Lifetime of the grant the policy came with (attachment's or entitlement's expires_after_days); null: never expires. */
+  lifetime_days: number | null;
 }
 
 export interface StoredLedgerEntry extends CreditLedgerEntry {

@@ -5,6 +5,9 @@ import type { SandboxClock } from './clock';
 import { newId } from './ids';
 import type { DodoState, StoredDelivery } from './state';
 
+/** How much of a receiver's answer the delivery log keeps. */
+const RESPONSE_PREVIEW_CHARS = 500;
+
 /** Outbound Standard Webhooks delivery with per-customer ordering, retries and a log. */
 export interface WebhookDeliverer {
   /** Records an event and schedules its delivery (never synchronously: after the current tick). */
@@ -75,10 +78,12 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
     const started = performance.now();
     let status: number | null = null;
     let error: string | undefined;
+    let response: string | undefined;
     try {
       const res = await fetch(url, { method: 'POST', headers, body, signal: controller.signal });
       status = res.status;
-      await res.arrayBuffer().catch(() => undefined);
+      // The start of the receiver's answer, as a delivery log shows it (e.g. {"duplicate":true}).
+      response = (await res.text().catch(() => '')).slice(0, RESPONSE_PREVIEW_CHARS) || undefined;
     } catch (err) {
       error = (err as Error).message || String(err);
     } finally {
@@ -91,6 +96,7 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
       at: sentAt.toISOString(),
       status,
       ...(error ? { error } : {}),
+      ...(response ? { response } : {}),
       durationMs: Math.round(performance.now() - started),
     });
     log?.({ msg: 'dodo webhook attempt', id: delivery.id, type: delivery.type, status, error, ok });

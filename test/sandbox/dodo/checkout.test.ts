@@ -51,7 +51,7 @@ describe('hosted checkout page', () => {
     expect(html).toContain('MailKit Plan');
     expect(html).toContain('$19.00 / month');
     expect(html).toContain('o&#39;neil+x@example.com');
-    expect(html).toContain('5000 Email Credits');
+    expect(html).toContain('5,000 Email Credits');
 
     const evil = await h.client.products.create({
       name: '<img src=x onerror=alert(1)> & Co',
