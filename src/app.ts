@@ -16,6 +16,7 @@ import { accountRoutes } from './routes/account';
 import { checkoutRoutes } from './routes/checkout';
 import { creditRoutes } from './routes/credits';
 import { sendRoutes } from './routes/send';
+import { usageRoutes } from './routes/usage';
 import { LIMITS } from './routes/validate';
 import type { Sandbox } from './sandbox';
 import type { Sender } from './sending/sender';
@@ -120,6 +121,7 @@ export function createApp(deps: AppDeps): Express {
     res.json({ mode: deps.mode, outbox_url: deps.sandbox ? '/sandbox/outbox' : null, sandbox_url: deps.sandbox ? '/sandbox' : null });
   });
   app.use(checkoutRoutes({ billing: deps.billing, auth }));
+  app.use(usageRoutes({ billing: deps.billing, auth })); // before /credits/:customerId
   app.use(creditRoutes({ billing: deps.billing, auth }));
   app.use(sendRoutes({ sender: deps.sender, auth }));
   app.use(accountRoutes({ billing: deps.billing, apiKeys: deps.apiKeys, auth }));
