@@ -123,19 +123,25 @@ export function createBilling(opts: { dodo: DodoPayments; catalog: Catalog; base
       // Every page is a request of its own, so the whole walk runs under guard(), not just
       // the first page.
       await guard(async () => {
-        const pages = ledgerEntries.listLedger(customerId, {
+        const first = await ledgerEntries.listLedger(customerId, {
           credit_entitlement_id: catalog.creditEntitlementId,
           page_number: 0,
           page_size: Math.min(limit, 100),
           ...(opts.since ? { start_date: opts.since.toISOString() } : {}),
         });
-        for await (const entry of pages) {
-          // A page number is an offset into a list that grows at its head while we read it:
-          // an entry written meanwhile shifts the rest by one, so the next page repeats one.
-          if (seen.has(entry.id)) continue;
-          seen.add(entry.id);
-          out.push(entry);
-          if (out.length >= limit) break;
+        for await (const page of first.iterPages()) {
+          let fresh = 0;
+          for (const entry of page.getPaginatedItems()) {
+            // A page number is an offset into a list that grows at its head while we read it:
+            // an entry written meanwhile shifts the rest by one, so the next page repeats one.
+            if (seen.has(entry.id)) continue;
+            seen.add(entry.id);
+            out.push(entry);
+            fresh++;
+            if (out.length >= limit) return;
+          }
+          // A page with nothing new means the list is not moving forward: stop rather than loop.
+          if (!fresh) return;
         }
       });
       return out;
