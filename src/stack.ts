@@ -21,6 +21,8 @@ export interface Stack {
   server: Server;
   /** The origin the server answers on, e.g. http://127.0.0.1:3000. */
   url: string;
+  /** The public origin the browser uses: checkout return URLs and email links point here. */
+  baseUrl: string;
   config: Config;
   app: Express;
   dodo: DodoPayments;
@@ -136,6 +138,7 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
     return {
       server,
       url: loopback,
+      baseUrl,
       config,
       app,
       dodo,
