@@ -6,6 +6,8 @@ const KEY_STORAGE = 'mailkit.apiKey';
 /** How often the balance is re-read while the tab is visible. */
 const POLL_MS = 5000;
 const USAGE_DAYS = 30;
+/** A balance change seen by the poll redraws the chart at most this often (it reads the ledger). */
+const USAGE_POLL_MIN_MS = 30000;
 const TOPUP_LABEL = 'Top up 5,000 credits ($9)';
 
 const $ = (id) => document.getElementById(id);
@@ -27,6 +29,7 @@ const state = {
   timer: null,
   balanceSeq: 0,
   usageSeq: 0,
+  usageReadAt: 0,
   /** The last send whose outcome is unknown: retried with the same Idempotency-Key. */
   unconfirmed: null,
 };
@@ -124,7 +127,7 @@ async function refreshBalance() {
   updated.hidden = false;
   updated.textContent = `Updated ${new Date().toLocaleTimeString()}; refreshes by itself every ${POLL_MS / 1000} s.`;
   updateBanner();
-  if (changed) void refreshUsage();
+  if (changed && Date.now() - state.usageReadAt >= USAGE_POLL_MIN_MS) void refreshUsage();
 }
 
 function startPolling() {
@@ -155,6 +158,7 @@ function updateBanner() {
 async function refreshUsage() {
   if (!apiKey.get()) return;
   const seq = ++state.usageSeq;
+  state.usageReadAt = Date.now();
   const res = await api(`/credits/usage?days=${USAGE_DAYS}`);
   if (seq !== state.usageSeq) return;
   if (res.status === 401) return signOut(errorText(res));
