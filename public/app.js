@@ -1,8 +1,17 @@
-// MailKit dashboard. Every value from the server is rendered with textContent, never as HTML.
+// MailKit dashboard. Every value from the server or the user is rendered with textContent,
+// never as HTML; no inline script or style anywhere (the CSP forbids both).
 'use strict';
 
 const KEY_STORAGE = 'mailkit.apiKey';
+/** How often the balance is re-read while the tab is visible. */
+const POLL_MS = 5000;
+const USAGE_DAYS = 30;
+/** A balance change seen by the poll redraws the chart at most this often (it reads the ledger). */
+const USAGE_POLL_MIN_MS = 30000;
+const TOPUP_LABEL = 'Top up 5,000 credits ($9)';
+
 const $ = (id) => document.getElementById(id);
+const fmt = (n) => Number(n).toLocaleString('en-US');
 
 /** The API key lives in this tab's sessionStorage only: never in the URL, never in localStorage. */
 const apiKey = {
@@ -11,24 +20,61 @@ const apiKey = {
   clear: () => sessionStorage.removeItem(KEY_STORAGE),
 };
 
-/** Shows a message in an output box: plain text, or a text + link pair. */
-function show(id, { text, link, linkText, kind } = {}) {
+const state = {
+  /** Last balance read, as a number; null before the first read. */
+  balance: null,
+  /** The plan's low-balance threshold, from /credits/usage. */
+  threshold: null,
+  chart: null,
+  timer: null,
+  balanceSeq: 0,
+  usageSeq: 0,
+  usageReadAt: 0,
+  /** The last send whose outcome is unknown: retried with the same Idempotency-Key. */
+  unconfirmed: null,
+};
+
+/** Only http(s) URLs are followed or linked: a checkout URL is never allowed to be javascript:. */
+function safeUrl(value) {
+  try {
+    const url = new URL(String(value), location.href);
+    return url.protocol === 'https:' || url.protocol === 'http:' ? url.href : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Shows a message in an output box: text, and optionally a link or an action button. */
+function show(id, { text, link, linkText, kind, action } = {}) {
   const el = $(id);
   el.hidden = false;
   el.className = `out${kind ? ` ${kind}` : ''}`;
   el.replaceChildren();
   if (text) el.append(document.createTextNode(text));
-  if (link) {
+  const href = link && safeUrl(link);
+  if (href) {
     const a = document.createElement('a');
-    a.href = link;
-    a.textContent = linkText || link;
+    a.href = href;
+    a.textContent = linkText || href;
     a.rel = 'noopener';
     if (text) el.append(document.createTextNode(' '));
     el.append(a);
   }
+  if (action) {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'inline-action';
+    b.textContent = action.label;
+    b.addEventListener('click', () => action.run(b));
+    el.append(document.createElement('br'), b);
+  }
 }
 
-/** Calls the MailKit API as the customer whose key is stored. Returns { ok, status, data }. */
+const hide = (id) => {
+  $(id).hidden = true;
+};
+
+/** Calls the MailKit API as the customer whose key is stored. Returns { ok, status, data, headers }. */
 async function api(path, { method = 'GET', body, auth = true, headers = {} } = {}) {
   const h = { Accept: 'application/json', ...headers };
   if (body !== undefined) h['Content-Type'] = 'application/json';
@@ -38,9 +84,9 @@ async function api(path, { method = 'GET', body, auth = true, headers = {} } = {
     h.Authorization = `Bearer ${key}`;
   }
   try {
-    const r = await fetch(path, { method, headers: h, body: body === undefined ? undefined : JSON.stringify(body) });
+    const r = await fetch(path, { method, headers: h, body: body === undefined ? undefined : JSON.stringify(body), cache: 'no-store' });
     const data = await r.json().catch(() => ({}));
-    return { ok: r.ok, status: r.status, data };
+    return { ok: r.ok, status: r.status, data, headers: r.headers };
   } catch {
     return { ok: false, status: 0, data: { error: { message: 'Could not reach MailKit. Is the server running?' } } };
   }
@@ -50,90 +96,304 @@ const errorText = (res) => `Error: ${res.data?.error?.message || `HTTP ${res.sta
 
 async function withBusy(button, work) {
   button.disabled = true;
+  button.setAttribute('aria-busy', 'true');
   try {
     await work();
   } finally {
     button.disabled = false;
+    button.removeAttribute('aria-busy');
   }
 }
 
+// ---- Balance, polled while the tab is visible ---------------------------------------------------
+
 async function refreshBalance() {
   if (!apiKey.get()) return;
+  const seq = ++state.balanceSeq;
   const res = await api('/credits');
-  if (res.ok) {
-    $('balance').textContent = Number(res.data.balance).toLocaleString('en-US');
-    $('balErr').hidden = true;
-  } else {
-    show('balErr', { text: errorText(res), kind: 'error' });
+  if (seq !== state.balanceSeq) return; // a newer read has answered or is on its way
+  if (res.status === 401) return signOut(errorText(res));
+  if (!res.ok) {
+    show('balance-error', { text: errorText(res), kind: 'error' });
+    return;
   }
+  hide('balance-error');
+  const value = Number(res.data.balance);
+  const changed = state.balance !== null && value !== state.balance;
+  state.balance = value;
+  // Written only when it changes, so the live region speaks only when there is news.
+  if ($('balance').textContent !== fmt(value)) $('balance').textContent = fmt(value);
+  const updated = $('balance-updated');
+  updated.hidden = false;
+  updated.textContent = `Updated ${new Date().toLocaleTimeString()}; refreshes by itself every ${POLL_MS / 1000} s.`;
+  updateBanner();
+  if (changed && Date.now() - state.usageReadAt >= USAGE_POLL_MIN_MS) void refreshUsage();
 }
+
+function startPolling() {
+  stopPolling();
+  if (!apiKey.get() || document.hidden) return;
+  state.timer = setInterval(() => void refreshBalance(), POLL_MS);
+}
+
+function stopPolling() {
+  if (state.timer) clearInterval(state.timer);
+  state.timer = null;
+}
+
+function updateBanner() {
+  const banner = $('low-balance-banner');
+  const low = state.balance !== null && state.threshold !== null && state.balance < state.threshold;
+  if (!low) {
+    banner.hidden = true;
+    return;
+  }
+  const text = `Running low: ${fmt(state.balance)} emails left, under your plan's low-balance threshold of ${fmt(state.threshold)}. Top up now to keep sending.`;
+  if ($('low-balance-text').textContent !== text) $('low-balance-text').textContent = text;
+  banner.hidden = false;
+}
+
+// ---- Usage chart ------------------------------------------------------------------------------------
+
+async function refreshUsage() {
+  if (!apiKey.get()) return;
+  const seq = ++state.usageSeq;
+  state.usageReadAt = Date.now();
+  const res = await api(`/credits/usage?days=${USAGE_DAYS}`);
+  if (seq !== state.usageSeq) return;
+  if (res.status === 401) return signOut(errorText(res));
+  if (!res.ok) {
+    $('usage').hidden = false;
+    $('usage-summary').textContent = `The usage chart could not be loaded. ${errorText(res)}`;
+    return;
+  }
+  state.threshold = Number(res.data.low_balance_threshold);
+  if (state.balance === null) state.balance = Number(res.data.balance);
+  updateBanner();
+  renderUsage(res.data.days, res.data.truncated);
+}
+
+function renderUsage(days, truncated) {
+  $('usage').hidden = false;
+  const total = days.reduce((sum, d) => sum + d.debits, 0);
+  const today = days.at(-1)?.debits ?? 0;
+  $('usage-summary').textContent =
+    `${fmt(total)} credits debited in the last ${days.length} days, ${fmt(today)} today (days in UTC).` +
+    (truncated ? ' Only the most recent activity is shown.' : '');
+
+  const rows = days
+    .slice()
+    .reverse()
+    .map((d) => {
+      const tr = document.createElement('tr');
+      for (const value of [d.date, fmt(d.debits), fmt(d.credits), d.balance === null ? '—' : fmt(d.balance)]) {
+        const td = document.createElement('td');
+        td.textContent = value;
+        tr.append(td);
+      }
+      return tr;
+    });
+  $('usage-rows').replaceChildren(...rows);
+  drawChart(days);
+}
+
+function drawChart(days) {
+  const el = $('usage-chart');
+  if (typeof uPlot === 'undefined') {
+    el.textContent = 'The chart library did not load; the table below has the same numbers.';
+    return;
+  }
+  const xs = days.map((d) => Date.parse(`${d.date}T00:00:00Z`) / 1000);
+  const data = [xs, days.map((d) => d.debits), days.map((d) => d.balance), days.map(() => state.threshold)];
+  if (state.chart) {
+    state.chart.setData(data);
+    return;
+  }
+  const value = (_u, v) => (v === null || v === undefined ? '—' : fmt(v));
+  const opts = {
+    width: chartWidth(),
+    height: 220,
+    // Ledger days are UTC days: label them as such, whatever the browser's zone.
+    tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), 'Etc/UTC'),
+    cursor: { drag: { x: false, y: false } },
+    scales: {
+      // Half a day of room on each side, so the first and last days' bars are drawn whole.
+      x: { time: true, range: (_u, min, max) => [min - 43200, max + 43200] },
+      debits: { range: (_u, _min, max) => [0, Math.max(5, Math.ceil(max * 1.2))] },
+      balance: { range: (_u, _min, max) => [0, Math.max(max ?? 0, state.threshold ?? 0, 10) * 1.1] },
+    },
+    series: [
+      { label: 'Day', value: (_u, ts) => (ts === null || ts === undefined ? '—' : new Date(ts * 1000).toISOString().slice(0, 10)) },
+      {
+        label: 'Debits per day',
+        scale: 'debits',
+        stroke: '#b45309',
+        fill: 'rgba(217, 119, 6, 0.35)',
+        width: 1,
+        paths: uPlot.paths.bars({ size: [0.6, 40] }),
+        points: { show: false },
+        value,
+      },
+      { label: 'Balance', scale: 'balance', stroke: '#4f46e5', width: 2, points: { show: false }, value },
+      { label: 'Low-balance threshold', scale: 'balance', stroke: '#b42318', width: 1, dash: [6, 4], points: { show: false }, value },
+    ],
+    axes: [
+      { stroke: '#555', grid: { stroke: '#eee' } },
+      { scale: 'debits', stroke: '#b45309', grid: { stroke: '#eee' }, size: 48, values: (_u, vals) => vals.map((v) => fmt(v)) },
+      { scale: 'balance', side: 1, stroke: '#4f46e5', grid: { show: false }, size: 56, values: (_u, vals) => vals.map((v) => fmt(v)) },
+    ],
+  };
+  state.chart = new uPlot(opts, data, el);
+}
+
+const chartWidth = () => Math.max(260, $('usage-chart').clientWidth || 600);
+
+function resizeChart() {
+  if (state.chart) state.chart.setSize({ width: chartWidth(), height: 220 });
+}
+
+// ---- Key, send, top-up -------------------------------------------------------------------------------
 
 async function useKey(value) {
   apiKey.set(value);
   const res = await api('/account');
   if (res.ok) {
-    show('keyOut', { text: `Signed in as ${res.data.name || res.data.email} (${res.data.email}), customer ${res.data.customer_id}.`, kind: 'ok' });
-    await refreshBalance();
+    show('key-result', { text: `Signed in as ${res.data.name || res.data.email} (${res.data.email}), customer ${res.data.customer_id}.`, kind: 'ok' });
+    await Promise.all([refreshBalance(), refreshUsage()]);
+    startPolling();
   } else {
-    apiKey.clear();
-    show('keyOut', { text: errorText(res), kind: 'error' });
+    signOut(errorText(res));
   }
 }
 
-function wire() {
-  $('keyForm').addEventListener('submit', (e) => {
-    e.preventDefault();
-    const value = $('apiKey').value.trim();
-    $('apiKey').value = '';
-    if (value) void useKey(value);
-  });
-  $('forgetKey').addEventListener('click', () => {
-    apiKey.clear();
-    $('balance').textContent = '—';
-    show('keyOut', { text: 'Key forgotten in this tab.' });
-  });
+/** Forgets the key and everything read with it. */
+function signOut(message) {
+  apiKey.clear();
+  stopPolling();
+  state.balance = null;
+  state.threshold = null;
+  state.balanceSeq++;
+  state.usageSeq++;
+  state.unconfirmed = null;
+  $('balance').textContent = '—';
+  $('balance-updated').hidden = true;
+  $('low-balance-banner').hidden = true;
+  $('usage').hidden = true;
+  $('usage-rows').replaceChildren();
+  if (state.chart) state.chart.destroy();
+  state.chart = null;
+  show('key-result', { text: message, kind: message.startsWith('Error') ? 'error' : undefined });
+}
 
-  $('subscribeForm').addEventListener('submit', (e) => {
+/** One click: ask for a top-up checkout and go there. */
+function startTopup(button, outId) {
+  return withBusy(button, async () => {
+    const res = await api('/checkout/topup', { method: 'POST', body: {} });
+    const url = res.ok && safeUrl(res.data.checkout_url);
+    if (url) {
+      location.assign(url);
+      return;
+    }
+    show(outId, { text: res.ok ? 'Error: the checkout link was not usable.' : errorText(res), kind: 'error' });
+  });
+}
+
+async function sendEmail() {
+  const body = { to: $('sendTo').value, subject: $('sendSubj').value, html: $('sendBody').value };
+  const fingerprint = JSON.stringify(body);
+  // One key per email: a retry of a send whose outcome was unknown reuses it, so it can
+  // never send or charge twice; any other click is a new email with a new key.
+  const idempotencyKey = state.unconfirmed?.fingerprint === fingerprint ? state.unconfirmed.key : crypto.randomUUID();
+  const res = await api('/send', { method: 'POST', headers: { 'Idempotency-Key': idempotencyKey }, body });
+  state.unconfirmed = res.status === 0 || res.status >= 500 ? { fingerprint, key: idempotencyKey } : null;
+
+  if (res.ok) {
+    show('send-result', { text: `Sent. Message id: ${res.data.id}`, kind: 'ok' });
+  } else if (res.status === 402) {
+    show('send-result', {
+      text: `${errorText(res)}\nA top-up pack adds 5,000 emails for $9 as soon as you pay; nothing was sent or charged.`,
+      kind: 'error',
+      action: { label: TOPUP_LABEL, run: (b) => startTopup(b, 'send-result') },
+    });
+  } else if (res.status === 401) {
+    show('send-result', { text: `${errorText(res)} Paste a valid key above.`, kind: 'error' });
+  } else if (state.unconfirmed) {
+    show('send-result', { text: `${errorText(res)}\nPress Send again without changing anything: it retries this same email, never a second one.`, kind: 'error' });
+  } else {
+    show('send-result', { text: errorText(res), kind: 'error' });
+  }
+  if (res.status !== 401) await Promise.all([refreshBalance(), refreshUsage()]);
+}
+
+function wire() {
+  $('key-form').addEventListener('submit', (e) => {
     e.preventDefault();
-    const button = e.submitter || $('subscribeForm').querySelector('button');
+    const input = $('api-key');
+    const value = input.value.trim();
+    input.value = '';
+    if (!value) return;
+    // A header can carry neither spaces nor non-ASCII: say so instead of a puzzling 401.
+    if (!/^[\x21-\x7e]+$/.test(value)) {
+      show('key-result', { text: 'That is not a MailKit API key: keys look like mk_test_… or mk_live_…, with no spaces.', kind: 'error' });
+      return;
+    }
+    void useKey(value);
+  });
+  $('toggle-key').addEventListener('click', (e) => {
+    const input = $('api-key');
+    const showing = input.type === 'text';
+    input.type = showing ? 'password' : 'text';
+    e.currentTarget.textContent = showing ? 'Show' : 'Hide';
+    e.currentTarget.setAttribute('aria-pressed', String(!showing));
+  });
+  $('forget-key').addEventListener('click', () => signOut('Key forgotten in this tab.'));
+
+  $('subscribe-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const button = e.submitter || $('subscribe-form').querySelector('button');
     void withBusy(button, async () => {
       const res = await api('/checkout/subscribe', {
         method: 'POST',
         auth: false,
         body: { email: $('subEmail').value, name: $('subName').value },
       });
-      if (res.ok) show('subOut', { link: res.data.checkout_url, linkText: 'Open checkout →' });
-      else show('subOut', { text: errorText(res), kind: 'error' });
+      if (res.ok) show('subscribe-result', { link: res.data.checkout_url, linkText: 'Open checkout →' });
+      else show('subscribe-result', { text: errorText(res), kind: 'error' });
     });
   });
 
-  $('refreshBalance').addEventListener('click', (e) => void withBusy(e.currentTarget, refreshBalance));
+  $('refresh-balance').addEventListener('click', (e) => {
+    void withBusy(e.currentTarget, async () => {
+      if (!apiKey.get()) return show('balance-error', { text: 'Paste your API key first (section "Your API key").', kind: 'error' });
+      await Promise.all([refreshBalance(), refreshUsage()]);
+    });
+  });
 
-  $('sendForm').addEventListener('submit', (e) => {
+  $('send-form').addEventListener('submit', (e) => {
     e.preventDefault();
-    const button = e.submitter || $('sendForm').querySelector('button');
-    void withBusy(button, async () => {
-      // One key per click: a network retry of this click can never send or charge twice.
-      const idempotencyKey = crypto.randomUUID();
-      const res = await api('/send', {
-        method: 'POST',
-        headers: { 'Idempotency-Key': idempotencyKey },
-        body: { to: $('sendTo').value, subject: $('sendSubj').value, html: $('sendBody').value },
-      });
-      if (res.ok) show('sendOut', { text: `Sent. Message id: ${res.data.id}`, kind: 'ok' });
-      else if (res.status === 402) show('sendOut', { text: `${errorText(res)} Use section 4 to add 5,000 emails.`, kind: 'error' });
-      else show('sendOut', { text: errorText(res), kind: 'error' });
-      await refreshBalance();
-    });
+    void withBusy($('send-button'), sendEmail);
   });
+
+  $('topup-button').addEventListener('click', (e) => void startTopup(e.currentTarget, 'bannerOut'));
 
   $('buyTopup').addEventListener('click', (e) => {
     void withBusy(e.currentTarget, async () => {
       const res = await api('/checkout/topup', { method: 'POST', body: {} });
-      if (res.ok) show('topOut', { link: res.data.checkout_url, linkText: 'Open top-up checkout →' });
-      else show('topOut', { text: errorText(res), kind: 'error' });
+      if (res.ok) show('topup-result', { link: res.data.checkout_url, linkText: 'Open top-up checkout →' });
+      else show('topup-result', { text: errorText(res), kind: 'error' });
     });
   });
+
+  // Poll only while someone can see the page; catch up at once when they come back.
+  document.addEventListener('visibilitychange', () => {
+    if (document.hidden) return stopPolling();
+    if (!apiKey.get()) return;
+    void refreshBalance();
+    startPolling();
+  });
+
+  if (typeof ResizeObserver === 'function') new ResizeObserver(resizeChart).observe($('usage'));
+  else window.addEventListener('resize', resizeChart);
 }
 
 async function init() {
@@ -146,18 +406,17 @@ async function init() {
   const params = new URLSearchParams(location.search);
   const notice = $('notice');
   if (params.get('subscribed') === '1') {
-    notice.textContent = params.get('status') === 'failed'
-      ? 'The payment did not go through; nothing was charged.'
-      : 'Payment received. Your API key is on its way to your inbox' + (config.data?.mode === 'sandbox' ? ' (the sandbox outbox).' : '.');
+    notice.textContent =
+      params.get('status') === 'failed'
+        ? 'The payment did not go through; nothing was charged.'
+        : 'Payment received. Your API key is on its way to your inbox' + (config.data?.mode === 'sandbox' ? ' (the sandbox outbox).' : '.');
     notice.hidden = false;
   } else if (params.get('topped_up') === '1') {
     notice.textContent = params.get('status') === 'failed' ? 'The top-up payment did not go through.' : 'Top-up complete: 5,000 emails added.';
     notice.hidden = false;
   }
   if (params.toString()) history.replaceState(null, '', location.pathname + location.hash);
-  if (apiKey.get()) {
-    await useKey(apiKey.get());
-  }
+  if (apiKey.get()) await useKey(apiKey.get());
 }
 
 void init();

@@ -1,5 +1,7 @@
 import express, { type Express, type RequestHandler } from 'express';
 import type DodoPayments from 'dodopayments';
+import { createRequire } from 'node:module';
+import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pinoHttp } from 'pino-http';
 import helmet from 'helmet';
@@ -16,6 +18,7 @@ import { accountRoutes } from './routes/account';
 import { checkoutRoutes } from './routes/checkout';
 import { creditRoutes } from './routes/credits';
 import { sendRoutes } from './routes/send';
+import { usageRoutes } from './routes/usage';
 import { LIMITS } from './routes/validate';
 import { createRateLimiters, customerGate, type RateLimits } from './rate-limits';
 import type { Sandbox } from './sandbox';
@@ -55,6 +58,9 @@ const jsonBodiesOnly: RequestHandler = (req, _res, next) => {
 };
 
 const publicDir = fileURLToPath(new URL('../public', import.meta.url));
+// The dashboard's chart library, served from node_modules: no CDN, no build step.
+const uplotDir = dirname(createRequire(import.meta.url).resolve('uplot/dist/uPlot.min.css'));
+const UPLOT_FILES = ['uPlot.iife.min.js', 'uPlot.min.css'];
 
 /** Builds the Express app. It never listens: server.ts (or a test) does. */
 export function createApp(deps: AppDeps): Express {
@@ -134,11 +140,18 @@ export function createApp(deps: AppDeps): Express {
     res.json({ mode: deps.mode, outbox_url: deps.sandbox ? '/sandbox/outbox' : null, sandbox_url: deps.sandbox ? '/sandbox' : null });
   });
   app.use(checkoutRoutes({ billing: deps.billing, auth, publicLimit: limiters.publicPerIp }));
+  app.use(usageRoutes({ billing: deps.billing, auth })); // before /credits/:customerId
   app.use(creditRoutes({ billing: deps.billing, auth }));
   app.use(sendRoutes({ sender: deps.sender, auth }));
   app.use(accountRoutes({ billing: deps.billing, apiKeys: deps.apiKeys, auth }));
 
+  // Exactly the two files the dashboard loads, not the whole package directory.
+  app.get(UPLOT_FILES.map((f) => `/vendor/uplot/${f}`), (req, res) => {
+    res.sendFile(req.path.slice('/vendor/uplot/'.length), { root: uplotDir, maxAge: '1h' });
+  });
   app.use(express.static(publicDir, { index: 'index.html', maxAge: 0 }));
+  // Browsers ask for /favicon.ico on pages that name no icon (the sandbox's own pages).
+  app.get('/favicon.ico', (_req, res) => res.redirect(301, '/favicon.svg'));
   app.use(notFound);
   app.use(
     errorMiddleware((err, req) => {

@@ -21,7 +21,7 @@ export interface Stack {
   server: Server;
   /** The origin the server answers on, e.g. http://127.0.0.1:3000. */
   url: string;
-  /** The public origin (BASE_URL, with the real port when PORT was 0). */
+  /** The public origin the browser uses: checkout return URLs and email links point here. */
   baseUrl: string;
   config: Config;
   app: Express;

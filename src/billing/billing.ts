@@ -41,8 +41,11 @@ export interface Billing {
   /** Credits `amount` back under `key`; a repeat with the same key is a no-op. */
   refund(customerId: string, amount: number, key: string, reason: string): Promise<void>;
   customer(customerId: string): Promise<{ email: string; name: string }>;
-  /** The newest ledger entries first, up to `limit` (for the dashboard's usage chart). */
-  ledger(customerId: string, limit: number): Promise<CreditLedgerEntry[]>;
+  /**
+   * The customer's ledger entries, newest first as Dodo lists them, up to `limit`; with
+   * `since`, only entries created at or after it (for the dashboard's usage chart).
+   */
+  ledger(customerId: string, limit: number, opts?: { since?: Date }): Promise<CreditLedgerEntry[]>;
 }
 
 export function createBilling(opts: { dodo: DodoPayments; catalog: Catalog; baseUrl: string }): Billing {
@@ -114,15 +117,33 @@ export function createBilling(opts: { dodo: DodoPayments; catalog: Catalog; base
       return { email: c.email, name: c.name };
     },
 
-    async ledger(customerId, limit) {
+    async ledger(customerId, limit, opts = {}) {
       const out: CreditLedgerEntry[] = [];
-      const page = await guard(() =>
-        ledgerEntries.listLedger(customerId, { credit_entitlement_id: catalog.creditEntitlementId, page_number: 0, page_size: Math.min(limit, 100) }),
-      );
-      for await (const entry of page) {
-        out.push(entry);
-        if (out.length >= limit) break;
-      }
+      const seen = new Set<string>();
+      // Every page is a request of its own, so the whole walk runs under guard(), not just
+      // the first page.
+      await guard(async () => {
+        const first = await ledgerEntries.listLedger(customerId, {
+          credit_entitlement_id: catalog.creditEntitlementId,
+          page_number: 0,
+          page_size: Math.min(limit, 100),
+          ...(opts.since ? { start_date: opts.since.toISOString() } : {}),
+        });
+        for await (const page of first.iterPages()) {
+          let fresh = 0;
+          for (const entry of page.getPaginatedItems()) {
+            // A page number is an offset into a list that grows at its head while we read it:
+            // an entry written meanwhile shifts the rest by one, so the next page repeats one.
+            if (seen.has(entry.id)) continue;
+            seen.add(entry.id);
+            out.push(entry);
+            fresh++;
+            if (out.length >= limit) return;
+          }
+          // A page with nothing new means the list is not moving forward: stop rather than loop.
+          if (!fresh) return;
+        }
+      });
       return out;
     },
   };

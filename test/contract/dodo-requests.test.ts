@@ -74,6 +74,7 @@ describe("MailKit's Dodo requests, validated by Steady against the official spec
     expect(typeof (await billing().balance('cus_123'))).toBe('string');
     expect(await billing().customer('cus_123')).toHaveProperty('email');
     await billing().ledger('cus_123', 5);
+    await billing().ledger('cus_123', 5, { since: new Date('2026-01-01T00:00:00Z') });
   });
 
   it('the debit and the refund ledger entries are valid', async () => {

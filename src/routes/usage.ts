@@ -1,0 +1,115 @@
+import { Router, type RequestHandler } from 'express';
+import type { CreditLedgerEntry } from 'dodopayments/resources/credit-entitlements/balances';
+import { z } from 'zod';
+import { customerOf } from '../auth/middleware';
+import type { Billing } from '../billing/billing';
+import { CATALOG } from '../billing/catalog';
+import { parse } from './validate';
+
+/** The plan's low-balance threshold in credits: 20% of 5,000 = 1,000 (the tutorial's numbers). */
+export const LOW_BALANCE_THRESHOLD = (CATALOG.plan.credits * CATALOG.plan.lowBalanceThresholdPercent) / 100;
+
+/** At most this many days in one chart. */
+export const MAX_USAGE_DAYS = 90;
+
+/**
+ * At most this many ledger entries are read per request (100 per page, so 50 pages); a
+ * busier window is answered with `truncated: true` and the oldest days' balance unknown.
+ */
+export const MAX_LEDGER_ENTRIES = 5000;
+
+const DAY_MS = 86_400_000;
+
+const usageQuery = z.strictObject({
+  days: z
+    .string({ error: 'must be given once' })
+    .regex(/^\d{1,3}$/, `must be a whole number from 1 to ${MAX_USAGE_DAYS}`)
+    .transform(Number)
+    .refine((n) => n >= 1 && n <= MAX_USAGE_DAYS, `must be a whole number from 1 to ${MAX_USAGE_DAYS}`)
+    .optional(),
+});
+
+/** One UTC day of the chart. `balance` is the balance at the end of that day (null: unknown). */
+export interface UsageDay {
+  date: string;
+  debits: number;
+  credits: number;
+  balance: number | null;
+}
+
+/**
+ * GET /credits/usage?days=30: the key's customer's ledger folded into UTC days (debits,
+ * credits, end-of-day balance) for the dashboard's chart, with the live balance and the
+ * plan's low-balance threshold. Register it before /credits/:customerId, which would
+ * otherwise take "usage" for a customer id.
+ */
+export function usageRoutes(deps: { billing: Billing; auth: RequestHandler }): Router {
+  const router = Router();
+
+  router.get('/credits/usage', deps.auth, async (req, res) => {
+    const days = parse(usageQuery, req.query, 'query').days ?? 30;
+    const customerId = customerOf(req);
+    const since = new Date(utcMidnight(Date.now()) - (days - 1) * DAY_MS);
+    const [entries, balance] = await Promise.all([
+      deps.billing.ledger(customerId, MAX_LEDGER_ENTRIES, { since }),
+      deps.billing.balance(customerId),
+    ]);
+    const truncated = entries.length >= MAX_LEDGER_ENTRIES;
+    res.set('Cache-Control', 'no-store');
+    res.json({
+      days: foldByDay(entries, { days, now: Date.now(), truncated, liveBalance: Number(balance) }),
+      balance: Number(balance),
+      low_balance_threshold: LOW_BALANCE_THRESHOLD,
+      truncated,
+    });
+  });
+
+  return router;
+}
+
+/**
+ * Folds ledger entries (in Dodo's newest-first order) into `days` consecutive UTC days that
+ * end today, or on the newest entry's day when Dodo's clock is ahead of ours (a sandbox whose
+ * clock was advanced). With `truncated`, the oldest entries of the window are missing, so the
+ * balance before the oldest one seen is unknown (null). With no entry at all, nothing changed
+ * in the window and every day ends on `liveBalance`.
+ */
+export function foldByDay(entries: CreditLedgerEntry[], opts: { days: number; now: number; truncated: boolean; liveBalance: number }): UsageDay[] {
+  const { days, now, truncated, liveBalance } = opts;
+  // Oldest first; entries with the same timestamp keep Dodo's order, reversed.
+  const chronological = entries
+    .map((e, i) => ({ e, t: Date.parse(e.created_at), i }))
+    .sort((a, b) => a.t - b.t || b.i - a.i);
+  const end = utcMidnight(Math.max(now, chronological.at(-1)?.t ?? now));
+  const start = end - (days - 1) * DAY_MS;
+
+  const out: UsageDay[] = [];
+  for (let d = 0; d < days; d++) out.push({ date: isoDate(start + d * DAY_MS), debits: 0, credits: 0, balance: null });
+  if (!chronological.length) {
+    for (const day of out) day.balance = liveBalance;
+    return out;
+  }
+
+  // The balance carried into the window: what the oldest entry found, when we saw them all.
+  let balance: number | null = truncated ? null : Number(chronological[0]!.e.balance_before);
+  let next = 0; // the first day whose end-of-day balance is not written yet
+  for (const { e, t } of chronological) {
+    const index = Math.floor((utcMidnight(t) - start) / DAY_MS);
+    if (index < 0) {
+      balance = Number(e.balance_after);
+      continue;
+    }
+    for (; next < index; next++) out[next]!.balance = balance;
+    const day = out[index]!;
+    if (e.is_credit) day.credits += Number(e.amount);
+    else day.debits += Number(e.amount);
+    balance = Number(e.balance_after);
+    day.balance = balance;
+    next = index + 1;
+  }
+  for (; next < days; next++) out[next]!.balance = balance;
+  return out;
+}
+
+const utcMidnight = (t: number) => Math.floor(t / DAY_MS) * DAY_MS;
+const isoDate = (t: number) => new Date(t).toISOString().slice(0, 10);

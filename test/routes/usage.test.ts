@@ -1,0 +1,149 @@
+import request from 'supertest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CreditLedgerEntry } from 'dodopayments/resources/credit-entitlements/balances';
+import { foldByDay, LOW_BALANCE_THRESHOLD } from '../../src/routes/usage';
+import { bearer, settle, startTestStack, subscribe } from '../support/stack';
+
+type TestStack = Awaited<ReturnType<typeof startTestStack>>;
+const DAY = 86_400_000;
+const today = () => new Date().toISOString().slice(0, 10);
+
+const send = (stack: TestStack, key: string, subject = 'Usage test') =>
+  request(stack.url).post('/send').set(bearer(key)).send({ to: 'delivered@resend.dev', subject, html: '<p>hi</p>' }).expect(200);
+
+describe('GET /credits/usage', () => {
+  let stack: TestStack;
+  let alice: { key: string; customerId: string };
+  let bob: { key: string; customerId: string };
+
+  beforeAll(async () => {
+    stack = await startTestStack();
+    alice = await subscribe(stack, 'alice-usage@example.com', 'Alice');
+    bob = await subscribe(stack, 'bob-usage@example.com', 'Bob');
+    for (let i = 0; i < 3; i++) await send(stack, alice.key, `Email ${i}`);
+    await settle(stack);
+  });
+  afterAll(async () => {
+    await stack?.close();
+  });
+
+  describe('after subscribing and sending 3 emails', () => {
+    it("shows today's 3 debits, the 5,000 grant and a balance of 4,997", async () => {
+      const res = await request(stack.url).get('/credits/usage').set(bearer(alice.key)).expect(200);
+      expect(res.headers['cache-control']).toBe('no-store');
+      expect(res.body.balance).toBe(4997);
+      expect(res.body.low_balance_threshold).toBe(1000);
+      expect(res.body.truncated).toBe(false);
+      expect(res.body.days).toHaveLength(30);
+      const last = res.body.days.at(-1);
+      expect(last).toEqual({ date: today(), debits: 3, credits: 5000, balance: 4997 });
+      // Before the subscription, the balance was 0 and nothing moved.
+      expect(res.body.days[0]).toEqual({ date: expect.stringMatching(/^\d{4}-\d{2}-\d{2}$/), debits: 0, credits: 0, balance: 0 });
+    });
+
+    it('answers ?days=7 with 7 consecutive days ending today', async () => {
+      const res = await request(stack.url).get('/credits/usage?days=7').set(bearer(alice.key)).expect(200);
+      const dates: string[] = res.body.days.map((d: { date: string }) => d.date);
+      expect(dates).toHaveLength(7);
+      expect(dates.at(-1)).toBe(today());
+      for (let i = 1; i < dates.length; i++) expect(Date.parse(dates[i]!) - Date.parse(dates[i - 1]!)).toBe(DAY);
+    });
+  });
+
+  describe('with another customer’s key', () => {
+    it('sees only that customer’s ledger', async () => {
+      const res = await request(stack.url).get('/credits/usage').set(bearer(bob.key)).expect(200);
+      expect(res.body.balance).toBe(5000);
+      expect(res.body.days.at(-1)).toEqual({ date: today(), debits: 0, credits: 5000, balance: 5000 });
+    });
+  });
+
+  describe('without a key', () => {
+    it('answers 401', async () => {
+      const res = await request(stack.url).get('/credits/usage').expect(401);
+      expect(res.body.error.code).toBe('missing_api_key');
+    });
+  });
+
+  describe('with a bad query', () => {
+    it.each([['days=0'], ['days=91'], ['days=abc'], ['days=1.5'], ['days='], ['days=1&days=2']])('?%s answers 400 naming days', async (q) => {
+      const res = await request(stack.url).get(`/credits/usage?${q}`).set(bearer(alice.key)).expect(400);
+      expect(res.body.error.code).toBe('invalid_request');
+      expect(res.body.error.message).toMatch(/^days: /);
+    });
+
+    it('an unknown parameter answers 400 naming it', async () => {
+      const res = await request(stack.url).get('/credits/usage?day=3').set(bearer(alice.key)).expect(400);
+      expect(res.body.error.message).toMatch(/day/);
+    });
+  });
+
+  describe('with more ledger entries than one page', () => {
+    it('reads every page: 120 adjustments and a send all count', async () => {
+      const carol = await subscribe(stack, 'carol-usage@example.com', 'Carol');
+      for (let i = 0; i < 120; i++) await stack.sandbox.dodo.adjustBalance(carol.customerId, stack.catalog.creditEntitlementId, -1, `adj ${i}`);
+      await send(stack, carol.key);
+      await settle(stack);
+      const res = await request(stack.url).get('/credits/usage').set(bearer(carol.key)).expect(200);
+      expect(res.body.days.at(-1)).toEqual({ date: today(), debits: 121, credits: 5000, balance: 4879 });
+      expect(res.body.days[0].balance).toBe(0);
+    });
+  });
+
+  describe('across days (the sandbox clock moved forward)', () => {
+    it('shows each day’s debits and carries the balance over quiet days', async () => {
+      const dave = await subscribe(stack, 'dave-usage@example.com', 'Dave');
+      await send(stack, dave.key);
+      await send(stack, dave.key);
+      await stack.sandbox.dodo.advanceClock(2 * DAY);
+      await send(stack, dave.key);
+      await settle(stack);
+      const res = await request(stack.url).get('/credits/usage?days=5').set(bearer(dave.key)).expect(200);
+      const days = res.body.days as Array<{ debits: number; balance: number }>;
+      // The window ends on the sandbox's "today", two days ahead of this machine's.
+      expect(days.map((d) => d.debits)).toEqual([0, 0, 2, 0, 1]);
+      expect(days.map((d) => d.balance)).toEqual([0, 0, 4998, 4998, 4997]);
+      expect(res.body.balance).toBe(4997);
+    });
+  });
+});
+
+describe('foldByDay', () => {
+  const now = Date.parse('2026-03-10T12:00:00Z');
+  const entry = (at: string, amount: number, isCredit: boolean, before: number): CreditLedgerEntry =>
+    ({
+      id: `cle_${at}_${amount}`,
+      amount: String(amount),
+      is_credit: isCredit,
+      balance_before: String(before),
+      balance_after: String(isCredit ? before + amount : before - amount),
+      created_at: at,
+    }) as CreditLedgerEntry;
+
+  it('with no entries, every day ends on the live balance', () => {
+    const days = foldByDay([], { days: 3, now, truncated: false, liveBalance: 1234 });
+    expect(days).toEqual([
+      { date: '2026-03-08', debits: 0, credits: 0, balance: 1234 },
+      { date: '2026-03-09', debits: 0, credits: 0, balance: 1234 },
+      { date: '2026-03-10', debits: 0, credits: 0, balance: 1234 },
+    ]);
+  });
+
+  it('when truncated, days before the oldest entry seen have an unknown balance', () => {
+    const newestFirst = [entry('2026-03-10T08:00:00Z', 1, false, 700), entry('2026-03-09T08:00:00Z', 300, false, 1000)];
+    const days = foldByDay(newestFirst, { days: 3, now, truncated: true, liveBalance: 699 });
+    expect(days.map((d) => d.balance)).toEqual([null, 700, 699]);
+    expect(days.map((d) => d.debits)).toEqual([0, 300, 1]);
+  });
+
+  it('entries at the same instant keep Dodo’s newest-first order', () => {
+    const t = '2026-03-10T08:00:00Z';
+    const newestFirst = [entry(t, 2, false, 98), entry(t, 100, true, 0)];
+    const days = foldByDay(newestFirst, { days: 1, now, truncated: false, liveBalance: 96 });
+    expect(days).toEqual([{ date: '2026-03-10', debits: 2, credits: 100, balance: 96 }]);
+  });
+
+  it('the threshold is 20% of the plan’s 5,000 credits', () => {
+    expect(LOW_BALANCE_THRESHOLD).toBe(1000);
+  });
+});
