@@ -1,15 +1,30 @@
 /**
- * `npm run bench`: MailKit on the sandbox with an injected upstream latency, driven by
- * concurrent clients over loopback HTTP. Prints sends per second, p50/p99 latency and
- * upstream calls per email for /send and /send/batch, beside a baseline of the same two
- * upstream calls made directly through the SDKs, so MailKit's own overhead is visible.
+ * `npm run bench`: how fast MailKit sends, and what it adds on top of Dodo and Resend.
+ *
+ * Three processes on loopback, as in production where the vendors are elsewhere:
+ *   - the upstreams: the sandbox alone (bench/upstream.ts), every API call delayed by --latency;
+ *   - MailKit: `server.ts` in live mode, pointed at them with DODO_PAYMENTS_BASE_URL and
+ *     RESEND_BASE_URL (the configuration a real deployment uses), logging at info to /dev/null;
+ *   - this process: the clients.
+ * The baseline makes the same two upstream calls per email (a debit, a send) straight through
+ * the SDKs, so "overhead" is what MailKit adds: one more HTTP hop, auth, validation, records.
  *
  * Options: --latency MS (default 20) --clients N (16) --sends N (1600) --batches N (48)
+ *          --cpu-prof DIR (write a V8 CPU profile of the upstream and MailKit processes there)
  */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { loadConfig } from '../src/config';
-import { createLogger } from '../src/logger';
-import { startStack } from '../src/stack';
+import DodoPayments from 'dodopayments';
+import { Resend } from 'resend';
+import { createApiKeys } from '../src/auth/api-keys';
+import { ensureCatalog } from '../src/billing/catalog';
+import { createAppStore } from '../src/state';
 
 const { values } = parseArgs({
   options: {
@@ -17,44 +32,125 @@ const { values } = parseArgs({
     clients: { type: 'string', default: '16' },
     sends: { type: 'string', default: '1600' },
     batches: { type: 'string', default: '48' },
+    'cpu-prof': { type: 'string' },
   },
 });
+const profileArgs = values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof']] : [];
 const latency = Number(values.latency);
 const clients = Number(values.clients);
 const sends = Number(values.sends);
 const batches = Number(values.batches);
 
-const stack = await startStack(loadConfig({ PORT: '0', LOG_LEVEL: 'silent' }), { inMemory: true, log: createLogger('silent') });
-const sandbox = stack.sandbox!;
-const { creditEntitlementId } = stack.catalog;
+const children: ChildProcess[] = [];
+const dataDir = mkdtempSync(join(tmpdir(), 'mailkit-bench-'));
+const cleanup = () => {
+  for (const c of children) c.kill('SIGTERM');
+  rmSync(dataDir, { recursive: true, force: true });
+};
+process.on('exit', cleanup);
 
-// One customer per client, each with plenty of credits.
-const keys: string[] = [];
-for (let i = 0; i < clients; i++) {
-  const session = await stack.dodo.checkoutSessions.create({
-    product_cart: [{ product_id: stack.catalog.planProductId, quantity: 1 }],
-    customer: { email: `bench${i}@example.com`, name: `Bench ${i}` },
-    return_url: `${stack.url}/`,
-  });
-  await sandbox.dodo.payCheckout(session.session_id);
-  const customer = (await stack.dodo.customers.list({ email: `bench${i}@example.com` })).items[0]!;
-  await sandbox.dodo.adjustBalance(customer.customer_id, creditEntitlementId, 1_000_000, 'bench');
-  keys.push(stack.apiKeys.mint(customer.customer_id));
+/** A free loopback port (probed, then released: fine for a benchmark). */
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const { port } = s.address() as { port: number };
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
 }
-await sandbox.dodo.webhooks.idle();
 
-sandbox.dodo.faults.setLatency(latency);
-sandbox.resend.faults.setLatency(latency);
+/** Starts `node --import tsx <script>`; resolves with its first stdout line matching `ready`. */
+function start(script: string, args: string[], env: Record<string, string>, ready: RegExp, keepStdout: boolean): Promise<string> {
+  const child = spawn(process.execPath, [...profileArgs, '--import', 'tsx', script, ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  children.push(child);
+  return new Promise((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`${script} exited with ${code} before it was ready`)));
+    const lines = createInterface({ input: child.stdout! });
+    lines.on('line', (line) => {
+      if (ready.test(line)) {
+        resolve(line);
+        if (!keepStdout) child.stdout!.resume();
+      }
+    });
+  });
+}
 
-const email = { to: 'delivered@resend.dev', subject: 'Bench', html: '<p>bench</p>' };
-const upstreamCalls = () =>
-  sandbox.dodo.faults.requestCount(/^POST .*ledger-entries$/) + sandbox.resend.faults.requestCount(/^POST \/emails(\/batch)?$/);
+const appPort = await freePort();
+const appUrl = `http://127.0.0.1:${appPort}`;
+const upstream = JSON.parse(
+  await start('bench/upstream.ts', ['--latency', String(latency), '--webhook-url', `${appUrl}/webhooks/dodo`], {}, /^\{"port"/, false),
+) as { port: number; webhookSecret: string };
+const upstreamUrl = `http://127.0.0.1:${upstream.port}`;
+
+const dodo = new DodoPayments({ bearerToken: 'bench', baseURL: `${upstreamUrl}/sandbox/dodo`, webhookKey: upstream.webhookSecret });
+const resend = new Resend('re_bench', { baseUrl: `${upstreamUrl}/sandbox/resend` });
+const catalog = await ensureCatalog(dodo);
+const keySecret = randomBytes(32).toString('hex');
+
+await start(
+  'server.ts',
+  [],
+  {
+    PORT: String(appPort),
+    HOST: '127.0.0.1',
+    BASE_URL: appUrl,
+    MAILKIT_DATA_DIR: join(dataDir, 'app'),
+    LOG_LEVEL: 'info',
+    DODO_PAYMENTS_API_KEY: 'bench',
+    DODO_PAYMENTS_BASE_URL: `${upstreamUrl}/sandbox/dodo`,
+    DODO_WEBHOOK_KEY: upstream.webhookSecret,
+    CREDIT_ENTITLEMENT_ID: catalog.creditEntitlementId,
+    PLAN_PRODUCT_ID: catalog.planProductId,
+    TOPUP_PRODUCT_ID: catalog.topupProductId,
+    RESEND_API_KEY: 're_bench',
+    RESEND_BASE_URL: `${upstreamUrl}/sandbox/resend`,
+    MAILKIT_KEY_SECRET: keySecret,
+    RATE_LIMIT_PER_KEY: '1000000',
+  },
+  /^MailKit running on/,
+  false,
+);
+
+// One customer per client, subscribed through the hosted checkout, then given plenty of credits.
+const apiKeys = createApiKeys({ store: createAppStore(null), secret: keySecret, env: 'test' });
+const customers: string[] = [];
+for (let i = 0; i < clients; i++) {
+  const session = await dodo.checkoutSessions.create({
+    product_cart: [{ product_id: catalog.planProductId, quantity: 1 }],
+    customer: { email: `bench${i}@example.com`, name: `Bench ${i}` },
+    return_url: `${appUrl}/`,
+  });
+  const paid = await fetch(`${upstreamUrl}/sandbox/checkout/${session.session_id}/pay`, { method: 'POST', redirect: 'manual' });
+  if (paid.status !== 303) throw new Error(`checkout payment answered ${paid.status}`);
+  const customer = (await dodo.customers.list({ email: `bench${i}@example.com`, page_number: 0 })).items[0]!;
+  await dodo.creditEntitlements.balances.createLedgerEntry(customer.customer_id, {
+    credit_entitlement_id: catalog.creditEntitlementId,
+    amount: '1000000',
+    entry_type: 'credit',
+    reason: 'bench',
+  });
+  customers.push(customer.customer_id);
+}
+const keys = customers.map((c) => apiKeys.mint(c));
+
+type Stats = { debits: number; sends: number; pendingWebhooks: number };
+const stats = async (): Promise<Stats> => (await fetch(`${upstreamUrl}/stats`)).json() as Promise<Stats>;
+const upstreamCalls = async () => {
+  const s = await stats();
+  return s.debits + s.sends;
+};
+async function webhooksIdle() {
+  while ((await stats()).pendingWebhooks > 0) await new Promise((r) => setTimeout(r, 50));
+}
+await webhooksIdle();
 
 /** Runs `total` operations over `clients` concurrent loops; returns per-operation latencies in ms. */
 async function drive(total: number, op: (client: number, i: number) => Promise<void>): Promise<{ ms: number[]; wall: number }> {
   const ms: number[] = [];
   let next = 0;
-  const start = performance.now();
+  const begin = performance.now();
   await Promise.all(
     Array.from({ length: clients }, async (_, client) => {
       for (let i = next++; i < total; i = next++) {
@@ -64,11 +160,11 @@ async function drive(total: number, op: (client: number, i: number) => Promise<v
       }
     }),
   );
-  return { ms, wall: performance.now() - start };
+  return { ms, wall: performance.now() - begin };
 }
 
 async function post(path: string, client: number, body: unknown): Promise<void> {
-  const r = await fetch(`${stack.url}${path}`, {
+  const r = await fetch(`${appUrl}${path}`, {
     method: 'POST',
     headers: { Authorization: `Bearer ${keys[client]}`, 'Content-Type': 'application/json' },
     body: JSON.stringify(body),
@@ -93,38 +189,43 @@ function report(name: string, ops: number, emailsPerOp: number, r: { ms: number[
   ]);
 }
 
+const email = { to: 'delivered@resend.dev', subject: 'Bench', html: '<p>bench</p>' };
+
 // Baseline: the same two upstream calls, made directly through the SDKs (no MailKit in between).
-const customers = await Promise.all(keys.map((k) => stack.apiKeys.verify(k)!));
 const baseline = await drive(sends, async (client, i) => {
-  await stack.dodo.creditEntitlements.balances.createLedgerEntry(customers[client]!, {
-    credit_entitlement_id: creditEntitlementId,
+  await dodo.creditEntitlements.balances.createLedgerEntry(customers[client]!, {
+    credit_entitlement_id: catalog.creditEntitlementId,
     amount: '1',
     entry_type: 'debit',
     idempotency_key: `bench-baseline-${i}`,
   });
-  const { error } = await stack.resend.emails.send({ from: 'MailKit <onboarding@resend.dev>', ...email }, { idempotencyKey: `bench-baseline-${i}` });
+  const { error } = await resend.emails.send({ from: 'MailKit <onboarding@resend.dev>', ...email }, { idempotencyKey: `bench-baseline-${i}` });
   if (error) throw new Error(error.message);
 });
 report('baseline: debit + Resend send via SDKs', sends, 1, baseline, null);
+await webhooksIdle();
 
-let before = upstreamCalls();
+let before = await upstreamCalls();
 const single = await drive(sends, (client) => post('/send', client, email));
-report('POST /send', sends, 1, single, upstreamCalls() - before);
+report('POST /send', sends, 1, single, (await upstreamCalls()) - before);
+await webhooksIdle();
 
-before = upstreamCalls();
+before = await upstreamCalls();
 const batch = Array.from({ length: 100 }, (_, i) => ({ ...email, subject: `Bench ${i}` }));
 const batched = await drive(batches, (client) => post('/send/batch', client, { emails: batch }));
-report('POST /send/batch (100 emails)', batches, 100, batched, upstreamCalls() - before);
-
-await sandbox.dodo.webhooks.idle();
-await stack.close();
+report('POST /send/batch (100 emails)', batches, 100, batched, (await upstreamCalls()) - before);
+await webhooksIdle();
 
 const header = ['scenario', 'requests', 'emails/s', 'p50 ms', 'p99 ms', 'upstream calls/email'];
 const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
 const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ');
 console.log(`npm run bench -- --latency ${latency} --clients ${clients} --sends ${sends} --batches ${batches}`);
-console.log(`node ${process.version}, injected upstream latency ${latency} ms per call, ${clients} concurrent clients, loopback HTTP\n`);
+console.log(`node ${process.version}, injected upstream latency ${latency} ms per call, ${clients} concurrent clients,`);
+console.log('upstreams (sandbox), MailKit (server.ts, live mode) and clients in three processes on loopback\n');
 console.log(line(header));
 for (const r of rows) console.log(line(r));
 const overhead = pct(single.ms, 50) - pct(baseline.ms, 50);
 console.log(`\n/send p50 overhead over the two upstream calls themselves: ${overhead.toFixed(1)} ms`);
+for (const c of children) c.kill('SIGTERM');
+await Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r)))));
+process.exit(0);

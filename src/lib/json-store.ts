@@ -1,4 +1,5 @@
-import { mkdirSync, readFileSync, renameSync, openSync, writeSync, fsyncSync, closeSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 /**
@@ -7,7 +8,7 @@ import { dirname } from 'node:path';
  * Mutate `store.data` synchronously, then call `store.save()`. Because Node runs one
  * handler at a time, a synchronous mutation is atomic with respect to other requests;
  * the write to disk is coalesced (at most one pending flush) so a burst of mutations
- * costs one write. Each write goes to a temp file, is fsynced, then renamed over the
+ * costs one write, made off the event loop. Each write goes to a temp file, is fsynced, then renamed over the
  * old file, so a crash mid-write leaves either the old or the new document, never a
  * torn one.
  */
@@ -35,11 +36,35 @@ export function createJsonStore<T>(options: JsonStoreOptions<T>): JsonStore<T> {
   const data = file ? load(file, initial) : initial();
   let timer: NodeJS.Timeout | null = null;
   let dirty = false;
+  /** The write in progress: one at a time, so an older document never lands over a newer one. */
+  let writing: Promise<void> | null = null;
 
-  const writeNow = () => {
+  const writeNow = async (): Promise<void> => {
+    while (writing) await writing;
     if (!file || !dirty) return;
     dirty = false;
-    writeAtomically(file, JSON.stringify(data));
+    const text = JSON.stringify(data);
+    writing = writeAtomicallyAsync(file, text)
+      .catch((err: unknown) => {
+        dirty = true; // still owed: the next save or flush writes it
+        throw err;
+      })
+      .finally(() => {
+        writing = null;
+      });
+    await writing;
+  };
+
+  const schedule = (ms: number) => {
+    if (timer) return;
+    timer = setTimeout(() => {
+      timer = null;
+      // A failed background write (disk full, permissions) is retried, never left unhandled;
+      // flush() reports it to its caller.
+      writeNow().catch(() => schedule(1_000));
+    }, ms);
+    // A pending flush must not keep a finished test or CLI process alive.
+    timer.unref();
   };
 
   return {
@@ -47,20 +72,14 @@ export function createJsonStore<T>(options: JsonStoreOptions<T>): JsonStore<T> {
     save() {
       if (!file) return;
       dirty = true;
-      if (timer) return;
-      timer = setTimeout(() => {
-        timer = null;
-        writeNow();
-      }, delay);
-      // A pending flush must not keep a finished test or CLI process alive.
-      timer.unref();
+      schedule(delay);
     },
     async flush() {
       if (timer) {
         clearTimeout(timer);
         timer = null;
       }
-      writeNow();
+      await writeNow();
     },
   };
 }
@@ -80,21 +99,21 @@ function load<T>(file: string, initial: () => T): T {
   }
 }
 
-/** write → fsync → rename: readers see the old document or the new one, never half of one. */
-export function writeAtomically(file: string, contents: string): void {
-  mkdirSync(dirname(file), { recursive: true });
+/** write → fsync → rename, off the event loop: readers see the old document or the new one, never half of one. */
+async function writeAtomicallyAsync(file: string, contents: string): Promise<void> {
+  await mkdir(dirname(file), { recursive: true });
   const tmp = `${file}.${process.pid}.tmp`;
-  const fd = openSync(tmp, 'w', 0o600);
+  const handle = await open(tmp, 'w', 0o600);
   try {
-    writeSync(fd, contents);
-    fsyncSync(fd);
+    await handle.writeFile(contents);
+    await handle.sync();
   } finally {
-    closeSync(fd);
+    await handle.close();
   }
   try {
-    renameSync(tmp, file);
+    await rename(tmp, file);
   } catch (err) {
-    rmSync(tmp, { force: true });
+    await rm(tmp, { force: true });
     throw err;
   }
 }

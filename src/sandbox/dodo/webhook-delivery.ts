@@ -48,7 +48,32 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
   let kickScheduled = false;
   let idleWaiters: Array<() => void> = [];
 
-  const isIdle = () => inFlight.size === 0 && !deliveries().some((d) => d.state === 'pending');
+  // An index over the delivery log, so no step scans it: the pending deliveries of each queue
+  // (oldest first) and how many settled ones the log holds.
+  const queues = new Map<string, StoredDelivery[]>();
+  let pendingCount = 0;
+  let settledCount = 0;
+  const addPending = (d: StoredDelivery) => {
+    const queue = queues.get(d.queueKey);
+    if (queue) queue.push(d);
+    else queues.set(d.queueKey, [d]);
+    pendingCount++;
+  };
+  for (const d of deliveries()) {
+    if (d.state === 'pending') addPending(d);
+    else settledCount++;
+  }
+  const headOf = (key: string) => queues.get(key)?.[0];
+  /** The head of its queue left the pending state (delivered or given up). */
+  const settled = (d: StoredDelivery) => {
+    const queue = queues.get(d.queueKey)!;
+    queue.splice(queue.indexOf(d), 1); // the head: index 0
+    if (queue.length === 0) queues.delete(d.queueKey);
+    pendingCount--;
+    settledCount++;
+  };
+
+  const isIdle = () => inFlight.size === 0 && pendingCount === 0;
   const settleIdle = () => {
     if (!isIdle() && !closed) return;
     const waiters = idleWaiters;
@@ -107,7 +132,7 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
   /** Delivers the head of one queue; on failure arms a retry timer and blocks the queue behind it. */
   const pump = async (key: string): Promise<void> => {
     if (busy.has(key) || closed) return;
-    const head = deliveries().find((d) => d.queueKey === key && d.state === 'pending');
+    const head = headOf(key);
     if (!head) return;
     if (head.nextAttemptAt !== null && head.nextAttemptAt > Date.now()) {
       armRetry(key, head.nextAttemptAt - Date.now());
@@ -120,12 +145,14 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
       if (ok) {
         head.state = 'delivered';
         head.nextAttemptAt = null;
+        settled(head);
       } else {
         const retryIndex = head.attempts.length - 1;
         const delay = retryDelaysMs[retryIndex];
         if (delay === undefined) {
           head.state = 'failed';
           head.nextAttemptAt = null;
+          settled(head);
           log?.({ msg: 'dodo webhook gave up', id: head.id, type: head.type, attempts: head.attempts.length });
         } else {
           head.nextAttemptAt = Date.now() + delay;
@@ -137,7 +164,7 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
       busy.delete(key);
     }
     if (closed) return;
-    const next = deliveries().find((d) => d.queueKey === key && d.state === 'pending');
+    const next = headOf(key);
     if (next) {
       if (next.nextAttemptAt !== null && next.nextAttemptAt > Date.now()) armRetry(key, next.nextAttemptAt - Date.now());
       else void pump(key);
@@ -158,11 +185,12 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
     timers.set(key, timer);
   };
 
+  /** Drops the oldest settled deliveries past the limit, in batches (one pass per tenth of it). */
   const trimHistory = () => {
-    const all = deliveries();
-    let settled = all.filter((d) => d.state !== 'pending').length;
-    if (settled <= historyLimit) return;
-    store.data.deliveries = all.filter((d) => d.state === 'pending' || settled-- <= historyLimit);
+    if (settledCount <= historyLimit + Math.max(1, Math.floor(historyLimit / 10))) return;
+    let drop = settledCount - historyLimit;
+    store.data.deliveries = deliveries().filter((d) => d.state === 'pending' || drop-- <= 0);
+    settledCount = historyLimit;
   };
 
   const kickAll = () => {
@@ -171,8 +199,7 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
     // setImmediate: the request that caused the event has already written its response by then.
     setImmediate(() => {
       kickScheduled = false;
-      const keys = new Set(deliveries().filter((d) => d.state === 'pending').map((d) => d.queueKey));
-      for (const key of keys) void pump(key);
+      for (const key of [...queues.keys()]) void pump(key);
       settleIdle();
     }).unref();
   };
@@ -191,6 +218,7 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
         nextAttemptAt: null,
       };
       deliveries().push(delivery);
+      addPending(delivery);
       store.save();
       kickAll();
       return delivery;
