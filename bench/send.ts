@@ -10,11 +10,12 @@
  * the SDKs, so "overhead" is what MailKit adds: one more HTTP hop, auth, validation, records.
  *
  * Options: --latency MS (default 20) --clients N (16) --sends N (1600) --batches N (48)
+ *          --unloaded N (200: sends measured one at a time, baseline and /send)
  *          --cpu-prof DIR (write a V8 CPU profile of the upstream and MailKit processes there)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, openSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,6 +33,7 @@ const { values } = parseArgs({
     clients: { type: 'string', default: '16' },
     sends: { type: 'string', default: '1600' },
     batches: { type: 'string', default: '48' },
+    unloaded: { type: 'string', default: '200' },
     'cpu-prof': { type: 'string' },
   },
 });
@@ -40,6 +42,7 @@ const latency = Number(values.latency);
 const clients = Number(values.clients);
 const sends = Number(values.sends);
 const batches = Number(values.batches);
+const unloaded = Number(values.unloaded);
 
 const children: ChildProcess[] = [];
 const dataDir = mkdtempSync(join(tmpdir(), 'mailkit-bench-'));
@@ -58,29 +61,28 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-/** Starts `node --import tsx <script>`; resolves with its first stdout line matching `ready`. */
-function start(script: string, args: string[], env: Record<string, string>, ready: RegExp, keepStdout: boolean): Promise<string> {
+/** Starts `node --import tsx <script>`; stdout goes to `stdout` (a file descriptor) or a pipe. */
+function start(script: string, args: string[], env: Record<string, string>, stdout: number | 'pipe'): ChildProcess {
   const child = spawn(process.execPath, [...profileArgs, '--import', 'tsx', script, ...args], {
     env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
+    stdio: ['ignore', stdout, 'inherit'],
   });
   children.push(child);
-  return new Promise((resolve, reject) => {
-    child.once('exit', (code) => reject(new Error(`${script} exited with ${code} before it was ready`)));
-    const lines = createInterface({ input: child.stdout! });
-    lines.on('line', (line) => {
-      if (ready.test(line)) {
-        resolve(line);
-        if (!keepStdout) child.stdout!.resume();
-      }
-    });
+  child.once('exit', (code) => {
+    if (!finished) {
+      console.error(`${script} exited with ${code}`);
+      process.exit(1);
+    }
   });
+  return child;
 }
+let finished = false;
 
 const appPort = await freePort();
 const appUrl = `http://127.0.0.1:${appPort}`;
+const upstreamProcess = start('bench/upstream.ts', ['--latency', String(latency), '--webhook-url', `${appUrl}/webhooks/dodo`], {}, 'pipe');
 const upstream = JSON.parse(
-  await start('bench/upstream.ts', ['--latency', String(latency), '--webhook-url', `${appUrl}/webhooks/dodo`], {}, /^\{"port"/, false),
+  await new Promise<string>((resolve) => createInterface({ input: upstreamProcess.stdout! }).once('line', resolve)),
 ) as { port: number; webhookSecret: string };
 const upstreamUrl = `http://127.0.0.1:${upstream.port}`;
 
@@ -89,7 +91,8 @@ const resend = new Resend('re_bench', { baseUrl: `${upstreamUrl}/sandbox/resend`
 const catalog = await ensureCatalog(dodo);
 const keySecret = randomBytes(32).toString('hex');
 
-await start(
+// MailKit logs at info, as in production, to /dev/null (reading the lines here would cost this process).
+start(
   'server.ts',
   [],
   {
@@ -109,9 +112,12 @@ await start(
     MAILKIT_KEY_SECRET: keySecret,
     RATE_LIMIT_PER_KEY: '1000000',
   },
-  /^MailKit running on/,
-  false,
+  openSync('/dev/null', 'w'),
 );
+for (let ready = false; !ready; ) {
+  ready = await fetch(`${appUrl}/healthz`).then((r) => r.ok, () => false);
+  if (!ready) await new Promise((r) => setTimeout(r, 100));
+}
 
 // One customer per client, subscribed through the hosted checkout, then given plenty of credits.
 const apiKeys = createApiKeys({ store: createAppStore(null), secret: keySecret, env: 'test' });
@@ -147,12 +153,12 @@ async function webhooksIdle() {
 await webhooksIdle();
 
 /** Runs `total` operations over `clients` concurrent loops; returns per-operation latencies in ms. */
-async function drive(total: number, op: (client: number, i: number) => Promise<void>): Promise<{ ms: number[]; wall: number }> {
+async function drive(total: number, op: (client: number, i: number) => Promise<void>, concurrency = clients): Promise<{ ms: number[]; wall: number }> {
   const ms: number[] = [];
   let next = 0;
   const begin = performance.now();
   await Promise.all(
-    Array.from({ length: clients }, async (_, client) => {
+    Array.from({ length: concurrency }, async (_, client) => {
       for (let i = next++; i < total; i = next++) {
         const t = performance.now();
         await op(client, i);
@@ -192,40 +198,52 @@ function report(name: string, ops: number, emailsPerOp: number, r: { ms: number[
 const email = { to: 'delivered@resend.dev', subject: 'Bench', html: '<p>bench</p>' };
 
 // Baseline: the same two upstream calls, made directly through the SDKs (no MailKit in between).
-const baseline = await drive(sends, async (client, i) => {
+const direct = async (client: number, i: number, tag: string) => {
   await dodo.creditEntitlements.balances.createLedgerEntry(customers[client]!, {
     credit_entitlement_id: catalog.creditEntitlementId,
     amount: '1',
     entry_type: 'debit',
-    idempotency_key: `bench-baseline-${i}`,
+    idempotency_key: `bench-${tag}-${i}`,
   });
-  const { error } = await resend.emails.send({ from: 'MailKit <onboarding@resend.dev>', ...email }, { idempotencyKey: `bench-baseline-${i}` });
+  const { error } = await resend.emails.send({ from: 'MailKit <onboarding@resend.dev>', ...email }, { idempotencyKey: `bench-${tag}-${i}` });
   if (error) throw new Error(error.message);
-});
-report('baseline: debit + Resend send via SDKs', sends, 1, baseline, null);
+};
+
+// Unloaded: one client at a time, so the figure is what each request costs, not queueing.
+const quietBaseline = await drive(unloaded, (client, i) => direct(client, i, 'quiet'), 1);
+report('baseline, 1 client', unloaded, 1, quietBaseline, null);
+await webhooksIdle();
+const quietSingle = await drive(unloaded, (client) => post('/send', client, email), 1);
+report('POST /send, 1 client', unloaded, 1, quietSingle, null);
+await webhooksIdle();
+
+const baseline = await drive(sends, (client, i) => direct(client, i, 'baseline'));
+report(`baseline, ${clients} clients`, sends, 1, baseline, null);
 await webhooksIdle();
 
 let before = await upstreamCalls();
 const single = await drive(sends, (client) => post('/send', client, email));
-report('POST /send', sends, 1, single, (await upstreamCalls()) - before);
+report(`POST /send, ${clients} clients`, sends, 1, single, (await upstreamCalls()) - before);
 await webhooksIdle();
 
 before = await upstreamCalls();
 const batch = Array.from({ length: 100 }, (_, i) => ({ ...email, subject: `Bench ${i}` }));
 const batched = await drive(batches, (client) => post('/send/batch', client, { emails: batch }));
-report('POST /send/batch (100 emails)', batches, 100, batched, (await upstreamCalls()) - before);
+report(`POST /send/batch (100 emails), ${clients} clients`, batches, 100, batched, (await upstreamCalls()) - before);
 await webhooksIdle();
 
 const header = ['scenario', 'requests', 'emails/s', 'p50 ms', 'p99 ms', 'upstream calls/email'];
 const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
 const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ');
-console.log(`npm run bench -- --latency ${latency} --clients ${clients} --sends ${sends} --batches ${batches}`);
+console.log(`npm run bench -- --latency ${latency} --clients ${clients} --sends ${sends} --batches ${batches} --unloaded ${unloaded}`);
 console.log(`node ${process.version}, injected upstream latency ${latency} ms per call, ${clients} concurrent clients,`);
 console.log('upstreams (sandbox), MailKit (server.ts, live mode) and clients in three processes on loopback\n');
 console.log(line(header));
 for (const r of rows) console.log(line(r));
-const overhead = pct(single.ms, 50) - pct(baseline.ms, 50);
-console.log(`\n/send p50 overhead over the two upstream calls themselves: ${overhead.toFixed(1)} ms`);
+console.log('\n/send p50 overhead over the same two upstream calls made directly (baseline):');
+console.log(`  1 client:  ${(pct(quietSingle.ms, 50) - pct(quietBaseline.ms, 50)).toFixed(1)} ms`);
+console.log(`  ${clients} clients: ${(pct(single.ms, 50) - pct(baseline.ms, 50)).toFixed(1)} ms`);
+finished = true;
 for (const c of children) c.kill('SIGTERM');
 await Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r)))));
 process.exit(0);
