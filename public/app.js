@@ -119,7 +119,8 @@ async function refreshBalance() {
   }
   hide('balance-error');
   const value = Number(res.data.balance);
-  const changed = state.balance !== null && value !== state.balance;
+  const previous = state.balance;
+  const changed = previous !== null && value !== previous;
   state.balance = value;
   // Written only when it changes, so the live region speaks only when there is news.
   if ($('balance').textContent !== fmt(value)) $('balance').textContent = fmt(value);
@@ -127,7 +128,10 @@ async function refreshBalance() {
   updated.hidden = false;
   updated.textContent = `Updated ${new Date().toLocaleTimeString()}; refreshes by itself every ${POLL_MS / 1000} s.`;
   updateBanner();
-  if (changed && Date.now() - state.usageReadAt >= USAGE_POLL_MIN_MS) void refreshUsage();
+  // A top-up, a renewal or a manual adjustment (a jump, not a trickle of sends) redraws the chart
+  // at once; otherwise at most every USAGE_POLL_MIN_MS, for the usage route reads the ledger.
+  const jump = changed && Math.abs(value - previous) >= 100;
+  if (jump || (changed && Date.now() - state.usageReadAt >= USAGE_POLL_MIN_MS)) void refreshUsage();
 }
 
 function startPolling() {
@@ -178,7 +182,7 @@ function renderUsage(days, truncated) {
   const total = days.reduce((sum, d) => sum + d.debits, 0);
   const today = days.at(-1)?.debits ?? 0;
   $('usage-summary').textContent =
-    `${fmt(total)} credits debited in the last ${days.length} days, ${fmt(today)} today (days in UTC).` +
+    `${fmt(total)} ${total === 1 ? 'credit' : 'credits'} debited in the last ${days.length} days, ${fmt(today)} today (days in UTC).` +
     (truncated ? ' Only the most recent activity is shown.' : '');
 
   const rows = days

@@ -74,15 +74,26 @@ describe('the tutorial, clicked through in Chromium', () => {
     await expect(page.locator('#low-balance-banner').isVisible()).resolves.toBe(false);
     await snap(page, '06-sent-4999');
 
-    // 4. The Dodo dashboard's "Adjust balance" by -4000: the banner appears by itself, no reload.
+    // 4. "Adjust balance" by -4000 in the sandbox console (the tutorial does it in Dodo's
+    // dashboard), in another tab: the banner appears on the dashboard by itself, no reload.
     const { customer_id: customerId } = await (
       await fetch(`${stack.url}/account`, { headers: { Authorization: `Bearer ${key}` } })
     ).json();
-    await stack.sandbox.dodo.adjustBalance(customerId, stack.catalog.creditEntitlementId, -4000, 'tutorial step');
+    const consoleTab = await page.context().newPage();
+    await consoleTab.goto(`${stack.baseUrl}/sandbox`);
+    await consoleTab.locator('#adjust-form select[name="customer_id"]').selectOption(customerId);
+    await consoleTab.locator('#adjust-form input[name="amount"]').fill('-4000');
+    await consoleTab.locator('#adjust-form input[name="reason"]').fill('tutorial step');
+    await consoleTab.locator('#adjust-form button[type="submit"]').click();
+    await consoleTab.locator('#console-status').filter({ hasText: 'now 999' }).waitFor({ timeout: 15_000 });
+    await snap(consoleTab, '07a-console-adjusted');
+    await consoleTab.close();
     await page.locator('#low-balance-banner').waitFor({ state: 'visible', timeout: 15_000 });
     expect(await page.locator('#balance').textContent()).toBe('999');
     expect(await page.locator('#low-balance-text').textContent()).toContain('999 emails left');
     expect(await page.locator('#low-balance-banner').getAttribute('role')).toBe('alert');
+    // The chart follows a jump in the balance at once: 1 send + 4,000 adjusted today.
+    await page.locator('#usage-summary').filter({ hasText: '4,001 credits debited' }).waitFor({ timeout: 15_000 });
     await snap(page, '07-low-balance-banner');
 
     // 5. One-click top-up from the banner, pay, and the balance rises by 5,000.
