@@ -11,24 +11,12 @@ import { loadConfig } from '../src/config';
 import { createLogger } from '../src/logger';
 import { startStack } from '../src/stack';
 import { createAppStore } from '../src/state';
+import { LIVE_ENV } from './support/stack';
 
-const liveEnv = {
-  PORT: '0',
-  LOG_LEVEL: 'silent',
-  DODO_PAYMENTS_API_KEY: 'dodo_test_key',
-  DODO_PAYMENTS_BASE_URL: 'http://127.0.0.1:9/unreachable',
-  DODO_WEBHOOK_KEY: `whsec_${Buffer.alloc(32, 1).toString('base64')}`,
-  CREDIT_ENTITLEMENT_ID: 'cde_live',
-  PLAN_PRODUCT_ID: 'pdt_plan',
-  TOPUP_PRODUCT_ID: 'pdt_topup',
-  RESEND_API_KEY: 're_live',
-  RESEND_BASE_URL: 'http://127.0.0.1:9/unreachable',
-  MAILKIT_KEY_SECRET: 'live-secret-'.repeat(4),
-};
 
 describe('live mode', () => {
   it('has no /sandbox route at all', async () => {
-    const stack = await startStack(loadConfig(liveEnv), { inMemory: true, log: createLogger('silent') });
+    const stack = await startStack(loadConfig(LIVE_ENV), { inMemory: true, log: createLogger('silent') });
     try {
       expect(stack.sandbox).toBeUndefined();
       for (const path of ['/sandbox', '/sandbox/outbox', '/sandbox/dodo/products', '/sandbox/checkout/cks_x']) {
@@ -43,7 +31,7 @@ describe('live mode', () => {
   });
 
   it('an unreachable Dodo is a clear 503, never a crash or a leaked upstream message', async () => {
-    const stack = await startStack(loadConfig(liveEnv), { inMemory: true, log: createLogger('silent'), dodoMaxRetries: 0 });
+    const stack = await startStack(loadConfig(LIVE_ENV), { inMemory: true, log: createLogger('silent'), dodoMaxRetries: 0 });
     try {
       const r = await request(stack.url).post('/checkout/subscribe').send({ email: 'a@example.com', name: 'A' });
       expect(r.status).toBe(503);

@@ -2,6 +2,7 @@ import { config as loadDotenv } from 'dotenv';
 import { createApiKeys } from '../auth/api-keys';
 import { ConfigError, loadConfig } from '../config';
 import { createAppStore } from '../state';
+import { baseUrlProblem, CUSTOMER_ID, optionAt, serverOrigin } from './options';
 
 /**
  * `npm run --silent key -- <customer_id>`: prints a MailKit API key for the customer on
@@ -31,11 +32,12 @@ async function main(argv: string[]): Promise<number> {
   const positional: string[] = [];
   for (let i = 0; i < rest.length; i++) {
     const a = rest[i]!;
-    if (rotate && (a === '--base-url' || a.startsWith('--base-url='))) baseUrlArg = a.includes('=') ? a.slice(a.indexOf('=') + 1) : (rest[++i] ?? '');
+    const baseUrlOpt = rotate ? optionAt(rest, i, '--base-url') : null;
+    if (baseUrlOpt) [baseUrlArg, i] = [baseUrlOpt.value ?? '', baseUrlOpt.end];
     else positional.push(a);
   }
   const customerId = positional[0];
-  if (!customerId || positional.length > 1 || !/^[A-Za-z0-9_-]{3,64}$/.test(customerId) || (baseUrlArg !== null && !/^https?:\/\//.test(baseUrlArg))) {
+  if (!customerId || positional.length > 1 || !CUSTOMER_ID.test(customerId) || (baseUrlArg !== null && baseUrlProblem(baseUrlArg))) {
     console.error(USAGE);
     return 2;
   }
@@ -53,7 +55,7 @@ async function main(argv: string[]): Promise<number> {
     console.log(current);
     return 0;
   }
-  return rotateOnServer((baseUrlArg ?? config.baseUrl).replace(/\/+$/, ''), customerId, current);
+  return rotateOnServer(serverOrigin(baseUrlArg, () => config.baseUrl), customerId, current);
 }
 
 /** POST /account/key with the customer's current key; prints only the new key. */

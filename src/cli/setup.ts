@@ -5,6 +5,7 @@ import DodoPayments from 'dodopayments';
 import { parse as parseDotenv } from 'dotenv';
 import { CATALOG, ensureCatalog, findCatalog, type FoundCatalog } from '../billing/catalog';
 import { ConfigError, loadConfig } from '../config';
+import { baseUrlProblem, io, optionAt, serverOrigin, type CommandContext } from './options';
 
 /**
  * `npm run setup`: provisions the tutorial's Dodo catalog (the Email Credits entitlement, the
@@ -39,20 +40,11 @@ export const ENV_KEYS = { creditEntitlementId: 'CREDIT_ENTITLEMENT_ID', planProd
 const LABELS = { creditEntitlementId: CATALOG.entitlement.name, planProductId: CATALOG.plan.name, topupProductId: CATALOG.topup.name } as const;
 const CREATED_KEY = { entitlement: 'creditEntitlementId', plan: 'planProductId', topup: 'topupProductId' } as const;
 
-export interface SetupOptions {
-  argv: string[];
-  /** The process environment; values from `<cwd>/.env` fill what it lacks (as dotenv does). */
-  env: Record<string, string | undefined>;
-  cwd: string;
-  fetch?: typeof fetch;
-  out?: (line: string) => void;
-  err?: (line: string) => void;
-}
+export type SetupOptions = CommandContext;
 
 /** Runs the setup command; resolves to the exit code (0 ok, 1 failed, 2 usage). */
 export async function runSetup(o: SetupOptions): Promise<number> {
-  const out = o.out ?? ((l: string) => console.log(l));
-  const err = o.err ?? ((l: string) => console.error(l));
+  const { out, err } = io(o);
   const args = parseArgs(o.argv);
   if (args === 'help') {
     out(SETUP_USAGE);
@@ -89,12 +81,12 @@ export async function runSetup(o: SetupOptions): Promise<number> {
   } else {
     let base: string;
     try {
-      base = (args.baseUrl ?? loadConfig(env).baseUrl).replace(/\/+$/, '');
+      base = serverOrigin(args.baseUrl, () => loadConfig(env).baseUrl);
     } catch (e) {
       err(e instanceof ConfigError ? e.message : `setup: ${(e as Error).message}`);
       return 1;
     }
-    const running = await reachable(`${base}/healthz`, o.fetch ?? fetch);
+    const running = await reachable(`${base}/healthz`, io(o).fetch);
     if (!running) {
       err(
         `setup: MailKit is not running at ${base}. In sandbox mode setup talks to the server's built-in Dodo sandbox: ` +
@@ -153,13 +145,14 @@ function parseArgs(argv: string[]): Args | 'help' | string {
   const args: Args = { dryRun: false, write: false, baseUrl: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
+    const baseUrlOpt = optionAt(argv, i, '--base-url');
     if (a === '-h' || a === '--help') return 'help';
     else if (a === '--dry-run') args.dryRun = true;
     else if (a === '--write') args.write = true;
-    else if (a === '--base-url' || a.startsWith('--base-url=')) {
-      const value = a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[++i];
-      if (!value || !/^https?:\/\//.test(value)) return '--base-url needs an http(s) URL';
-      args.baseUrl = value;
+    else if (baseUrlOpt) {
+      const problem = baseUrlProblem(baseUrlOpt.value);
+      if (problem) return problem;
+      [args.baseUrl, i] = [baseUrlOpt.value!, baseUrlOpt.end];
     } else return `unknown argument "${a}"`;
   }
   return args;

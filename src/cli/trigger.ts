@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parse as parseDotenv } from 'dotenv';
 import { TRIGGER_EVENTS, type TriggerResult, type WebhookDelivery } from '../sandbox/contracts';
+import { baseUrlProblem, CUSTOMER_ID, io, optionAt, serverOrigin, type CommandContext } from './options';
 
 /**
  * `npm run trigger -- <event> --customer cus_…`: asks the running sandbox to emit a real event
@@ -32,22 +33,14 @@ Options:
 
 Works only against a server in sandbox mode (live Dodo has no such thing).`;
 
-export interface TriggerOptions {
-  argv: string[];
-  env: Record<string, string | undefined>;
-  cwd: string;
-  fetch?: typeof fetch;
-  out?: (line: string) => void;
-  err?: (line: string) => void;
+export interface TriggerOptions extends CommandContext {
   /** How long to wait for the deliveries to settle before printing them as pending. */
   waitMs?: number;
 }
 
 /** Runs the trigger command; resolves to the exit code (0 ok, 1 failed, 2 usage). */
 export async function runTrigger(o: TriggerOptions): Promise<number> {
-  const out = o.out ?? ((l: string) => console.log(l));
-  const err = o.err ?? ((l: string) => console.error(l));
-  const f = o.fetch ?? fetch;
+  const { out, err, fetch: f } = io(o);
   const args = parseArgs(o.argv);
   if (args === 'help') {
     out(TRIGGER_USAGE);
@@ -60,7 +53,7 @@ export async function runTrigger(o: TriggerOptions): Promise<number> {
 
   const fileEnv = existsSync(join(o.cwd, '.env')) ? parseDotenv(readFileSync(join(o.cwd, '.env'))) : {};
   const pick = (k: string) => o.env[k]?.trim() || fileEnv[k]?.trim() || undefined;
-  const base = (args.baseUrl ?? pick('BASE_URL') ?? `http://localhost:${pick('PORT') ?? '3000'}`).replace(/\/+$/, '');
+  const base = serverOrigin(args.baseUrl, () => pick('BASE_URL') ?? `http://localhost:${pick('PORT') ?? '3000'}`);
 
   let res: Response;
   try {
@@ -128,21 +121,25 @@ function parseArgs(argv: string[]): Args | 'help' | string {
   let json = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
-    const value = () => (a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[++i]);
+    const customerOpt = optionAt(argv, i, '--customer');
+    const baseUrlOpt = optionAt(argv, i, '--base-url');
+    const amountOpt = optionAt(argv, i, '--amount');
     if (a === '-h' || a === '--help') return 'help';
     else if (a === '--json') json = true;
-    else if (a === '--customer' || a.startsWith('--customer=')) customer = value();
-    else if (a === '--base-url' || a.startsWith('--base-url=')) baseUrl = value() ?? null;
-    else if (a === '--amount' || a.startsWith('--amount=')) amount = Number(value());
+    else if (customerOpt) [customer, i] = [customerOpt.value, customerOpt.end];
+    else if (baseUrlOpt) {
+      const problem = baseUrlProblem(baseUrlOpt.value);
+      if (problem) return problem;
+      [baseUrl, i] = [baseUrlOpt.value!, baseUrlOpt.end];
+    } else if (amountOpt) [amount, i] = [Number(amountOpt.value), amountOpt.end];
     else if (a.startsWith('-')) return `unknown option "${a}"`;
     else if (!event) event = a;
     else return `unexpected argument "${a}"`;
   }
   if (!event) return 'which event? One of: ' + TRIGGER_EVENTS.join(', ');
   if (!(TRIGGER_EVENTS as readonly string[]).includes(event)) return `unknown event "${event}"; one of: ${TRIGGER_EVENTS.join(', ')}`;
-  if (!customer || !/^[A-Za-z0-9_-]{3,64}$/.test(customer)) return '--customer <cus_…> is required';
+  if (!customer || !CUSTOMER_ID.test(customer)) return '--customer <cus_…> is required';
   if (amount !== undefined && (!Number.isSafeInteger(amount) || amount <= 0)) return '--amount must be a positive whole number';
-  if (baseUrl !== null && !/^https?:\/\//.test(baseUrl)) return '--base-url needs an http(s) URL';
   return { event, customer, amount, baseUrl, json };
 }
 

@@ -5,7 +5,7 @@ import { createLogger } from '../../src/logger';
 import { startStack } from '../../src/stack';
 import { TRIGGER_EVENTS, type WebhookDelivery } from '../../src/sandbox/contracts';
 import { assertWebhookMatchesSpec } from '../support/openapi';
-import { balanceOf, bearer, outboxTo, settle, startTestStack, subscribe } from '../support/stack';
+import { balanceOf, bearer, LIVE_ENV, outboxTo, settle, startTestStack, subscribe } from '../support/stack';
 
 type TestStack = Awaited<ReturnType<typeof startTestStack>>;
 
@@ -323,19 +323,7 @@ describe('GET /sandbox (the console page)', () => {
 describe('in live mode', () => {
   it('/sandbox and /sandbox/api do not exist', async () => {
     const stack = await startStack(
-      loadConfig({
-        PORT: '0',
-        LOG_LEVEL: 'silent',
-        DODO_PAYMENTS_API_KEY: 'dodo_test_key',
-        DODO_PAYMENTS_BASE_URL: 'http://127.0.0.1:9/unreachable',
-        DODO_WEBHOOK_KEY: `whsec_${Buffer.alloc(32, 1).toString('base64')}`,
-        CREDIT_ENTITLEMENT_ID: 'cde_live',
-        PLAN_PRODUCT_ID: 'pdt_plan',
-        TOPUP_PRODUCT_ID: 'pdt_topup',
-        RESEND_API_KEY: 're_live',
-        RESEND_BASE_URL: 'http://127.0.0.1:9/unreachable',
-        MAILKIT_KEY_SECRET: 'live-secret-'.repeat(4),
-      }),
+      loadConfig(LIVE_ENV),
       { inMemory: true, log: createLogger('silent') },
     );
     try {

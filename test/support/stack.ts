@@ -65,3 +65,18 @@ export async function balanceOf(stack: Stack, key: string): Promise<number> {
 export function outboxTo(stack: Stack, to: string) {
   return stack.sandbox!.resend.messages().filter((m) => m.to.includes(to));
 }
+
+/** A complete live-mode environment whose upstreams are unreachable (port 9): for tests of what live mode does without them. */
+export const LIVE_ENV = {
+  PORT: '0',
+  LOG_LEVEL: 'silent',
+  DODO_PAYMENTS_API_KEY: 'dodo_test_key',
+  DODO_PAYMENTS_BASE_URL: 'http://127.0.0.1:9/unreachable',
+  DODO_WEBHOOK_KEY: `whsec_${Buffer.alloc(32, 1).toString('base64')}`,
+  CREDIT_ENTITLEMENT_ID: 'cde_live',
+  PLAN_PRODUCT_ID: 'pdt_plan',
+  TOPUP_PRODUCT_ID: 'pdt_topup',
+  RESEND_API_KEY: 're_live',
+  RESEND_BASE_URL: 'http://127.0.0.1:9/unreachable',
+  MAILKIT_KEY_SECRET: 'live-secret-'.repeat(4),
+};
