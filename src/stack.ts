@@ -199,11 +199,19 @@ function stopListening(server: Server): Promise<void> {
   return stopped;
 }
 
-function shuttingDown(res: ServerResponse): void {
-  const body = JSON.stringify({ error: { code: 'shutting_down', message: 'MailKit is restarting; retry in a few seconds.' } });
-  res.writeHead(503, { 'Content-Type': 'application/json; charset=utf-8', 'Retry-After': '5', Connection: 'close' }).end(body);
+/**
+ * A 503 in the app's error envelope, written on the bare Node response: it serves both before
+ * the app exists (starting) and after it stopped taking requests (shutting down).
+ */
+function unavailable(res: ServerResponse, code: string, message: string, retryAfterSeconds: number, close = false): void {
+  res
+    .writeHead(503, {
+      'Content-Type': 'application/json; charset=utf-8',
+      'Retry-After': String(retryAfterSeconds),
+      ...(close ? { Connection: 'close' } : {}),
+    })
+    .end(JSON.stringify({ error: { code, message } }));
 }
 
-const starting: RequestHandler = (_req, res) => {
-  res.status(503).set('Retry-After', '1').json({ error: { code: 'starting', message: 'MailKit is starting; retry in a second.' } });
-};
+const shuttingDown = (res: ServerResponse) => unavailable(res, 'shutting_down', 'MailKit is restarting; retry in a few seconds.', 5, true);
+const starting: RequestHandler = (_req, res) => unavailable(res, 'starting', 'MailKit is starting; retry in a second.', 1);

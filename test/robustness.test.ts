@@ -1,7 +1,7 @@
 import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import request from 'supertest';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { bearer, startTestStack, subscribe } from './support/stack';
 
 type TestStack = Awaited<ReturnType<typeof startTestStack>>;
@@ -41,7 +41,7 @@ describe('requests that end badly', () => {
     const req = post('/send', '', { 'Idempotency-Key': 'abandoned-1' });
     req.on('error', () => undefined);
     req.end(JSON.stringify({ to: 'delivered@resend.dev', subject: 'abandoned', html: '<p>x</p>' }));
-    while (stack.sandbox.resend.faults.requestCount(/^POST \/emails$/) === calls) await new Promise((r) => setTimeout(r, 5));
+    await vi.waitUntil(() => stack.sandbox.resend.faults.requestCount(/^POST \/emails$/) > calls, { timeout: 5_000, interval: 5 });
     req.destroy();
     await stack.sender.drain();
     // The client retries with its key: the stored outcome, no second email.

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import request from 'supertest';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { DodoState } from '../src/sandbox/dodo/state';
 import { bearer, startTestStack, subscribe } from './support/stack';
 
@@ -33,7 +33,7 @@ describe('graceful shutdown', () => {
     const inFlight = request(stack.url).post('/send').set(bearer(alice.key)).send({ to: 'delivered@resend.dev', subject: 'in flight', html: '<p>1</p>' });
     const pending = inFlight.then((r) => r); // starts the request
     // Shut down once the email is at Resend (the credit is already debited).
-    await waitUntil(() => stack!.sandbox.resend.faults.requestCount(/^POST \/emails$/) > callsBefore);
+    await vi.waitUntil(() => stack!.sandbox.resend.faults.requestCount(/^POST \/emails$/) > callsBefore, { timeout: 5_000, interval: 10 });
 
     const closing = stack.close();
     const refused = await request(stack.url).post('/send').set(bearer(alice.key)).send({ to: 'delivered@resend.dev', subject: 'late', html: '<p>2</p>' });
@@ -66,7 +66,7 @@ describe('graceful shutdown', () => {
       child.stderr.on('data', (b: Buffer) => (out += b.toString()));
       let exitCode: number | null | undefined;
       const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve((exitCode = code))));
-      await waitUntil(() => out.includes('MailKit running on') || exitCode !== undefined, 30_000).catch((err: Error) => {
+      await vi.waitUntil(() => out.includes('MailKit running on') || exitCode !== undefined, { timeout: 30_000, interval: 10 }).catch((err: Error) => {
         throw new Error(`${err.message}; the server printed:\n${out}`);
       });
       expect(exitCode, out).toBeUndefined();
@@ -81,11 +81,3 @@ describe('graceful shutdown', () => {
     }
   }, 60_000);
 });
-
-async function waitUntil(check: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > until) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
