@@ -15,7 +15,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, openSync, rmSync } from 'node:fs';
+import { mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -92,7 +92,7 @@ const catalog = await ensureCatalog(dodo);
 const keySecret = randomBytes(32).toString('hex');
 
 // MailKit logs at info, as in production, to /dev/null (reading the lines here would cost this process).
-start(
+const mailkit = start(
   'server.ts',
   [],
   {
@@ -169,6 +169,17 @@ async function drive(total: number, op: (client: number, i: number) => Promise<v
   return { ms, wall: performance.now() - begin };
 }
 
+/** CPU time (user + system) MailKit's process has used so far, in ms; null where /proc is missing. */
+function mailkitCpuMs(): number | null {
+  try {
+    // Fields 14 and 15 of /proc/<pid>/stat, counted after the command name's closing parenthesis.
+    const fields = readFileSync(`/proc/${mailkit.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // USER_HZ is 100 on Linux
+  } catch {
+    return null;
+  }
+}
+
 async function post(path: string, client: number, body: unknown): Promise<void> {
   const r = await fetch(`${appUrl}${path}`, {
     method: 'POST',
@@ -184,15 +195,34 @@ const pct = (xs: number[], p: number) => {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
 };
 const rows: string[][] = [];
-function report(name: string, ops: number, emailsPerOp: number, r: { ms: number[]; wall: number }, calls: number | null) {
+/**
+ * Runs one scenario and adds its row. Upstream calls and MailKit's CPU are counted until the
+ * webhooks the scenario caused have been delivered, since handling them is part of an email's cost.
+ */
+async function scenario(
+  name: string,
+  ops: number,
+  emailsPerOp: number,
+  run: () => Promise<{ ms: number[]; wall: number }>,
+  viaMailkit: boolean,
+): Promise<{ ms: number[]; wall: number }> {
+  const calls0 = await upstreamCalls();
+  const cpu0 = mailkitCpuMs();
+  const r = await run();
+  await webhooksIdle();
+  const cpu1 = mailkitCpuMs();
+  const calls = (await upstreamCalls()) - calls0;
+  const emails = ops * emailsPerOp;
   rows.push([
     name,
     String(ops),
-    ((ops * emailsPerOp) / (r.wall / 1000)).toFixed(0),
+    (emails / (r.wall / 1000)).toFixed(0),
     pct(r.ms, 50).toFixed(1),
     pct(r.ms, 99).toFixed(1),
-    calls === null ? '-' : (calls / (ops * emailsPerOp)).toFixed(2),
+    (calls / emails).toFixed(2),
+    viaMailkit && cpu0 !== null && cpu1 !== null ? ((cpu1 - cpu0) / emails).toFixed(2) : '-',
   ]);
+  return r;
 }
 
 const email = { to: 'delivered@resend.dev', subject: 'Bench', html: '<p>bench</p>' };
@@ -210,29 +240,14 @@ const direct = async (client: number, i: number, tag: string) => {
 };
 
 // Unloaded: one client at a time, so the figure is what each request costs, not queueing.
-const quietBaseline = await drive(unloaded, (client, i) => direct(client, i, 'quiet'), 1);
-report('baseline, 1 client', unloaded, 1, quietBaseline, null);
-await webhooksIdle();
-const quietSingle = await drive(unloaded, (client) => post('/send', client, email), 1);
-report('POST /send, 1 client', unloaded, 1, quietSingle, null);
-await webhooksIdle();
-
-const baseline = await drive(sends, (client, i) => direct(client, i, 'baseline'));
-report(`baseline, ${clients} clients`, sends, 1, baseline, null);
-await webhooksIdle();
-
-let before = await upstreamCalls();
-const single = await drive(sends, (client) => post('/send', client, email));
-report(`POST /send, ${clients} clients`, sends, 1, single, (await upstreamCalls()) - before);
-await webhooksIdle();
-
-before = await upstreamCalls();
+const quietBaseline = await scenario('baseline, 1 client', unloaded, 1, () => drive(unloaded, (client, i) => direct(client, i, 'quiet'), 1), false);
+const quietSingle = await scenario('POST /send, 1 client', unloaded, 1, () => drive(unloaded, (client) => post('/send', client, email), 1), true);
+const baseline = await scenario(`baseline, ${clients} clients`, sends, 1, () => drive(sends, (client, i) => direct(client, i, 'baseline')), false);
+const single = await scenario(`POST /send, ${clients} clients`, sends, 1, () => drive(sends, (client) => post('/send', client, email)), true);
 const batch = Array.from({ length: 100 }, (_, i) => ({ ...email, subject: `Bench ${i}` }));
-const batched = await drive(batches, (client) => post('/send/batch', client, { emails: batch }));
-report(`POST /send/batch (100 emails), ${clients} clients`, batches, 100, batched, (await upstreamCalls()) - before);
-await webhooksIdle();
+await scenario(`POST /send/batch (100 emails), ${clients} clients`, batches, 100, () => drive(batches, (client) => post('/send/batch', client, { emails: batch })), true);
 
-const header = ['scenario', 'requests', 'emails/s', 'p50 ms', 'p99 ms', 'upstream calls/email'];
+const header = ['scenario', 'requests', 'emails/s', 'p50 ms', 'p99 ms', 'upstream calls/email', 'MailKit CPU ms/email'];
 const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
 const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ');
 console.log(`npm run bench -- --latency ${latency} --clients ${clients} --sends ${sends} --batches ${batches} --unloaded ${unloaded}`);
