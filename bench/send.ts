@@ -11,6 +11,7 @@
  *
  * Options: --latency MS (default 20) --clients N (16) --sends N (1600) --batches N (48)
  *          --unloaded N (200: sends measured one at a time, baseline and /send)
+ *          --pairs N (400: baseline and /send alternated one at a time, for the overhead figure)
  *          --cpu-prof DIR (write a V8 CPU profile of the upstream and MailKit processes there)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -34,6 +35,7 @@ const { values } = parseArgs({
     sends: { type: 'string', default: '1600' },
     batches: { type: 'string', default: '48' },
     unloaded: { type: 'string', default: '200' },
+    pairs: { type: 'string', default: '400' },
     'cpu-prof': { type: 'string' },
   },
 });
@@ -43,6 +45,7 @@ const clients = Number(values.clients);
 const sends = Number(values.sends);
 const batches = Number(values.batches);
 const unloaded = Number(values.unloaded);
+const pairs = Number(values.pairs);
 
 const children: ChildProcess[] = [];
 const dataDir = mkdtempSync(join(tmpdir(), 'mailkit-bench-'));
@@ -242,6 +245,27 @@ const direct = async (client: number, i: number, tag: string) => {
 // Unloaded: one client at a time, so the figure is what each request costs, not queueing.
 const quietBaseline = await scenario('baseline, 1 client', unloaded, 1, () => drive(unloaded, (client, i) => direct(client, i, 'quiet'), 1), false);
 const quietSingle = await scenario('POST /send, 1 client', unloaded, 1, () => drive(unloaded, (client) => post('/send', client, email), 1), true);
+
+// The overhead figure: one client alternating a direct call pair and a /send, so that both see
+// the same machine at the same moment (sequential runs drift by more than the figure itself).
+const paired = { direct: [] as number[], send: [] as number[] };
+for (let i = 0; i < pairs; i++) {
+  const steps = [
+    async () => {
+      const t = performance.now();
+      await direct(0, i, 'paired');
+      paired.direct.push(performance.now() - t);
+    },
+    async () => {
+      const t = performance.now();
+      await post('/send', 0, email);
+      paired.send.push(performance.now() - t);
+    },
+  ];
+  if (i % 2) steps.reverse();
+  for (const step of steps) await step();
+}
+await webhooksIdle();
 const baseline = await scenario(`baseline, ${clients} clients`, sends, 1, () => drive(sends, (client, i) => direct(client, i, 'baseline')), false);
 const single = await scenario(`POST /send, ${clients} clients`, sends, 1, () => drive(sends, (client) => post('/send', client, email)), true);
 const batch = Array.from({ length: 100 }, (_, i) => ({ ...email, subject: `Bench ${i}` }));
@@ -250,13 +274,19 @@ await scenario(`POST /send/batch (100 emails), ${clients} clients`, batches, 100
 const header = ['scenario', 'requests', 'emails/s', 'p50 ms', 'p99 ms', 'upstream calls/email', 'MailKit CPU ms/email'];
 const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
 const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ');
-console.log(`npm run bench -- --latency ${latency} --clients ${clients} --sends ${sends} --batches ${batches} --unloaded ${unloaded}`);
+console.log(`npm run bench -- --latency ${latency} --clients ${clients} --sends ${sends} --batches ${batches} --unloaded ${unloaded} --pairs ${pairs}`);
 console.log(`node ${process.version}, injected upstream latency ${latency} ms per call, ${clients} concurrent clients,`);
 console.log('upstreams (sandbox), MailKit (server.ts, live mode) and clients in three processes on loopback\n');
 console.log(line(header));
 for (const r of rows) console.log(line(r));
 console.log('\n/send p50 overhead over the same two upstream calls made directly (baseline):');
-console.log(`  1 client:  ${(pct(quietSingle.ms, 50) - pct(quietBaseline.ms, 50)).toFixed(1)} ms`);
+const half = (xs: number[], which: 0 | 1) => xs.slice(which * Math.floor(xs.length / 2), (which + 1) * Math.floor(xs.length / 2));
+const pairedOverhead = (d: number[], s: number[]) => (pct(s, 50) - pct(d, 50)).toFixed(2);
+console.log(
+  `  1 client, ${pairs} alternated pairs: ${pairedOverhead(paired.direct, paired.send)} ms` +
+    ` (first half ${pairedOverhead(half(paired.direct, 0), half(paired.send, 0))}, second half ${pairedOverhead(half(paired.direct, 1), half(paired.send, 1))})`,
+);
+console.log(`  1 client, sequential runs:  ${(pct(quietSingle.ms, 50) - pct(quietBaseline.ms, 50)).toFixed(1)} ms`);
 console.log(`  ${clients} clients: ${(pct(single.ms, 50) - pct(baseline.ms, 50)).toFixed(1)} ms`);
 finished = true;
 for (const c of children) c.kill('SIGTERM');

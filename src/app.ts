@@ -3,9 +3,7 @@ import type DodoPayments from 'dodopayments';
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { pinoHttp } from 'pino-http';
 import helmet from 'helmet';
-import { randomUUID } from 'node:crypto';
 import type { ApiKeys } from './auth/api-keys';
 import { requireCustomer } from './auth/middleware';
 import type { Billing } from './billing/billing';
@@ -21,6 +19,7 @@ import { sendRoutes } from './routes/send';
 import { usageRoutes } from './routes/usage';
 import { LIMITS } from './routes/validate';
 import { createRateLimiters, customerGate, type RateLimits } from './rate-limits';
+import { requestLog } from './request-log';
 import type { Sandbox } from './sandbox';
 import type { Sender } from './sending/sender';
 import type { AppStore } from './state';
@@ -66,24 +65,13 @@ const UPLOT_FILES = ['uPlot.iife.min.js', 'uPlot.min.css'];
 export function createApp(deps: AppDeps): Express {
   const app = express();
   app.disable('x-powered-by');
+  // API answers are per-customer and never cached; hashing every body for an ETag is wasted
+  // work on the send path. Static files keep theirs (serve-static sets its own).
+  app.set('etag', false);
   app.set('trust proxy', 'loopback');
 
-  app.use(
-    pinoHttp({
-      logger: deps.log,
-      genReqId: (req, res) => {
-        const id = randomUUID();
-        res.setHeader('X-Request-Id', id);
-        return id;
-      },
-      // Health probes would drown the log.
-      autoLogging: { ignore: (req) => req.url === '/healthz' || req.url === '/readyz' },
-      serializers: {
-        req: (req: { id: string; method: string; url: string }) => ({ id: req.id, method: req.method, url: req.url }),
-        res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
-      },
-    }),
-  );
+  // Health probes would drown the log.
+  app.use(requestLog(deps.log, { ignore: (path) => path === '/healthz' || path === '/readyz' }));
   app.use(
     helmet({
       contentSecurityPolicy: {
@@ -155,8 +143,8 @@ export function createApp(deps: AppDeps): Express {
   app.use(notFound);
   app.use(
     errorMiddleware((err, req) => {
-      // pino-http's per-request logger carries the request id; fall back to the app logger.
-      ((req as { log?: Logger }).log ?? deps.log).error({ err }, 'request failed');
+      // The request's logger carries the request id.
+      req.log.error({ err }, 'request failed');
     }),
   );
   return app;

@@ -9,6 +9,7 @@ import { createApiKeys, type ApiKeys } from './auth/api-keys';
 import { createBilling, type Billing, type Catalog } from './billing/billing';
 import { ensureCatalog } from './billing/catalog';
 import { createReadiness } from './health/readiness';
+import { createHttpFetch } from './lib/http-fetch';
 import type { Config } from './config';
 import { createLogger, type Logger } from './logger';
 import { createMailer, type Mailer } from './mail/mailer';
@@ -128,6 +129,7 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
           : { environment: config.dodo.environment }),
       timeout: 10_000,
       maxRetries: opts.dodoMaxRetries ?? 2,
+      fetch: createHttpFetch(),
     });
     const resend = new Resend(sandboxMode ? 're_sandbox_key' : config.resend.apiKey!, {
       baseUrl: sandboxMode ? `${loopback}/sandbox/resend` : (config.resend.baseUrl ?? undefined),
