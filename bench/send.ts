@@ -11,7 +11,7 @@
  *
  * Options: --latency MS (default 20) --clients N (16) --sends N (1600) --batches N (48)
  *          --unloaded N (200: sends measured one at a time, baseline and /send)
- *          --pairs N (400: baseline and /send alternated one at a time, for the overhead figure)
+ *          --pairs N (400: direct calls, bare relay and /send taking turns, for the overhead figures)
  *          --cpu-prof DIR (write a V8 CPU profile of the upstream and MailKit processes there)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -65,8 +65,8 @@ async function freePort(): Promise<number> {
 }
 
 /** Starts `node --import tsx <script>`; stdout goes to `stdout` (a file descriptor) or a pipe. */
-function start(script: string, args: string[], env: Record<string, string>, stdout: number | 'pipe'): ChildProcess {
-  const child = spawn(process.execPath, [...profileArgs, '--import', 'tsx', script, ...args], {
+function start(script: string, args: string[], env: Record<string, string>, stdout: number | 'pipe', preload: string[] = []): ChildProcess {
+  const child = spawn(process.execPath, [...profileArgs, '--import', 'tsx', ...preload.flatMap((p) => ['--import', p]), script, ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', stdout, 'inherit'],
   });
@@ -94,6 +94,8 @@ const resend = new Resend('re_bench', { baseUrl: `${upstreamUrl}/sandbox/resend`
 const catalog = await ensureCatalog(dodo);
 const keySecret = randomBytes(32).toString('hex');
 
+// MailKit's own time per send (bench/trace-hook.ts), read once MailKit has exited.
+const traceFile = join(dataDir, 'trace.jsonl');
 // MailKit logs at info, as in production, to /dev/null (reading the lines here would cost this process).
 const mailkit = start(
   'server.ts',
@@ -103,6 +105,7 @@ const mailkit = start(
     HOST: '127.0.0.1',
     BASE_URL: appUrl,
     MAILKIT_DATA_DIR: join(dataDir, 'app'),
+    BENCH_TRACE_FILE: traceFile,
     LOG_LEVEL: 'info',
     DODO_PAYMENTS_API_KEY: 'bench',
     DODO_PAYMENTS_BASE_URL: `${upstreamUrl}/sandbox/dodo`,
@@ -116,6 +119,7 @@ const mailkit = start(
     RATE_LIMIT_PER_KEY: '1000000',
   },
   openSync('/dev/null', 'w'),
+  ['./bench/trace-hook.ts'],
 );
 for (let ready = false; !ready; ) {
   ready = await fetch(`${appUrl}/healthz`).then((r) => r.ok, () => false);
@@ -143,6 +147,10 @@ for (let i = 0; i < clients; i++) {
   customers.push(customer.customer_id);
 }
 const keys = customers.map((c) => apiKeys.mint(c));
+
+// The bare relay (bench/relay.ts): the same two upstream calls behind a do-nothing HTTP server.
+const relayProcess = start('bench/relay.ts', [], { RELAY_UPSTREAM: upstreamUrl, RELAY_CUSTOMER: customers[0]!, RELAY_ENTITLEMENT: catalog.creditEntitlementId }, 'pipe');
+const relayUrl = `http://127.0.0.1:${await new Promise<string>((resolve) => createInterface({ input: relayProcess.stdout! }).once('line', resolve))}`;
 
 type Stats = { debits: number; sends: number; pendingWebhooks: number };
 const stats = async (): Promise<Stats> => (await fetch(`${upstreamUrl}/stats`)).json() as Promise<Stats>;
@@ -183,8 +191,9 @@ function mailkitCpuMs(): number | null {
   }
 }
 
-async function post(path: string, client: number, body: unknown): Promise<void> {
-  const r = await fetch(`${appUrl}${path}`, {
+const post = (path: string, client: number, body: unknown) => postTo(appUrl, path, client, body);
+async function postTo(origin: string, path: string, client: number, body: unknown): Promise<void> {
+  const r = await fetch(`${origin}${path}`, {
     method: 'POST',
     headers: { Authorization: `Bearer ${keys[client]}`, 'Content-Type': 'application/json' },
     body: JSON.stringify(body),
@@ -198,6 +207,9 @@ const pct = (xs: number[], p: number) => {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
 };
 const rows: string[][] = [];
+const epochMs = () => performance.timeOrigin + performance.now();
+/** Row index → the wall-clock window its requests ran in, to pick its sends out of the trace. */
+const windows = new Map<number, [number, number]>();
 /**
  * Runs one scenario and adds its row. Upstream calls and MailKit's CPU are counted until the
  * webhooks the scenario caused have been delivered, since handling them is part of an email's cost.
@@ -211,7 +223,9 @@ async function scenario(
 ): Promise<{ ms: number[]; wall: number }> {
   const calls0 = await upstreamCalls();
   const cpu0 = mailkitCpuMs();
+  const from = epochMs();
   const r = await run();
+  if (viaMailkit) windows.set(rows.length, [from, epochMs()]);
   await webhooksIdle();
   const cpu1 = mailkitCpuMs();
   const calls = (await upstreamCalls()) - calls0;
@@ -246,32 +260,46 @@ const direct = async (client: number, i: number, tag: string) => {
 const quietBaseline = await scenario('baseline, 1 client', unloaded, 1, () => drive(unloaded, (client, i) => direct(client, i, 'quiet'), 1), false);
 const quietSingle = await scenario('POST /send, 1 client', unloaded, 1, () => drive(unloaded, (client) => post('/send', client, email), 1), true);
 
-// The overhead figure: one client alternating a direct call pair and a /send, so that both see
-// the same machine at the same moment (sequential runs drift by more than the figure itself).
-const paired = { direct: [] as number[], send: [] as number[] };
+// The overhead figures: one client taking turns between the direct calls, the bare relay and
+// /send, so that all three see the same machine at the same moment (sequential runs drift by
+// more than the figures themselves).
+const paired = { direct: [] as number[], relay: [] as number[], send: [] as number[] };
+const timed = async (into: number[], op: () => Promise<void>) => {
+  const t = performance.now();
+  await op();
+  into.push(performance.now() - t);
+};
+const pairsFrom = epochMs();
 for (let i = 0; i < pairs; i++) {
   const steps = [
-    async () => {
-      const t = performance.now();
-      await direct(0, i, 'paired');
-      paired.direct.push(performance.now() - t);
-    },
-    async () => {
-      const t = performance.now();
-      await post('/send', 0, email);
-      paired.send.push(performance.now() - t);
-    },
+    () => timed(paired.direct, () => direct(0, i, 'paired')),
+    () => timed(paired.relay, () => postTo(relayUrl, '/send', 0, email)),
+    () => timed(paired.send, () => post('/send', 0, email)),
   ];
-  if (i % 2) steps.reverse();
-  for (const step of steps) await step();
+  for (let k = 0; k < steps.length; k++) await steps[(i + k) % steps.length]!();
 }
+const pairsWindow: [number, number] = [pairsFrom, epochMs()];
 await webhooksIdle();
 const baseline = await scenario(`baseline, ${clients} clients`, sends, 1, () => drive(sends, (client, i) => direct(client, i, 'baseline')), false);
 const single = await scenario(`POST /send, ${clients} clients`, sends, 1, () => drive(sends, (client) => post('/send', client, email)), true);
 const batch = Array.from({ length: 100 }, (_, i) => ({ ...email, subject: `Bench ${i}` }));
 await scenario(`POST /send/batch (100 emails), ${clients} clients`, batches, 100, () => drive(batches, (client) => post('/send/batch', client, { emails: batch })), true);
 
-const header = ['scenario', 'requests', 'emails/s', 'p50 ms', 'p99 ms', 'upstream calls/email', 'MailKit CPU ms/email'];
+finished = true;
+for (const c of children) c.kill('SIGTERM');
+await Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r)))));
+
+// MailKit's own time per send: each /send's time in MailKit less its waits on Dodo and Resend.
+type Trace = { at: number; total: number; upstream: number };
+const traces: Trace[] = readFileSync(traceFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Trace);
+const ownIn = ([from, to]: [number, number]) => traces.filter((t) => t.at >= from && t.at <= to).map((t) => t.total - t.upstream);
+for (const [row, window] of windows) {
+  const own = ownIn(window);
+  rows[row]!.push(own.length ? `${pct(own, 50).toFixed(2)} / ${pct(own, 99).toFixed(2)}` : '-');
+}
+for (const r of rows) if (r.length < 8) r.push('-');
+
+const header = ['scenario', 'requests', 'emails/s', 'p50 ms', 'p99 ms', 'upstream calls/email', 'MailKit CPU ms/email', 'MailKit own ms p50 / p99'];
 const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
 const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ');
 console.log(`npm run bench -- --latency ${latency} --clients ${clients} --sends ${sends} --batches ${batches} --unloaded ${unloaded} --pairs ${pairs}`);
@@ -279,16 +307,14 @@ console.log(`node ${process.version}, injected upstream latency ${latency} ms pe
 console.log('upstreams (sandbox), MailKit (server.ts, live mode) and clients in three processes on loopback\n');
 console.log(line(header));
 for (const r of rows) console.log(line(r));
-console.log('\n/send p50 overhead over the same two upstream calls made directly (baseline):');
-const half = (xs: number[], which: 0 | 1) => xs.slice(which * Math.floor(xs.length / 2), (which + 1) * Math.floor(xs.length / 2));
-const pairedOverhead = (d: number[], s: number[]) => (pct(s, 50) - pct(d, 50)).toFixed(2);
-console.log(
-  `  1 client, ${pairs} alternated pairs: ${pairedOverhead(paired.direct, paired.send)} ms` +
-    ` (first half ${pairedOverhead(half(paired.direct, 0), half(paired.send, 0))}, second half ${pairedOverhead(half(paired.direct, 1), half(paired.send, 1))})`,
-);
-console.log(`  1 client, sequential runs:  ${(pct(quietSingle.ms, 50) - pct(quietBaseline.ms, 50)).toFixed(1)} ms`);
-console.log(`  ${clients} clients: ${(pct(single.ms, 50) - pct(baseline.ms, 50)).toFixed(1)} ms`);
-finished = true;
-for (const c of children) c.kill('SIGTERM');
-await Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r)))));
+
+const pairedOwn = ownIn(pairsWindow);
+console.log(`\nMailKit's own time per /send, 1 client (the ${pairedOwn.length} sends taking turns): p50 ${pct(pairedOwn, 50).toFixed(2)} ms, p99 ${pct(pairedOwn, 99).toFixed(2)} ms`);
+console.log('  (request parsed → answer written, less the time from each upstream request to its response headers)');
+const p50 = (xs: number[]) => pct(xs, 50);
+console.log(`\n/send p50 overhead seen by one client, ${pairs} turns each (direct calls ${p50(paired.direct).toFixed(2)} ms, relay ${p50(paired.relay).toFixed(2)} ms, /send ${p50(paired.send).toFixed(2)} ms):`);
+console.log(`  over the same two upstream calls made directly:   ${(p50(paired.send) - p50(paired.direct)).toFixed(2)} ms`);
+console.log(`    of which any HTTP service in between (bare relay less direct): ${(p50(paired.relay) - p50(paired.direct)).toFixed(2)} ms`);
+console.log(`    of which MailKit itself (/send less bare relay):              ${(p50(paired.send) - p50(paired.relay)).toFixed(2)} ms`);
+console.log(`  (sequential runs instead of turns: 1 client ${(p50(quietSingle.ms) - p50(quietBaseline.ms)).toFixed(1)} ms, ${clients} clients ${(p50(single.ms) - p50(baseline.ms)).toFixed(1)} ms)`);
 process.exit(0);
