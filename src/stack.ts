@@ -36,7 +36,7 @@ export interface Stack {
   store: AppStore;
   log: Logger;
   sandbox?: Sandbox;
-  /** Stops accepting requests, lets in-flight sends finish, flushes state. */
+  /** Stops accepting requests, lets in-flight sends finish, flushes and closes state. */
   close(): Promise<void>;
 }
 
@@ -178,7 +178,7 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
           if (inFlight.size > 0) await new Promise<void>((resolve) => (drained = resolve));
           await sender.drain();
           await sandbox?.close();
-          await store.flush();
+          await store.close();
           stopped ??= stopListening(server);
           // What is still open holds no request of ours (they were all counted out).
           server.closeAllConnections();

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { createJsonStore, type JsonStore } from './lib/json-store';
+import { createJournalStore, type JournalStore } from './lib/journal-store';
 import type { SendRecord } from './sending/records';
 
 /** MailKit's own durable state (Dodo's balance is never cached here: Dodo is the source of truth). */
@@ -15,13 +15,19 @@ export interface AppState {
   generated: { keySecret?: string; sandboxWebhookSecret?: string };
 }
 
-export type AppStore = JsonStore<AppState>;
+/** The app's state: read `store.data`, write through `store.set` / `store.delete`. */
+export type AppStore = JournalStore<AppState>;
 
-/** Opens the app's state under `dataDir` (`mailkit.json`), or in memory when dataDir is null. */
-export function createAppStore(dataDir: string | null): AppStore {
-  return createJsonStore<AppState>({
+/**
+ * Opens the app's state under `dataDir` (snapshot `mailkit.json` + `mailkit.<n>.journal`), or
+ * in memory when dataDir is null. `readOnly`: for a process next to the running server (the
+ * key CLI), which must never write, compact or delete its files.
+ */
+export function createAppStore(dataDir: string | null, opts: { readOnly?: boolean } = {}): AppStore {
+  return createJournalStore<AppState>({
     file: dataDir ? join(dataDir, 'mailkit.json') : null,
     initial: () => ({ keyEpochs: {}, sends: {}, webhooks: {}, generated: {} }),
+    readOnly: opts.readOnly,
   });
 }
 
@@ -30,8 +36,7 @@ export function generatedSecret(store: AppStore, name: keyof AppState['generated
   const existing = store.data.generated[name];
   if (existing) return existing;
   const value = make();
-  store.data.generated[name] = value;
-  store.save();
+  store.set('generated', name, value);
   return value;
 }
 

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import request from 'supertest';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { DodoState } from '../src/sandbox/dodo/state';
-import { bearer, startTestStack, subscribe } from './support/stack';
+import { createAppStore } from '../src/state';
+import { balanceOf, bearer, startTestStack, subscribe } from './support/stack';
 
 type TestStack = Awaited<ReturnType<typeof startTestStack>>;
 
@@ -53,6 +54,31 @@ describe('graceful shutdown', () => {
     await expect(fetch(`${stack.url}/healthz`)).rejects.toThrow();
   });
 
+  it('a restart on the same data dir replays a finished send and keeps a rotated key revoked', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'mailkit-restart-'));
+    const onDisk = { MAILKIT_DATA_DIR: dataDir, MAILKIT_KEY_SECRET: 'restart-secret-'.repeat(3) };
+    try {
+      stack = await startTestStack(onDisk, { inMemory: false });
+      const alice = await subscribe(stack, 'alice@example.com', 'Alice');
+      const rotated = (await request(stack.url).post('/account/key').set(bearer(alice.key)).expect(201)).body.api_key as string;
+      const email = { to: 'delivered@resend.dev', subject: 'once', html: '<p>1</p>' };
+      const first = await request(stack.url).post('/send').set(bearer(rotated)).set('Idempotency-Key', 'restart-1').send(email).expect(200);
+      await stack.close();
+
+      stack = await startTestStack(onDisk, { inMemory: false });
+      const again = await request(stack.url).post('/send').set(bearer(rotated)).set('Idempotency-Key', 'restart-1').send(email).expect(200);
+      expect(again.body).toEqual(first.body);
+      expect(again.headers['idempotent-replayed']).toBe('true');
+      expect(stack.sandbox.resend.messages().filter((m) => m.subject === 'once')).toHaveLength(1);
+      expect(await balanceOf(stack, rotated)).toBe(4999);
+      expect((await request(stack.url).get('/account').set(bearer(alice.key))).status).toBe(401);
+    } finally {
+      await stack?.close();
+      stack = undefined;
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
   it('SIGTERM stops `npm start`, exits 0 and leaves its state flushed to the data dir', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'mailkit-sigterm-'));
     try {
@@ -73,8 +99,8 @@ describe('graceful shutdown', () => {
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
       expect(out).toMatch(/"msg":"shutting down"/);
-      const saved = JSON.parse(readFileSync(join(dataDir, 'mailkit.json'), 'utf8'));
-      expect(saved.generated.keySecret).toBeTruthy();
+      // What the next start reads back: the snapshot plus the journal.
+      expect(createAppStore(dataDir, { readOnly: true }).data.generated.keySecret).toBeTruthy();
       expect(JSON.parse(readFileSync(join(dataDir, 'sandbox-dodo.json'), 'utf8')).products).toBeTruthy();
     } finally {
       rmSync(dataDir, { recursive: true, force: true });

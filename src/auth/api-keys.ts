@@ -57,9 +57,9 @@ export function createApiKeys(opts: { store: AppStore; secret: string; env: 'tes
       return Number(m[3]) === (epochs[customerId] ?? 0) ? customerId : null;
     },
     rotate(customerId) {
-      epochs[customerId] = (epochs[customerId] ?? 0) + 1;
-      store.save();
-      return build(customerId, epochs[customerId], randomBytes(16).toString('base64url'));
+      const epoch = (epochs[customerId] ?? 0) + 1;
+      store.set('keyEpochs', customerId, epoch);
+      return build(customerId, epoch, randomBytes(16).toString('base64url'));
     },
   };
 }

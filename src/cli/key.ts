@@ -43,7 +43,8 @@ async function main(argv: string[]): Promise<number> {
   }
   loadDotenv({ quiet: true });
   const config = loadConfig();
-  const store = createAppStore(config.dataDir); // read only: nothing is saved
+  // Read-only: the server may be running on the same data dir; this process never writes to it.
+  const store = createAppStore(config.dataDir, { readOnly: true });
   const secret = config.keySecret ?? store.data.generated.keySecret;
   if (!secret) {
     console.error(`No key secret yet in ${config.dataDir}: run \`npm start\` once, or set MAILKIT_KEY_SECRET.`);

@@ -63,7 +63,7 @@ export function createSender(opts: { billing: Billing; mailer: Mailer; store: Ap
       if (record.state === 'done' && record.result) return { ...record.result, headers: { ...headers, 'Idempotent-Replayed': 'true' } };
     } else {
       record = newRecord(customerId, fingerprint, credits);
-      records[sendId] = record;
+      store.set('sends', sendId, record);
       if (++created % 500 === 0) prune();
     }
     const promise = run(sendId, record, deliver);
@@ -84,7 +84,7 @@ export function createSender(opts: { billing: Billing; mailer: Mailer; store: Ap
 
     if (record.state === 'new') {
       await reserve(sendId, record);
-      update(record, { state: 'delivering' });
+      update(sendId, record, { state: 'delivering' });
     }
     const settlement = await deliver(upstreamKeys(sendId, record.attempt).resend, sendId);
     return settle(sendId, record, settlement);
@@ -99,8 +99,7 @@ export function createSender(opts: { billing: Billing; mailer: Mailer; store: Ap
       // Nothing was sent. On a refusal (402) nothing was reserved either; on a Dodo outage the
       // debit may or may not exist, and the same key's retry resolves it (Dodo 409 → deliver).
       // Either way the record goes, so a retry, e.g. after a top-up, starts cleanly.
-      if (record.attempt === 0) delete records[sendId];
-      store.save();
+      if (record.attempt === 0) store.delete('sends', sendId);
       throw err;
     }
   }
@@ -110,15 +109,15 @@ export function createSender(opts: { billing: Billing; mailer: Mailer; store: Ap
     switch (s.kind) {
       case 'done':
         if (s.refund && s.refund.credits > 0) {
-          update(record, { state: 'refunding', refund: { ...s.refund, retryable: false }, result: s.response });
+          update(sendId, record, { state: 'refunding', refund: { ...s.refund, retryable: false }, result: s.response });
           await store.flush();
           await finishRefund(sendId, record);
         } else {
-          update(record, { state: 'done', result: s.response });
+          update(sendId, record, { state: 'done', result: s.response });
         }
         return s.response;
       case 'retry':
-        update(record, { state: 'refunding', refund: { credits: record.credits, reason: s.reason, retryable: true } });
+        update(sendId, record, { state: 'refunding', refund: { credits: record.credits, reason: s.reason, retryable: true } });
         await store.flush();
         await finishRefund(sendId, record);
         throw s.error;
@@ -136,13 +135,14 @@ export function createSender(opts: { billing: Billing; mailer: Mailer; store: Ap
   async function finishRefund(sendId: string, record: SendRecord) {
     const refund = record.refund!;
     await billing.refund(record.customerId, refund.credits, upstreamKeys(sendId, record.attempt).refund, refund.reason);
-    if (refund.retryable) update(record, { state: 'new', attempt: record.attempt + 1, refund: undefined });
-    else update(record, { state: 'done', refund: undefined });
+    if (refund.retryable) update(sendId, record, { state: 'new', attempt: record.attempt + 1, refund: undefined });
+    else update(sendId, record, { state: 'done', refund: undefined });
   }
 
-  function update(record: SendRecord, patch: Partial<SendRecord>) {
+  /** Patches the record in place and journals its whole new value. */
+  function update(sendId: string, record: SendRecord, patch: Partial<SendRecord>) {
     Object.assign(record, patch, { updatedAt: now().toISOString() });
-    store.save();
+    store.set('sends', sendId, record);
   }
 
   function newRecord(customerId: string, fingerprint: string, credits: number): SendRecord {
@@ -154,9 +154,8 @@ export function createSender(opts: { billing: Billing; mailer: Mailer; store: Ap
   function prune() {
     const cutoff = now().getTime() - KEY_RETENTION_MS;
     for (const [id, r] of Object.entries(records)) {
-      if (r.state === 'done' && Date.parse(r.updatedAt) < cutoff) delete records[id];
+      if (r.state === 'done' && Date.parse(r.updatedAt) < cutoff) store.delete('sends', id);
     }
-    store.save();
   }
 
   return {

@@ -82,9 +82,8 @@ export function createDodoWebhookRouter(opts: {
     }
     await work; // a failure answers 5xx, so Dodo redelivers later
     if (first) {
-      processed[webhookId] = now().toISOString();
+      store.set('webhooks', webhookId, now().toISOString());
       if (++seen % 1000 === 0) forgetOld();
-      store.save();
     }
     res.json(first ? { received: true } : { received: true, duplicate: true });
   });
@@ -101,7 +100,7 @@ export function createDodoWebhookRouter(opts: {
 
   function forgetOld() {
     const cutoff = now().getTime() - REMEMBER_MS;
-    for (const [id, at] of Object.entries(processed)) if (Date.parse(at) < cutoff) delete processed[id];
+    for (const [id, at] of Object.entries(processed)) if (Date.parse(at) < cutoff) store.delete('webhooks', id);
   }
 
   return router;
