@@ -14,7 +14,7 @@ import type { Config } from './config';
 import { createLogger, type Logger } from './logger';
 import { createMailer, type Mailer } from './mail/mailer';
 import { createSandbox, type Sandbox } from './sandbox';
-import { createSender, type Sender } from './sending/sender';
+import { createSender, type ReconcileOptions, type Sender } from './sending/sender';
 import { createAppStore, generatedSecret, newWebhookSecret, type AppStore } from './state';
 
 /** A running MailKit: the HTTP server, the app, its services and (in sandbox mode) the sandbox. */
@@ -50,6 +50,8 @@ export interface StackOptions {
   mailer?: { timeoutMs?: number; maxRetries?: number; maxBackoffMs?: number };
   /** Dodo SDK retries (default 2, the SDK's own). */
   dodoMaxRetries?: number;
+  /** The sender's reconciler timing (tests call stack.sender.reconcile() themselves). */
+  reconcile?: ReconcileOptions;
 }
 
 /**
@@ -145,7 +147,7 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
 
     const billing = createBilling({ dodo, catalog, baseUrl });
     const mailer = createMailer({ resend, from: config.mailFrom, ...opts.mailer });
-    const sender = createSender({ billing, mailer, store });
+    const sender = createSender({ billing, mailer, store, log: log.child({ component: 'sender' }), reconcile: opts.reconcile });
     const env = sandboxMode || config.dodo.environment === 'test_mode' ? 'test' : 'live';
     const apiKeys = createApiKeys({ store, secret: keySecret, env });
     const readiness = createReadiness({ dodo, resend, creditEntitlementId: catalog.creditEntitlementId });

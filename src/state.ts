@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { createJournalStore, type JournalStore } from './lib/journal-store';
-import type { SendRecord } from './sending/records';
+import type { SendPayload, SendRecord } from './sending/records';
 
 /** MailKit's own durable state (Dodo's balance is never cached here: Dodo is the source of truth). */
 export interface AppState {
@@ -9,6 +9,8 @@ export interface AppState {
   keyEpochs: Record<string, number>;
   /** Send records by internal send id, kept while their idempotency key is honoured. */
   sends: Record<string, SendRecord>;
+  /** What an unfinished send delivers, by send id (gone once it is done or failed). */
+  payloads: Record<string, SendPayload>;
   /** Processed webhook ids → when they were processed (replays within the window are acknowledged, not re-run). */
   webhooks: Record<string, string>;
   /** Generated secrets used when the environment does not provide them (sandbox mode only). */
@@ -26,7 +28,7 @@ export type AppStore = JournalStore<AppState>;
 export function createAppStore(dataDir: string | null, opts: { readOnly?: boolean } = {}): AppStore {
   return createJournalStore<AppState>({
     file: dataDir ? join(dataDir, 'mailkit.json') : null,
-    initial: () => ({ keyEpochs: {}, sends: {}, webhooks: {}, generated: {} }),
+    initial: () => ({ keyEpochs: {}, sends: {}, payloads: {}, webhooks: {}, generated: {} }),
     readOnly: opts.readOnly,
   });
 }

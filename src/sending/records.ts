@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { OutgoingEmail } from '../mail/mailer';
 
 /**
  * A send's durable record. See README.md in this folder for the state machine.
@@ -7,6 +8,8 @@ import { createHash } from 'node:crypto';
  * - `delivering`: credits reserved (Dodo debit under `attempt`'s key); the email may or may not be out.
  * - `refunding`: Resend rejected the email; the credits are going back. Persisted (flushed)
  *   before the refund is issued, so a crash mid-refund resumes the refund, never skips it.
+ * - `failed`: nothing in flight and nothing kept (the client was told so); a retry with the
+ *   same key starts attempt `attempt` afresh.
  * - `done`: final; `result` is replayed to every retry with the same key.
  */
 export interface SendRecord {
@@ -15,12 +18,22 @@ export interface SendRecord {
   /** Emails this send covers (1 for /send, N for /send/batch): the credits reserved per attempt. */
   credits: number;
   attempt: number;
-  state: 'new' | 'delivering' | 'refunding' | 'done';
+  state: 'new' | 'delivering' | 'refunding' | 'failed' | 'done';
   /** Set while refunding: how many credits go back and whether a fresh attempt may follow. */
   refund?: { credits: number; retryable: boolean; reason: string };
   result?: StoredResponse;
   createdAt: string;
   updatedAt: string;
+}
+
+/**
+ * What a send delivers, kept (in its own collection, so record updates do not rewrite it)
+ * from the start of a run until the send is done or failed: the reconciler redelivers an
+ * unconfirmed send from it when its client does not come back.
+ */
+export interface SendPayload {
+  batch: boolean;
+  emails: OutgoingEmail[];
 }
 
 /** The HTTP answer a finished send gives, replayed verbatim for the same key. */
@@ -31,6 +44,12 @@ export interface StoredResponse {
 
 /** How long a client idempotency key is honoured: Resend keeps its keys for 24 hours. */
 export const KEY_RETENTION_MS = 24 * 60 * 60 * 1000;
+
+/**
+ * The reconciler redelivers an unconfirmed send only while Resend still remembers its key,
+ * with an hour to spare: past that, a redelivery could send the email a second time.
+ */
+export const REDELIVER_WITHIN_MS = KEY_RETENTION_MS - 60 * 60 * 1000;
 
 /** Internal send id: the client's key scoped to the customer, so two customers' keys never collide. */
 export function sendIdFor(customerId: string, clientKey: string): string {

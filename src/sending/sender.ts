@@ -2,8 +2,18 @@ import { randomUUID } from 'node:crypto';
 import type { Billing } from '../billing/billing';
 import { HttpError } from '../errors';
 import type { BatchDelivery, Delivery, Mailer, OutgoingEmail } from '../mail/mailer';
+import type { Logger } from '../logger';
 import type { AppStore } from '../state';
-import { fingerprintOf, KEY_RETENTION_MS, sendIdFor, upstreamKeys, type SendRecord, type StoredResponse } from './records';
+import {
+  fingerprintOf,
+  KEY_RETENTION_MS,
+  REDELIVER_WITHIN_MS,
+  sendIdFor,
+  upstreamKeys,
+  type SendPayload,
+  type SendRecord,
+  type StoredResponse,
+} from './records';
 
 /** What the route writes back: status, body, and the headers that let a client retry safely. */
 export interface SendOutcome extends StoredResponse {
@@ -17,8 +27,22 @@ export type BatchItem = OutgoingEmail;
 export interface Sender {
   send(customerId: string, email: OutgoingEmail, clientKey: string | undefined): Promise<SendOutcome>;
   sendBatch(customerId: string, emails: BatchItem[], clientKey: string | undefined): Promise<SendOutcome>;
-  /** Resolves once every send in flight in this process has finished (graceful shutdown). */
+  /**
+   * One pass of the reconciler (it also runs on its own every `intervalMs`): drives every
+   * send left unconfirmed or mid-refund for longer than `graceMs` to its end, and prunes
+   * finished records past the key retention window. Resolves to the sends it settled.
+   */
+  reconcile(): Promise<number>;
+  /** Stops the reconciler; resolves once every send in flight in this process has finished (graceful shutdown). */
   drain(): Promise<void>;
+}
+
+/** When the reconciler looks, and how long a send is left to its own client first. */
+export interface ReconcileOptions {
+  /** Between two passes (default 30 s; 0: only when reconcile() is called). */
+  intervalMs?: number;
+  /** A send is the reconciler's only once untouched this long (default 60 s): the client's own retry, told to come back in 2 s, normally wins. */
+  graceMs?: number;
 }
 
 /** How a delivery settles the credits it reserved. */
@@ -30,20 +54,38 @@ type Settlement =
   /** Nothing can be known: keep the reservation; the same key's retry completes it. */
   | { kind: 'unknown' };
 
-export function createSender(opts: { billing: Billing; mailer: Mailer; store: AppStore; now?: () => Date }): Sender {
-  const { billing, mailer, store } = opts;
+/** Delivers a send's payload under one attempt's Resend key and says how that settles. */
+type Deliver = (resendKey: string, sendId: string) => Promise<Settlement>;
+
+export function createSender(opts: {
+  billing: Billing;
+  mailer: Mailer;
+  store: AppStore;
+  log?: Logger;
+  now?: () => Date;
+  reconcile?: ReconcileOptions;
+}): Sender {
+  const { billing, mailer, store, log } = opts;
   const now = opts.now ?? (() => new Date());
+  const graceMs = opts.reconcile?.graceMs ?? 60_000;
+  const intervalMs = opts.reconcile?.intervalMs ?? 30_000;
   const records = store.data.sends;
-  const running = new Map<string, { fingerprint: string; promise: Promise<StoredResponse> }>();
-  let created = 0;
+  /** Runs in this process by send id; `reconciler` marks the reconciler's own. */
+  const running = new Map<string, { fingerprint: string; promise: Promise<unknown>; reconciler: boolean }>();
+  let stopping = false;
+  /** Sends holding credits whose outcome is still open (delivering, refunding): the reconciler's work list. */
+  const unsettled = new Set(Object.keys(records).filter((id) => isUnsettled(records[id]!)));
+  let reconciling: Promise<number> | null = null;
+  const timer = intervalMs > 0 ? setInterval(() => void sender.reconcile().catch((err: unknown) => log?.error({ err }, 'reconcile pass failed')), intervalMs) : null;
+  // The reconciler must not keep a finished test or CLI process alive.
+  timer?.unref();
 
   /** Joins a running send with the same id, replays a finished one, or starts one. */
   async function begin(
     customerId: string,
     clientKey: string | undefined,
     body: unknown,
-    credits: number,
-    deliver: (resendKey: string, sendId: string) => Promise<Settlement>,
+    payload: SendPayload,
   ): Promise<SendOutcome> {
     // Without a client key every request is a new send; the generated key is returned so
     // the client can still retry an ambiguous outcome safely.
@@ -52,37 +94,52 @@ export function createSender(opts: { billing: Billing; mailer: Mailer; store: Ap
     const fingerprint = fingerprintOf(body);
     const headers: Record<string, string> = { 'Idempotency-Key': key };
 
-    const inFlight = running.get(sendId);
-    if (inFlight) {
+    for (let inFlight = running.get(sendId); inFlight; inFlight = running.get(sendId)) {
       assertSameBody(inFlight.fingerprint, fingerprint);
-      return { ...(await inFlight.promise), headers: { ...headers, 'Idempotent-Replayed': 'true' } };
+      // A client's run: answer what it answers. The reconciler's: let it finish, then look again.
+      if (!inFlight.reconciler) return { ...((await inFlight.promise) as StoredResponse), headers: { ...headers, 'Idempotent-Replayed': 'true' } };
+      await inFlight.promise.catch(() => undefined);
     }
     let record = records[sendId];
     if (record) {
       assertSameBody(record.fingerprint, fingerprint);
       if (record.state === 'done' && record.result) return { ...record.result, headers: { ...headers, 'Idempotent-Replayed': 'true' } };
     } else {
-      record = newRecord(customerId, fingerprint, credits);
+      record = newRecord(customerId, fingerprint, payload.emails.length);
       store.set('sends', sendId, record);
-      if (++created % 500 === 0) prune();
     }
-    const promise = run(sendId, record, deliver);
-    running.set(sendId, { fingerprint, promise });
+    // Kept until the send is done or failed, for the reconciler (a retry re-supplies it).
+    if (!store.data.payloads[sendId]) store.set('payloads', sendId, payload);
     try {
-      return { ...(await promise), headers };
+      return { ...(await track(sendId, fingerprint, run(sendId, record, deliverer(payload)), false)), headers };
     } catch (err) {
       if (err instanceof HttpError) Object.assign(err.headers, headers);
       throw err;
+    }
+  }
+
+  /** Registers a run so that a request for the same send joins it instead of starting another. */
+  async function track<T>(sendId: string, fingerprint: string, promise: Promise<T>, reconciler: boolean): Promise<T> {
+    running.set(sendId, { fingerprint, promise, reconciler });
+    try {
+      return await promise;
     } finally {
       running.delete(sendId);
     }
   }
 
-  async function run(sendId: string, record: SendRecord, deliver: (resendKey: string, sendId: string) => Promise<Settlement>) {
+  /** How a payload is delivered: one Resend call for one email, one batch call for a batch. */
+  function deliverer(payload: SendPayload): Deliver {
+    return payload.batch
+      ? async (resendKey, sendId) => settleBatch(await mailer.deliverBatch(payload.emails, resendKey), sendId, payload.emails.length)
+      : async (resendKey, sendId) => settleSingle(await mailer.deliver(payload.emails[0]!, resendKey), sendId);
+  }
+
+  async function run(sendId: string, record: SendRecord, deliver: Deliver) {
     if (record.state === 'refunding') await finishRefund(sendId, record);
     if (record.state === 'done' && record.result) return record.result;
 
-    if (record.state === 'new') {
+    if (record.state === 'new' || record.state === 'failed') {
       await reserve(sendId, record);
       update(sendId, record, { state: 'delivering' });
     }
@@ -98,8 +155,13 @@ export function createSender(opts: { billing: Billing; mailer: Mailer; store: Ap
     } catch (err) {
       // Nothing was sent. On a refusal (402) nothing was reserved either; on a Dodo outage the
       // debit may or may not exist, and the same key's retry resolves it (Dodo 409 → deliver).
-      // Either way the record goes, so a retry, e.g. after a top-up, starts cleanly.
-      if (record.attempt === 0) store.delete('sends', sendId);
+      // Either way nothing stays in flight, so a retry, e.g. after a top-up, starts cleanly.
+      if (record.attempt === 0) {
+        store.delete('sends', sendId);
+        store.delete('payloads', sendId);
+      } else {
+        update(sendId, record, { state: 'failed' });
+      }
       throw err;
     }
   }
@@ -135,14 +197,51 @@ export function createSender(opts: { billing: Billing; mailer: Mailer; store: Ap
   async function finishRefund(sendId: string, record: SendRecord) {
     const refund = record.refund!;
     await billing.refund(record.customerId, refund.credits, upstreamKeys(sendId, record.attempt).refund, refund.reason);
-    if (refund.retryable) update(sendId, record, { state: 'new', attempt: record.attempt + 1, refund: undefined });
+    if (refund.retryable) update(sendId, record, { state: 'failed', attempt: record.attempt + 1, refund: undefined });
     else update(sendId, record, { state: 'done', refund: undefined });
   }
 
-  /** Patches the record in place and journals its whole new value. */
+  /** Patches the record in place and journals its whole new value; a send that ends lets go of its payload. */
   function update(sendId: string, record: SendRecord, patch: Partial<SendRecord>) {
     Object.assign(record, patch, { updatedAt: now().toISOString() });
     store.set('sends', sendId, record);
+    if (isUnsettled(record)) unsettled.add(sendId);
+    else unsettled.delete(sendId);
+    if (record.state === 'done' || record.state === 'failed') store.delete('payloads', sendId);
+  }
+
+  /**
+   * Step, without a client: a send left unsettled (its client got 503 delivery_unconfirmed
+   * and never came back, or the server stopped mid-send) is driven to its end. Unconfirmed:
+   * redelivered under the same attempt's Resend key, so Resend answers the first email's id
+   * if it went out and sends it now if it did not: one email either way, then settled as a
+   * client's retry would be. Mid-refund: the refund is finished.
+   */
+  async function reconcileOne(sendId: string, record: SendRecord): Promise<void> {
+    if (record.state === 'refunding') {
+      await track(sendId, record.fingerprint, finishRefund(sendId, record), true);
+      return;
+    }
+    if (now().getTime() - Date.parse(record.createdAt) > REDELIVER_WITHIN_MS) {
+      // Resend may have forgotten the key: a redelivery could be a second email. The credit
+      // stays, as the email may be out; the send's answer says so, and an operator is told.
+      update(sendId, record, { state: 'done', result: UNCONFIRMED_FOR_GOOD });
+      log?.error({ sendId, customerId: record.customerId, credits: record.credits }, 'send left unconfirmed for good: credit kept, check Resend');
+      return;
+    }
+    // A record written before payloads were kept: only its client's retry can complete it.
+    const payload = store.data.payloads[sendId];
+    if (!payload) return;
+    await track(sendId, record.fingerprint, run(sendId, record, deliverer(payload)), true);
+  }
+
+  /** Drops finished records past the retention window, oldest first (records sit in creation order). */
+  function prune() {
+    const cutoff = now().getTime() - KEY_RETENTION_MS;
+    for (const [id, r] of Object.entries(records)) {
+      if (Date.parse(r.createdAt) >= cutoff) break;
+      if ((r.state === 'done' || r.state === 'failed') && !running.has(id)) store.delete('sends', id);
+    }
   }
 
   function newRecord(customerId: string, fingerprint: string, credits: number): SendRecord {
@@ -150,31 +249,72 @@ export function createSender(opts: { billing: Billing; mailer: Mailer; store: Ap
     return { customerId, fingerprint, credits, attempt: 0, state: 'new', createdAt: at, updatedAt: at };
   }
 
-  /** Drops finished records older than the key retention window. */
-  function prune() {
-    const cutoff = now().getTime() - KEY_RETENTION_MS;
-    for (const [id, r] of Object.entries(records)) {
-      if (r.state === 'done' && Date.parse(r.updatedAt) < cutoff) store.delete('sends', id);
-    }
-  }
 
-  return {
+  const sender: Sender = {
     send(customerId, email, clientKey) {
-      return begin(customerId, clientKey, email, 1, async (resendKey, sendId) =>
-        settleSingle(await mailer.deliver(email, resendKey), sendId),
-      );
+      return begin(customerId, clientKey, email, { batch: false, emails: [email] });
     },
     sendBatch(customerId, emails, clientKey) {
-      return begin(customerId, clientKey, emails, emails.length, async (resendKey, sendId) =>
-        settleBatch(await mailer.deliverBatch(emails, resendKey), sendId, emails.length),
-      );
+      return begin(customerId, clientKey, emails, { batch: true, emails });
+    },
+    reconcile() {
+      // One pass at a time; a pass asked for during one joins it.
+      reconciling ??= (async () => {
+        prune();
+        const cutoff = now().getTime() - graceMs;
+        let settled = 0;
+        for (const sendId of [...unsettled]) {
+          if (stopping) break;
+          const record = records[sendId];
+          if (!record || !isUnsettled(record)) {
+            unsettled.delete(sendId);
+            continue;
+          }
+          if (running.has(sendId) || Date.parse(record.updatedAt) > cutoff) continue;
+          try {
+            await reconcileOne(sendId, record);
+          } catch (err) {
+            // Still unsettled (Resend or Dodo failing, no answer again): the next pass retries.
+            // Settled with an error (Resend refused: refunded) is an end like any other.
+            if (isUnsettled(record)) log?.warn({ sendId, err }, 'reconciler could not settle a send yet');
+          }
+          if (!isUnsettled(record)) {
+            settled++;
+            log?.info({ sendId, customerId: record.customerId, state: record.state, status: record.result?.status }, 'reconciler settled a send');
+          }
+        }
+        return settled;
+      })().finally(() => {
+        reconciling = null;
+      });
+      return reconciling;
     },
     async drain() {
+      stopping = true;
+      if (timer) clearInterval(timer);
+      await reconciling?.catch(() => undefined);
       await Promise.allSettled([...running.values()].map((r) => r.promise));
       await store.flush();
     },
   };
+  return sender;
 }
+
+/** A send holding credits whose outcome is still open. */
+function isUnsettled(record: SendRecord): boolean {
+  return record.state === 'delivering' || record.state === 'refunding';
+}
+
+/** The answer of a send whose delivery could not be confirmed within Resend's key window. */
+const UNCONFIRMED_FOR_GOOD: StoredResponse = {
+  status: 502,
+  body: {
+    error: {
+      code: 'delivery_unconfirmed',
+      message: 'The email provider never confirmed this email within 24 hours. It may have been delivered, so its credit was kept; contact support to check it.',
+    },
+  },
+};
 
 function assertSameBody(expected: string, actual: string) {
   if (expected !== actual) {

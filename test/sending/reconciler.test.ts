@@ -1,0 +1,180 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import request from 'supertest';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createSender } from '../../src/sending/sender';
+import { sendIdFor } from '../../src/sending/records';
+import { createAppStore } from '../../src/state';
+import { balanceOf, bearer, settle, startTestStack, subscribe } from '../support/stack';
+
+type TestStack = Awaited<ReturnType<typeof startTestStack>>;
+const email = { to: 'delivered@resend.dev', subject: 'Invoice 7', html: '<p>Due soon</p>' };
+/** The reconciler runs only when the test calls it, and takes sends at once. */
+const NOW = { reconcile: { intervalMs: 0, graceMs: 0 }, mailer: { timeoutMs: 200, maxBackoffMs: 100 } };
+
+async function customerWith(stack: TestStack, credits: number) {
+  const c = await subscribe(stack, `r${Math.random().toString(36).slice(2)}@example.com`);
+  await stack.sandbox.dodo.adjustBalance(c.customerId, stack.catalog.creditEntitlementId, credits - 5000, 'test setup');
+  await settle(stack);
+  return c;
+}
+const sentTo = (stack: TestStack) => stack.sandbox.resend.messages().filter((m) => m.to.includes(email.to));
+const send = (stack: TestStack, key: string, idempotencyKey: string, body: object = email) =>
+  request(stack.url).post('/send').set(bearer(key)).set('Idempotency-Key', idempotencyKey).send(body);
+
+/** A send whose Resend call times out and never reaches Resend: 503 delivery_unconfirmed, credit held, no email. */
+async function unconfirmedAndUnsent(stack: TestStack, key: string, idempotencyKey: string) {
+  stack.sandbox.resend.faults.inject({ latencyMs: 500, status: 503, count: 1, match: /^POST \/emails$/ });
+  const first = await send(stack, key, idempotencyKey);
+  expect(first.status).toBe(503);
+  expect(first.body.error.code).toBe('delivery_unconfirmed');
+  await new Promise((r) => setTimeout(r, 600)); // the slow call ends at Resend, refused
+  expect(sentTo(stack)).toHaveLength(0);
+}
+
+describe('the send reconciler', () => {
+  let stack: TestStack | undefined;
+  afterEach(async () => {
+    await stack?.close();
+    stack = undefined;
+  });
+
+  describe('when a client never retries an unconfirmed send', () => {
+    it('that Resend did accept: it confirms it under the same key, no second email, the credit stays', async () => {
+      stack = await startTestStack({}, NOW);
+      const c = await customerWith(stack, 10);
+      stack.sandbox.resend.faults.inject({ dropAfterProcessing: true, count: 1, match: /^POST \/emails$/ });
+      expect((await send(stack, c.key, 'lost-answer')).status).toBe(503);
+      expect(sentTo(stack)).toHaveLength(1);
+
+      expect(await stack.sender.reconcile()).toBe(1);
+      expect(sentTo(stack)).toHaveLength(1);
+      expect(await balanceOf(stack, c.key)).toBe(9);
+      // A late retry replays the outcome the reconciler reached.
+      const late = await send(stack, c.key, 'lost-answer').expect(200);
+      expect(late.body.id).toBe(sentTo(stack)[0]!.id);
+      expect(late.headers['idempotent-replayed']).toBe('true');
+    });
+
+    it('that never reached Resend: it sends it, exactly once, for the credit already held', async () => {
+      stack = await startTestStack({}, NOW);
+      const c = await customerWith(stack, 10);
+      await unconfirmedAndUnsent(stack, c.key, 'timed-out');
+      expect(await balanceOf(stack, c.key)).toBe(9);
+
+      expect(await stack.sender.reconcile()).toBe(1);
+      expect(sentTo(stack)).toHaveLength(1);
+      expect(sentTo(stack)[0]!.subject).toBe(email.subject);
+      expect(await balanceOf(stack, c.key)).toBe(9);
+      expect(await stack.sender.reconcile()).toBe(0); // nothing left to do
+      expect(sentTo(stack)).toHaveLength(1);
+    });
+
+    it('that Resend now refuses: the credit comes back, and a later retry with the key sends it afresh', async () => {
+      stack = await startTestStack({}, NOW);
+      const c = await customerWith(stack, 10);
+      await unconfirmedAndUnsent(stack, c.key, 'then-refused');
+      stack.sandbox.resend.faults.inject({ status: 500, match: /^POST \/emails$/ });
+      expect(await stack.sender.reconcile()).toBe(1);
+      stack.sandbox.resend.faults.clear();
+      expect(sentTo(stack)).toHaveLength(0);
+      expect(await balanceOf(stack, c.key)).toBe(10);
+
+      await send(stack, c.key, 'then-refused').expect(200);
+      expect(sentTo(stack)).toHaveLength(1);
+      expect(await balanceOf(stack, c.key)).toBe(9);
+    });
+
+    it('for a batch: the whole batch once, its credits kept', async () => {
+      stack = await startTestStack({}, NOW);
+      const c = await customerWith(stack, 10);
+      const batch = { emails: [email, { ...email, subject: 'Invoice 8' }, { ...email, subject: 'Invoice 9' }] };
+      stack.sandbox.resend.faults.inject({ latencyMs: 500, status: 503, count: 1, match: /^POST \/emails\/batch$/ });
+      const first = await request(stack.url).post('/send/batch').set(bearer(c.key)).set('Idempotency-Key', 'batch-1').send(batch);
+      expect(first.status).toBe(503);
+      await new Promise((r) => setTimeout(r, 600));
+      expect(sentTo(stack)).toHaveLength(0);
+
+      expect(await stack.sender.reconcile()).toBe(1);
+      expect(sentTo(stack).map((m) => m.subject).sort()).toEqual(['Invoice 7', 'Invoice 8', 'Invoice 9']);
+      expect(await balanceOf(stack, c.key)).toBe(7);
+      const late = await request(stack.url).post('/send/batch').set(bearer(c.key)).set('Idempotency-Key', 'batch-1').send(batch).expect(200);
+      expect(late.body.sent).toBe(3);
+    });
+  });
+
+  describe('when the client comes back', () => {
+    it('within the grace period, the send is left to it', async () => {
+      stack = await startTestStack({}, { ...NOW, reconcile: { intervalMs: 0 } }); // the default 60 s grace
+      const c = await customerWith(stack, 10);
+      await unconfirmedAndUnsent(stack, c.key, 'client-first');
+      expect(await stack.sender.reconcile()).toBe(0);
+      expect(sentTo(stack)).toHaveLength(0);
+      await send(stack, c.key, 'client-first').expect(200);
+      expect(sentTo(stack)).toHaveLength(1);
+      expect(await balanceOf(stack, c.key)).toBe(9);
+    });
+
+    it('during a reconciler pass: one email, one credit, and the client gets its id', async () => {
+      stack = await startTestStack({}, NOW);
+      const c = await customerWith(stack, 10);
+      await unconfirmedAndUnsent(stack, c.key, 'race');
+      stack.sandbox.resend.faults.setLatency(100); // keeps the reconciler's delivery in flight
+      const [settled, retry] = await Promise.all([stack.sender.reconcile(), send(stack, c.key, 'race')]);
+      stack.sandbox.resend.faults.setLatency(0);
+      expect(settled).toBe(1);
+      expect(retry.status).toBe(200);
+      expect(sentTo(stack)).toHaveLength(1);
+      expect(retry.body.id).toBe(sentTo(stack)[0]!.id);
+      expect(await balanceOf(stack, c.key)).toBe(9);
+    });
+  });
+
+  describe('after a restart', () => {
+    it('completes a send the previous process left unconfirmed', async () => {
+      const dataDir = mkdtempSync(join(tmpdir(), 'mailkit-reconcile-'));
+      const onDisk = { MAILKIT_DATA_DIR: dataDir, MAILKIT_KEY_SECRET: 'reconcile-secret-'.repeat(3) };
+      try {
+        stack = await startTestStack(onDisk, { ...NOW, inMemory: false });
+        const c = await customerWith(stack, 10);
+        await unconfirmedAndUnsent(stack, c.key, 'across-restart');
+        await stack.close();
+
+        stack = await startTestStack(onDisk, { ...NOW, inMemory: false });
+        expect(await stack.sender.reconcile()).toBe(1);
+        expect(sentTo(stack)).toHaveLength(1);
+        expect(await balanceOf(stack, c.key)).toBe(9);
+      } finally {
+        await stack?.close();
+        stack = undefined;
+        rmSync(dataDir, { recursive: true, force: true });
+      }
+    });
+  });
+
+  describe('past Resend\'s 24-hour key window', () => {
+    it('never redelivers (it could be a second email): the send ends unconfirmed with its credit kept', async () => {
+      stack = await startTestStack({}, NOW);
+      const c = await customerWith(stack, 10);
+      // A sender on the stack's real billing and mailer, with a clock the test moves.
+      const clock = { now: Date.now() };
+      const store = createAppStore(null);
+      const sender = createSender({ billing: stack.billing, mailer: stack.mailer, store, now: () => new Date(clock.now), reconcile: { intervalMs: 0, graceMs: 0 } });
+      stack.sandbox.resend.faults.inject({ latencyMs: 500, status: 503, count: 1, match: /^POST \/emails$/ });
+      const mail = { to: [email.to], subject: email.subject, html: email.html };
+      await expect(sender.send(c.customerId, mail, 'old-one')).rejects.toMatchObject({ code: 'delivery_unconfirmed' });
+      await new Promise((r) => setTimeout(r, 600));
+
+      clock.now += 23 * 60 * 60 * 1000 + 60_000;
+      expect(await sender.reconcile()).toBe(1);
+      expect(sentTo(stack)).toHaveLength(0);
+      expect(await balanceOf(stack, c.key)).toBe(9);
+      const record = store.data.sends[sendIdFor(c.customerId, 'old-one')]!;
+      expect(record.state).toBe('done');
+      expect(record.result).toMatchObject({ status: 502, body: { error: { code: 'delivery_unconfirmed' } } });
+      expect(store.data.payloads[sendIdFor(c.customerId, 'old-one')]).toBeUndefined();
+      await sender.drain();
+    });
+  });
+});
