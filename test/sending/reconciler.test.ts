@@ -177,4 +177,34 @@ describe('the send reconciler', () => {
       await sender.drain();
     });
   });
+
+  describe('pruning', () => {
+    it('drops finished records past the 24-hour key window and keeps the young and the unsettled', async () => {
+      stack = await startTestStack({}, NOW);
+      const c = await customerWith(stack, 10);
+      const clock = { now: Date.now() };
+      const store = createAppStore(null);
+      const sender = createSender({ billing: stack.billing, mailer: stack.mailer, store, now: () => new Date(clock.now), reconcile: { intervalMs: 0, graceMs: 60 * 60 * 1000 } });
+      const mail = { to: [email.to], subject: email.subject, html: email.html };
+      await sender.send(c.customerId, mail, 'old-done');
+      stack.sandbox.resend.faults.inject({ dropAfterProcessing: true, count: 1, match: /^POST \/emails$/ });
+      await expect(sender.send(c.customerId, mail, 'old-unsettled')).rejects.toMatchObject({ code: 'delivery_unconfirmed' });
+      clock.now += 20 * 60 * 60 * 1000;
+      await sender.send(c.customerId, mail, 'young-done');
+      const id = (key: string) => sendIdFor(c.customerId, key);
+
+      clock.now += 5 * 60 * 60 * 1000; // the first two are 25 h old, the third 5 h
+      await sender.reconcile();
+      expect(store.data.sends[id('old-done')]).toBeUndefined();
+      expect(store.data.sends[id('young-done')]?.state).toBe('done');
+      // Past the grace and the 23 h window: ended unconfirmed by this pass, so kept (and replayed) until the next.
+      expect(store.data.sends[id('old-unsettled')]?.result?.status).toBe(502);
+      await sender.reconcile();
+      expect(store.data.sends[id('old-unsettled')]).toBeUndefined();
+      // A key whose record was pruned is a new send.
+      expect((await sender.send(c.customerId, mail, 'old-done')).headers['Idempotent-Replayed']).toBeUndefined();
+      await sender.drain();
+    });
+  });
 });
+
