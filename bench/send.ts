@@ -1,13 +1,16 @@
 /**
  * `npm run bench`: how fast MailKit sends, and what it adds on top of Dodo and Resend.
  *
- * Three processes on loopback, as in production where the vendors are elsewhere:
+ * Four processes on loopback, as in production where the vendors are elsewhere:
  *   - the upstreams: the sandbox alone (bench/upstream.ts), every API call delayed by --latency;
  *   - MailKit: `server.ts` in live mode, pointed at them with DODO_PAYMENTS_BASE_URL and
- *     RESEND_BASE_URL (the configuration a real deployment uses), logging at info to /dev/null;
+ *     RESEND_BASE_URL (the configuration a real deployment uses), logging at info to /dev/null,
+ *     with bench/trace-hook.ts timing each send inside it;
+ *   - the bare relay (bench/relay.ts): the same two upstream calls behind a do-nothing server;
  *   - this process: the clients.
  * The baseline makes the same two upstream calls per email (a debit, a send) straight through
- * the SDKs, so "overhead" is what MailKit adds: one more HTTP hop, auth, validation, records.
+ * the SDKs. /send less the baseline is everything MailKit costs a client; the relay less the
+ * baseline is what any HTTP service in between costs; /send less the relay is MailKit itself.
  *
  * Options: --latency MS (default 20) --clients N (16) --sends N (1600) --batches N (48)
  *          --unloaded N (200: sends measured one at a time, baseline and /send)
