@@ -1,6 +1,7 @@
 import { constants, readdirSync, readFileSync, rmSync, statSync, type Stats } from 'node:fs';
-import { mkdir, open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, rm, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { replaceFileAtomically } from './json-store';
 
 /** The shape a journaled document must have: named collections of entries by key. */
 export type Collections<T> = { [C in keyof T]: Record<string, unknown> };
@@ -474,10 +475,7 @@ async function writeSnapshot(
   data: Record<string, Record<string, unknown>>,
   keys: Map<string, Set<string>>,
 ): Promise<void> {
-  await mkdir(dirname(file), { recursive: true });
-  const tmp = `${file}.${process.pid}.tmp`;
-  const handle = await open(tmp, 'w', 0o600);
-  try {
+  await replaceFileAtomically(file, async (handle) => {
     let chunk = `{"generation":${generation},"data":{`;
     let position = 0;
     const emit = async () => {
@@ -506,19 +504,7 @@ async function writeSnapshot(
     }
     chunk += '}}\n';
     await emit();
-    await handle.sync();
-  } catch (err) {
-    await handle.close();
-    await rm(tmp, { force: true });
-    throw err;
-  }
-  await handle.close();
-  try {
-    await rename(tmp, file);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
+  });
 }
 
 async function writeFully(handle: FileHandle, bytes: Buffer, position: number): Promise<void> {

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { mkdir, open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 /**
@@ -100,16 +100,28 @@ function load<T>(file: string, initial: () => T): T {
 }
 
 /** write → fsync → rename, off the event loop: readers see the old document or the new one, never half of one. */
-async function writeAtomicallyAsync(file: string, contents: string): Promise<void> {
+function writeAtomicallyAsync(file: string, contents: string): Promise<void> {
+  return replaceFileAtomically(file, (handle) => handle.writeFile(contents));
+}
+
+/**
+ * Replaces `file` with what `fill` writes: into a temp file beside it, fsynced, then renamed
+ * over it, so readers see the old file or the new one, never half of one. On any failure the
+ * temp file is removed and `file` is untouched.
+ */
+export async function replaceFileAtomically(file: string, fill: (handle: FileHandle) => Promise<void>): Promise<void> {
   await mkdir(dirname(file), { recursive: true });
   const tmp = `${file}.${process.pid}.tmp`;
   const handle = await open(tmp, 'w', 0o600);
   try {
-    await handle.writeFile(contents);
+    await fill(handle);
     await handle.sync();
-  } finally {
+  } catch (err) {
     await handle.close();
+    await rm(tmp, { force: true });
+    throw err;
   }
+  await handle.close();
   try {
     await rename(tmp, file);
   } catch (err) {
