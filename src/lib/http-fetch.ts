@@ -65,7 +65,9 @@ export function createHttpFetch(opts: HttpFetchOptions = {}): FetchLike {
             else chunks.push(chunk);
           });
           res.on('error', fail);
-          res.on('aborted', () => fail(new Error('the connection closed before the response was complete')));
+          res.on('close', () => {
+            if (!res.complete) fail(new Error('the connection closed before the response was complete'));
+          });
           res.on('end', () => {
             if (settled) return;
             settled = true;

@@ -63,6 +63,15 @@ describe('createHttpFetch', () => {
     expect((err as TypeError).cause).toBeDefined();
   });
 
+  it('rejects when the connection drops halfway through the body, rather than answering half of it', async () => {
+    handle = (req, res) => {
+      res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': '100' });
+      res.write('{"id":"cle_');
+      setTimeout(() => req.socket.destroy(), 20);
+    };
+    await expect(fetchHttp(`${base}/half`)).rejects.toThrow('fetch failed');
+  });
+
   it('refuses a response body over the limit rather than buffering it', async () => {
     handle = (_req, res) => res.writeHead(200).end('x'.repeat(4096));
     await expect(fetchHttp(`${base}/big`)).rejects.toThrow('fetch failed');
