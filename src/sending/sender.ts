@@ -261,7 +261,6 @@ export function createSender(opts: {
     return { customerId, fingerprint, credits, attempt: 0, state: 'new', createdAt: at, updatedAt: at };
   }
 
-
   const sender: Sender = {
     send(customerId, email, clientKey) {
       return begin(customerId, clientKey, email, { batch: false, emails: [email] });
