@@ -5,6 +5,8 @@ import type { OutgoingEmail } from '../mail/mailer';
  * A send's durable record. See README.md in this folder for the state machine.
  *
  * - `new`: nothing reserved under the current attempt yet.
+ * - `unsure`: Dodo gave no answer to the debit: it may or may not exist. Nothing was sent;
+ *   the same key's retry completes the send (409 → deliver), else the reconciler voids it.
  * - `delivering`: credits reserved (Dodo debit under `attempt`'s key); the email may or may not be out.
  * - `refunding`: Resend rejected the email; the credits are going back. Persisted (flushed)
  *   before the refund is issued, so a crash mid-refund resumes the refund, never skips it.
@@ -18,7 +20,7 @@ export interface SendRecord {
   /** Emails this send covers (1 for /send, N for /send/batch): the credits reserved per attempt. */
   credits: number;
   attempt: number;
-  state: 'new' | 'delivering' | 'refunding' | 'failed' | 'done';
+  state: 'new' | 'unsure' | 'delivering' | 'refunding' | 'failed' | 'done';
   /** Set while refunding: how many credits go back and whether a fresh attempt may follow. */
   refund?: { credits: number; retryable: boolean; reason: string };
   result?: StoredResponse;

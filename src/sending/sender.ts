@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Billing } from '../billing/billing';
+import { DodoUnavailable, InsufficientCredits, type Billing } from '../billing/billing';
 import { HttpError } from '../errors';
 import type { BatchDelivery, Delivery, Mailer, OutgoingEmail } from '../mail/mailer';
 import type { Logger } from '../logger';
@@ -29,8 +29,9 @@ export interface Sender {
   sendBatch(customerId: string, emails: BatchItem[], clientKey: string | undefined): Promise<SendOutcome>;
   /**
    * One pass of the reconciler (it also runs on its own every `intervalMs`): drives every
-   * send left unconfirmed or mid-refund for longer than `graceMs` to its end, and prunes
-   * finished records past the key retention window. Resolves to the sends it settled.
+   * send left with an unanswered debit, an unconfirmed delivery or a refund in progress for
+   * longer than `graceMs` to its end, and prunes finished records past the key retention
+   * window. Resolves to the sends it settled.
    */
   reconcile(): Promise<number>;
   /** Stops the reconciler; resolves once every send in flight in this process has finished (graceful shutdown). */
@@ -75,7 +76,7 @@ export function createSender(opts: {
   let stopping = false;
   /** Every record's id in creation order, so pruning reads the oldest first and stops at the first young one. */
   const byAge = new Set(Object.keys(records));
-  /** Sends holding credits whose outcome is still open (delivering, refunding): the reconciler's work list. */
+  /** Sends that hold, or may hold, credits with their outcome open (unsure, delivering, refunding): the reconciler's work list. */
   const unsettled = new Set(Object.keys(records).filter((id) => isUnsettled(records[id]!)));
   let reconciling: Promise<number> | null = null;
   const timer = intervalMs > 0 ? setInterval(() => void sender.reconcile().catch((err: unknown) => log?.error({ err }, 'reconcile pass failed')), intervalMs) : null;
@@ -142,7 +143,7 @@ export function createSender(opts: {
     if (record.state === 'refunding') await finishRefund(sendId, record);
     if (record.state === 'done' && record.result) return record.result;
 
-    if (record.state === 'new' || record.state === 'failed') {
+    if (record.state === 'new' || record.state === 'unsure' || record.state === 'failed') {
       await reserve(sendId, record);
       update(sendId, record, { state: 'delivering' });
     }
@@ -152,14 +153,16 @@ export function createSender(opts: {
 
   /** Step: reserve. Dodo's 400 on a short balance is the atomic guard; there is no pre-flight balance read. */
   async function reserve(sendId: string, record: SendRecord) {
-    const reason = record.credits === 1 ? `email send ${sendId}` : `email batch ${sendId} (${record.credits} emails)`;
     try {
-      await billing.reserve(record.customerId, record.credits, upstreamKeys(sendId, record.attempt).debit, reason);
+      await billing.reserve(record.customerId, record.credits, upstreamKeys(sendId, record.attempt).debit, reserveReason(sendId, record));
     } catch (err) {
-      // Nothing was sent. On a refusal (402) nothing was reserved either; on a Dodo outage the
-      // debit may or may not exist, and the same key's retry resolves it (Dodo 409 → deliver).
-      // Either way nothing stays in flight, so a retry, e.g. after a top-up, starts cleanly.
-      if (record.attempt === 0) {
+      // Nothing was sent. No answer from Dodo: the debit may exist, so the record stays
+      // (unsure) for the same key's retry (Dodo 409 → deliver) or, failing that, the
+      // reconciler's void. A refusal (402, 429): nothing was reserved; nothing stays in
+      // flight, so a retry, e.g. after a top-up, starts cleanly.
+      if (err instanceof DodoUnavailable) {
+        update(sendId, record, { state: 'unsure' });
+      } else if (record.attempt === 0) {
         store.delete('sends', sendId);
         store.delete('payloads', sendId);
         byAge.delete(sendId);
@@ -168,6 +171,27 @@ export function createSender(opts: {
       }
       throw err;
     }
+  }
+
+  /**
+   * Step, without a client: a debit Dodo never answered is voided. Asking again under the
+   * same key settles whether it exists: 409 (it did) or a new debit (it did not, it does now)
+   * both leave one debit, which is then refunded; a refusal (no such debit, balance short)
+   * leaves nothing to refund. This relies on Dodo checking the key before the balance, as
+   * the sandbox does (the spec does not say). Either way the send ends failed, and a retry
+   * with the key starts a fresh attempt.
+   */
+  async function voidReservation(sendId: string, record: SendRecord) {
+    try {
+      await billing.reserve(record.customerId, record.credits, upstreamKeys(sendId, record.attempt).debit, reserveReason(sendId, record));
+    } catch (err) {
+      if (!(err instanceof InsufficientCredits)) throw err; // still no answer: the next pass
+      update(sendId, record, { state: 'failed', attempt: record.attempt + 1 });
+      return;
+    }
+    update(sendId, record, { state: 'refunding', refund: { credits: record.credits, reason: `refund: ${reserveReason(sendId, record)} voided (billing did not answer)`, retryable: true } });
+    await store.flush();
+    await finishRefund(sendId, record);
   }
 
   /** Step: settle. Credits follow what Resend did, never what we hoped it did. */
@@ -211,7 +235,8 @@ export function createSender(opts: {
     store.set('sends', sendId, record);
     if (isUnsettled(record)) unsettled.add(sendId);
     else unsettled.delete(sendId);
-    if (record.state === 'done' || record.state === 'failed') store.delete('payloads', sendId);
+    // Nothing more will be delivered without a client's retry, which brings the emails again.
+    if (record.state === 'done' || record.state === 'failed' || record.state === 'unsure') store.delete('payloads', sendId);
   }
 
   /**
@@ -224,6 +249,10 @@ export function createSender(opts: {
   async function reconcileOne(sendId: string, record: SendRecord): Promise<void> {
     if (record.state === 'refunding') {
       await track(sendId, record.fingerprint, finishRefund(sendId, record), true);
+      return;
+    }
+    if (record.state === 'unsure') {
+      await track(sendId, record.fingerprint, voidReservation(sendId, record), true);
       return;
     }
     if (now().getTime() - Date.parse(record.createdAt) > REDELIVER_WITHIN_MS) {
@@ -311,9 +340,14 @@ export function createSender(opts: {
   return sender;
 }
 
-/** A send holding credits whose outcome is still open. */
+/** A send that holds, or may hold, credits whose outcome is still open: the reconciler's. */
 function isUnsettled(record: SendRecord): boolean {
-  return record.state === 'delivering' || record.state === 'refunding';
+  return record.state === 'delivering' || record.state === 'refunding' || record.state === 'unsure';
+}
+
+/** The reason on a send's debit; a retry of the debit under the same key repeats it exactly. */
+function reserveReason(sendId: string, record: SendRecord): string {
+  return record.credits === 1 ? `email send ${sendId}` : `email batch ${sendId} (${record.credits} emails)`;
 }
 
 /** The answer of a send whose delivery could not be confirmed within Resend's key window. */
