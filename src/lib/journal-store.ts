@@ -25,6 +25,11 @@ export interface JournalStore<T extends Collections<T>> {
   set<C extends keyof T & string, K extends keyof T[C] & string>(collection: C, key: K, value: Exclude<T[C][K], undefined>): void;
   /** Removes `data[collection][key]` and journals the removal. */
   delete<C extends keyof T & string>(collection: C, key: keyof T[C] & string): void;
+  /**
+   * The collection's keys, oldest first (a key removed and set again counts as new): a live
+   * iterator, so a caller can read from the oldest and stop early, deleting as it goes.
+   */
+  keys<C extends keyof T & string>(collection: C): IterableIterator<string>;
   /** Resolves once everything set so far is written and fsynced; rejects if the disk refused it. */
   flush(): Promise<void>;
   /** Rewrites the snapshot and starts a fresh journal now (it also happens on its own as the journal grows). */
@@ -288,6 +293,7 @@ export function createJournalStore<T extends Collections<T>>(options: JournalSto
       delete entries[key];
       append(serialize({ c: collection, k: key, d: 1 }));
     },
+    keys: (collection) => keys.get(collection)!.values(),
     flush,
     compact,
     async close() {
@@ -313,14 +319,18 @@ const serialize = (line: Line) => `${JSON.stringify(line)}\n`;
 /** The same API with no file: tests and benchmarks. */
 function memoryStore<T extends Collections<T>>(data: T): JournalStore<T> {
   const collections = data as Record<string, Record<string, unknown>>;
+  const keys = new Map(Object.entries(collections).map(([name, entries]) => [name, new Set(Object.keys(entries))]));
   return {
     data,
     set(collection, key, value) {
       collections[collection]![key] = value;
+      keys.get(collection)!.add(key);
     },
     delete(collection, key) {
       delete collections[collection]![key];
+      keys.get(collection)!.delete(key);
     },
+    keys: (collection) => keys.get(collection)!.values(),
     flush: () => Promise.resolve(),
     compact: () => Promise.resolve(),
     close: () => Promise.resolve(),

@@ -74,8 +74,6 @@ export function createSender(opts: {
   /** Runs in this process by send id; `reconciler` marks the reconciler's own. */
   const running = new Map<string, { fingerprint: string; promise: Promise<unknown>; reconciler: boolean }>();
   let stopping = false;
-  /** Every record's id in creation order, so pruning reads the oldest first and stops at the first young one. */
-  const byAge = new Set(Object.keys(records));
   /** Sends that hold, or may hold, credits with their outcome open (unsure, delivering, refunding): the reconciler's work list. */
   const unsettled = new Set(Object.keys(records).filter((id) => isUnsettled(records[id]!)));
   let reconciling: Promise<number> | null = null;
@@ -110,7 +108,6 @@ export function createSender(opts: {
     } else {
       record = newRecord(customerId, fingerprint, payload.emails.length);
       store.set('sends', sendId, record);
-      byAge.add(sendId);
     }
     // Kept until the send is done or failed, for the reconciler (a retry re-supplies it).
     if (!store.data.payloads[sendId]) store.set('payloads', sendId, payload);
@@ -165,7 +162,6 @@ export function createSender(opts: {
       } else if (record.attempt === 0) {
         store.delete('sends', sendId);
         store.delete('payloads', sendId);
-        byAge.delete(sendId);
       } else {
         update(sendId, record, { state: 'failed' });
       }
@@ -268,20 +264,16 @@ export function createSender(opts: {
     await track(sendId, record.fingerprint, run(sendId, record, deliverer(payload)), true);
   }
 
-  /** Drops finished records past the retention window, oldest first: the cost is what it drops, not what it keeps. */
+  /**
+   * Drops finished records past the retention window. The store lists records oldest first,
+   * so this stops at the first young one: the cost is what it drops, not what it keeps.
+   */
   function prune() {
     const cutoff = now().getTime() - KEY_RETENTION_MS;
-    for (const id of byAge) {
-      const r = records[id];
-      if (!r) {
-        byAge.delete(id);
-        continue;
-      }
+    for (const id of store.keys('sends')) {
+      const r = records[id]!;
       if (Date.parse(r.createdAt) >= cutoff) break;
-      if ((r.state === 'done' || r.state === 'failed') && !running.has(id)) {
-        store.delete('sends', id);
-        byAge.delete(id);
-      }
+      if ((r.state === 'done' || r.state === 'failed') && !running.has(id)) store.delete('sends', id);
     }
   }
 

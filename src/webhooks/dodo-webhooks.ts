@@ -44,8 +44,6 @@ export function createDodoWebhookRouter(opts: {
   const { dodo, webhookKey, store, handlers, log } = opts;
   const now = opts.now ?? (() => new Date());
   const processed = store.data.webhooks;
-  /** Processed ids in the order they were processed, so forgetting reads the oldest first and stops at the first recent one. */
-  const byAge = new Set(Object.keys(processed));
   const inFlight = new Map<string, Promise<void>>();
   let seen = 0;
   const router = Router();
@@ -85,7 +83,6 @@ export function createDodoWebhookRouter(opts: {
     await work; // a failure answers 5xx, so Dodo redelivers later
     if (first) {
       store.set('webhooks', webhookId, now().toISOString());
-      byAge.add(webhookId);
       if (++seen % 1000 === 0) forgetOld();
     }
     res.json(first ? { received: true } : { received: true, duplicate: true });
@@ -101,13 +98,12 @@ export function createDodoWebhookRouter(opts: {
     await handler(event, ctx);
   }
 
+  /** The store lists ids oldest first: stop at the first one still remembered. */
   function forgetOld() {
     const cutoff = now().getTime() - REMEMBER_MS;
-    for (const id of byAge) {
-      const at = processed[id];
-      if (at !== undefined && Date.parse(at) >= cutoff) break;
-      if (at !== undefined) store.delete('webhooks', id);
-      byAge.delete(id);
+    for (const id of store.keys('webhooks')) {
+      if (Date.parse(processed[id]!) >= cutoff) break;
+      store.delete('webhooks', id);
     }
   }
 

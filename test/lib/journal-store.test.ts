@@ -102,6 +102,45 @@ describe('createJournalStore', () => {
     });
   });
 
+  describe('keys()', () => {
+    const order = (store: JournalStore<Doc>) => [...store.keys('items')];
+    const shuffle = (store: JournalStore<Doc>) => {
+      for (const k of ['a', 'b', 'c', 'd']) store.set('items', k, { n: 0 });
+      store.set('items', 'b', { n: 1 }); // an update keeps its place
+      store.delete('items', 'a');
+      store.set('items', 'a', { n: 2 }); // removed and set again: the newest
+    };
+
+    it('lists a collection oldest first, across a reopen and a compaction', async () => {
+      const store = open();
+      shuffle(store);
+      expect(order(store)).toEqual(['b', 'c', 'd', 'a']);
+      await store.flush();
+      expect(order(open({ readOnly: true }))).toEqual(['b', 'c', 'd', 'a']);
+      await store.compact();
+      store.set('items', 'e', { n: 3 });
+      await store.flush();
+      expect(order(open({ readOnly: true }))).toEqual(['b', 'c', 'd', 'a', 'e']);
+    });
+
+    it('is live: a caller may delete the entries it has read', () => {
+      const store = open();
+      shuffle(store);
+      for (const k of store.keys('items')) {
+        if (k === 'd') break;
+        store.delete('items', k);
+      }
+      expect(order(store)).toEqual(['d', 'a']);
+      expect(Object.keys(store.data.items).sort()).toEqual(['a', 'd']);
+    });
+
+    it('in memory too', () => {
+      const store = createJournalStore<Doc>({ file: null, initial: () => ({ items: {}, tags: {} }) });
+      shuffle(store);
+      expect(order(store)).toEqual(['b', 'c', 'd', 'a']);
+    });
+  });
+
   describe('compaction', () => {
     it('writes a snapshot and starts a fresh journal; a reopen reads the same data', async () => {
       const store = open();
