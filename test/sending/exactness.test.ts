@@ -1,18 +1,9 @@
 import request from 'supertest';
 import { afterEach, describe, expect, it } from 'vitest';
-import { balanceOf, bearer, settle, startTestStack, subscribe } from '../support/stack';
+import { balanceOf, bearer, customerWith, startTestStack } from '../support/stack';
 
 type TestStack = Awaited<ReturnType<typeof startTestStack>>;
 const email = { to: 'delivered@resend.dev', subject: 'Receipt', html: '<p>Thanks</p>' };
-
-/** A customer holding exactly `credits` credits. */
-async function customerWith(stack: TestStack, credits: number) {
-  const c = await subscribe(stack, `c${Math.random().toString(36).slice(2)}@example.com`);
-  await stack.sandbox.dodo.adjustBalance(c.customerId, stack.catalog.creditEntitlementId, credits - 5000, 'test setup');
-  await settle(stack);
-  expect(await balanceOf(stack, c.key)).toBe(credits);
-  return c;
-}
 
 const sentTo = (stack: TestStack, to = email.to) => stack.sandbox.resend.messages().filter((m) => m.to.includes(to)).length;
 

@@ -6,20 +6,14 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createSender } from '../../src/sending/sender';
 import { sendIdFor } from '../../src/sending/records';
 import { createAppStore } from '../../src/state';
-import { balanceOf, bearer, settle, startTestStack, subscribe } from '../support/stack';
+import { balanceOf, bearer, customerWith, outboxTo, startTestStack } from '../support/stack';
 
 type TestStack = Awaited<ReturnType<typeof startTestStack>>;
 const email = { to: 'delivered@resend.dev', subject: 'Invoice 7', html: '<p>Due soon</p>' };
 /** The reconciler runs only when the test calls it, and takes sends at once. */
 const NOW = { reconcile: { intervalMs: 0, graceMs: 0 }, mailer: { timeoutMs: 200, maxBackoffMs: 100 } };
 
-async function customerWith(stack: TestStack, credits: number) {
-  const c = await subscribe(stack, `r${Math.random().toString(36).slice(2)}@example.com`);
-  await stack.sandbox.dodo.adjustBalance(c.customerId, stack.catalog.creditEntitlementId, credits - 5000, 'test setup');
-  await settle(stack);
-  return c;
-}
-const sentTo = (stack: TestStack) => stack.sandbox.resend.messages().filter((m) => m.to.includes(email.to));
+const sentTo = (stack: TestStack) => outboxTo(stack, email.to);
 const send = (stack: TestStack, key: string, idempotencyKey: string, body: object = email) =>
   request(stack.url).post('/send').set(bearer(key)).set('Idempotency-Key', idempotencyKey).send(body);
 
