@@ -6,13 +6,14 @@ import addFormats from 'ajv-formats';
 import { parse as parseYaml } from 'yaml';
 
 /**
- * Validates bodies against the official OpenAPI specs in ../shared/specs, so a sandbox
+ * Validates bodies against the vendors' official OpenAPI specs, copied into test/contract/specs
+ * (see its README for their provenance), so a sandbox
  * response (or a request MailKit sends) that drifts from the vendor's contract fails a test.
  */
 
 const here = dirname(fileURLToPath(import.meta.url));
-/** The shared folder sits beside the repository (…/work/shared next to …/work/main). */
-export const specsDir = resolve(here, '../../../shared/specs');
+/** The vendors' specs, kept in the repository byte for byte as published. */
+export const specsDir = resolve(here, '../contract/specs');
 
 type Spec = { paths: Record<string, Record<string, any>>; components?: { schemas?: Record<string, unknown> } };
 export type SpecName = 'dodo' | 'resend';
