@@ -1,0 +1,134 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
+import pg from 'pg';
+import { CamelCasePlugin, Kysely, PostgresDialect, SqliteDialect } from 'kysely';
+import { Migrator, type Migration, type MigrationProvider } from 'kysely/migration';
+import * as m001 from './migrations/001_initial';
+import type { Tables } from './schema';
+
+export type { Tables } from './schema';
+
+/** Which engine holds MailKit's state. */
+export type Engine = 'sqlite' | 'postgres';
+
+/** MailKit's database: typed SQL through Kysely, the same queries on either engine. */
+export interface Database {
+  readonly db: Kysely<Tables>;
+  readonly engine: Engine;
+  /** Where it lives, for logs: a file path, or the PostgreSQL host and database (never the password). */
+  readonly where: string;
+  /** One round trip: readiness. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface DatabaseOptions {
+  /** A `postgres://` URL selects PostgreSQL; otherwise SQLite at `file`. */
+  url?: string | null;
+  /** SQLite file (`:memory:` for a throwaway database). */
+  file?: string;
+  /** PostgreSQL only: use (and create) this schema instead of `public`; tests isolate each stack in one. */
+  schema?: string;
+  /** PostgreSQL pool size (default 10). */
+  poolSize?: number;
+}
+
+/**
+ * Every migration, in order. Static imports rather than a folder scan, so the same list runs
+ * under tsx, vitest and a bundler, and a fresh database and an old one end at the same schema.
+ */
+const migrations: Record<string, Migration> = { '001_initial': m001 };
+const provider: MigrationProvider = { getMigrations: async () => migrations };
+
+/** Opens the database and brings its schema up to date (Kysely's Migrator: one lock, so several instances may boot at once). */
+export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
+  const database = opts.url ? await openPostgres(opts.url, opts) : openSqlite(opts.file ?? ':memory:');
+  try {
+    const { error, results } = await new Migrator({ db: database.db, provider }).migrateToLatest();
+    if (error) {
+      const failed = results?.find((r) => r.status === 'Error')?.migrationName;
+      throw new Error(`database migration ${failed ?? ''} failed on ${database.where}: ${(error as Error).message ?? error}`);
+    }
+  } catch (err) {
+    await database.close().catch(() => undefined);
+    throw err;
+  }
+  return database;
+}
+
+/**
+ * SQLite through better-sqlite3 (12.x: 13.x needs Node 22). WAL lets readers (the key CLI)
+ * work beside the server; synchronous=FULL fsyncs the WAL at every commit, so a commit that
+ * returned survives a power loss, not only a process crash (the README's durability table).
+ */
+function openSqlite(file: string): Database {
+  if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
+  const sqlite = new BetterSqlite3(file);
+  sqlite.pragma('journal_mode = WAL');
+  sqlite.pragma('synchronous = FULL');
+  // Another process (a second server on the same file, the key CLI) may hold the write lock briefly.
+  sqlite.pragma('busy_timeout = 5000');
+  const db = new Kysely<Tables>({ dialect: new SqliteDialect({ database: sqlite }), plugins: [new CamelCasePlugin()] });
+  return {
+    db,
+    engine: 'sqlite',
+    where: file,
+    async ping() {
+      sqlite.prepare('select 1').get();
+    },
+    close: () => db.destroy(),
+  };
+}
+
+async function openPostgres(url: string, opts: DatabaseOptions): Promise<Database> {
+  const parsed = new URL(url);
+  const where = `postgres://${parsed.host}${parsed.pathname}${opts.schema ? ` (schema ${opts.schema})` : ''}`;
+  const schema = opts.schema;
+  if (schema && !/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) throw new Error(`invalid PostgreSQL schema name: ${schema}`);
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: opts.poolSize ?? 10,
+    connectionTimeoutMillis: 5_000,
+    // Times are epoch milliseconds in BIGINT columns: well inside a double, so read them as numbers.
+    types: { getTypeParser: ((oid: number, format?: 'text' | 'binary') => (oid === 20 ? Number : pg.types.getTypeParser(oid, format))) as typeof pg.types.getTypeParser },
+    ...(schema ? { options: `-c search_path=${schema}` } : {}),
+  });
+  // An idle client losing its server must not crash the process: the next query fails and is
+  // answered 503, and the pool reconnects.
+  pool.on('error', () => undefined);
+  if (schema) {
+    const client = await pool.connect();
+    try {
+      await client.query(`create schema if not exists ${schema}`);
+    } finally {
+      client.release();
+    }
+  }
+  const db = new Kysely<Tables>({ dialect: new PostgresDialect({ pool }), plugins: [new CamelCasePlugin()] });
+  return {
+    db,
+    engine: 'postgres',
+    where,
+    async ping() {
+      await pool.query('select 1');
+    },
+    close: () => db.destroy(),
+  };
+}
+
+/**
+ * True for failures of the database itself (unreachable, shutting down, out of connections,
+ * locked for too long) rather than of a query: the request is answered 503 with Retry-After,
+ * having changed nothing it did not commit.
+ */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  const e = err as { code?: string; message?: string } | null;
+  if (!e || typeof e !== 'object') return false;
+  const code = e.code ?? '';
+  if (['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EPIPE', 'SQLITE_BUSY', 'SQLITE_LOCKED', 'SQLITE_IOERR', 'SQLITE_FULL'].includes(code)) return true;
+  // PostgreSQL classes 08 (connection), 53 (resources), 57P (shutdown, cannot connect now).
+  if (/^(08|53|57P)/.test(code)) return true;
+  const message = e.message ?? '';
+  return /Connection terminated|timeout exceeded when trying to connect|Cannot use a pool after calling end|driver has already been destroyed/i.test(message);
+}

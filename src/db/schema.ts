@@ -1,0 +1,70 @@
+
+
+/**
+ * MailKit's own tables, as Kysely sees them (camelCase here, snake_case in SQL through
+ * CamelCasePlugin). Times are epoch milliseconds in BIGINT columns on both engines, so a
+ * comparison is the same integer comparison everywhere.
+ */
+export interface Tables {
+  sends: SendsTable;
+  sendPayloads: SendPayloadsTable;
+  webhookEvents: WebhookEventsTable;
+  apiKeyEpochs: ApiKeyEpochsTable;
+  secrets: SecretsTable;
+}
+
+/** A send: one client request (one email or one batch) and its way through the state machine (sending/README.md). */
+export interface SendsTable {
+  /** `snd_` + sha256(customer, client key): one row per customer and key while the key is honoured. */
+  id: string;
+  customerId: string;
+  /** The key the client sent, or the one generated for it. */
+  clientKey: string;
+  fingerprint: string;
+  credits: number;
+  /** new | reserving | delivering | refunding | failed | done */
+  state: string;
+  attempt: number;
+  /** Random per row: upstream idempotency keys derive from it, so a key reused after pruning never lands on an old debit. */
+  nonce: string;
+  /** 1 once an upstream call of the current step went unanswered: only a definite answer for the same key may settle it. */
+  inDoubt: number;
+  refundCredits: number | null;
+  refundReason: string | null;
+  /** After the refund: 1 → failed (a retry starts afresh), 0 → done (the result stands). */
+  refundRetryable: number | null;
+  resultStatus: number | null;
+  resultBody: string | null;
+  /** The instance running this send, and until when its claim holds (renewed while it runs). */
+  owner: string | null;
+  claimedUntil: number | null;
+  createdAt: number;
+  updatedAt: number;
+  /** When the current attempt's Resend key was first used: Resend forgets keys 24 h later. */
+  deliveringSince: number | null;
+}
+
+/** What a send delivers (the exact Resend request bodies, sender included), kept until the send settles. */
+export interface SendPayloadsTable {
+  sendId: string;
+  body: string;
+}
+
+/** Processed webhook ids (Dodo's `webhook-id`), kept 7 days: a redelivery is acknowledged, not re-run. */
+export interface WebhookEventsTable {
+  id: string;
+  receivedAt: number;
+}
+
+/** Per-customer API key epoch: rotating bumps it, and keys of older epochs stop working. */
+export interface ApiKeyEpochsTable {
+  customerId: string;
+  epoch: number;
+}
+
+/** Secrets MailKit generated for itself when the environment gives none (sandbox mode). */
+export interface SecretsTable {
+  name: string;
+  value: string;
+}
+
