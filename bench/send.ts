@@ -29,7 +29,7 @@ import DodoPayments from 'dodopayments';
 import { Resend } from 'resend';
 import { createApiKeys } from '../src/auth/api-keys';
 import { ensureCatalog } from '../src/billing/catalog';
-import { createAppStore } from '../src/state';
+import { openDatabase } from '../src/db/index';
 
 const { values } = parseArgs({
   options: {
@@ -130,7 +130,8 @@ for (let ready = false; !ready; ) {
 }
 
 // One customer per client, subscribed through the hosted checkout, then given plenty of credits.
-const apiKeys = createApiKeys({ store: createAppStore(null), secret: keySecret, env: 'test' });
+// Keys at epoch 0 need no server state: a throwaway database mints them.
+const apiKeys = createApiKeys({ database: await openDatabase({ file: ':memory:' }), secret: keySecret, env: 'test' });
 const customers: string[] = [];
 for (let i = 0; i < clients; i++) {
   const session = await dodo.checkoutSessions.create({

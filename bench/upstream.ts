@@ -13,7 +13,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 import { createSandbox } from '../src/sandbox';
-import { newWebhookSecret } from '../src/state';
+import { newWebhookSecret } from '../src/lib/webhook-secret';
 
 const { values } = parseArgs({ options: { latency: { type: 'string', default: '20' }, 'webhook-url': { type: 'string' } } });
 const webhookSecret = newWebhookSecret();

@@ -22,7 +22,7 @@ import { createRateLimiters, customerGate, type RateLimits } from './rate-limits
 import { requestLog } from './request-log';
 import type { Sandbox } from './sandbox';
 import type { Sender } from './sending/sender';
-import type { AppStore } from './state';
+import type { Database } from './db/index';
 import { createDodoWebhookRouter } from './webhooks/dodo-webhooks';
 import { createWebhookHandlers } from './webhooks/handlers';
 
@@ -37,9 +37,9 @@ export interface AppDeps {
   mailer: Mailer;
   sender: Sender;
   apiKeys: ApiKeys;
-  store: AppStore;
+  database: Database;
   log: Logger;
-  /** GET /readyz: whether Dodo and Resend answer. */
+  /** GET /readyz: whether the database, Dodo and Resend answer. */
   readiness: () => Promise<Readiness>;
   /** Mounted at /sandbox in sandbox mode only; absent in live mode, so /sandbox is a 404 there. */
   sandbox?: Sandbox;
@@ -112,7 +112,7 @@ export function createApp(deps: AppDeps): Express {
     createDodoWebhookRouter({
       dodo: deps.dodo,
       webhookKey: deps.webhookKey,
-      store: deps.store,
+      database: deps.database,
       log: deps.log,
       handlers: createWebhookHandlers({ apiKeys: deps.apiKeys, billing: deps.billing, mailer: deps.mailer, baseUrl: deps.baseUrl }),
     }),

@@ -18,8 +18,10 @@ export interface Config {
   readonly host: string;
   /** Public origin of the dashboard, used in checkout return URLs and emails. */
   readonly baseUrl: string;
-  /** Directory for durable local state (API keys, send records, sandbox data). */
+  /** Directory for durable local state (the SQLite database, the sandbox's data). */
   readonly dataDir: string;
+  /** PostgreSQL URL for MailKit's own state (several instances share it); null: SQLite in dataDir. */
+  readonly databaseUrl: string | null;
   /** Sender address for every email MailKit sends. */
   readonly mailFrom: string;
   /** Server secret API keys are derived from; rotating it revokes every key. Null in sandbox mode until generated. */
@@ -71,6 +73,7 @@ const schema = z.object({
   HOST: optionalString,
   BASE_URL: optionalString.pipe(z.url({ protocol: /^https?$/ }).nullable()),
   MAILKIT_DATA_DIR: z.string().trim().min(1).default('.data'),
+  DATABASE_URL: optionalString.pipe(z.url({ protocol: /^postgres(ql)?$/ }).nullable()),
   MAIL_FROM: z.string().trim().min(3).default('MailKit <onboarding@resend.dev>'),
   MAILKIT_KEY_SECRET: optionalString,
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -140,6 +143,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     host,
     baseUrl,
     dataDir: e.MAILKIT_DATA_DIR,
+    databaseUrl: e.DATABASE_URL,
     mailFrom: e.MAIL_FROM,
     keySecret: e.MAILKIT_KEY_SECRET,
     logLevel: e.LOG_LEVEL,

@@ -1,4 +1,5 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
+import { isDatabaseUnavailable } from './db/index';
 
 /**
  * The one error shape MailKit answers with: `{ "error": { "code", "message" } }`.
@@ -53,5 +54,7 @@ function toHttpError(err: unknown): HttpError {
   if (typeof e?.status === 'number' && e.status >= 400 && e.status < 500 && e?.type) {
     return new HttpError(e.status, 'bad_request', 'The request could not be read.');
   }
+  // The database is down or busy: nothing uncommitted happened, and a retry is safe.
+  if (isDatabaseUnavailable(err)) return new HttpError(503, 'database_unavailable', 'MailKit cannot reach its database right now. Nothing was changed; retry in a few seconds.', { 'Retry-After': '5' });
   return new HttpError(500, 'internal_error', 'Something went wrong on our side; it has been logged.');
 }

@@ -83,12 +83,14 @@ export function createRateLimiters(limits: RateLimits, now: () => number = Date.
  * back by other clients' failures from the same address.
  */
 export function customerGate(requireKey: RequestHandler, limiters: ReturnType<typeof createRateLimiters>): RequestHandler {
-  return (req, res, next) => {
-    // requireKey is synchronous: it either calls back or throws. Only its outcome is caught
-    // here; the route itself runs outside this try.
-    let outcome: { ok: true } | { ok: false; error: unknown } = { ok: false, error: new Error('requireKey did not answer') };
+  return async (req, res, next) => {
+    // Only requireKey's outcome is caught here; the route itself runs outside this try.
+    let outcome: { ok: true } | { ok: false; error: unknown };
     try {
-      requireKey(req, res, (err?: unknown) => (outcome = err ? { ok: false, error: err } : { ok: true }));
+      await new Promise<void>((resolve, reject) => {
+        Promise.resolve(requireKey(req, res, (err?: unknown) => (err ? reject(err) : resolve()))).catch(reject);
+      });
+      outcome = { ok: true };
     } catch (err) {
       outcome = { ok: false, error: err };
     }

@@ -1,6 +1,7 @@
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
 import DodoPayments from 'dodopayments';
 import { Resend } from 'resend';
 import express, { type Express, type RequestHandler } from 'express';
@@ -15,7 +16,9 @@ import { createLogger, type Logger } from './logger';
 import { createMailer, type Mailer } from './mail/mailer';
 import { createSandbox, type Sandbox } from './sandbox';
 import { createSender, type ReconcileOptions, type Sender } from './sending/sender';
-import { createAppStore, generatedSecret, newWebhookSecret, type AppStore } from './state';
+import { openDatabase, type Database } from './db/index';
+import { generatedSecret } from './db/secrets';
+import { newWebhookSecret } from './lib/webhook-secret';
 
 /** A running MailKit: the HTTP server, the app, its services and (in sandbox mode) the sandbox. */
 export interface Stack {
@@ -33,7 +36,7 @@ export interface Stack {
   mailer: Mailer;
   sender: Sender;
   apiKeys: ApiKeys;
-  store: AppStore;
+  database: Database;
   log: Logger;
   sandbox?: Sandbox;
   /** Stops accepting requests, lets in-flight sends finish, flushes and closes state. */
@@ -43,13 +46,17 @@ export interface Stack {
 export interface StackOptions {
   /** Keep all state in memory (tests): nothing is read from or written to the data dir. */
   inMemory?: boolean;
+  /** MailKit's database, opened by the caller (tests: a fresh PostgreSQL schema); closed with the stack. */
+  database?: Database;
   log?: Logger;
   /** Sandbox webhook retry schedule (tests shorten it). */
   webhookRetryDelaysMs?: number[];
   /** Mailer tuning (tests shorten timeouts). */
   mailer?: { timeoutMs?: number; maxRetries?: number; maxBackoffMs?: number };
-  /** Dodo SDK retries (default 2, the SDK's own). */
+  /** Dodo SDK retries, and billing's own retries of ledger writes (default 2, the SDK's own). */
   dodoMaxRetries?: number;
+  /** How long /readyz reuses the vendors' answers (default 30 s). */
+  readinessVendorTtlMs?: number;
   /** The sender's reconciler timing (tests call stack.sender.reconcile() themselves). */
   reconcile?: ReconcileOptions;
 }
@@ -62,7 +69,9 @@ export interface StackOptions {
 export async function startStack(config: Config, opts: StackOptions = {}): Promise<Stack> {
   const log = opts.log ?? createLogger(config.logLevel);
   const dataDir = opts.inMemory ? null : config.dataDir;
-  const store = createAppStore(dataDir);
+  const database =
+    opts.database ??
+    (await openDatabase(config.databaseUrl ? { url: config.databaseUrl } : { file: dataDir ? join(dataDir, 'mailkit.sqlite') : ':memory:' }));
   const sandboxMode = config.mode === 'sandbox';
 
   let handler: RequestHandler = starting;
@@ -86,10 +95,15 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
   // Node's default keep-alive timeout (5 s) is shorter than many clients' pools: raise it so
   // a reused socket is not closed under a request.
   server.keepAliveTimeout = 65_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.port, config.host, () => resolve());
-  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.port, config.host, () => resolve());
+    });
+  } catch (err) {
+    await database.close();
+    throw err;
+  }
   const port = (server.address() as AddressInfo).port;
   const loopback = `http://127.0.0.1:${port}`;
   const baseUrl = config.port === 0 ? config.baseUrl.replace(/:0$/, `:${port}`) : config.baseUrl;
@@ -99,8 +113,8 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
     let webhookKey: string;
     let keySecret: string;
     if (sandboxMode) {
-      webhookKey = generatedSecret(store, 'sandboxWebhookSecret', newWebhookSecret);
-      keySecret = config.keySecret ?? generatedSecret(store, 'keySecret', () => randomBytes(32).toString('base64url'));
+      webhookKey = await generatedSecret(database, 'sandboxWebhookSecret', newWebhookSecret);
+      keySecret = config.keySecret ?? (await generatedSecret(database, 'keySecret', () => randomBytes(32).toString('base64url')));
       sandbox = createSandbox({
         dataDir,
         webhookSecret: webhookKey,
@@ -145,13 +159,13 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
           topupProductId: config.dodo.topupProductId!,
         };
 
-    const billing = createBilling({ dodo, catalog, baseUrl });
+    const billing = createBilling({ dodo, catalog, baseUrl, writeRetries: opts.dodoMaxRetries });
     const mailer = createMailer({ resend, from: config.mailFrom, ...opts.mailer });
-    const sender = createSender({ billing, mailer, store, log: log.child({ component: 'sender' }), reconcile: opts.reconcile });
+    const sender = createSender({ billing, mailer, database, log: log.child({ component: 'sender' }), reconcile: opts.reconcile });
     const env = sandboxMode || config.dodo.environment === 'test_mode' ? 'test' : 'live';
-    const apiKeys = createApiKeys({ store, secret: keySecret, env });
-    const readiness = createReadiness({ dodo, resend, creditEntitlementId: catalog.creditEntitlementId });
-    const app = createApp({ mode: config.mode, baseUrl, dodo, webhookKey, billing, mailer, sender, apiKeys, store, log, readiness, sandbox, rateLimits: config.rateLimits });
+    const apiKeys = createApiKeys({ database, secret: keySecret, env });
+    const readiness = createReadiness({ database, dodo, resend, creditEntitlementId: catalog.creditEntitlementId, vendorTtlMs: opts.readinessVendorTtlMs });
+    const app = createApp({ mode: config.mode, baseUrl, dodo, webhookKey, billing, mailer, sender, apiKeys, database, log, readiness, sandbox, rateLimits: config.rateLimits });
     handler = app as unknown as RequestHandler;
 
     let closing: Promise<void> | undefined;
@@ -168,7 +182,7 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
       mailer,
       sender,
       apiKeys,
-      store,
+      database,
       log,
       sandbox,
       close() {
@@ -180,7 +194,7 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
           if (inFlight.size > 0) await new Promise<void>((resolve) => (drained = resolve));
           await sender.drain();
           await sandbox?.close();
-          await store.close();
+          await database.close();
           stopped ??= stopListening(server);
           // What is still open holds no request of ours (they were all counted out).
           server.closeAllConnections();
@@ -192,6 +206,7 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
   } catch (err) {
     server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
+    await database.close().catch(() => undefined);
     throw err;
   }
 }

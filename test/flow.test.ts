@@ -94,15 +94,15 @@ describe('the tutorial flow, on the sandbox, through the real SDKs', () => {
 });
 
 describe('health', () => {
-  it('GET /healthz is alive and GET /readyz reports both upstreams reachable; a Dodo outage makes it 503', async () => {
-    const stack = await startTestStack();
+  it('GET /healthz is alive and GET /readyz reports the database and both upstreams reachable; a Dodo outage makes it 503', async () => {
+    const stack = await startTestStack({}, { readinessVendorTtlMs: 0 });
     try {
       expect((await request(stack.url).get('/healthz')).body).toEqual({ status: 'ok' });
       const ready = await request(stack.url).get('/readyz').expect(200);
-      expect(ready.body).toEqual({ status: 'ready', checks: { dodo: { ok: true }, resend: { ok: true } } });
+      expect(ready.body).toEqual({ status: 'ready', checks: { database: { ok: true }, dodo: { ok: true }, resend: { ok: true } } });
       stack.sandbox.dodo.faults.inject({ status: 503, count: 1 });
       const down = await request(stack.url).get('/readyz').expect(503);
-      expect(down.body.checks).toEqual({ dodo: { ok: false, reason: 'Dodo answered 503' }, resend: { ok: true } });
+      expect(down.body.checks).toEqual({ database: { ok: true }, dodo: { ok: false, reason: 'Dodo answered 503' }, resend: { ok: true } });
     } finally {
       await stack.close();
     }

@@ -10,7 +10,8 @@ import { createApiKeys } from '../src/auth/api-keys';
 import { loadConfig } from '../src/config';
 import { createLogger } from '../src/logger';
 import { startStack } from '../src/stack';
-import { createAppStore, generatedSecret } from '../src/state';
+import { openDatabase } from '../src/db/index';
+import { generatedSecret } from '../src/db/secrets';
 import { LIVE_ENV } from './support/stack';
 
 
@@ -69,25 +70,23 @@ describe('npm run key', () => {
     });
     expect(stderr.replace(/npm warn.*\n/g, '')).toBe('');
     expect(stdout).toMatch(/^mk_test_\S+\n$/);
-    const keys = createApiKeys({ store: createAppStore(null), secret, env: 'test' });
-    expect(keys.verify(stdout.trim())).toBe('cus_abc123');
+    const keys = createApiKeys({ database: await openDatabase({ file: ':memory:' }), secret, env: 'test' });
+    expect(await keys.verify(stdout.trim())).toBe('cus_abc123');
   });
 
-  it("reads the server's secret and the customer's rotations from its data dir, and changes nothing there", async () => {
+  it("reads the server's secret and the customer's rotations from its database, while the server holds it open", async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'mailkit-key-'));
-    const server = createAppStore(dataDir);
-    const secret = generatedSecret(server, 'keySecret', () => 's'.repeat(40));
-    createApiKeys({ store: server, secret, env: 'test' }).rotate('cus_abc123');
-    await server.close();
-    // Left by a server that crashed mid-compaction: a writable open would remove it.
-    writeFileSync(join(dataDir, 'mailkit.json.4242.tmp'), '{');
-    const listing = () => readdirSync(dataDir).map((name) => [name, statSync(join(dataDir, name)).mtimeMs]);
-    const before = listing();
+    const server = await openDatabase({ file: join(dataDir, 'mailkit.sqlite') });
+    try {
+      const secret = await generatedSecret(server, 'keySecret', () => 's'.repeat(40));
+      await createApiKeys({ database: server, secret, env: 'test' }).rotate('cus_abc123');
 
-    const { stdout } = await promisify(execFile)('npx', ['tsx', 'src/cli/key.ts', 'cus_abc123'], { env: { ...cleanEnv, MAILKIT_DATA_DIR: dataDir } });
-    // Only a key at the rotated epoch verifies against the server's state.
-    expect(createApiKeys({ store: server, secret, env: 'test' }).verify(stdout.trim())).toBe('cus_abc123');
-    expect(listing()).toEqual(before);
+      const { stdout } = await promisify(execFile)('npx', ['tsx', 'src/cli/key.ts', 'cus_abc123'], { env: { ...cleanEnv, MAILKIT_DATA_DIR: dataDir } });
+      // Only a key at the rotated epoch verifies against the server's state.
+      expect(await createApiKeys({ database: server, secret, env: 'test' }).verify(stdout.trim())).toBe('cus_abc123');
+    } finally {
+      await server.close();
+    }
   });
 
   it('refuses a missing customer id with usage on stderr and exit code 2', async () => {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import request from 'supertest';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { DodoState } from '../src/sandbox/dodo/state';
-import { createAppStore } from '../src/state';
+import { openDatabase } from '../src/db/index';
 import { balanceOf, bearer, startTestStack, subscribe } from './support/stack';
 
 type TestStack = Awaited<ReturnType<typeof startTestStack>>;
@@ -99,8 +99,10 @@ describe('graceful shutdown', () => {
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
       expect(out).toMatch(/"msg":"shutting down"/);
-      // What the next start reads back: the snapshot plus the journal.
-      expect(createAppStore(dataDir, { readOnly: true }).data.generated.keySecret).toBeTruthy();
+      // What the next start reads back: the database, committed.
+      const database = await openDatabase({ file: join(dataDir, 'mailkit.sqlite') });
+      expect(await database.db.selectFrom('secrets').select('value').where('name', '=', 'keySecret').executeTakeFirst()).toBeTruthy();
+      await database.close();
       expect(JSON.parse(readFileSync(join(dataDir, 'sandbox-dodo.json'), 'utf8')).products).toBeTruthy();
     } finally {
       rmSync(dataDir, { recursive: true, force: true });

@@ -1,5 +1,6 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { AppStore } from '../state';
+import type { Database } from '../db/index';
+import { bumpKeyEpoch, keyEpoch } from '../db/key-epochs';
 
 /**
  * Customer API keys: `mk_<env>_<customer>.<epoch>.<nonce>.<mac>`.
@@ -9,29 +10,30 @@ import type { AppStore } from '../state';
  * from another process without touching the server's state. Revocation:
  * - one customer: rotating bumps the customer's epoch; keys of older epochs stop working;
  * - everyone: rotating the server secret (MAILKIT_KEY_SECRET) invalidates every key.
- * The mac is compared in constant time; keys are never stored or logged.
+ * The mac is compared in constant time; keys are never stored or logged. The epoch lives in
+ * the database, read on every verification, so a rotation on one instance revokes the old key
+ * on all of them at once.
  */
 export interface ApiKeys {
   /** Mints a new key for the customer at its current epoch. */
-  mint(customerId: string): string;
+  mint(customerId: string): Promise<string>;
   /**
    * The key for a subscription: the same subscription always yields the same key, so a
    * redelivered `subscription.active` re-sends it instead of minting another. Null once the
    * customer has rotated (the emailed key would be dead).
    */
-  forSubscription(customerId: string, subscriptionId: string): string | null;
+  forSubscription(customerId: string, subscriptionId: string): Promise<string | null>;
   /** The customer a presented key belongs to, or null (malformed, forged, revoked). */
-  verify(presented: string): string | null;
+  verify(presented: string): Promise<string | null>;
   /** Revokes every key of the customer and returns a fresh one. */
-  rotate(customerId: string): string;
+  rotate(customerId: string): Promise<string>;
 }
 
 const KEY_PATTERN = /^mk_(test|live)_([A-Za-z0-9_-]{1,128})\.(\d{1,9})\.([A-Za-z0-9_-]{16,64})\.([A-Za-z0-9_-]{43})$/;
 
 /** Builds the key service. `env` is `test` (sandbox, Dodo test mode) or `live`; a test key never works live. */
-export function createApiKeys(opts: { store: AppStore; secret: string; env: 'test' | 'live' }): ApiKeys {
-  const { store, secret, env } = opts;
-  const epochs = store.data.keyEpochs;
+export function createApiKeys(opts: { database: Database; secret: string; env: 'test' | 'live' }): ApiKeys {
+  const { database, secret, env } = opts;
 
   const sign = (body: string) => createHmac('sha256', secret).update(body).digest('base64url');
   const build = (customerId: string, epoch: number, nonce: string) => {
@@ -40,13 +42,13 @@ export function createApiKeys(opts: { store: AppStore; secret: string; env: 'tes
   };
 
   return {
-    mint: (customerId) => build(customerId, epochs[customerId] ?? 0, randomBytes(16).toString('base64url')),
-    forSubscription(customerId, subscriptionId) {
-      if ((epochs[customerId] ?? 0) > 0) return null;
+    mint: async (customerId) => build(customerId, await keyEpoch(database, customerId), randomBytes(16).toString('base64url')),
+    async forSubscription(customerId, subscriptionId) {
+      if ((await keyEpoch(database, customerId)) > 0) return null;
       // Derived, not random: every instance sharing the secret derives the same key.
       return build(customerId, 0, sign(`subscription:${subscriptionId}`).slice(0, 22));
     },
-    verify(presented) {
+    async verify(presented) {
       const m = KEY_PATTERN.exec(presented);
       if (!m || m[1] !== env) return null;
       const body = presented.slice(0, presented.lastIndexOf('.'));
@@ -54,11 +56,11 @@ export function createApiKeys(opts: { store: AppStore; secret: string; env: 'tes
       const given = Buffer.from(m[5]!);
       if (given.length !== expected.length || !timingSafeEqual(given, expected)) return null;
       const customerId = Buffer.from(m[2]!, 'base64url').toString('utf8');
-      return Number(m[3]) === (epochs[customerId] ?? 0) ? customerId : null;
+      // The mac is checked first: a forged key costs no database read.
+      return Number(m[3]) === (await keyEpoch(database, customerId)) ? customerId : null;
     },
-    rotate(customerId) {
-      const epoch = (epochs[customerId] ?? 0) + 1;
-      store.set('keyEpochs', customerId, epoch);
+    async rotate(customerId) {
+      const epoch = await bumpKeyEpoch(database, customerId);
       return build(customerId, epoch, randomBytes(16).toString('base64url'));
     },
   };

@@ -17,14 +17,14 @@ declare global {
  * from the key; a customer id elsewhere in the request is checked against it, never trusted.
  */
 export function requireCustomer(keys: ApiKeys): RequestHandler {
-  return (req, res, next) => {
+  return async (req, res, next) => {
     const header = req.get('authorization') ?? '';
     const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
     if (!match) {
       res.set('WWW-Authenticate', 'Bearer realm="mailkit"');
       throw new HttpError(401, 'missing_api_key', 'Send your MailKit API key as "Authorization: Bearer mk_…". It was emailed to you when your subscription started.');
     }
-    const customerId = keys.verify(match[1]!);
+    const customerId = await keys.verify(match[1]!);
     if (!customerId) {
       res.set('WWW-Authenticate', 'Bearer realm="mailkit", error="invalid_token"');
       throw new HttpError(401, 'invalid_api_key', 'This API key is not valid (mistyped, rotated or revoked).');

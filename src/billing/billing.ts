@@ -48,22 +48,49 @@ export interface Billing {
   ledger(customerId: string, limit: number, opts?: { since?: Date }): Promise<CreditLedgerEntry[]>;
 }
 
-export function createBilling(opts: { dodo: DodoPayments; catalog: Catalog; baseUrl: string }): Billing {
+export function createBilling(opts: {
+  dodo: DodoPayments;
+  catalog: Catalog;
+  baseUrl: string;
+  /** Retries of a ledger write that was refused (429) or unanswered (default 2, as the SDK's own). */
+  writeRetries?: number;
+  sleep?: (ms: number) => Promise<void>;
+}): Billing {
   const { dodo, catalog, baseUrl } = opts;
+  const writeRetries = opts.writeRetries ?? 2;
+  const sleep = opts.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const ledgerEntries = dodo.creditEntitlements.balances;
 
-  /** One ledger entry under an idempotency key: debits reserve credits, credits give them back. */
-  const ledgerEntry = (customerId: string, entryType: 'debit' | 'credit', amount: number, key: string, reason: string) =>
-    guard(() =>
-      ledgerEntries.createLedgerEntry(customerId, {
-        credit_entitlement_id: catalog.creditEntitlementId,
-        amount: String(amount),
-        entry_type: entryType,
-        reason,
-        idempotency_key: key,
-      }),
-    );
-
+  /**
+   * One ledger entry under an idempotency key: debits reserve credits, credits give them back.
+   * The SDK's own retries are off here and done below instead, because a refusal only means
+   * "nothing was done" when no earlier try under the same key went unanswered: after a
+   * timeout, a 429 or a 5xx proves nothing, and only a definite answer (201, 409 for the key,
+   * 400) settles it. Such a write ends in DodoUnavailable (in doubt), never in a refusal.
+   */
+  const ledgerEntry = async (customerId: string, entryType: 'debit' | 'credit', amount: number, key: string, reason: string) => {
+    let inDoubt = false;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await ledgerEntries.createLedgerEntry(
+          customerId,
+          { credit_entitlement_id: catalog.creditEntitlementId, amount: String(amount), entry_type: entryType, reason, idempotency_key: key },
+          { maxRetries: 0 },
+        );
+      } catch (err) {
+        const limited = err instanceof DodoPayments.RateLimitError;
+        const unanswered = err instanceof DodoPayments.APIConnectionError || (err instanceof DodoPayments.APIError && (err.status ?? 0) >= 500);
+        if (!limited && !unanswered) throw err; // a definite 4xx: the caller reads it
+        inDoubt ||= unanswered;
+        if (attempt < writeRetries) {
+          await sleep(retryDelayMs(err, attempt));
+          continue;
+        }
+        if (inDoubt) throw new DodoUnavailable();
+        return guard(() => Promise.reject(err)); // 429 to every try: nothing was done
+      }
+    }
+  };
   const checkout = async (productId: string, customer: DodoPayments.CheckoutSessionCreateParams['customer'], returnUrl: string) => {
     const session = await guard(() =>
       dodo.checkoutSessions.create({ product_cart: [{ product_id: productId, quantity: 1 }], customer, return_url: returnUrl }),
@@ -147,6 +174,13 @@ export function createBilling(opts: { dodo: DodoPayments; catalog: Catalog; base
       return out;
     },
   };
+}
+
+/** How long to wait before retrying a ledger write: Dodo's Retry-After when it gave one (capped at 2 s), else 0.25 s, 0.5 s, … */
+function retryDelayMs(err: unknown, attempt: number): number {
+  const header = err instanceof DodoPayments.APIError ? Number(err.headers?.get('retry-after')) : NaN;
+  if (Number.isFinite(header) && header >= 0) return Math.min(2_000, header * 1000);
+  return Math.min(2_000, 250 * 2 ** attempt);
 }
 
 /**

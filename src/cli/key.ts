@@ -1,7 +1,8 @@
 import { config as loadDotenv } from 'dotenv';
 import { createApiKeys } from '../auth/api-keys';
 import { ConfigError, loadConfig } from '../config';
-import { createAppStore } from '../state';
+import { join } from 'node:path';
+import { openDatabase } from '../db/index';
 import { baseUrlProblem, CUSTOMER_ID, optionAt, serverOrigin } from './options';
 
 /**
@@ -43,15 +44,21 @@ async function main(argv: string[]): Promise<number> {
   }
   loadDotenv({ quiet: true });
   const config = loadConfig();
-  // Read-only: the server may be running on the same data dir; this process never writes to it.
-  const store = createAppStore(config.dataDir, { readOnly: true });
-  const secret = config.keySecret ?? store.data.generated.keySecret;
-  if (!secret) {
-    console.error(`No key secret yet in ${config.dataDir}: run \`npm start\` once, or set MAILKIT_KEY_SECRET.`);
-    return 1;
+  // The server's own database (it may be running: SQLite's WAL lets this process read beside it).
+  const database = await openDatabase(config.databaseUrl ? { url: config.databaseUrl, poolSize: 1 } : { file: join(config.dataDir, 'mailkit.sqlite') });
+  let current: string;
+  try {
+    const stored = await database.db.selectFrom('secrets').select('value').where('name', '=', 'keySecret').executeTakeFirst();
+    const secret = config.keySecret ?? stored?.value;
+    if (!secret) {
+      console.error(`No key secret yet in ${database.where}: run \`npm start\` once, or set MAILKIT_KEY_SECRET.`);
+      return 1;
+    }
+    const env = config.mode === 'sandbox' || config.dodo.environment === 'test_mode' ? 'test' : 'live';
+    current = await createApiKeys({ database, secret, env }).mint(customerId);
+  } finally {
+    await database.close();
   }
-  const env = config.mode === 'sandbox' || config.dodo.environment === 'test_mode' ? 'test' : 'live';
-  const current = createApiKeys({ store, secret, env }).mint(customerId);
   if (!rotate) {
     console.log(current);
     return 0;

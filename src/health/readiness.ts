@@ -1,19 +1,26 @@
 import type DodoPayments from 'dodopayments';
 import type { Resend } from 'resend';
+import type { Database } from '../db/index';
+
+type Check = { ok: boolean; reason?: string };
 
 /** Whether each upstream answered; a reason is given for the ones that did not. */
 export interface Readiness {
   ready: boolean;
-  checks: { dodo: { ok: boolean; reason?: string }; resend: { ok: boolean; reason?: string } };
+  checks: { database: Check; dodo: Check; resend: Check };
 }
 
 /**
- * Readiness: Dodo answers for our own credit entitlement (which also proves the key and the
+ * Readiness: the database answers a query (every probe: it is ours and cheap), Dodo answers for our own credit entitlement (which also proves the key and the
  * id are right), and Resend answers at all (any non-5xx reply: a sending-only key may be
- * refused a read, which still shows the API is reachable). Short timeouts, no retries.
+ * refused a read, which still shows the API is reachable). Short timeouts, no retries. The
+ * vendors' answers are reused for `vendorTtlMs` (default 30 s): every call spends the same
+ * quota as sending (Dodo: 240 a minute), and a load balancer probing every second must not.
  */
-export function createReadiness(opts: { dodo: DodoPayments; resend: Resend; creditEntitlementId: string; timeoutMs?: number }) {
+export function createReadiness(opts: { database: Database; dodo: DodoPayments; resend: Resend; creditEntitlementId: string; timeoutMs?: number; vendorTtlMs?: number }) {
   const timeoutMs = opts.timeoutMs ?? 3_000;
+  const vendorTtlMs = opts.vendorTtlMs ?? 30_000;
+  let vendors: { at: number; result: Promise<{ dodo: Check; resend: Check }> } | null = null;
   const dodo = opts.dodo.withOptions({ maxRetries: 0, timeout: timeoutMs });
 
   const checkDodo = async () => {
@@ -33,8 +40,22 @@ export function createReadiness(opts: { dodo: DodoPayments; resend: Resend; cred
     return { ok: false, reason: error.statusCode ? `Resend answered ${error.statusCode}` : 'Resend did not answer' };
   };
 
+  const checkDatabase = async (): Promise<Check> => {
+    try {
+      await opts.database.ping();
+      return { ok: true };
+    } catch {
+      return { ok: false, reason: 'the database did not answer' };
+    }
+  };
+
   return async (): Promise<Readiness> => {
-    const [d, r] = await Promise.all([checkDodo(), checkResend()]);
-    return { ready: d.ok && r.ok, checks: { dodo: d, resend: r } };
+    if (!vendors || Date.now() - vendors.at > vendorTtlMs) {
+      vendors = { at: Date.now(), result: Promise.all([checkDodo(), checkResend()]).then(([dodo, resend]) => ({ dodo, resend })) };
+    }
+    const [database, { dodo, resend }] = await Promise.all([checkDatabase(), vendors.result]);
+    // A failed vendor check is not cached: the next probe asks again.
+    if (!dodo.ok || !resend.ok) vendors = null;
+    return { ready: database.ok && dodo.ok && resend.ok, checks: { database, dodo, resend } };
   };
 }

@@ -27,9 +27,12 @@ export type BatchDelivery =
 
 /** The Resend side of MailKit: deliver one email or a batch, honouring rate limits. */
 export interface Mailer {
-  deliver(email: OutgoingEmail, idempotencyKey: string): Promise<Delivery>;
+  /** The configured sender (MAIL_FROM). */
+  readonly from: string;
+  /** One email; `from` overrides the configured sender (a retry repeats the first try's). */
+  deliver(email: OutgoingEmail, idempotencyKey: string, from?: string): Promise<Delivery>;
   /** One Resend batch call in permissive mode: valid items are sent, invalid ones reported by index. */
-  deliverBatch(emails: OutgoingEmail[], idempotencyKey: string): Promise<BatchDelivery>;
+  deliverBatch(emails: OutgoingEmail[], idempotencyKey: string, from?: string): Promise<BatchDelivery>;
 }
 
 export interface MailerOptions {
@@ -86,9 +89,10 @@ export function createMailer(opts: MailerOptions): Mailer {
   }
 
   return {
-    async deliver(email, idempotencyKey) {
+    from,
+    async deliver(email, idempotencyKey, sender = from) {
       const r = await withRetries((signal) =>
-        resend.emails.send({ from, to: email.to, subject: email.subject, html: email.html, text: email.text } as never, {
+        resend.emails.send({ from: sender, to: email.to, subject: email.subject, html: email.html, text: email.text } as never, {
           idempotencyKey,
           signal,
         }),
@@ -96,10 +100,10 @@ export function createMailer(opts: MailerOptions): Mailer {
       return 'ok' in r ? { kind: 'sent', id: (r.ok as { id: string }).id } : r.failed;
     },
 
-    async deliverBatch(emails, idempotencyKey) {
+    async deliverBatch(emails, idempotencyKey, sender = from) {
       const r = await withRetries((signal) =>
         resend.batch.send(
-          emails.map((e) => ({ from, to: e.to, subject: e.subject, html: e.html, text: e.text }) as never),
+          emails.map((e) => ({ from: sender, to: e.to, subject: e.subject, html: e.html, text: e.text }) as never),
           { idempotencyKey, batchValidation: 'permissive', signal },
         ),
       );

@@ -15,9 +15,10 @@ export function accountRoutes(deps: { billing: Billing; apiKeys: ApiKeys; auth: 
     res.json({ customer_id: customerId, email: customer.email, name: customer.name });
   });
 
-  router.post('/account/key', deps.auth, (req, res) => {
+  router.post('/account/key', deps.auth, async (req, res) => {
     parse(emptyBody, req.body);
-    const key = deps.apiKeys.rotate(customerOf(req));
+    // Committed before the answer: an acknowledged rotation survives a crash.
+    const key = await deps.apiKeys.rotate(customerOf(req));
     res.set('Cache-Control', 'no-store');
     res.status(201).json({ api_key: key });
   });

@@ -2,39 +2,14 @@ import { createHash } from 'node:crypto';
 import type { OutgoingEmail } from '../mail/mailer';
 
 /**
- * A send's durable record. See README.md in this folder for the state machine.
- *
- * - `new`: nothing reserved under the current attempt yet.
- * - `unsure`: Dodo gave no answer to the debit: it may or may not exist. Nothing was sent;
- *   the same key's retry completes the send (409 → deliver), else the reconciler voids it.
- * - `delivering`: credits reserved (Dodo debit under `attempt`'s key); the email may or may not be out.
- * - `refunding`: Resend rejected the email; the credits are going back. Persisted (flushed)
- *   before the refund is issued, so a crash mid-refund resumes the refund, never skips it.
- * - `failed`: nothing in flight and nothing kept (the client was told so); a retry with the
- *   same key starts attempt `attempt` afresh.
- * - `done`: final; `result` is replayed to every retry with the same key.
- */
-export interface SendRecord {
-  customerId: string;
-  fingerprint: string;
-  /** Emails this send covers (1 for /send, N for /send/batch): the credits reserved per attempt. */
-  credits: number;
-  attempt: number;
-  state: 'new' | 'unsure' | 'delivering' | 'refunding' | 'failed' | 'done';
-  /** Set while refunding: how many credits go back and whether a fresh attempt may follow. */
-  refund?: { credits: number; retryable: boolean; reason: string };
-  result?: StoredResponse;
-  createdAt: string;
-  updatedAt: string;
-}
-
-/**
- * What a send delivers, kept (in its own collection, so record updates do not rewrite it)
- * from the start of a run until the send is done or failed: the reconciler redelivers an
- * unconfirmed send from it when its client does not come back.
+ * What a send delivers: the exact Resend request bodies, sender included, kept from the send's
+ * first run until it settles. A retry of an attempt whose outcome is unknown sends these bytes
+ * again under the same Resend key, even if MAIL_FROM changed meanwhile (Resend would refuse a
+ * different body for the key, and a refusal there says nothing about the first try).
  */
 export interface SendPayload {
   batch: boolean;
+  from: string;
   emails: OutgoingEmail[];
 }
 
@@ -44,7 +19,7 @@ export interface StoredResponse {
   body: unknown;
 }
 
-/** How long a client idempotency key is honoured: Resend keeps its keys for 24 hours. */
+/** How long a client idempotency key is honoured after its send last changed: Resend keeps its keys for 24 hours. */
 export const KEY_RETENTION_MS = 24 * 60 * 60 * 1000;
 
 /**
@@ -63,11 +38,17 @@ export function fingerprintOf(value: unknown): string {
   return createHash('sha256').update(JSON.stringify(value)).digest('hex');
 }
 
-/** Upstream idempotency keys for one attempt of a send: a refunded attempt's keys are never reused. */
-export function upstreamKeys(sendId: string, attempt: number) {
+/**
+ * Upstream idempotency keys for one attempt of one send row. The row's random nonce makes them
+ * unique to the row, not only to the client's key: a key reused after its row was pruned gets
+ * a new row and new upstream keys, so it can never land on an old debit or an old email. A
+ * refunded attempt's keys are never reused either: the next attempt gets new ones.
+ */
+export function upstreamKeys(sendId: string, nonce: string, attempt: number) {
+  const base = `${sendId}.${nonce}`;
   return {
-    debit: `${sendId}:debit:${attempt}`,
-    refund: `${sendId}:refund:${attempt}`,
-    resend: `${sendId}:${attempt}`,
+    debit: `${base}:debit:${attempt}`,
+    refund: `${base}:refund:${attempt}`,
+    resend: `${base}:${attempt}`,
   };
 }

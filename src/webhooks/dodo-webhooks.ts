@@ -3,7 +3,8 @@ import type DodoPayments from 'dodopayments';
 import type { UnwrapWebhookEvent } from 'dodopayments/resources/webhooks/webhooks';
 import { z } from 'zod';
 import { HttpError } from '../errors';
-import type { AppStore } from '../state';
+import type { Database } from '../db/index';
+import { forgetWebhooksBefore, recordWebhook, webhookSeen } from '../db/webhook-events';
 import type { Logger } from '../logger';
 
 /** A Dodo event of one type, as the SDK types it. */
@@ -36,14 +37,13 @@ const envelope = z.object({
 export function createDodoWebhookRouter(opts: {
   dodo: DodoPayments;
   webhookKey: string;
-  store: AppStore;
+  database: Database;
   handlers: WebhookHandlers;
   log: Logger;
   now?: () => Date;
 }): Router {
-  const { dodo, webhookKey, store, handlers, log } = opts;
+  const { dodo, webhookKey, database, handlers, log } = opts;
   const now = opts.now ?? (() => new Date());
-  const processed = store.data.webhooks;
   const inFlight = new Map<string, Promise<void>>();
   let seen = 0;
   const router = Router();
@@ -69,7 +69,7 @@ export function createDodoWebhookRouter(opts: {
     const event = parsed as DodoEvent;
     const webhookId = headers['webhook-id'];
 
-    if (processed[webhookId]) {
+    if (await webhookSeen(database, webhookId)) {
       res.json({ received: true, duplicate: true });
       return;
     }
@@ -81,11 +81,11 @@ export function createDodoWebhookRouter(opts: {
       inFlight.set(webhookId, work);
     }
     await work; // a failure answers 5xx, so Dodo redelivers later
-    if (first) {
-      store.set('webhooks', webhookId, now().toISOString());
-      if (++seen % 1000 === 0) forgetOld();
-    }
-    res.json(first ? { received: true } : { received: true, duplicate: true });
+    // The dedupe record is a unique insert: when two instances ran the same delivery at once
+    // (the handlers are idempotent), exactly one records it and the other answers duplicate.
+    const recorded = first && (await recordWebhook(database, webhookId, now().getTime()));
+    if (recorded && ++seen % 1000 === 0) void forgetWebhooksBefore(database, now().getTime() - REMEMBER_MS).catch((err: unknown) => log.warn({ err }, 'could not forget old webhook ids'));
+    res.json(recorded ? { received: true } : { received: true, duplicate: true });
   });
 
   async function dispatch(event: DodoEvent, webhookId: string) {
@@ -96,15 +96,6 @@ export function createDodoWebhookRouter(opts: {
       return;
     }
     await handler(event, ctx);
-  }
-
-  /** The store lists ids oldest first: stop at the first one still remembered. */
-  function forgetOld() {
-    const cutoff = now().getTime() - REMEMBER_MS;
-    for (const id of store.keys('webhooks')) {
-      if (Date.parse(processed[id]!) >= cutoff) break;
-      store.delete('webhooks', id);
-    }
   }
 
   return router;

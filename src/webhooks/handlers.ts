@@ -56,7 +56,7 @@ export function createWebhookHandlers(deps: { apiKeys: ApiKeys; billing: Billing
   return {
     'subscription.active': async (event, ctx) => {
       const { customer, subscription_id: subscriptionId } = event.data;
-      const key = apiKeys.forSubscription(customer.customer_id, subscriptionId);
+      const key = await apiKeys.forSubscription(customer.customer_id, subscriptionId);
       if (!key) {
         ctx.log.warn({ customerId: customer.customer_id }, 'subscription active but its API key was revoked; not re-issuing');
         return;

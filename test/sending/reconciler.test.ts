@@ -5,7 +5,7 @@ import request from 'supertest';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createSender } from '../../src/sending/sender';
 import { sendIdFor } from '../../src/sending/records';
-import { createAppStore } from '../../src/state';
+import { findSend, payloadOf } from '../../src/db/sends';
 import { balanceOf, bearer, customerWith, outboxTo, startTestStack } from '../support/stack';
 
 type TestStack = Awaited<ReturnType<typeof startTestStack>>;
@@ -65,19 +65,44 @@ describe('the send reconciler', () => {
       expect(sentTo(stack)).toHaveLength(1);
     });
 
-    it('that Resend now refuses: the credit comes back, and a later retry with the key sends it afresh', async () => {
+    it('that Resend now answers 500 or 429: that proves nothing, so the credit stays held and the next pass sends it once', async () => {
       stack = await startTestStack({}, NOW);
       const c = await customerWith(stack, 10);
       await unconfirmedAndUnsent(stack, c.key, 'then-refused');
       stack.sandbox.resend.faults.inject({ status: 500, match: /^POST \/emails$/ });
-      expect(await stack.sender.reconcile()).toBe(1);
+      expect(await stack.sender.reconcile()).toBe(0);
+      stack.sandbox.resend.faults.clear();
+      stack.sandbox.resend.faults.inject({ status: 429, match: /^POST \/emails$/ });
+      expect(await stack.sender.reconcile()).toBe(0);
       stack.sandbox.resend.faults.clear();
       expect(sentTo(stack)).toHaveLength(0);
-      expect(await balanceOf(stack, c.key)).toBe(10);
+      expect(await balanceOf(stack, c.key)).toBe(9);
+      // A client retry meanwhile is told the outcome is still open, never "nothing was sent".
+      stack.sandbox.resend.faults.inject({ status: 500, match: /^POST \/emails$/ });
+      const open = await send(stack, c.key, 'then-refused');
+      stack.sandbox.resend.faults.clear();
+      expect(open.status).toBe(503);
+      expect(open.body.error.code).toBe('delivery_unconfirmed');
+      expect(await balanceOf(stack, c.key)).toBe(9);
 
-      await send(stack, c.key, 'then-refused').expect(200);
+      expect(await stack.sender.reconcile()).toBe(1);
       expect(sentTo(stack)).toHaveLength(1);
       expect(await balanceOf(stack, c.key)).toBe(9);
+      await send(stack, c.key, 'then-refused').expect(200);
+      expect(sentTo(stack)).toHaveLength(1);
+    });
+
+    it('that Resend now rejects as invalid (a definite answer for the same key): the credit comes back', async () => {
+      stack = await startTestStack({}, NOW);
+      const c = await customerWith(stack, 10);
+      await unconfirmedAndUnsent(stack, c.key, 'then-invalid');
+      stack.sandbox.resend.faults.inject({ status: 422, count: 1, match: /^POST \/emails$/ });
+      expect(await stack.sender.reconcile()).toBe(1);
+      expect(sentTo(stack)).toHaveLength(0);
+      expect(await balanceOf(stack, c.key)).toBe(10);
+      const replay = await send(stack, c.key, 'then-invalid');
+      expect(replay.status).toBe(422);
+      expect(replay.body.error.code).toBe('email_rejected');
     });
 
     it('for a batch: the whole batch once, its credits kept', async () => {
@@ -210,8 +235,7 @@ describe('the send reconciler', () => {
       const c = await customerWith(stack, 10);
       // A sender on the stack's real billing and mailer, with a clock the test moves.
       const clock = { now: Date.now() };
-      const store = createAppStore(null);
-      const sender = createSender({ billing: stack.billing, mailer: stack.mailer, store, now: () => new Date(clock.now), reconcile: { intervalMs: 0, graceMs: 0 } });
+      const sender = createSender({ billing: stack.billing, mailer: stack.mailer, database: stack.database, now: () => new Date(clock.now), reconcile: { intervalMs: 0, graceMs: 0 } });
       stack.sandbox.resend.faults.inject({ latencyMs: 500, status: 503, count: 1, match: /^POST \/emails$/ });
       const mail = { to: [email.to], subject: email.subject, html: email.html };
       await expect(sender.send(c.customerId, mail, 'old-one')).rejects.toMatchObject({ code: 'delivery_unconfirmed' });
@@ -221,21 +245,21 @@ describe('the send reconciler', () => {
       expect(await sender.reconcile()).toBe(1);
       expect(sentTo(stack)).toHaveLength(0);
       expect(await balanceOf(stack, c.key)).toBe(9);
-      const record = store.data.sends[sendIdFor(c.customerId, 'old-one')]!;
+      const record = (await findSend(stack.database, sendIdFor(c.customerId, 'old-one')))!;
       expect(record.state).toBe('done');
-      expect(record.result).toMatchObject({ status: 502, body: { error: { code: 'delivery_unconfirmed' } } });
-      expect(store.data.payloads[sendIdFor(c.customerId, 'old-one')]).toBeUndefined();
+      expect(record.resultStatus).toBe(502);
+      expect(JSON.parse(record.resultBody!)).toMatchObject({ error: { code: 'delivery_unconfirmed' } });
+      expect(await payloadOf(stack.database, sendIdFor(c.customerId, 'old-one'))).toBeUndefined();
       await sender.drain();
     });
   });
 
   describe('pruning', () => {
-    it('drops finished records past the 24-hour key window and keeps the young and the unsettled', async () => {
+    it('drops finished records 24 hours after their last change and keeps the young and the unsettled', async () => {
       stack = await startTestStack({}, NOW);
       const c = await customerWith(stack, 10);
       const clock = { now: Date.now() };
-      const store = createAppStore(null);
-      const sender = createSender({ billing: stack.billing, mailer: stack.mailer, store, now: () => new Date(clock.now), reconcile: { intervalMs: 0, graceMs: 60 * 60 * 1000 } });
+      const sender = createSender({ billing: stack.billing, mailer: stack.mailer, database: stack.database, now: () => new Date(clock.now), reconcile: { intervalMs: 0, graceMs: 60 * 60 * 1000 } });
       const mail = { to: [email.to], subject: email.subject, html: email.html };
       await sender.send(c.customerId, mail, 'old-done');
       stack.sandbox.resend.faults.inject({ dropAfterProcessing: true, count: 1, match: /^POST \/emails$/ });
@@ -246,12 +270,16 @@ describe('the send reconciler', () => {
 
       clock.now += 5 * 60 * 60 * 1000; // the first two are 25 h old, the third 5 h
       await sender.reconcile();
-      expect(store.data.sends[id('old-done')]).toBeUndefined();
-      expect(store.data.sends[id('young-done')]?.state).toBe('done');
-      // Past the grace and the 23 h window: ended unconfirmed by this pass, so kept (and replayed) until the next.
-      expect(store.data.sends[id('old-unsettled')]?.result?.status).toBe(502);
+      expect(await findSend(stack.database, id('old-done'))).toBeUndefined();
+      expect((await findSend(stack.database, id('young-done')))?.state).toBe('done');
+      // Past the grace and the 23 h window: ended unconfirmed by this pass, so kept (and replayed) a full window from now.
+      expect((await findSend(stack.database, id('old-unsettled')))?.resultStatus).toBe(502);
+      clock.now += 23 * 60 * 60 * 1000;
       await sender.reconcile();
-      expect(store.data.sends[id('old-unsettled')]).toBeUndefined();
+      expect((await findSend(stack.database, id('old-unsettled')))?.resultStatus).toBe(502);
+      clock.now += 2 * 60 * 60 * 1000;
+      await sender.reconcile();
+      expect(await findSend(stack.database, id('old-unsettled'))).toBeUndefined();
       // A key whose record was pruned is a new send.
       expect((await sender.send(c.customerId, mail, 'old-done')).headers['Idempotent-Replayed']).toBeUndefined();
       await sender.drain();

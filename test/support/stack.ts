@@ -89,3 +89,9 @@ export const LIVE_ENV = {
   RESEND_BASE_URL: 'http://127.0.0.1:9/unreachable',
   MAILKIT_KEY_SECRET: 'live-secret-'.repeat(4),
 };
+
+/** The secrets the stack generated for itself (sandbox mode), as stored in its database. */
+export async function storedSecrets(stack: Stack): Promise<{ keySecret?: string; sandboxWebhookSecret?: string }> {
+  const rows = await stack.database.db.selectFrom('secrets').selectAll().execute();
+  return Object.fromEntries(rows.map((r) => [r.name, r.value]));
+}

@@ -1,7 +1,7 @@
 import request from 'supertest';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { settle, startTestStack, subscribe } from '../support/stack';
+import { settle, startTestStack, storedSecrets, subscribe } from '../support/stack';
 
 type TestStack = Awaited<ReturnType<typeof startTestStack>>;
 
@@ -21,7 +21,7 @@ describe('POST /webhooks/dodo', () => {
 
   beforeAll(async () => {
     stack = await startTestStack();
-    signer = new Webhook(stack.store.data.generated.sandboxWebhookSecret!);
+    signer = new Webhook((await storedSecrets(stack)).sandboxWebhookSecret!);
   });
   afterAll(async () => {
     await stack?.close();

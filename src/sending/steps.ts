@@ -1,0 +1,272 @@
+import { DodoUnavailable, InsufficientCredits, type Billing } from '../billing/billing';
+import type { Database } from '../db/index';
+import { deleteSend, payloadOf, transitionSend, type SendRow } from '../db/sends';
+import { HttpError } from '../errors';
+import type { BatchDelivery, Delivery, Mailer } from '../mail/mailer';
+import type { Logger } from '../logger';
+import { REDELIVER_WITHIN_MS, upstreamKeys, type SendPayload, type StoredResponse } from './records';
+
+/**
+ * The steps of one send, each a function of the send's row: reserve, deliver, settle, refund.
+ * Every step commits the row's new state (a conditional update from the state it expects,
+ * held by this instance) before the next upstream call, and before the client hears anything.
+ * README.md in this folder has the state machine.
+ */
+export interface StepContext {
+  database: Database;
+  billing: Billing;
+  mailer: Mailer;
+  log?: Logger;
+  /** This instance's claim owner id. */
+  owner: string;
+  now: () => number;
+}
+
+/** Runs a send this instance holds from whatever state it is in to an answer. `fresh`: the row was created or re-armed by this request. */
+export async function runSend(ctx: StepContext, row: SendRow): Promise<StoredResponse> {
+  if (row.state === 'refunding') row = await finishRefund(ctx, row);
+  if (row.state === 'done') return resultOf(row);
+  let fresh = false;
+  if (row.state === 'failed' || row.state === 'reserving') {
+    row = await reserve(ctx, row);
+    fresh = true;
+  }
+  return deliver(ctx, row, fresh);
+}
+
+/**
+ * Step: reserve. Dodo's 400 on a short balance is the atomic guard; there is no pre-flight
+ * balance read. The row is `reserving` (committed) before the debit is asked for, so a crash
+ * during the call leaves a row the reconciler voids.
+ */
+export async function reserve(ctx: StepContext, row: SendRow): Promise<SendRow> {
+  if (row.state === 'failed') row = await transitionSend(ctx.database, row.id, ctx.owner, ['failed'], { state: 'reserving', inDoubt: 0, updatedAt: ctx.now() });
+  const keys = upstreamKeys(row.id, row.nonce, row.attempt);
+  try {
+    await ctx.billing.reserve(row.customerId, row.credits, keys.debit, reserveReason(row));
+  } catch (err) {
+    if (err instanceof DodoUnavailable) {
+      // No answer: the debit may exist. It stays in doubt until a definite answer for this
+      // same key (the client's retry, or the reconciler's void) settles it.
+      await transitionSend(ctx.database, row.id, ctx.owner, ['reserving'], { inDoubt: 1, updatedAt: ctx.now() });
+      throw err;
+    }
+    if (err instanceof HttpError && err.status === 429 && row.inDoubt) {
+      // Refused now, after an earlier try went unanswered: proves nothing about that try.
+      await transitionSend(ctx.database, row.id, ctx.owner, ['reserving'], { updatedAt: ctx.now() });
+      throw err;
+    }
+    if (err instanceof InsufficientCredits || (err instanceof HttpError && err.status === 429)) {
+      // Definite: no debit under this key (Dodo checks the key before the balance). Nothing is
+      // held, so nothing stays in flight: a first attempt is as if it never was; a later one
+      // ends failed with new keys for the next.
+      if (row.attempt === 0 && !row.inDoubt) await deleteSend(ctx.database, row.id, ctx.owner);
+      else await transitionSend(ctx.database, row.id, ctx.owner, ['reserving'], { state: 'failed', attempt: row.attempt + 1, inDoubt: 0, updatedAt: ctx.now() }, { dropPayload: true });
+      throw err;
+    }
+    throw err;
+  }
+  const at = ctx.now();
+  return transitionSend(ctx.database, row.id, ctx.owner, ['reserving'], { state: 'delivering', inDoubt: 0, deliveringSince: at, updatedAt: at });
+}
+
+/**
+ * Step: deliver, then settle. `fresh`: this is the first call under the attempt's Resend key,
+ * made by this run. Otherwise an earlier call may have sent the email (its answer was lost, or
+ * its process died), so only a definite answer for the same key settles it: Resend's
+ * limiter runs before its idempotency check, so a 429 or 5xx then proves nothing.
+ */
+export async function deliver(ctx: StepContext, row: SendRow, fresh: boolean): Promise<StoredResponse> {
+  const payloadText = await payloadOf(ctx.database, row.id);
+  if (!payloadText) throw new Error(`send ${row.id} is delivering without a payload`);
+  const payload = JSON.parse(payloadText) as SendPayload;
+  const key = upstreamKeys(row.id, row.nonce, row.attempt).resend;
+  const inDoubt = !fresh || row.inDoubt === 1;
+  const settlement = payload.batch
+    ? settleBatch(await ctx.mailer.deliverBatch(payload.emails, key, payload.from), row.id, payload.emails.length)
+    : settleSingle(await ctx.mailer.deliver(payload.emails[0]!, key, payload.from), row.id);
+  return settle(ctx, row, settlement, inDoubt);
+}
+
+/** How a delivery settles the credits it reserved. */
+type Settlement =
+  /** Final answer; `refund` gives back the credits of items that were not sent. */
+  | { kind: 'done'; response: StoredResponse; refund?: { credits: number; reason: string } }
+  /** Refused before anything was done (429, 5xx): a later try may work. */
+  | { kind: 'retry'; reason: string; error: HttpError }
+  /** Nothing can be known: keep the reservation; the same key's retry completes it. */
+  | { kind: 'unknown'; conflict?: boolean };
+
+/** Step: settle. Credits follow what Resend did, never what we hoped it did. */
+async function settle(ctx: StepContext, row: SendRow, s: Settlement, inDoubt: boolean): Promise<StoredResponse> {
+  const at = ctx.now();
+  if (s.kind === 'unknown' || (s.kind === 'retry' && inDoubt)) {
+    if (s.kind === 'unknown' && s.conflict) ctx.log?.error({ sendId: row.id }, 'Resend refused the send key for another body: left in doubt, credit kept');
+    await transitionSend(ctx.database, row.id, ctx.owner, ['delivering'], { inDoubt: 1, updatedAt: at });
+    throw unconfirmed(s.kind === 'retry' ? s.error.headers['Retry-After'] : undefined);
+  }
+  if (s.kind === 'retry') {
+    row = await transitionSend(ctx.database, row.id, ctx.owner, ['delivering'], {
+      state: 'refunding',
+      refundCredits: row.credits,
+      refundReason: s.reason,
+      refundRetryable: 1,
+      updatedAt: at,
+    });
+    await finishRefund(ctx, row);
+    throw s.error;
+  }
+  const result = { resultStatus: s.response.status, resultBody: JSON.stringify(s.response.body) };
+  if (!s.refund || s.refund.credits <= 0) {
+    await transitionSend(ctx.database, row.id, ctx.owner, ['delivering'], { state: 'done', inDoubt: 0, ...result, updatedAt: at }, { dropPayload: true });
+    return s.response;
+  }
+  row = await transitionSend(ctx.database, row.id, ctx.owner, ['delivering'], {
+    state: 'refunding',
+    inDoubt: 0,
+    refundCredits: s.refund.credits,
+    refundReason: s.refund.reason,
+    refundRetryable: 0,
+    ...result,
+    updatedAt: at,
+  });
+  try {
+    await finishRefund(ctx, row);
+  } catch (err) {
+    // What was sent is final, and the answer says so: the refund owed is finished by the
+    // reconciler (the row stays refunding), never by a client resending the whole request.
+    ctx.log?.warn({ sendId: row.id, err }, 'refund of rejected items postponed to the reconciler');
+  }
+  return s.response;
+}
+
+/** Gives back the credits the row records; then either a fresh attempt may start (failed) or the result stands (done). */
+export async function finishRefund(ctx: StepContext, row: SendRow): Promise<SendRow> {
+  await ctx.billing.refund(row.customerId, row.refundCredits!, upstreamKeys(row.id, row.nonce, row.attempt).refund, row.refundReason ?? 'refund');
+  const at = ctx.now();
+  const cleared = { refundCredits: null, refundReason: null, refundRetryable: null, inDoubt: 0, updatedAt: at };
+  return row.refundRetryable
+    ? transitionSend(ctx.database, row.id, ctx.owner, ['refunding'], { ...cleared, state: 'failed', attempt: row.attempt + 1 }, { dropPayload: true })
+    : transitionSend(ctx.database, row.id, ctx.owner, ['refunding'], { ...cleared, state: 'done' }, { dropPayload: true });
+}
+
+/**
+ * Step, without a client: a debit that may exist (its answer was lost, or its process died
+ * asking) is voided. Asking again under the same key settles whether it exists: 409 (it did)
+ * or a new debit (it did not, it does now) both leave one debit, which is then refunded; a
+ * 400 (no such debit, balance short) leaves nothing. This relies on Dodo checking the key
+ * before the balance, as the sandbox does (the spec does not say).
+ */
+export async function voidReservation(ctx: StepContext, row: SendRow): Promise<void> {
+  const keys = upstreamKeys(row.id, row.nonce, row.attempt);
+  try {
+    await ctx.billing.reserve(row.customerId, row.credits, keys.debit, reserveReason(row));
+  } catch (err) {
+    if (!(err instanceof InsufficientCredits)) {
+      await transitionSend(ctx.database, row.id, ctx.owner, ['reserving'], { inDoubt: 1, updatedAt: ctx.now() });
+      throw err; // still no definite answer: the next pass
+    }
+    await transitionSend(ctx.database, row.id, ctx.owner, ['reserving'], { state: 'failed', attempt: row.attempt + 1, inDoubt: 0, updatedAt: ctx.now() }, { dropPayload: true });
+    return;
+  }
+  row = await transitionSend(ctx.database, row.id, ctx.owner, ['reserving'], {
+    state: 'refunding',
+    refundCredits: row.credits,
+    refundReason: `refund: ${reserveReason(row)} voided (billing did not answer)`,
+    refundRetryable: 1,
+    updatedAt: ctx.now(),
+  });
+  await finishRefund(ctx, row);
+}
+
+/**
+ * Step, without a client: an unconfirmed delivery. Redelivered under the same attempt's
+ * Resend key while Resend still remembers it (23 h from the attempt's first call); past that
+ * a redelivery could be a second email, so the send ends 502 with its credit kept.
+ */
+export async function redeliver(ctx: StepContext, row: SendRow): Promise<void> {
+  if (ctx.now() - (row.deliveringSince ?? row.createdAt) > REDELIVER_WITHIN_MS) {
+    await transitionSend(ctx.database, row.id, ctx.owner, ['delivering'], {
+      state: 'done',
+      resultStatus: UNCONFIRMED_FOR_GOOD.status,
+      resultBody: JSON.stringify(UNCONFIRMED_FOR_GOOD.body),
+      updatedAt: ctx.now(),
+    }, { dropPayload: true });
+    ctx.log?.error({ sendId: row.id, customerId: row.customerId, credits: row.credits }, 'send left unconfirmed for good: credit kept, check Resend');
+    return;
+  }
+  await deliver(ctx, row, false).catch((err: unknown) => {
+    // A definite rejection (refunded) is an end like any other; anything else is for the next pass.
+    if (!(err instanceof HttpError) || err.code === 'delivery_unconfirmed') throw err;
+  });
+}
+
+/** The stored answer of a finished send. */
+export function resultOf(row: SendRow): StoredResponse {
+  return { status: row.resultStatus ?? 500, body: row.resultBody ? JSON.parse(row.resultBody) : null };
+}
+
+/** The reason on a send's debit; a retry of the debit under the same key repeats it exactly. */
+function reserveReason(row: SendRow): string {
+  return row.credits === 1 ? `email send ${row.id}` : `email batch ${row.id} (${row.credits} emails)`;
+}
+
+export function unconfirmed(retryAfter = '2'): HttpError {
+  return new HttpError(
+    503,
+    'delivery_unconfirmed',
+    'We could not confirm whether the email provider accepted this email. Retry with the same Idempotency-Key: it completes exactly once, with no second email and no second charge.',
+    { 'Retry-After': retryAfter },
+  );
+}
+
+/** The answer of a send whose delivery could not be confirmed within Resend's key window. */
+const UNCONFIRMED_FOR_GOOD: StoredResponse = {
+  status: 502,
+  body: {
+    error: {
+      code: 'delivery_unconfirmed',
+      message: 'The email provider never confirmed this email within 24 hours. It may have been delivered, so its credit was kept; contact support to check it.',
+    },
+  },
+};
+
+function settleSingle(d: Delivery, sendId: string): Settlement {
+  if (d.kind === 'sent') return { kind: 'done', response: { status: 200, body: { id: d.id } } };
+  if (d.kind === 'unknown') return { kind: 'unknown' };
+  if (d.retryable) return { kind: 'retry', reason: `refund: email send ${sendId} not accepted (${d.name})`, error: providerBusy(d) };
+  if (d.status === 409) return { kind: 'unknown', conflict: true };
+  return {
+    kind: 'done',
+    response: { status: 422, body: { error: { code: 'email_rejected', message: `The email provider rejected this email: ${d.message}` } } },
+    refund: { credits: 1, reason: `refund: email send ${sendId} rejected (${d.name})` },
+  };
+}
+
+function settleBatch(d: BatchDelivery, sendId: string, count: number): Settlement {
+  if (d.kind === 'unknown') return { kind: 'unknown' };
+  if (d.kind === 'rejected') {
+    if (d.retryable) return { kind: 'retry', reason: `refund: email batch ${sendId} not accepted (${d.name})`, error: providerBusy(d) };
+    if (d.status === 409) return { kind: 'unknown', conflict: true };
+    return {
+      kind: 'done',
+      response: { status: 422, body: { error: { code: 'email_rejected', message: `The email provider rejected this batch: ${d.message}` } } },
+      refund: { credits: count, reason: `refund: email batch ${sendId} rejected (${d.name})` },
+    };
+  }
+  const messages = new Map(d.errors.map((e) => [e.index, e.message]));
+  const data = d.ids.map((id, index) => (id ? { id } : { error: { code: 'email_rejected', message: messages.get(index) ?? 'Rejected by the email provider.' } }));
+  const failed = data.filter((item) => 'error' in item).length;
+  return {
+    kind: 'done',
+    response: { status: 200, body: { data, sent: count - failed, failed } },
+    refund: failed ? { credits: failed, reason: `refund: ${failed} of ${count} emails in batch ${sendId} rejected` } : undefined,
+  };
+}
+
+function providerBusy(d: { status: number; retryAfterSec?: number }): HttpError {
+  const retryAfter = String(Math.max(1, Math.ceil(d.retryAfterSec ?? 2)));
+  return d.status === 429
+    ? new HttpError(429, 'email_rate_limited', 'The email provider is rate limiting us. Nothing was sent or charged; retry after the Retry-After delay.', { 'Retry-After': retryAfter })
+    : new HttpError(503, 'email_provider_unavailable', 'The email provider is failing right now. Nothing was sent or charged; retry shortly.', { 'Retry-After': retryAfter });
+}
