@@ -16,6 +16,11 @@ export interface FaultSpec {
    * the client cannot know whether it happened (an "ambiguous" outcome).
    */
   dropAfterProcessing?: boolean;
+  /**
+   * Accept and process the request, then hold the answer this long before sending it: the
+   * client may time out (its outcome in doubt) while the change is already made.
+   */
+  holdAnswerMs?: number;
   /** How many requests this fault applies to; omitted means until cleared. */
   count?: number;
   /** Only requests whose `METHOD path` (path relative to the API root) matches this. */

@@ -52,6 +52,17 @@ export function createFaults(errorBody: (status: number) => unknown): {
         res.json(errorBody(fault.status));
         return;
       }
+      if (fault?.holdAnswerMs) {
+        // Let the route do its work, then hold what it writes back.
+        const hold = fault.holdAnswerMs;
+        const end = res.end.bind(res) as (...args: unknown[]) => Response;
+        res.end = ((...args: unknown[]) => {
+          setTimeout(() => {
+            if (!res.destroyed) end(...args);
+          }, hold);
+          return res;
+        }) as Response['end'];
+      }
       if (fault?.dropAfterProcessing) {
         // Let the route do its work, then cut the connection instead of answering.
         const destroy = () => req.socket.destroy();

@@ -41,7 +41,7 @@ export interface ReconcileOptions {
 }
 
 /** How long an instance's claim on a send holds without renewal; renewed every third of it while the send runs. */
-const CLAIM_MS = 30_000;
+const DEFAULT_CLAIM_MS = 30_000;
 /** How long a request waits for the same key running on another instance before answering 409. */
 const WAIT_FOR_OTHER_MS = 10_000;
 
@@ -54,11 +54,14 @@ export function createSender(opts: {
   reconcile?: ReconcileOptions;
   /** This instance's name in claims (default host:pid:random). */
   instanceId?: string;
+  /** How long a claim holds without renewal (default 30 s; tests shorten it to play a dead instance). */
+  claimMs?: number;
 }): Sender {
   const { database, mailer, log } = opts;
   const now = () => (opts.now ? opts.now().getTime() : Date.now());
   const graceMs = opts.reconcile?.graceMs ?? 60_000;
   const intervalMs = opts.reconcile?.intervalMs ?? 30_000;
+  const claimMs = opts.claimMs ?? DEFAULT_CLAIM_MS;
   const owner = opts.instanceId ?? `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
   const ctx: StepContext = { database, billing: opts.billing, mailer, log, owner, now };
   /** Runs in this process by send id: a request for the same send joins it. `reconciler` marks the reconciler's own. */
@@ -68,8 +71,8 @@ export function createSender(opts: {
   const timer = intervalMs > 0 ? setInterval(() => void sender.reconcile().catch((err: unknown) => log?.error({ err }, 'reconcile pass failed')), intervalMs) : null;
   // Claims on the sends this process runs are renewed while they run; a process that dies lets them expire.
   const renewer = setInterval(() => {
-    void renewClaims(database, owner, [...running.keys()], now() + CLAIM_MS).catch((err: unknown) => log?.warn({ err }, 'could not renew send claims'));
-  }, CLAIM_MS / 3);
+    void renewClaims(database, owner, [...running.keys()], now() + claimMs).catch((err: unknown) => log?.warn({ err }, 'could not renew send claims'));
+  }, claimMs / 3);
   // Neither must keep a finished test or CLI process alive.
   timer?.unref();
   renewer.unref();
@@ -97,12 +100,12 @@ export function createSender(opts: {
           continue;
         }
         const t = now();
-        const { created, row: existing } = await insertOrGetSend(database, newRow(customerId, key, sendId, fingerprint, payload.emails.length, t, owner), payloadText);
+        const { created, row: existing } = await insertOrGetSend(database, newRow(customerId, key, sendId, fingerprint, payload.emails.length, t, owner, t + claimMs), payloadText);
         if (!existing) continue; // deleted between two statements: claim again
         if (created) return { ...(await track(sendId, fingerprint, existing, false)), headers };
         assertSameBody(existing.fingerprint, fingerprint);
         if (existing.state === 'done') return replayed(resultOf(existing));
-        const mine = await acquireSend(database, sendId, owner, t, t + CLAIM_MS);
+        const mine = await acquireSend(database, sendId, owner, t, t + claimMs);
         if (mine) {
           if (mine.state === 'done') {
             await releaseSend(database, sendId, owner);
@@ -165,7 +168,7 @@ export function createSender(opts: {
       for (const candidate of batch) {
         if (stopping) break;
         if (running.has(candidate.id)) continue;
-        const row = await acquireSend(database, candidate.id, owner, now(), now() + CLAIM_MS);
+        const row = await acquireSend(database, candidate.id, owner, now(), now() + claimMs);
         if (!row || !['reserving', 'delivering', 'refunding'].includes(row.state)) {
           if (row) await releaseSend(database, row.id, owner);
           continue; // another reconciler took it, or it settled meanwhile
@@ -214,7 +217,7 @@ export function createSender(opts: {
 }
 
 /** A new send, claimed by `owner` from the start: the insert is the claim. */
-function newRow(customerId: string, clientKey: string, id: string, fingerprint: string, credits: number, at: number, owner: string): SendRow {
+function newRow(customerId: string, clientKey: string, id: string, fingerprint: string, credits: number, at: number, owner: string, claimedUntil: number): SendRow {
   return {
     id,
     customerId,
@@ -231,7 +234,7 @@ function newRow(customerId: string, clientKey: string, id: string, fingerprint: 
     resultStatus: null,
     resultBody: null,
     owner,
-    claimedUntil: at + CLAIM_MS,
+    claimedUntil,
     createdAt: at,
     updatedAt: at,
     deliveringSince: null,

@@ -2,17 +2,32 @@ import request from 'supertest';
 import { expect } from 'vitest';
 import { loadConfig } from '../../src/config';
 import { createLogger } from '../../src/logger';
+import { openDatabase, type Database } from '../../src/db/index';
 import { startStack, type Stack, type StackOptions } from '../../src/stack';
 
+/** The engines a suite runs on: SQLite always, PostgreSQL when TEST_DATABASE_URL is set. */
+export const ENGINES: Array<'sqlite' | 'postgres'> = process.env.TEST_DATABASE_URL ? ['sqlite', 'postgres'] : ['sqlite'];
+
+/** A fresh, empty database on `engine`: in-memory SQLite, or a new schema of its own on TEST_DATABASE_URL. */
+export async function freshDatabase(engine: 'sqlite' | 'postgres'): Promise<Database> {
+  if (engine === 'sqlite') return openDatabase({ file: ':memory:' });
+  return openDatabase({ url: process.env.TEST_DATABASE_URL!, schema: `t_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 8)}` });
+}
+
 /** A fresh in-memory MailKit on the sandbox, on an ephemeral loopback port. */
-export async function startTestStack(env: Record<string, string> = {}, opts: StackOptions = {}): Promise<Stack & { sandbox: NonNullable<Stack['sandbox']> }> {
+export async function startTestStack(
+  env: Record<string, string> = {},
+  opts: StackOptions & { engine?: 'sqlite' | 'postgres' } = {},
+): Promise<Stack & { sandbox: NonNullable<Stack['sandbox']> }> {
+  const { engine, ...stackOpts } = opts;
   const config = loadConfig({ PORT: '0', LOG_LEVEL: 'silent', MAILKIT_DATA_DIR: '/nonexistent-mailkit-test-dir', ...env });
   const stack = await startStack(config, {
     inMemory: true,
     log: createLogger(process.env.TEST_LOG_LEVEL ?? 'silent'),
     webhookRetryDelaysMs: [20, 50, 100],
     mailer: { timeoutMs: 2_000, maxBackoffMs: 200 },
-    ...opts,
+    ...(engine ? { database: await freshDatabase(engine) } : {}),
+    ...stackOpts,
   });
   if (!stack.sandbox) throw new Error('test stack is not in sandbox mode');
   return stack as Stack & { sandbox: NonNullable<Stack['sandbox']> };
