@@ -83,7 +83,8 @@ export function createApiRouter(deps: ApiRouterDeps): Router {
   };
 
   const rateLimit: RequestHandler = (_req, res, next) => {
-    const decision = limiter.take(String(res.locals.apiKey));
+    // One window for every key: Resend limits per team, not per API key.
+    const decision = limiter.take();
     if (!decision) return next();
     setRateLimitHeaders(res, decision, !decision.allowed);
     if (!decision.allowed) {
