@@ -1,6 +1,7 @@
 import DodoPayments from 'dodopayments';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startTestStack } from '../../support/stack';
+import request from 'supertest';
+import { balanceOf, bearer, startTestStack, subscribe } from '../../support/stack';
 import { startHarness, type Harness } from './harness';
 
 /** A wall clock the test moves; starts on a whole second so reset times are round numbers. */
@@ -197,11 +198,17 @@ describe('Dodo API quota', () => {
   });
 
   describe('from the environment', () => {
-    it('SANDBOX_DODO_RATE_LIMIT and SANDBOX_RESEND_RATE_LIMIT reach the sandbox MailKit runs on, which boots under them', async () => {
+    it('SANDBOX_DODO_RATE_LIMIT and SANDBOX_RESEND_RATE_LIMIT reach the sandbox; under the real quotas the tutorial\'s click-through is never refused', async () => {
       const stack = await startTestStack({ SANDBOX_DODO_RATE_LIMIT: '240', SANDBOX_RESEND_RATE_LIMIT: '2' });
       try {
-        expect(stack.sandbox.dodo.rateLimit()).toMatchObject({ perMinute: 240, burst: 40, limited: 0 });
-        expect(stack.sandbox.resend.rateLimit()).toMatchObject({ limit: 2, limited: 0 });
+        expect(stack.sandbox.dodo.rateLimit()).toMatchObject({ perMinute: 240, burst: 40 });
+        expect(stack.sandbox.resend.rateLimit()).toMatchObject({ limit: 2 });
+        // Subscribe, read the key from the outbox, send one email, read the balance.
+        const c = await subscribe(stack, 'newcomer@example.com', 'Newcomer');
+        await request(stack.url).post('/send').set(bearer(c.key)).send({ to: 'delivered@resend.dev', subject: 'Hello', html: '<p>Hi</p>' }).expect(200);
+        expect(await balanceOf(stack, c.key)).toBe(4999);
+        expect(stack.sandbox.dodo.rateLimit()!.limited).toBe(0);
+        expect(stack.sandbox.resend.rateLimit()!.limited).toBe(0);
       } finally {
         await stack.close();
       }
