@@ -89,7 +89,7 @@ export function createApiRouter(deps: ApiRouterDeps): Router {
     setRateLimitHeaders(res, decision, !decision.allowed);
     if (!decision.allowed) {
       log({ msg: 'resend.rate_limited', limit: decision.limit });
-      return sendError(res, errors.rateLimited());
+      return sendError(res, errors.rateLimited(decision.limit));
     }
     next();
   };

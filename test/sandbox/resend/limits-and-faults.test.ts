@@ -40,6 +40,7 @@ describe('rate limit', () => {
     expect(b.headers.get('ratelimit-remaining')).toBe('0');
     const third = await h.api('/emails/00000000-0000-0000-0000-000000000000', { headers: { authorization: 'Bearer re_c' } });
     expect(third.status).toBe(429);
+    expect((await third.json()).message).toMatch(/^Too many requests\. You can only make 2 requests per second\./);
     expect(h.sandbox.rateLimit()).toEqual({ limit: 2, remaining: 0, resetSeconds: 1, limited: 1 });
   });
 
