@@ -101,6 +101,7 @@ export function createApiRouter(deps: ApiRouterDeps): Router {
       if (res.statusCode === 429) {
         const limit = limiter.limit() || RESEND_DEFAULT_RATE_LIMIT;
         setRateLimitHeaders(res, { limit, remaining: 0, resetSeconds: 1 }, true);
+        return json(errors.rateLimited(limit));
       }
       return json(body);
     }) as Response['json'];

@@ -94,6 +94,14 @@ describe('faults', () => {
     expect(res.headers.get('ratelimit-remaining')).toBe('0');
   });
 
+  it('quotes the configured limit in an injected 429, as in a real one', async () => {
+    h = await startSandbox({ rateLimitPerSecond: 5 });
+    h.sandbox.faults.inject({ status: 429, count: 1 });
+    const res = await h.api('/emails', { body: email() });
+    expect(res.headers.get('ratelimit-limit')).toBe('5');
+    expect((await res.json()).message).toMatch(/You can only make 5 requests per second/);
+  });
+
   it('delays answers by the injected latency', async () => {
     h = await startSandbox();
     h.sandbox.faults.setLatency(250);
