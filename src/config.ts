@@ -43,8 +43,10 @@ export interface Config {
   readonly sandbox: {
     /** Where the sandbox delivers Dodo webhooks; null: this server's own /webhooks/dodo on loopback. */
     readonly webhookUrl: string | null;
-    /** Resend sandbox requests per second before 429 (0: no limit). */
+    /** Resend sandbox requests per second before 429, all keys together (0: no limit). */
     readonly resendRateLimit: number;
+    /** Dodo sandbox quota: a token bucket of `burst` refilled at `perMinute` a minute (perMinute 0: no limit). */
+    readonly dodoRateLimit: { readonly perMinute: number; readonly burst: number };
   };
   /** MailKit's own limits, requests per minute (see src/rate-limits.ts). */
   readonly rateLimits: {
@@ -68,6 +70,9 @@ const optionalString = z
   .optional()
   .transform((v) => (v === undefined || v === '' ? null : v));
 
+// For a setting whose default is not 0: an empty value (a copied .env.example line) means unset.
+const blankIsUnset = (v: unknown) => (typeof v === 'string' && v.trim() === '' ? undefined : v);
+
 const schema = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(3000),
   HOST: optionalString,
@@ -88,6 +93,9 @@ const schema = z.object({
   RESEND_BASE_URL: optionalString.pipe(z.url().nullable()),
   SANDBOX_WEBHOOK_URL: optionalString.pipe(z.url().nullable()),
   SANDBOX_RESEND_RATE_LIMIT: z.coerce.number().int().min(0).default(0),
+  SANDBOX_DODO_RATE_LIMIT: z.coerce.number().int().min(0).max(1_000_000).default(0),
+  // 40: the burst of Dodo's default tier (240 a minute, 40 at once).
+  SANDBOX_DODO_BURST: z.preprocess(blankIsUnset, z.coerce.number().int().min(1).max(1_000_000).default(40)),
   RATE_LIMIT_PER_KEY: z.coerce.number().int().min(1).default(1200),
   RATE_LIMIT_PUBLIC_PER_IP: z.coerce.number().int().min(1).default(60),
   RATE_LIMIT_AUTH_FAILURES_PER_IP: z.coerce.number().int().min(1).default(60),
@@ -160,6 +168,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     sandbox: Object.freeze({
       webhookUrl: e.SANDBOX_WEBHOOK_URL,
       resendRateLimit: e.SANDBOX_RESEND_RATE_LIMIT,
+      dodoRateLimit: Object.freeze({ perMinute: e.SANDBOX_DODO_RATE_LIMIT, burst: e.SANDBOX_DODO_BURST }),
     }),
     rateLimits: Object.freeze({
       perKey: e.RATE_LIMIT_PER_KEY,

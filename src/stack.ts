@@ -121,6 +121,7 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
         webhookUrl: config.sandbox.webhookUrl ?? `${loopback}/webhooks/dodo`,
         publicUrl: baseUrl,
         resendRateLimit: config.sandbox.resendRateLimit,
+        dodoRateLimit: config.sandbox.dodoRateLimit,
         webhookRetryDelaysMs: opts.webhookRetryDelaysMs,
         log: (entry) => log.child({ component: 'sandbox' }).info(entry),
       });

@@ -57,6 +57,28 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ BASE_URL: 'ftp://x' })).toThrow(/BASE_URL/);
   });
 
+  describe('sandbox quotas', () => {
+    it('are off by default (the burst is Dodo tier 0\'s, used once a rate is set)', () => {
+      expect(loadConfig({}).sandbox).toMatchObject({ resendRateLimit: 0, dodoRateLimit: { perMinute: 0, burst: 40 } });
+    });
+
+    it('take the real quotas from SANDBOX_RESEND_RATE_LIMIT, SANDBOX_DODO_RATE_LIMIT and SANDBOX_DODO_BURST', () => {
+      const c = loadConfig({ SANDBOX_RESEND_RATE_LIMIT: '2', SANDBOX_DODO_RATE_LIMIT: '240', SANDBOX_DODO_BURST: '40' });
+      expect(c.sandbox).toMatchObject({ resendRateLimit: 2, dodoRateLimit: { perMinute: 240, burst: 40 } });
+      expect(Object.isFrozen(c.sandbox.dodoRateLimit)).toBe(true);
+    });
+
+    it('read an empty SANDBOX_DODO_BURST as unset', () => {
+      expect(loadConfig({ SANDBOX_DODO_RATE_LIMIT: '60', SANDBOX_DODO_BURST: '' }).sandbox.dodoRateLimit).toEqual({ perMinute: 60, burst: 40 });
+    });
+
+    it('refuse a negative rate, a burst under 1 and non-numbers, naming the variable', () => {
+      expect(() => loadConfig({ SANDBOX_DODO_RATE_LIMIT: '-1' })).toThrow(/SANDBOX_DODO_RATE_LIMIT/);
+      expect(() => loadConfig({ SANDBOX_DODO_BURST: '0' })).toThrow(/SANDBOX_DODO_BURST/);
+      expect(() => loadConfig({ SANDBOX_DODO_RATE_LIMIT: 'tier0' })).toThrow(/SANDBOX_DODO_RATE_LIMIT/);
+    });
+  });
+
   it('treats empty values (a copied .env.example) as unset', () => {
     expect(loadConfig({ DODO_PAYMENTS_API_KEY: '', RESEND_API_KEY: '', BASE_URL: '' }).mode).toBe('sandbox');
   });

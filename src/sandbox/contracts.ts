@@ -118,6 +118,36 @@ export interface SandboxCustomerDetail {
   }>;
 }
 
+/**
+ * The Dodo sandbox's quota, shaped like Dodo's rate-limit tiers: `perMinute` requests a minute
+ * sustained, at most `burst` at once (Dodo's tier 0 is 240 and 40). `perMinute` 0 switches it off.
+ */
+export interface DodoRateLimit {
+  perMinute: number;
+  /** Default 40 (tier 0's burst). */
+  burst?: number;
+}
+
+/** Where the Dodo quota stands now; `limited` counts the 429s it answered since it was set. */
+export interface DodoRateLimitState {
+  perMinute: number;
+  burst: number;
+  /** Requests that would be let through right now. */
+  remaining: number;
+  /** Unix time in seconds when `remaining` is back to `burst` (the X-RateLimit-Reset header). */
+  resetAt: number;
+  limited: number;
+}
+
+/** Where the Resend limit stands now; `limited` counts the 429s it answered since it was set. */
+export interface ResendRateLimitState {
+  limit: number;
+  remaining: number;
+  /** Whole seconds until the window resets (the ratelimit-reset header). */
+  resetSeconds: number;
+  limited: number;
+}
+
 export interface DodoSandboxOptions {
   /** JSON file for durable state, or null for a fresh in-memory instance (tests). */
   dataFile: string | null;
@@ -135,6 +165,8 @@ export interface DodoSandboxOptions {
   webhookRetryDelaysMs?: number[];
   /** Name of the entitlement the console and triggers act on (default "Email Credits"). */
   primaryEntitlementName?: string;
+  /** A quota on the API (every authenticated call counts); omitted or `perMinute` 0: none. */
+  rateLimit?: DodoRateLimit;
   /** Structured log sink. */
   log?: (entry: Record<string, unknown>) => void;
 }
@@ -145,6 +177,10 @@ export interface DodoSandbox {
   /** Hosted checkout pages; mount at `checkoutPath`. */
   checkout: Router;
   faults: FaultControl;
+  /** Sets the API's quota now, with a full bucket (`perMinute` 0: none). */
+  setRateLimit(limit: DodoRateLimit): void;
+  /** The quota's state, or null while there is none. */
+  rateLimit(): DodoRateLimitState | null;
   /** Pays a checkout session as the "Pay with test card" button does; returns the redirect URL. */
   payCheckout(sessionId: string): Promise<string>;
   /** A manual balance adjustment, as the Dodo dashboard's "Adjust balance" does (signed amount). */
@@ -202,7 +238,7 @@ export interface ResendSandboxOptions {
   apiPath: string;
   /** Path the outbox router is mounted at, e.g. /sandbox/outbox. */
   outboxPath: string;
-  /** Requests per second per API key before 429 (0 or undefined: no limit). */
+  /** Requests per second before 429, shared by every API key as Resend's per-team limit is (0 or undefined: no limit). */
   rateLimitPerSecond?: number;
   log?: (entry: Record<string, unknown>) => void;
 }
@@ -213,7 +249,10 @@ export interface ResendSandbox {
   /** Outbox page and its JSON API; mount at `outboxPath`. */
   outbox: Router;
   faults: FaultControl;
+  /** Sets the per-second limit now, with a fresh window (0: none). */
   setRateLimit(perSecond: number): void;
+  /** The limit's state, or null while there is none. */
+  rateLimit(): ResendRateLimitState | null;
   /** Every accepted email, newest first. */
   messages(): OutboxMessage[];
   clearOutbox(): void;

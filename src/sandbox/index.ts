@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CATALOG } from '../billing/catalog';
 import { createConsoleRouter } from './console/console-router';
-import type { DodoSandbox, ResendSandbox } from './contracts';
+import type { DodoRateLimit, DodoSandbox, ResendSandbox } from './contracts';
 import { createDodoSandbox } from './dodo';
 import { createResendSandbox } from './resend';
 
@@ -25,7 +25,10 @@ export interface SandboxOptions {
   webhookUrl: string;
   /** Origin the browser uses (checkout links are built from it). */
   publicUrl: string;
+  /** Resend API requests a second, all keys together (0 or omitted: none). */
   resendRateLimit?: number;
+  /** Dodo API quota: requests a minute sustained and the burst (perMinute 0 or omitted: none). */
+  dodoRateLimit?: DodoRateLimit;
   webhookRetryDelaysMs?: number[];
   log?: (entry: Record<string, unknown>) => void;
 }
@@ -45,6 +48,7 @@ export function createSandbox(opts: SandboxOptions): Sandbox {
     webhookRetryDelaysMs: opts.webhookRetryDelaysMs,
     // The console and triggers act on the tutorial's entitlement, the one MailKit provisions.
     primaryEntitlementName: CATALOG.entitlement.name,
+    rateLimit: opts.dodoRateLimit,
     log: opts.log,
   });
   const resend = createResendSandbox({

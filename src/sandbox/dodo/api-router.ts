@@ -11,6 +11,7 @@ import type { SandboxClock } from './clock';
 import type { CreditLedger } from './credit-ledger';
 import { createErrorHandler, DodoApiError, notFoundRoute } from './errors';
 import { newId } from './ids';
+import { hasBearerToken } from './rate-limit';
 import {
   balanceView,
   entitlementView,
@@ -44,6 +45,8 @@ export interface ApiRouterDeps {
   clock: SandboxClock;
   ledger: CreditLedger;
   billing: Billing;
+  /** The API quota (rate-limit.ts); passes everything through while none is set. */
+  rateLimit: RequestHandler;
   faultsMiddleware: RequestHandler;
   publicUrl: string;
   checkoutPath: string;
@@ -56,12 +59,13 @@ export function createApiRouter(deps: ApiRouterDeps): Router {
   const state = () => store.data;
   const router = express.Router();
 
-  // Faults first, so an injected 503 or latency applies before auth and parsing, as upstream would.
+  // The quota first, as a gateway answers 429 before the service sees the request.
+  router.use(deps.rateLimit);
+  // Then faults, so an injected 503 or latency applies before auth and parsing, as upstream would.
   router.use(deps.faultsMiddleware);
   router.use((req, _res, next) => {
     // Dodo authenticates with `Authorization: Bearer <key>`; the sandbox accepts any non-empty key.
-    const header = req.get('authorization') ?? '';
-    if (!/^Bearer\s+\S+/i.test(header)) {
+    if (!hasBearerToken(req)) {
       next(new DodoApiError(401, 'UNAUTHORIZED', 'Missing or invalid API key: send Authorization: Bearer <key>'));
       return;
     }

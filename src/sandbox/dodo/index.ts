@@ -9,6 +9,7 @@ import { createClock } from './clock';
 import { createControl } from './control';
 import { createCreditLedger } from './credit-ledger';
 import { errorBodyFor } from './errors';
+import { createDodoRateLimiter, createRateLimitStep, withQuotaHeaders } from './rate-limit';
 import { initialState, type DodoState } from './state';
 import { createWebhookDeliverer } from './webhook-delivery';
 
@@ -16,8 +17,18 @@ const DEFAULT_RETRY_DELAYS_MS = [1_000, 5_000, 30_000, 120_000, 600_000];
 /** How often real time is checked for renewals and expiries that fall due between requests. */
 const SWEEP_INTERVAL_MS = 1_000;
 
+/** Options beyond the shared contract, for tests. */
+export interface DodoSandboxExtras {
+  /**
+   * Wall time in epoch ms for the API quota (default Date.now). Not the sandbox clock: quotas run
+   * in real time, and X-RateLimit-Reset must mean something to a client's own clock after
+   * `advanceClock` has moved the sandbox a month ahead.
+   */
+  wallClock?: () => number;
+}
+
 /** The Dodo Payments half of the sandbox: API, hosted checkout, webhooks, clock, durable state. */
-export function createDodoSandbox(options: DodoSandboxOptions): DodoSandbox {
+export function createDodoSandbox(options: DodoSandboxOptions & DodoSandboxExtras): DodoSandbox {
   const store = createJsonStore<DodoState>({ file: options.dataFile, initial: initialState });
   const clock = createClock(store.data);
   const deliverer = createWebhookDeliverer({
@@ -34,6 +45,7 @@ export function createDodoSandbox(options: DodoSandboxOptions): DodoSandbox {
   const ledger = createCreditLedger({ store, clock, emit });
   const billing = createBilling({ store, clock, ledger, emit });
   const faults = createFaults(errorBodyFor);
+  const limiter = createDodoRateLimiter(options.rateLimit, options.wallClock ?? Date.now);
   const control = createControl({ store, clock, ledger, billing, primaryEntitlementName: options.primaryEntitlementName ?? 'Email Credits' });
 
   const api = createApiRouter({
@@ -41,7 +53,8 @@ export function createDodoSandbox(options: DodoSandboxOptions): DodoSandbox {
     clock,
     ledger,
     billing,
-    faultsMiddleware: faults.middleware,
+    rateLimit: createRateLimitStep(limiter, options.log),
+    faultsMiddleware: withQuotaHeaders(faults.middleware, limiter),
     publicUrl: options.publicUrl.replace(/\/+$/, ''),
     checkoutPath: options.checkoutPath,
     log: options.log,
@@ -56,6 +69,8 @@ export function createDodoSandbox(options: DodoSandboxOptions): DodoSandbox {
     api,
     checkout,
     faults: faults.control,
+    setRateLimit: (limit) => limiter.set(limit),
+    rateLimit: () => limiter.state(),
 
     async payCheckout(sessionId) {
       billing.processDue(clock.now());

@@ -83,12 +83,13 @@ export function createApiRouter(deps: ApiRouterDeps): Router {
   };
 
   const rateLimit: RequestHandler = (_req, res, next) => {
-    const decision = limiter.take(String(res.locals.apiKey));
+    // One window for every key: Resend limits per team, not per API key.
+    const decision = limiter.take();
     if (!decision) return next();
     setRateLimitHeaders(res, decision, !decision.allowed);
     if (!decision.allowed) {
       log({ msg: 'resend.rate_limited', limit: decision.limit });
-      return sendError(res, errors.rateLimited());
+      return sendError(res, errors.rateLimited(decision.limit));
     }
     next();
   };
@@ -100,6 +101,7 @@ export function createApiRouter(deps: ApiRouterDeps): Router {
       if (res.statusCode === 429) {
         const limit = limiter.limit() || RESEND_DEFAULT_RATE_LIMIT;
         setRateLimitHeaders(res, { limit, remaining: 0, resetSeconds: 1 }, true);
+        return json(errors.rateLimited(limit));
       }
       return json(body);
     }) as Response['json'];

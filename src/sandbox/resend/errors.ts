@@ -40,11 +40,12 @@ export const errors = {
       'concurrent_idempotent_requests',
       'Same idempotency key used while original request is still in progress.',
     ),
-  rateLimited: () =>
+  /** `perSecond`: the team's limit, which Resend's message quotes (2 by default). */
+  rateLimited: (perSecond = 2) =>
     resendError(
       429,
       'rate_limit_exceeded',
-      'Too many requests. You can only make 2 requests per second. See rate limit response headers for more information. Or contact support to increase rate limit.',
+      `Too many requests. You can only make ${perSecond} requests per second. See rate limit response headers for more information. Or contact support to increase rate limit.`,
     ),
   malformedJson: () =>
     resendError(400, 'validation_error', 'We found an error with one or more fields in the request: the body is not valid JSON.'),

@@ -41,6 +41,7 @@ export function createResendSandbox(options: ResendSandboxOptions & ResendSandbo
     }),
     faults: faults.control,
     setRateLimit: (perSecond) => limiter.set(perSecond),
+    rateLimit: () => limiter.state(),
     messages: (): OutboxMessage[] => [...store.data.messages],
     clearOutbox,
     close: () => store.flush(),

@@ -1,4 +1,6 @@
-/** The outcome of counting one request against its API key's window. */
+import type { ResendRateLimitState } from '../contracts';
+
+/** The outcome of counting one request against the team's window. */
 export interface RateLimitDecision {
   allowed: boolean;
   limit: number;
@@ -7,38 +9,55 @@ export interface RateLimitDecision {
   resetSeconds: number;
 }
 
-/** Fixed one-second windows per API key; `take` returns null while the limit is off (0). */
+
+/** Fixed one-second windows shared by every API key; `take` returns null while the limit is off (0). */
 export interface RateLimiter {
   set(perSecond: number): void;
   limit(): number;
-  take(apiKey: string): RateLimitDecision | null;
+  take(): RateLimitDecision | null;
+  state(): ResendRateLimitState | null;
 }
 
-/** Creates the per-key limiter Resend applies (its default is 2 requests per second). */
+/**
+ * Creates the limiter Resend applies: N requests a second *per team*, "across all API keys
+ * associated with your team" (resend.com/docs/api-reference/rate-limit). The sandbox has no
+ * accounts, so every key belongs to one team and shares one window. Hand-written (a counter
+ * and a timestamp) rather than a library so tests can drive it with their own clock.
+ */
 export function createRateLimiter(perSecond: number, now: () => number): RateLimiter {
   let limit = Math.max(0, Math.floor(perSecond));
-  const windows = new Map<string, { start: number; count: number }>();
+  let window: { start: number; count: number } | null = null;
+  let limited = 0;
+
+  const current = (t: number) => {
+    if (!window || t - window.start >= 1000 || t < window.start) window = { start: t, count: 0 };
+    return window;
+  };
+  const resetSeconds = (w: { start: number }, t: number) => Math.max(1, Math.ceil((w.start + 1000 - t) / 1000));
 
   return {
     set(n) {
       limit = Math.max(0, Math.floor(n));
-      windows.clear();
+      window = null;
+      limited = 0;
     },
     limit: () => limit,
-    take(apiKey) {
+    take() {
       if (limit <= 0) return null;
       const t = now();
-      let window = windows.get(apiKey);
-      if (!window || t - window.start >= 1000) {
-        // Forget stale keys now and then so a benchmark with many keys does not grow the map forever.
-        if (windows.size > 1000) for (const [key, w] of windows) if (t - w.start >= 1000) windows.delete(key);
-        window = { start: t, count: 0 };
-        windows.set(apiKey, window);
+      const w = current(t);
+      if (w.count >= limit) {
+        limited += 1;
+        return { allowed: false, limit, remaining: 0, resetSeconds: resetSeconds(w, t) };
       }
-      const resetSeconds = Math.max(1, Math.ceil((window.start + 1000 - t) / 1000));
-      if (window.count >= limit) return { allowed: false, limit, remaining: 0, resetSeconds };
-      window.count += 1;
-      return { allowed: true, limit, remaining: limit - window.count, resetSeconds };
+      w.count += 1;
+      return { allowed: true, limit, remaining: limit - w.count, resetSeconds: resetSeconds(w, t) };
+    },
+    state() {
+      if (limit <= 0) return null;
+      const t = now();
+      const w = current(t);
+      return { limit, remaining: Math.max(0, limit - w.count), resetSeconds: resetSeconds(w, t), limited };
     },
   };
 }

@@ -6,7 +6,7 @@ import DodoPayments from 'dodopayments';
 import type { CreditEntitlement } from 'dodopayments/resources/credit-entitlements/credit-entitlements';
 import type { Product } from 'dodopayments/resources/products/products';
 import { createDodoSandbox } from '../../../src/sandbox/dodo/index';
-import type { DodoSandbox } from '../../../src/sandbox/contracts';
+import type { DodoRateLimit, DodoSandbox } from '../../../src/sandbox/contracts';
 import { assertResponseMatchesSpec, assertWebhookMatchesSpec } from '../../support/openapi';
 
 /** One webhook exactly as the receiver got it: raw bytes and the signature headers. */
@@ -33,7 +33,9 @@ export interface Harness {
  * A tiny app that mounts the sandbox routers plus a webhook receiver on 127.0.0.1:0, and the real
  * `dodopayments` SDK pointed at it. The server listens first so the sandbox can be told its URLs.
  */
-export async function startHarness(opts: { dataFile?: string | null; retryDelaysMs?: number[]; secret?: string; webhookUrl?: string } = {}): Promise<Harness> {
+export async function startHarness(
+  opts: { dataFile?: string | null; retryDelaysMs?: number[]; secret?: string; webhookUrl?: string; rateLimit?: DodoRateLimit; wallClock?: () => number } = {},
+): Promise<Harness> {
   const secret = opts.secret ?? `whsec_${randomBytes(24).toString('base64')}`;
   const received: ReceivedWebhook[] = [];
   const receiver = { status: 200 };
@@ -74,6 +76,8 @@ export async function startHarness(opts: { dataFile?: string | null; retryDelays
     apiPath: '/sandbox/dodo',
     checkoutPath: '/sandbox/checkout',
     webhookRetryDelaysMs: opts.retryDelaysMs ?? [20, 40, 80],
+    rateLimit: opts.rateLimit,
+    wallClock: opts.wallClock,
   });
   const apiUrl = `${baseUrl}/sandbox/dodo`;
   const client = new DodoPayments({ bearerToken: 'test', baseURL: apiUrl, webhookKey: secret, maxRetries: 0 });

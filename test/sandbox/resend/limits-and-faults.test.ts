@@ -31,12 +31,26 @@ describe('rate limit', () => {
     expect(later.status).toBe(200);
   });
 
-  it('counts each API key separately', async () => {
+  it('shares one limit between every API key, as Resend limits per team', async () => {
+    const clock = manualClock();
+    h = await startSandbox({ now: clock.now, rateLimitPerSecond: 2 });
+    const a = await h.api('/emails', { body: email(), headers: { authorization: 'Bearer re_a' } });
+    const b = await h.api('/emails', { body: email(), headers: { authorization: 'Bearer re_b' } });
+    expect([a.status, b.status]).toEqual([200, 200]);
+    expect(b.headers.get('ratelimit-remaining')).toBe('0');
+    const third = await h.api('/emails/00000000-0000-0000-0000-000000000000', { headers: { authorization: 'Bearer re_c' } });
+    expect(third.status).toBe(429);
+    expect((await third.json()).message).toMatch(/^Too many requests\. You can only make 2 requests per second\./);
+    expect(h.sandbox.rateLimit()).toEqual({ limit: 2, remaining: 0, resetSeconds: 1, limited: 1 });
+  });
+
+  it('does not count an unauthenticated request', async () => {
     const clock = manualClock();
     h = await startSandbox({ now: clock.now, rateLimitPerSecond: 1 });
-    expect((await h.api('/emails', { body: email(), headers: { authorization: 'Bearer re_a' } })).status).toBe(200);
-    expect((await h.api('/emails', { body: email(), headers: { authorization: 'Bearer re_b' } })).status).toBe(200);
-    expect((await h.api('/emails', { body: email(), headers: { authorization: 'Bearer re_a' } })).status).toBe(429);
+    const anonymous = await h.api('/emails', { body: email(), headers: { authorization: '' } });
+    expect(anonymous.status).toBe(401);
+    expect(anonymous.headers.get('ratelimit-limit')).toBeNull();
+    expect((await h.api('/emails', { body: email() })).status).toBe(200);
   });
 
   it('reaches the SDK as a rate_limit_exceeded error with the headers', async () => {
@@ -52,6 +66,7 @@ describe('rate limit', () => {
     const res = await h.api('/emails', { body: email() });
     expect(res.status).toBe(200);
     expect(res.headers.get('ratelimit-limit')).toBeNull();
+    expect(h.sandbox.rateLimit()).toBeNull();
   });
 });
 
@@ -77,6 +92,14 @@ describe('faults', () => {
       expect(res.headers.get(name), name).not.toBeNull();
     }
     expect(res.headers.get('ratelimit-remaining')).toBe('0');
+  });
+
+  it('quotes the configured limit in an injected 429, as in a real one', async () => {
+    h = await startSandbox({ rateLimitPerSecond: 5 });
+    h.sandbox.faults.inject({ status: 429, count: 1 });
+    const res = await h.api('/emails', { body: email() });
+    expect(res.headers.get('ratelimit-limit')).toBe('5');
+    expect((await res.json()).message).toMatch(/You can only make 5 requests per second/);
   });
 
   it('delays answers by the injected latency', async () => {
