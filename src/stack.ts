@@ -107,6 +107,7 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
         webhookUrl: config.sandbox.webhookUrl ?? `${loopback}/webhooks/dodo`,
         publicUrl: baseUrl,
         resendRateLimit: config.sandbox.resendRateLimit,
+        resendWebhooks: { secret: generatedSecret(store, 'sandboxResendWebhookSecret', newWebhookSecret), url: `${loopback}/webhooks/resend` },
         webhookRetryDelaysMs: opts.webhookRetryDelaysMs,
         log: (entry) => log.child({ component: 'sandbox' }).info(entry),
       });

@@ -14,7 +14,7 @@ export interface AppState {
   /** Processed webhook ids → when they were processed (replays within the window are acknowledged, not re-run). */
   webhooks: Record<string, string>;
   /** Generated secrets used when the environment does not provide them (sandbox mode only). */
-  generated: { keySecret?: string; sandboxWebhookSecret?: string };
+  generated: { keySecret?: string; sandboxWebhookSecret?: string; sandboxResendWebhookSecret?: string };
 }
 
 /** The app's state: read `store.data`, write through `store.set` / `store.delete`. */
