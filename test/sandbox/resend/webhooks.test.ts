@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Resend } from 'resend';
 import { afterEach, describe, expect, it } from 'vitest';
 import { email, newSecret, startReceiver, startSandbox, type Harness } from './harness';
@@ -174,6 +177,30 @@ describe('Resend sandbox webhooks (email events)', () => {
         expect.objectContaining({ status: null, error: expect.any(String) }),
       ]);
       expect((await h.resend.emails.get(id)).data?.last_event).toBe('delivered');
+    });
+  });
+
+  describe('across a restart', () => {
+    it('keeps pending deliveries in the data file and delivers them, in order, once back', async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'mailkit-resend-webhooks-'));
+      try {
+        const dataFile = join(dir, 'sandbox-resend.json');
+        receiver = await startReceiver();
+        receiver.state.answer = () => 503;
+        const webhooks = { secret, url: receiver.url, retryDelaysMs: Array.from({ length: 50 }, () => 100) };
+        h = await startSandbox({ dataFile, webhooks });
+        const id = await send({ to: 'complained@resend.dev' });
+        while (!h.sandbox.webhooks.list().some((d) => d.attempts.length > 0)) await new Promise((r) => setTimeout(r, 10));
+        await h.close();
+
+        receiver.state.answer = () => 200;
+        h = await startSandbox({ dataFile, webhooks });
+        await h.sandbox.webhooks.idle();
+        expect(receiver.of(id).map((e) => e.type)).toEqual(['email.sent', 'email.delivered', 'email.complained']);
+        expect(h.sandbox.webhooks.list().every((d) => d.state === 'delivered')).toBe(true);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
     });
   });
 
