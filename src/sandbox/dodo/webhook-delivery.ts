@@ -1,20 +1,13 @@
 import type { JsonStore } from '../../lib/json-store';
-import type { WebhookDelivery } from '../contracts';
-import { createSignedDeliverer } from '../webhook-delivery';
+import { createSignedDeliverer, type SignedDeliverer } from '../webhook-delivery';
 import type { SandboxClock } from './clock';
 import { newId } from './ids';
 import type { DodoState, StoredDelivery } from './state';
 
-/** Outbound Standard Webhooks delivery with per-customer ordering, retries and a log. */
-export interface WebhookDeliverer {
+/** The shared signed deliverer, taking Dodo events (type and data; the envelope is added here). */
+export interface WebhookDeliverer extends Omit<SignedDeliverer, 'enqueue'> {
   /** Records an event and schedules its delivery (never synchronously: after the current tick). */
   enqueue(type: string, data: Record<string, unknown>, queueKey: string): StoredDelivery;
-  list(): WebhookDelivery[];
-  redeliver(id: string): Promise<void>;
-  idle(): Promise<void>;
-  /** Resumes deliveries left pending in a persisted document. */
-  start(): void;
-  close(): Promise<void>;
 }
 
 export interface WebhookDelivererOptions {
