@@ -122,6 +122,7 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
         publicUrl: baseUrl,
         resendRateLimit: config.sandbox.resendRateLimit,
         dodoRateLimit: config.sandbox.dodoRateLimit,
+        resendWebhooks: { secret: await generatedSecret(database, 'sandboxResendWebhookSecret', newWebhookSecret), url: `${loopback}/webhooks/resend` },
         webhookRetryDelaysMs: opts.webhookRetryDelaysMs,
         log: (entry) => log.child({ component: 'sandbox' }).info(entry),
       });

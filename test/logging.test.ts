@@ -70,6 +70,7 @@ describe('logs', () => {
       generated.keySecret!,
       generated.sandboxWebhookSecret!,
       generated.sandboxWebhookSecret!.replace(/^whsec_/, ''),
+      generated.sandboxResendWebhookSecret!.replace(/^whsec_/, ''),
       'sandbox_dodo_key',
       're_sandbox_key',
       BODY_MARKER,

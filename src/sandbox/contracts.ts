@@ -240,7 +240,21 @@ export interface ResendSandboxOptions {
   outboxPath: string;
   /** Requests per second before 429, shared by every API key as Resend's per-team limit is (0 or undefined: no limit). */
   rateLimitPerSecond?: number;
+  /** Email events (`email.sent`, `email.delivered`…), signed as Resend signs them; absent: none are emitted. */
+  webhooks?: ResendWebhookOptions;
   log?: (entry: Record<string, unknown>) => void;
+}
+
+/** Where the Resend half sends its email events, and how. */
+export interface ResendWebhookOptions {
+  /** Svix / Standard Webhooks secret (`whsec_…`) every delivery is signed with. */
+  secret: string;
+  /** Where events are POSTed (the app's /webhooks/resend by default). */
+  url: string;
+  /** Retry schedule in ms (default Resend's: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h). */
+  retryDelaysMs?: number[];
+  /** false: accept emails but emit no events (default true); can be changed at run time. */
+  enabled?: boolean;
 }
 
 export interface ResendSandbox {
@@ -253,6 +267,18 @@ export interface ResendSandbox {
   setRateLimit(perSecond: number): void;
   /** The limit's state, or null while there is none. */
   rateLimit(): ResendRateLimitState | null;
+  webhooks: {
+    /** Resolves when no delivery is pending or in flight (retries not yet due count as pending). */
+    idle(): Promise<void>;
+    /** The delivery log, newest first. */
+    list(): WebhookDelivery[];
+    /** Resends a delivery: same svix-id and body, fresh timestamp and signature. */
+    redeliver(id: string): Promise<void>;
+    /** Whether accepted emails emit events now. */
+    enabled(): boolean;
+    /** Turns emission on or off (no effect without `webhooks` options). */
+    setEnabled(on: boolean): void;
+  };
   /** Every accepted email, newest first. */
   messages(): OutboxMessage[];
   clearOutbox(): void;

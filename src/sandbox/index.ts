@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CATALOG } from '../billing/catalog';
 import { createConsoleRouter } from './console/console-router';
-import type { DodoRateLimit, DodoSandbox, ResendSandbox } from './contracts';
+import type { DodoRateLimit, DodoSandbox, ResendSandbox, ResendWebhookOptions } from './contracts';
 import { createDodoSandbox } from './dodo';
 import { createResendSandbox } from './resend';
 
@@ -29,6 +29,8 @@ export interface SandboxOptions {
   resendRateLimit?: number;
   /** Dodo API quota: requests a minute sustained and the burst (perMinute 0 or omitted: none). */
   dodoRateLimit?: DodoRateLimit;
+  /** The Resend half's email events (secret, url, …); absent: it emits none. */
+  resendWebhooks?: ResendWebhookOptions;
   webhookRetryDelaysMs?: number[];
   log?: (entry: Record<string, unknown>) => void;
 }
@@ -56,6 +58,7 @@ export function createSandbox(opts: SandboxOptions): Sandbox {
     apiPath: '/sandbox/resend',
     outboxPath: '/sandbox/outbox',
     rateLimitPerSecond: opts.resendRateLimit,
+    webhooks: opts.resendWebhooks,
     log: opts.log,
   });
 
@@ -66,7 +69,7 @@ export function createSandbox(opts: SandboxOptions): Sandbox {
   router.use('/resend', resend.api);
   router.use('/outbox', resend.outbox);
   // Last: the console's `/` and `/api` must not shadow the halves above.
-  router.use(createConsoleRouter({ dodo, consolePath: '/sandbox', outboxPath: '/sandbox/outbox', assetsPath: '/sandbox/assets', log: opts.log }));
+  router.use(createConsoleRouter({ dodo, resend, consolePath: '/sandbox', outboxPath: '/sandbox/outbox', assetsPath: '/sandbox/assets', log: opts.log }));
 
   return {
     router,

@@ -107,15 +107,18 @@ export function assertRequestMatchesSpec(name: SpecName, method: string, pathTem
   }
 }
 
-/** Asserts that a webhook payload matches the spec's schema for that event type (Dodo only). */
-export function assertWebhookMatchesSpec(eventType: string, body: unknown): void {
-  const spec = loadSpec('dodo') as Spec & { webhooks?: Record<string, any> };
+/**
+ * Asserts that a webhook payload matches the spec's schema for that event type: the spec's
+ * top-level `webhooks` section (Dodo's and Resend's specs both have one).
+ */
+export function assertWebhookMatchesSpec(eventType: string, body: unknown, name: SpecName = 'dodo'): void {
+  const spec = loadSpec(name) as Spec & { webhooks?: Record<string, any> };
   if (!spec.webhooks?.[eventType]?.post?.requestBody?.content?.['application/json']?.schema) {
-    throw new Error(`dodo spec has no webhook ${eventType}`);
+    throw new Error(`${name} spec has no webhook ${eventType}`);
   }
   const ref = '/' + pointer('webhooks', eventType, 'post', 'requestBody', 'content', 'application/json', 'schema');
-  const fn = validatorFor('dodo', ref);
+  const fn = validatorFor(name, ref);
   if (!fn(body)) {
-    throw new Error(`webhook ${eventType} does not match the dodo spec: ${describeErrors(fn)}\n${JSON.stringify(body).slice(0, 2000)}`);
+    throw new Error(`webhook ${eventType} does not match the ${name} spec: ${describeErrors(fn)}\n${JSON.stringify(body).slice(0, 2000)}`);
   }
 }

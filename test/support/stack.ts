@@ -106,7 +106,7 @@ export const LIVE_ENV = {
 };
 
 /** The secrets the stack generated for itself (sandbox mode), as stored in its database. */
-export async function storedSecrets(stack: Stack): Promise<{ keySecret?: string; sandboxWebhookSecret?: string }> {
+export async function storedSecrets(stack: Stack): Promise<{ keySecret?: string; sandboxWebhookSecret?: string; sandboxResendWebhookSecret?: string }> {
   const rows = await stack.database.db.selectFrom('secrets').selectAll().execute();
   return Object.fromEntries(rows.map((r) => [r.name, r.value]));
 }

@@ -28,11 +28,12 @@
     });
   }
 
-  // Waits (up to ~5 s) until no delivery is pending, so the reloaded page shows the outcome.
-  function settled() {
+  // Waits (up to ~5 s) until no delivery in that log (Dodo's /webhooks by default) is pending,
+  // so the reloaded page shows the outcome.
+  function settled(path) {
     var deadline = Date.now() + 5000;
     function check() {
-      return fetch(api + '/webhooks', { headers: { accept: 'application/json' }, cache: 'no-store' })
+      return fetch(api + (path || '/webhooks'), { headers: { accept: 'application/json' }, cache: 'no-store' })
         .then(function (res) { return res.json(); })
         .then(function (list) {
           var pending = list.data.some(function (d) { return d.state === 'pending'; });
@@ -123,15 +124,32 @@
     });
   }
 
-  var webhooks = document.getElementById('webhooks');
-  if (webhooks) {
-    webhooks.addEventListener('click', function (event) {
+  // Redeliver, in either log: Dodo's (#webhooks) and the Resend half's email events
+  // (#resend-webhooks); each list names its control API path in data-webhooks-api.
+  ['webhooks', 'resend-webhooks'].forEach(function (listId) {
+    var list = document.getElementById(listId);
+    if (!list) return;
+    var path = list.getAttribute('data-webhooks-api') || '/webhooks';
+    list.addEventListener('click', function (event) {
       var button = event.target.closest('button[data-redeliver]');
       if (!button) return;
       var id = button.getAttribute('data-redeliver');
       run(button, 'Redelivering ' + id, function () {
-        return post('/webhooks/' + encodeURIComponent(id) + '/redeliver').then(function () {
-          return settled().then(function () { reloadWith('Redelivered ' + id + '.'); });
+        return post(path + '/' + encodeURIComponent(id) + '/redeliver').then(function () {
+          // A pending delivery may keep failing: settled() gives up waiting after ~5 s.
+          return settled(path).then(function () { reloadWith('Redelivered ' + id + '.'); });
+        });
+      });
+    });
+  });
+
+  var toggle = document.getElementById('resend-events-toggle');
+  if (toggle) {
+    toggle.addEventListener('click', function () {
+      var enable = toggle.getAttribute('data-enabled') !== 'true';
+      run(toggle, enable ? 'Turning email events on' : 'Turning email events off', function () {
+        return post('/resend/webhooks/settings', { enabled: enable }).then(function (res) {
+          reloadWith('Email events are ' + (res.enabled ? 'on' : 'off') + '.');
         });
       });
     });

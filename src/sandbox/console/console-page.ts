@@ -10,6 +10,8 @@ export interface ConsoleModel {
   webhooks: WebhookDelivery[];
   /** Deliveries in the log beyond the ones shown. */
   moreWebhooks: number;
+  /** The Resend half's email events (its webhook log), or null when there is no Resend half. */
+  emailEvents: { enabled: boolean; shown: WebhookDelivery[]; more: number } | null;
   consolePath: string;
   apiPath: string;
   outboxPath: string;
@@ -162,6 +164,19 @@ function webhookItem(w: WebhookDelivery): string {
 </li>`;
 }
 
+/** The Resend half's webhook log: email events, with the same items and Redeliver as Dodo's, and an off switch. */
+function emailEventsSection(m: ConsoleModel, ev: NonNullable<ConsoleModel['emailEvents']>): string {
+  const api = `${m.apiPath}/resend/webhooks`;
+  return `<section class="panel" aria-labelledby="resend-webhooks-title">
+<h2 id="resend-webhooks-title">Email events <span class="hint">(Resend webhooks, newest first, to the app's /webhooks/resend)</span></h2>
+<p class="label">Emission is <strong id="resend-events-state">${ev.enabled ? 'on' : 'off'}</strong>
+  <button type="button" id="resend-events-toggle" data-enabled="${ev.enabled ? 'true' : 'false'}">${ev.enabled ? 'Turn email events off' : 'Turn email events on'}</button></p>
+${ev.shown.length ? '' : '<p class="empty">No email events yet. Send an email; each one produces email.sent, then email.delivered, email.bounced or email.complained (see the resend.dev test addresses).</p>'}
+<ul class="webhooks" id="resend-webhooks" data-webhooks-api="/resend/webhooks">${ev.shown.map(webhookItem).join('\n')}</ul>
+${ev.more ? `<p class="hint">${e(ev.more)} older deliveries: <a href="${e(api)}">all of them as JSON</a>.</p>` : ''}
+</section>`;
+}
+
 /** The sandbox console: customers, one customer's grants and ledger, the actions, the webhook log. */
 export function renderConsolePage(m: ConsoleModel): string {
   // No inline script, style or handler: the app's CSP is script-src 'self'; style-src 'self'.
@@ -200,7 +215,10 @@ ${m.selected ? detail(m.selected) : ''}
 ${m.webhooks.length ? `<ul class="webhooks" id="webhooks">${m.webhooks.map(webhookItem).join('\n')}</ul>` : '<p class="empty">No webhooks yet.</p><ul class="webhooks" id="webhooks"></ul>'}
 ${m.moreWebhooks ? `<p class="hint">${e(m.moreWebhooks)} older deliveries: <a href="${e(m.apiPath)}/webhooks">all of them as JSON</a>.</p>` : ''}
 </section>
-<p class="api hint">JSON: <a href="${e(m.apiPath)}/customers"><code>GET ${e(m.apiPath)}/customers</code></a> · <a href="${e(m.apiPath)}/webhooks"><code>GET ${e(m.apiPath)}/webhooks</code></a></p>
+${m.emailEvents ? emailEventsSection(m, m.emailEvents) : ''}
+<p class="api hint">JSON: <a href="${e(m.apiPath)}/customers"><code>GET ${e(m.apiPath)}/customers</code></a> · <a href="${e(m.apiPath)}/webhooks"><code>GET ${e(m.apiPath)}/webhooks</code></a>${
+  m.emailEvents ? ` · <a href="${e(m.apiPath)}/resend/webhooks"><code>GET ${e(m.apiPath)}/resend/webhooks</code></a>` : ''
+}</p>
 </main>
 </body>
 </html>

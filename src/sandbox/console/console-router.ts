@@ -1,5 +1,5 @@
 import express, { type Router } from 'express';
-import type { DodoSandbox } from '../contracts';
+import type { DodoSandbox, ResendSandbox } from '../contracts';
 import { createControlApi } from './control-api';
 import { renderConsolePage } from './console-page';
 
@@ -8,6 +8,8 @@ const WEBHOOKS_SHOWN = 100;
 
 export interface ConsoleRouterOptions {
   dodo: DodoSandbox;
+  /** The Resend half: its email-event log is shown below Dodo's. */
+  resend?: ResendSandbox;
   /** Where this router is mounted (the page's own path), e.g. /sandbox. */
   consolePath: string;
   outboxPath: string;
@@ -19,7 +21,7 @@ export interface ConsoleRouterOptions {
 export function createConsoleRouter(o: ConsoleRouterOptions): Router {
   const router = express.Router();
   const apiPath = `${o.consolePath}/api`;
-  router.use('/api', createControlApi({ dodo: o.dodo, log: o.log }));
+  router.use('/api', createControlApi({ dodo: o.dodo, resend: o.resend, log: o.log }));
 
   router.get('/', (req, res) => {
     const customers = o.dodo.customers();
@@ -27,6 +29,7 @@ export function createConsoleRouter(o: ConsoleRouterOptions): Router {
     const asked = [req.query.customer, req.query.customer_id].find((v): v is string => typeof v === 'string' && v.length > 0);
     const selected = o.dodo.customer(asked ?? customers[0]?.customer_id ?? '') ?? (customers[0] ? o.dodo.customer(customers[0].customer_id) : null);
     const webhooks = o.dodo.webhooks.list();
+    const emailEvents = o.resend?.webhooks.list() ?? [];
     res.set('Cache-Control', 'no-store');
     res.type('html').send(
       renderConsolePage({
@@ -35,6 +38,9 @@ export function createConsoleRouter(o: ConsoleRouterOptions): Router {
         selected,
         webhooks: webhooks.slice(0, WEBHOOKS_SHOWN),
         moreWebhooks: Math.max(0, webhooks.length - WEBHOOKS_SHOWN),
+        emailEvents: o.resend
+          ? { enabled: o.resend.webhooks.enabled(), shown: emailEvents.slice(0, WEBHOOKS_SHOWN), more: Math.max(0, emailEvents.length - WEBHOOKS_SHOWN) }
+          : null,
         consolePath: o.consolePath,
         apiPath,
         outboxPath: o.outboxPath,

@@ -1,7 +1,7 @@
 import express, { type ErrorRequestHandler, type RequestHandler, type Router } from 'express';
 import { z } from 'zod';
 import { addInterval } from '../dodo/clock';
-import { SandboxControlError, TRIGGER_EVENTS, type DodoSandbox } from '../contracts';
+import { SandboxControlError, TRIGGER_EVENTS, type DodoSandbox, type ResendSandbox, type WebhookDelivery } from '../contracts';
 
 /**
  * The sandbox's control API under /sandbox/api: what the console page and `npm run trigger`
@@ -12,8 +12,8 @@ import { SandboxControlError, TRIGGER_EVENTS, type DodoSandbox } from '../contra
  * form cannot send and a cross-origin fetch can only send after a CORS preflight this router
  * never approves; a browser's `Sec-Fetch-Site` other than same-origin/none is refused too (403).
  */
-export function createControlApi(deps: { dodo: DodoSandbox; log?: (entry: Record<string, unknown>) => void }): Router {
-  const { dodo } = deps;
+export function createControlApi(deps: { dodo: DodoSandbox; resend?: ResendSandbox; log?: (entry: Record<string, unknown>) => void }): Router {
+  const { dodo, resend } = deps;
   const router = express.Router();
 
   router.use((_req, res, next) => {
@@ -61,14 +61,20 @@ export function createControlApi(deps: { dodo: DodoSandbox; log?: (entry: Record
     res.json({ data: dodo.webhooks.list() });
   });
 
-  router.post('/webhooks/:id/redeliver', (req, res) => {
-    const id = req.params.id;
-    if (!dodo.webhooks.list().some((d) => d.id === id)) throw new SandboxControlError(404, 'not_found', `No webhook delivery ${id}.`);
-    // Accepted, not awaited: the attempt is in flight once redeliver() returns its promise, and
-    // the delivery log shows its outcome.
-    dodo.webhooks.redeliver(id).catch((err: unknown) => deps.log?.({ msg: 'redeliver failed', id, err: (err as Error).message }));
-    res.status(202).json({ id, redelivering: true });
-  });
+  router.post('/webhooks/:id/redeliver', redeliverRoute(dodo.webhooks, deps.log));
+
+  if (resend) {
+    // The Resend half's email events: the same log and Redeliver as Dodo's, plus an off switch.
+    router.get('/resend/webhooks', (_req, res) => {
+      res.json({ enabled: resend.webhooks.enabled(), data: resend.webhooks.list() });
+    });
+    router.post('/resend/webhooks/:id/redeliver', redeliverRoute(resend.webhooks, deps.log));
+    router.post('/resend/webhooks/settings', (req, res) => {
+      const body = parse(resendSettingsBody, req.body);
+      resend.webhooks.setEnabled(body.enabled);
+      res.json({ enabled: resend.webhooks.enabled() });
+    });
+  }
 
   router.post('/trigger', async (req, res) => {
     const body = parse(triggerBody, req.body);
@@ -100,6 +106,23 @@ const advanceBody = z
     cycles: z.number().int().min(1).max(24).optional(),
   })
   .refine((b) => b.days === undefined || b.cycles === undefined, 'send either days or cycles, not both');
+
+const resendSettingsBody = z.object({ enabled: z.boolean({ error: 'enabled must be true or false' }) });
+
+/** `POST …/webhooks/:id/redeliver` for either half's delivery log. */
+function redeliverRoute(
+  webhooks: { list(): WebhookDelivery[]; redeliver(id: string): Promise<void> },
+  log?: (entry: Record<string, unknown>) => void,
+): RequestHandler {
+  return (req, res) => {
+    const id = String(req.params.id);
+    if (!webhooks.list().some((d) => d.id === id)) throw new SandboxControlError(404, 'not_found', `No webhook delivery ${id}.`);
+    // Accepted, not awaited: the attempt is in flight once redeliver() returns its promise, and
+    // the delivery log shows its outcome.
+    webhooks.redeliver(id).catch((err: unknown) => log?.({ msg: 'redeliver failed', id, err: (err as Error).message }));
+    res.status(202).json({ id, redelivering: true });
+  };
+}
 
 const triggerBody = z.object({
   event: z.enum(TRIGGER_EVENTS, { error: `event must be one of ${TRIGGER_EVENTS.join(', ')}` }),

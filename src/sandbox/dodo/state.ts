@@ -5,7 +5,7 @@ import type { AttachCreditEntitlement, Price } from 'dodopayments/resources/prod
 import type { Payment } from 'dodopayments/resources/payments';
 import type { Metadata, TaxCategory } from 'dodopayments/resources/misc';
 import type { BillingAddress } from 'dodopayments/resources/payments';
-import type { WebhookDelivery } from '../contracts';
+import type { StoredDelivery } from '../webhook-delivery';
 import { newId } from './ids';
 
 /**
@@ -146,12 +146,8 @@ export interface StoredLedgerEntry extends CreditLedgerEntry {
   allocations: Array<{ grant_id: string; units: number }>;
 }
 
-export interface StoredDelivery extends WebhookDelivery {
-  /** Deliveries with the same key go out strictly in order (one per customer). */
-  queueKey: string;
-  /** Epoch ms of the next attempt while a retry is scheduled. */
-  nextAttemptAt: number | null;
-}
+/** A Dodo webhook in the delivery log (the shared deliverer's record). */
+export type { StoredDelivery };
 
 /** A fresh, empty sandbox. */
 export function initialState(): DodoState {

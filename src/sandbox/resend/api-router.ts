@@ -24,6 +24,8 @@ export interface ApiRouterDeps {
   now: () => number;
   maxMessages: number;
   log: (entry: Record<string, unknown>) => void;
+  /** Called once for every accepted email, in the step that accepts it (the webhooks hook in here). */
+  onAccepted?: (message: OutboxMessage) => void;
 }
 
 /** GET /emails/{id} body. The spec types html/text as plain strings, so a missing part is omitted, not null. */
@@ -117,6 +119,7 @@ export function createApiRouter(deps: ApiRouterDeps): Router {
     };
     store.data.messages.unshift(message);
     log({ msg: 'resend.email.accepted', id: message.id, to: message.to, lastEvent: message.lastEvent });
+    deps.onAccepted?.(message);
     return message.id;
   };
 

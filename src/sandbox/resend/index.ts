@@ -6,6 +6,7 @@ import { createIdempotency } from './idempotency';
 import { createOutboxRouter } from './outbox-router';
 import { createRateLimiter } from './rate-limit';
 import { openResendStore } from './store';
+import { createResendWebhooks } from './webhooks';
 
 /** Options beyond the shared contract, for tests and unusual mounts. */
 export interface ResendSandboxExtras {
@@ -25,6 +26,7 @@ export function createResendSandbox(options: ResendSandboxOptions & ResendSandbo
   const faults = createFaults(errorForStatus);
   const limiter = createRateLimiter(options.rateLimitPerSecond ?? 0, now);
   const idempotency = createIdempotency(store, now);
+  const webhooks = createResendWebhooks({ store, options: options.webhooks, log });
 
   const clearOutbox = () => {
     store.data.messages.length = 0;
@@ -32,7 +34,16 @@ export function createResendSandbox(options: ResendSandboxOptions & ResendSandbo
   };
 
   return {
-    api: createApiRouter({ store, faults, limiter, idempotency, now, log, maxMessages: options.maxMessages ?? 5000 }),
+    api: createApiRouter({
+      store,
+      faults,
+      limiter,
+      idempotency,
+      now,
+      log,
+      maxMessages: options.maxMessages ?? 5000,
+      onAccepted: (message) => webhooks.emit(message),
+    }),
     outbox: createOutboxRouter({
       store,
       outboxPath: options.outboxPath.replace(/\/+$/, ''),
@@ -44,7 +55,17 @@ export function createResendSandbox(options: ResendSandboxOptions & ResendSandbo
     rateLimit: () => limiter.state(),
     messages: (): OutboxMessage[] => [...store.data.messages],
     clearOutbox,
-    close: () => store.flush(),
+    webhooks: {
+      idle: () => webhooks.idle(),
+      list: () => webhooks.list(),
+      redeliver: (id) => webhooks.redeliver(id),
+      enabled: () => webhooks.enabled(),
+      setEnabled: (on) => webhooks.setEnabled(on),
+    },
+    async close() {
+      await webhooks.close();
+      await store.flush();
+    },
   };
 }
 

@@ -1,5 +1,6 @@
 import { createJsonStore, type JsonStore } from '../../lib/json-store';
 import type { OutboxMessage } from '../contracts';
+import type { StoredDelivery } from '../webhook-delivery';
 
 /** A remembered answer to an idempotent request. */
 export interface IdempotencyRecord {
@@ -17,9 +18,11 @@ export interface ResendState {
   messages: OutboxMessage[];
   /** By scope: `sha256(api key) METHOD path idempotency-key`. */
   idempotency: Record<string, IdempotencyRecord>;
+  /** The webhook delivery log, oldest first (pending deliveries resume after a restart). */
+  deliveries: StoredDelivery[];
 }
 
 /** Opens the Resend half's durable document (in memory when `file` is null). */
 export function openResendStore(file: string | null): JsonStore<ResendState> {
-  return createJsonStore<ResendState>({ file, initial: () => ({ messages: [], idempotency: {} }) });
+  return createJsonStore<ResendState>({ file, initial: () => ({ messages: [], idempotency: {}, deliveries: [] }) });
 }

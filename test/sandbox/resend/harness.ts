@@ -1,4 +1,6 @@
 import { once } from 'node:events';
+import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import { Resend } from 'resend';
@@ -61,3 +63,54 @@ export function manualClock(start = Date.UTC(2025, 0, 15, 12, 0, 0)) {
   let t = start;
   return { now: () => t, advance: (ms: number) => void (t += ms) };
 }
+
+/** One webhook exactly as a receiver got it: the raw bytes and the Svix headers. */
+export interface ReceivedEvent {
+  raw: string;
+  headers: { id: string; timestamp: string; signature: string };
+  type: string;
+  payload: any;
+}
+
+/**
+ * A webhook receiver on an ephemeral loopback port. `answer` decides each status (200 by default);
+ * only 2xx-answered events are kept in `received`, in arrival order; `attempts` counts every request.
+ */
+export async function startReceiver() {
+  const received: ReceivedEvent[] = [];
+  const state = { attempts: 0, answer: (_e: ReceivedEvent): number => 200 };
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      state.attempts++;
+      const raw = Buffer.concat(chunks).toString('utf8');
+      const payload = JSON.parse(raw);
+      const event: ReceivedEvent = {
+        raw,
+        headers: { id: String(req.headers['svix-id']), timestamp: String(req.headers['svix-timestamp']), signature: String(req.headers['svix-signature']) },
+        type: payload.type,
+        payload,
+      };
+      const status = state.answer(event);
+      if (status >= 200 && status < 300) received.push(event);
+      res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify({ received: status < 300 }));
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/webhooks/resend`,
+    received,
+    state,
+    /** Received events of one email, in arrival order. */
+    of: (emailId: string) => received.filter((e) => e.payload.data.email_id === emailId),
+    async close() {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+/** A fresh Svix / Standard Webhooks secret, as the stack generates one. */
+export const newSecret = () => `whsec_${randomBytes(32).toString('base64')}`;
