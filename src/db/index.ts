@@ -45,7 +45,8 @@ const provider: MigrationProvider = { getMigrations: async () => migrations };
 export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
   const database = opts.url ? await openPostgres(opts.url, opts) : openSqlite(opts.file ?? ':memory:');
   try {
-    const { error, results } = await new Migrator({ db: database.db, provider }).migrateToLatest();
+    // In a schema of its own (tests), the migrator's bookkeeping tables live there too.
+    const { error, results } = await new Migrator({ db: database.db, provider, ...(opts.url && opts.schema ? { migrationTableSchema: opts.schema } : {}) }).migrateToLatest();
     if (error) {
       const failed = results?.find((r) => r.status === 'Error')?.migrationName;
       throw new Error(`database migration ${failed ?? ''} failed on ${database.where}: ${(error as Error).message ?? error}`);

@@ -1,0 +1,207 @@
+import request from 'supertest';
+import { afterEach, describe, expect, it } from 'vitest';
+import { findSend } from '../../src/db/sends';
+import { sendIdFor } from '../../src/sending/records';
+import { createSender } from '../../src/sending/sender';
+import { fleetKey, fleetStore, spawnInstance, startInstance, startUpstream, instanceEnv, type Upstream } from '../support/fleet';
+import { balanceOf, bearer, customerWith, ENGINES, outboxTo, startTestStack } from '../support/stack';
+
+/**
+ * The five interleavings of issue 16, each driven through the real SDKs against the sandbox,
+ * on every engine. Each breaks "never an email without its credit, never a credit without its
+ * email, never a second email for one key" on the journal-store sender.
+ */
+type TestStack = Awaited<ReturnType<typeof startTestStack>>;
+const email = { to: 'delivered@resend.dev', subject: 'Hole', html: '<p>x</p>' };
+const QUICK = { reconcile: { intervalMs: 0, graceMs: 0 }, mailer: { timeoutMs: 300, maxBackoffMs: 50 }, dodoMaxRetries: 0 };
+const mail = (subject: string) => ({ to: [email.to], subject, html: email.html });
+
+describe.each(ENGINES)('the send state machine on %s', (engine) => {
+  let stack: TestStack | undefined;
+  let upstream: Upstream | undefined;
+  afterEach(async () => {
+    await stack?.close();
+    await upstream?.close();
+    stack = upstream = undefined;
+  });
+  const sentWith = (subject: string) => outboxTo(stack!, email.to).filter((m) => m.subject === subject);
+
+  describe('1. a key reused after its record was pruned', () => {
+    it('is a new send: a new debit and a new email, never the old ones', async () => {
+      stack = await startTestStack({}, { ...QUICK, engine });
+      const c = await customerWith(stack, 10);
+      const clock = { now: Date.now() };
+      const sender = createSender({ billing: stack.billing, mailer: stack.mailer, database: stack.database, now: () => new Date(clock.now), reconcile: { intervalMs: 0 } });
+      const first = await sender.send(c.customerId, mail('day one'), 'reused-key');
+      clock.now += 25 * 60 * 60 * 1000;
+      await sender.reconcile(); // prunes the day-old record
+      expect(await findSend(stack.database, sendIdFor(c.customerId, 'reused-key'))).toBeUndefined();
+
+      const second = await sender.send(c.customerId, mail('day two'), 'reused-key');
+      expect(second.status).toBe(200);
+      expect((second.body as { id: string }).id).not.toBe((first.body as { id: string }).id);
+      expect(sentWith('day one')).toHaveLength(1);
+      expect(sentWith('day two')).toHaveLength(1);
+      expect(await balanceOf(stack, c.key)).toBe(8);
+      await sender.drain();
+    });
+
+    it('retention runs from the last change: a retry near the end of the window keeps the key a full window more', async () => {
+      stack = await startTestStack({}, { ...QUICK, engine });
+      const c = await customerWith(stack, 10);
+      const clock = { now: Date.now() };
+      const sender = createSender({ billing: stack.billing, mailer: stack.mailer, database: stack.database, now: () => new Date(clock.now), reconcile: { intervalMs: 0 } });
+      // Attempt 0: Resend refuses outright (nothing sent), the credit comes back.
+      stack.sandbox.resend.faults.inject({ status: 500, match: /^POST \/emails$/ });
+      await expect(sender.send(c.customerId, mail('late'), 'late-key')).rejects.toMatchObject({ status: 503 });
+      stack.sandbox.resend.faults.clear();
+      clock.now += 23 * 60 * 60 * 1000;
+      const sent = await sender.send(c.customerId, mail('late'), 'late-key');
+      clock.now += 2 * 60 * 60 * 1000; // 25 h after creation, 2 h after the email
+      await sender.reconcile();
+      const replay = await sender.send(c.customerId, mail('late'), 'late-key');
+      expect(replay.headers['Idempotent-Replayed']).toBe('true');
+      expect(replay.body).toEqual(sent.body);
+      expect(sentWith('late')).toHaveLength(1);
+      expect(await balanceOf(stack, c.key)).toBe(9);
+      await sender.drain();
+    });
+  });
+
+  describe('2. a debit whose answer was lost, then a refusal', () => {
+    it('stays in doubt: the refusal of a retry does not forget it, and the same key completes it once', async () => {
+      stack = await startTestStack({}, { ...QUICK, engine });
+      const c = await customerWith(stack, 10);
+      stack.sandbox.dodo.faults.inject({ dropAfterProcessing: true, count: 1, match: /ledger-entries$/ });
+      const lost = await request(stack.url).post('/send').set(bearer(c.key)).set('Idempotency-Key', 'k2').send(email);
+      expect(lost.status).toBe(503);
+      expect(await balanceOf(stack, c.key)).toBe(9); // Dodo made the debit
+      stack.sandbox.dodo.faults.inject({ status: 429, count: 1, match: /ledger-entries$/ });
+      const refused = await request(stack.url).post('/send').set(bearer(c.key)).set('Idempotency-Key', 'k2').send(email);
+      expect(refused.status).toBe(429);
+      expect((await findSend(stack.database, sendIdFor(c.customerId, 'k2')))?.state).toBe('reserving');
+
+      const done = await request(stack.url).post('/send').set(bearer(c.key)).set('Idempotency-Key', 'k2').send(email);
+      expect(done.status).toBe(200);
+      expect(outboxTo(stack, email.to)).toHaveLength(1);
+      expect(await balanceOf(stack, c.key)).toBe(9);
+    });
+
+    it('with no retry, the reconciler gives the credit back', async () => {
+      stack = await startTestStack({}, { ...QUICK, engine });
+      const c = await customerWith(stack, 10);
+      stack.sandbox.dodo.faults.inject({ dropAfterProcessing: true, count: 1, match: /ledger-entries$/ });
+      expect((await request(stack.url).post('/send').set(bearer(c.key)).set('Idempotency-Key', 'k2b').send(email)).status).toBe(503);
+      stack.sandbox.dodo.faults.inject({ status: 429, count: 1, match: /ledger-entries$/ });
+      expect((await request(stack.url).post('/send').set(bearer(c.key)).set('Idempotency-Key', 'k2b').send(email)).status).toBe(429);
+      expect(await balanceOf(stack, c.key)).toBe(9);
+      expect(await stack.sender.reconcile()).toBe(1);
+      expect(await balanceOf(stack, c.key)).toBe(10);
+      expect(outboxTo(stack, email.to)).toHaveLength(0);
+    });
+  });
+
+  describe('3. an instance that dies while its debit is being answered', () => {
+    it('leaves a row the reconciler of another instance settles: the debit is refunded, no email', async () => {
+      upstream = await startUpstream();
+      const store = await fleetStore(engine);
+      const database = await store.open();
+      try {
+        const c = await customerWith(upstream, 10);
+        const doomed = await spawnInstance({ ...(await instanceEnv(upstream)), ...store.env });
+        // Dodo applies the debit and holds its answer; the instance dies waiting for it.
+        upstream.sandbox.dodo.faults.inject({ holdAnswerMs: 3_000, count: 1, match: /ledger-entries$/ });
+        const key = await fleetKey(database, c.customerId);
+        const inFlight = fetch(`${doomed.url}/send`, {
+          method: 'POST',
+          headers: { ...bearer(key), 'Content-Type': 'application/json', 'Idempotency-Key': 'dies' },
+          body: JSON.stringify(email),
+        }).catch(() => null);
+        await waitFor(async () => (await balanceOf(upstream!, c.key)) === 9);
+        await doomed.kill();
+        await inFlight;
+        expect((await findSend(database, sendIdFor(c.customerId, 'dies')))?.state).toBe('reserving');
+
+        // Another instance, once the dead one's claim has expired.
+        const survivor = await startInstance(upstream, database, { reconcile: { intervalMs: 0, graceMs: 0 } });
+        try {
+          await waitFor(async () => (await survivor.sender.reconcile()) === 1, 40_000);
+          expect(await balanceOf(upstream, c.key)).toBe(10);
+          expect(outboxTo(upstream, email.to)).toHaveLength(0);
+        } finally {
+          await survivor.close();
+        }
+      } finally {
+        await database.close();
+        await store.drop();
+      }
+    }, 90_000);
+  });
+
+  describe('4. a lost Resend answer, then refusals of the redelivery', () => {
+    it('never refunds and never sends a second email: only a definite answer for the same key settles it', async () => {
+      stack = await startTestStack({}, { ...QUICK, engine });
+      const c = await customerWith(stack, 10);
+      stack.sandbox.resend.faults.inject({ dropAfterProcessing: true, count: 1, match: /^POST \/emails$/ });
+      const send = () => request(stack!.url).post('/send').set(bearer(c.key)).set('Idempotency-Key', 'k4').send(email);
+      expect((await send()).status).toBe(503);
+      expect(outboxTo(stack, email.to)).toHaveLength(1); // it did go out
+      for (const status of [429, 500, 503]) {
+        stack.sandbox.resend.faults.inject({ status, match: /^POST \/emails$/ });
+        const r = await send();
+        stack.sandbox.resend.faults.clear();
+        expect(r.status).toBe(503);
+        expect(r.body.error.code).toBe('delivery_unconfirmed');
+        expect(await balanceOf(stack, c.key)).toBe(9);
+      }
+      const done = await send();
+      expect(done.status).toBe(200);
+      expect(done.body.id).toBe(outboxTo(stack, email.to)[0]!.id);
+      expect(outboxTo(stack, email.to)).toHaveLength(1);
+      expect(await balanceOf(stack, c.key)).toBe(9);
+    });
+
+    it('keeps the first try\'s sender: a MAIL_FROM changed before the retry is not a different email', async () => {
+      stack = await startTestStack({}, { ...QUICK, engine });
+      const c = await customerWith(stack, 10);
+      stack.sandbox.resend.faults.inject({ dropAfterProcessing: true, count: 1, match: /^POST \/emails$/ });
+      const first = await stack.sender.send(c.customerId, mail('from'), 'k4-from').catch((e: unknown) => e);
+      expect(first).toMatchObject({ code: 'delivery_unconfirmed' });
+      const moved = createSender({ billing: stack.billing, mailer: { ...stack.mailer, from: 'Other <other@example.com>' }, database: stack.database, reconcile: { intervalMs: 0 } });
+      const done = await moved.send(c.customerId, mail('from'), 'k4-from');
+      expect(done.status).toBe(200);
+      expect(sentWith('from')).toHaveLength(1);
+      expect(await balanceOf(stack, c.key)).toBe(9);
+      await moved.drain();
+    });
+  });
+
+  describe('5. a partly sent batch whose refund fails', () => {
+    it('answers what was sent (200), and the reconciler finishes the refund later', async () => {
+      stack = await startTestStack({}, { ...QUICK, engine });
+      const c = await customerWith(stack, 10);
+      // The debit passes; every ledger write after it fails until cleared.
+      stack.sandbox.dodo.faults.inject({ count: 1, match: /ledger-entries$/ });
+      stack.sandbox.dodo.faults.inject({ status: 503, match: /ledger-entries$/ });
+      const items = [mail('b1'), { ...mail('b2'), to: ['not an address'] }, mail('b3')];
+      const r = await stack.sender.sendBatch(c.customerId, items, 'k5');
+      expect(r.status).toBe(200);
+      expect(r.body).toMatchObject({ sent: 2, failed: 1 });
+      expect(await balanceOf(stack, c.key)).toBe(7); // the refund of one is owed
+      stack.sandbox.dodo.faults.clear();
+      expect(await stack.sender.reconcile()).toBe(1);
+      expect(await balanceOf(stack, c.key)).toBe(8);
+      const replay = await stack.sender.sendBatch(c.customerId, items, 'k5');
+      expect(replay.body).toEqual(r.body);
+      expect(outboxTo(stack, email.to)).toHaveLength(2);
+    });
+  });
+});
+
+async function waitFor(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

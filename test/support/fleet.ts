@@ -1,0 +1,147 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { createApiKeys } from '../../src/auth/api-keys';
+import { loadConfig } from '../../src/config';
+import { openDatabase, type Database } from '../../src/db/index';
+import { createLogger } from '../../src/logger';
+import { startStack, type Stack, type StackOptions } from '../../src/stack';
+import { startTestStack, storedSecrets } from './stack';
+
+/**
+ * Several MailKit instances in live mode against one upstream, as production runs them: the
+ * upstream is a sandbox-mode stack (its Dodo and Resend halves play the vendors, on loopback);
+ * each instance is a live-mode MailKit pointed at them, in this process or in a child process
+ * that a test may SIGKILL. Instances share one database.
+ */
+export type Upstream = Awaited<ReturnType<typeof startTestStack>>;
+
+export const startUpstream = (opts: StackOptions = {}) => startTestStack({}, { reconcile: { intervalMs: 0 }, ...opts });
+
+/** The live-mode environment of an instance pointed at `upstream`. */
+export async function instanceEnv(upstream: Upstream, extra: Record<string, string> = {}): Promise<Record<string, string>> {
+  const secrets = await storedSecrets(upstream);
+  return {
+    PORT: '0',
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'silent',
+    DODO_PAYMENTS_API_KEY: 'dodo_fleet_key',
+    DODO_PAYMENTS_BASE_URL: `${upstream.url}/sandbox/dodo`,
+    DODO_WEBHOOK_KEY: secrets.sandboxWebhookSecret!,
+    CREDIT_ENTITLEMENT_ID: upstream.catalog.creditEntitlementId,
+    PLAN_PRODUCT_ID: upstream.catalog.planProductId,
+    TOPUP_PRODUCT_ID: upstream.catalog.topupProductId,
+    RESEND_API_KEY: 're_fleet_key',
+    RESEND_BASE_URL: `${upstream.url}/sandbox/resend`,
+    MAILKIT_KEY_SECRET: FLEET_SECRET,
+    RATE_LIMIT_PER_KEY: '100000',
+    ...extra,
+  };
+}
+
+/** The key secret every instance of a fleet shares. */
+export const FLEET_SECRET = 'fleet-secret-'.repeat(4);
+
+/** A live-mode instance in this process, on `database` (left open: the caller owns it). */
+export async function startInstance(upstream: Upstream, database: Database, opts: StackOptions = {}, env: Record<string, string> = {}): Promise<Stack> {
+  const config = loadConfig(await instanceEnv(upstream, env));
+  const keepOpen = { ...database, close: async () => undefined };
+  return startStack(config, {
+    database: keepOpen,
+    log: createLogger(process.env.TEST_LOG_LEVEL ?? 'silent'),
+    mailer: { timeoutMs: 2_000, maxBackoffMs: 200 },
+    reconcile: { intervalMs: 0, graceMs: 0 },
+    ...opts,
+  });
+}
+
+/** An API key for `customerId` valid on every instance of the fleet (epoch 0). */
+export async function fleetKey(database: Database, customerId: string): Promise<string> {
+  return createApiKeys({ database, secret: FLEET_SECRET, env: 'test' }).mint(customerId);
+}
+
+/** Where a fleet keeps its state: a SQLite file, or a fresh PostgreSQL database of its own. */
+export interface FleetStore {
+  engine: 'sqlite' | 'postgres';
+  /** The environment that points a child process at it. */
+  env: Record<string, string>;
+  open(): Promise<Database>;
+  drop(): Promise<void>;
+}
+
+export async function fleetStore(engine: 'sqlite' | 'postgres'): Promise<FleetStore> {
+  if (engine === 'sqlite') {
+    const dir = mkdtempSync(join(tmpdir(), 'mailkit-fleet-'));
+    return {
+      engine,
+      env: { MAILKIT_DATA_DIR: dir },
+      open: () => openDatabase({ file: join(dir, 'mailkit.sqlite') }),
+      drop: async () => rmSync(dir, { recursive: true, force: true }),
+    };
+  }
+  const base = new URL(process.env.TEST_DATABASE_URL!);
+  const name = `mk_fleet_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 8)}`;
+  const admin = new pg.Client({ connectionString: base.toString() });
+  await admin.connect();
+  await admin.query(`create database ${name}`);
+  await admin.end();
+  const url = new URL(base);
+  url.pathname = `/${name}`;
+  return {
+    engine,
+    env: { DATABASE_URL: url.toString() },
+    open: () => openDatabase({ url: url.toString() }),
+    drop: async () => {
+      const c = new pg.Client({ connectionString: base.toString() });
+      await c.connect();
+      await c.query(`drop database if exists ${name} with (force)`);
+      await c.end();
+    },
+  };
+}
+
+/** A MailKit server process (`server.ts`), for tests that kill one. */
+export interface Child {
+  url: string;
+  process: ChildProcess;
+  output(): string;
+  /** SIGKILL: no shutdown, no flush, whatever was in flight is cut. */
+  kill(): Promise<void>;
+}
+
+export async function spawnInstance(env: Record<string, string>): Promise<Child> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'server.ts'], {
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env, LOG_LEVEL: env.LOG_LEVEL ?? 'warn' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d) => (out += d));
+  child.stderr!.on('data', (d) => (out += d));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`MailKit did not start:\n${out}`)), 60_000);
+    const look = () => {
+      const m = /MailKit running on (http:\/\/\S+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]!);
+      }
+    };
+    child.stdout!.on('data', look);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`MailKit exited (${code}) before starting:\n${out}`));
+    });
+  });
+  return {
+    url: url.replace('localhost', '127.0.0.1'),
+    process: child,
+    output: () => out,
+    async kill() {
+      child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
