@@ -5,6 +5,7 @@ import pg from 'pg';
 import { CamelCasePlugin, Kysely, PostgresDialect, SqliteDialect } from 'kysely';
 import { Migrator, type Migration, type MigrationProvider } from 'kysely/migration';
 import * as m001 from './migrations/001_initial';
+import * as m002 from './migrations/002_rate_limits_and_imports';
 import type { Tables } from './schema';
 
 export type { Tables } from './schema';
@@ -18,10 +19,15 @@ export interface Database {
   readonly engine: Engine;
   /** Where it lives, for logs: a file path, or the PostgreSQL host and database (never the password). */
   readonly where: string;
+  /** The driver underneath, for a library that takes one (rate-limiter-flexible); queries go through `db`. */
+  readonly native: NativeClient;
   /** One round trip: readiness. */
   ping(): Promise<void>;
   close(): Promise<void>;
 }
+
+/** The connection Kysely runs on: the one better-sqlite3 handle, or the pg pool. */
+export type NativeClient = { engine: 'sqlite'; sqlite: BetterSqlite3.Database } | { engine: 'postgres'; pool: pg.Pool };
 
 export interface DatabaseOptions {
   /** A `postgres://` URL selects PostgreSQL; otherwise SQLite at `file`. */
@@ -38,7 +44,7 @@ export interface DatabaseOptions {
  * Every migration, in order. Static imports rather than a folder scan, so the same list runs
  * under tsx, vitest and a bundler, and a fresh database and an old one end at the same schema.
  */
-const migrations: Record<string, Migration> = { '001_initial': m001 };
+const migrations: Record<string, Migration> = { '001_initial': m001, '002_rate_limits_and_imports': m002 };
 const provider: MigrationProvider = { getMigrations: async () => migrations };
 
 /** Opens the database and brings its schema up to date (Kysely's Migrator: one lock, so several instances may boot at once). */
@@ -74,6 +80,7 @@ function openSqlite(file: string): Database {
     db,
     engine: 'sqlite',
     where: file,
+    native: { engine: 'sqlite', sqlite },
     async ping() {
       sqlite.prepare('select 1').get();
     },
@@ -110,6 +117,7 @@ async function openPostgres(url: string, opts: DatabaseOptions): Promise<Databas
     db,
     engine: 'postgres',
     where,
+    native: { engine: 'postgres', pool },
     async ping() {
       await pool.query('select 1');
     },
