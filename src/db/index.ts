@@ -51,7 +51,11 @@ const provider: MigrationProvider = { getMigrations: async () => migrations };
 export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
   const database = opts.url ? await openPostgres(opts.url, opts) : openSqlite(opts.file ?? ':memory:');
   try {
-    const { error, results } = await new Migrator({ db: database.db, provider }).migrateToLatest();
+    // Kysely looks for its migration tables by name across every schema it can see: without
+    // naming the schema, another schema's kysely_migration_lock (public, a parallel test's)
+    // passes for this one's and the migration fails. The schema was created just above.
+    const migrationTableSchema = opts.url ? opts.schema : undefined;
+    const { error, results } = await new Migrator({ db: database.db, provider, ...(migrationTableSchema ? { migrationTableSchema } : {}) }).migrateToLatest();
     if (error) {
       const failed = results?.find((r) => r.status === 'Error')?.migrationName;
       throw new Error(`database migration ${failed ?? ''} failed on ${database.where}: ${(error as Error).message ?? error}`);
