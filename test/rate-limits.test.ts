@@ -195,6 +195,30 @@ forEachEngine('createRateLimiters', ({ engine, open, openAnother }) => {
     });
   });
 
+  describe.runIf(engine === 'sqlite')('on the one SQLite connection the data layer uses', () => {
+    it("leaves the connection's durability setting (synchronous=FULL) as it was", async () => {
+      const database = await open();
+      if (database.native.engine !== 'sqlite') throw new Error('not sqlite');
+      const { app } = instance(limitsOf(10), database, startClock());
+      await request(app).get('/customer?customer=cus_a').expect(200);
+      await request(app).post('/public').expect(200);
+      expect(database.native.sqlite.pragma('synchronous', { simple: true })).toBe(2);
+    });
+
+    it('counts while a transaction is open on the connection, and the count commits with it', async () => {
+      const database = await open();
+      const clock = startClock();
+      const { app } = instance(limitsOf(10), database, clock);
+      await database.db.transaction().execute(async (trx) => {
+        await trx.insertInto('secrets').values({ name: 'during', value: 'x' }).execute();
+        await request(app).get('/customer?customer=cus_tx').expect(200);
+      });
+      const row = await database.db.selectFrom('rateLimits').select('points').where('key', '=', `customer:${Math.floor(clock.now / 60_000)}:cus_tx`).executeTakeFirst();
+      expect(row).toEqual({ points: 1 });
+      expect(database.native.engine === 'sqlite' && database.native.sqlite.pragma('synchronous', { simple: true })).toBe(2);
+    });
+  });
+
   it(`keeps its counts in the ${engine} database`, async () => {
     const clock = startClock();
     const database = await open();

@@ -81,7 +81,7 @@ interface OldDataDir {
 // ---- Reading the old files ----
 
 /** The old state under `dataDir`, or null when there is none (a fresh install, or already imported). */
-export function readDataDir(dataDir: string): OldDataDir | null {
+function readDataDir(dataDir: string): OldDataDir | null {
   const journals = listJournals(dataDir);
   const snapshot = readIfExists(join(dataDir, SNAPSHOT));
   if (snapshot === null && journals.length === 0) return null;
@@ -186,7 +186,7 @@ interface Rows {
 }
 
 /** Every entry of the old state as a row; entries that are not what the old code wrote are counted as skipped. */
-export function rowsOf(state: OldState): { rows: Rows; summary: ImportSummary } {
+function rowsOf(state: OldState): { rows: Rows; summary: ImportSummary } {
   let skipped = 0;
   const keep = <T>(row: T | null): row is T => (row === null ? (skipped++, false) : true);
   const rows: Rows = {
