@@ -23,6 +23,7 @@ export interface RateLimiters {
   authFailuresPerIp: RequestHandler;
 }
 
+/** Knobs for tests and operators; production passes none. */
 export interface RateLimiterOptions {
   /** The clock that picks the window (tests move it); the store's own expiry runs on Date.now. */
   now?: () => number;
@@ -62,10 +63,18 @@ export function createRateLimiters(limits: RateLimits, database?: Database, opts
   const failures = counterFor(limits.authFailuresPerIp, 'auth-failures');
   // The three share one table: one of them prunes it for all.
   const prune = customer.store ? pruner(customer.store, now) : () => undefined;
+  const shared = { now, prune };
   return {
-    perKey: limiter(customer.counter, limits.perKey, 'per API key', 'customer', (req) => req.customerId ?? 'none', now, prune),
-    publicPerIp: limiter(address.counter, limits.publicPerIp, 'from one address', 'address', byAddress, now, prune),
-    authFailuresPerIp: limiter(failures.counter, limits.authFailuresPerIp, 'with a missing or invalid API key from one address', 'auth-failures', byAddress, now, prune),
+    perKey: limiter({ ...shared, ...customer, limit: limits.perKey, name: 'customer', what: 'per API key', keyOf: (req) => req.customerId ?? 'none' }),
+    publicPerIp: limiter({ ...shared, ...address, limit: limits.publicPerIp, name: 'address', what: 'from one address', keyOf: byAddress }),
+    authFailuresPerIp: limiter({
+      ...shared,
+      ...failures,
+      limit: limits.authFailuresPerIp,
+      name: 'auth-failures',
+      what: 'with a missing or invalid API key from one address',
+      keyOf: byAddress,
+    }),
   };
 }
 
@@ -151,11 +160,24 @@ function pruner(store: Prunable, now: () => number): () => void {
     const window = Math.floor(now() / WINDOW_MS);
     if (window === lastWindow) return;
     lastWindow = window;
-    // The library writes `expire` from Date.now(): compare on that clock.
+    // The library writes `expire` from Date.now(): compare on that clock, a window late, so an
+    // instance whose clock runs ahead never deletes a row another one still counts in.
     Promise.resolve()
-      .then(() => store.clearExpired(Date.now()))
+      .then(() => store.clearExpired(Date.now() - WINDOW_MS))
       .catch(() => undefined);
   };
+}
+
+interface LimiterSpec {
+  counter: Counter;
+  limit: number;
+  /** Names the limit in the RateLimit headers. */
+  name: string;
+  /** Ends "at most N per minute …" in the 429's message. */
+  what: string;
+  keyOf: (req: Request) => string;
+  now: () => number;
+  prune: () => void;
 }
 
 /**
@@ -163,15 +185,7 @@ function pruner(store: Prunable, now: () => number): () => void {
  * Retry-After. Every answer carries the IETF RateLimit headers (draft 8: `RateLimit-Policy`,
  * `RateLimit`); a 503 (the count could not be made) carries the policy only.
  */
-function limiter(
-  counter: Counter,
-  limit: number,
-  what: string,
-  name: string,
-  keyOf: (req: Request) => string,
-  now: () => number,
-  prune: () => void,
-): RequestHandler {
+function limiter({ counter, limit, name, what, keyOf, now, prune }: LimiterSpec): RequestHandler {
   const policy = `"${name}"; q=${limit}; w=${WINDOW_MS / 1000}`;
   return async (req, res, next) => {
     res.setHeader('RateLimit-Policy', policy);

@@ -186,9 +186,14 @@ forEachEngine('createRateLimiters', ({ engine, open, openAnother }) => {
         await request(app).post('/public').expect(200);
         const keys = async () => (await database.db.selectFrom('rateLimits').select('key').orderBy('key').execute()).map((r) => r.key);
         expect(await keys()).toHaveLength(2);
+        // Rows expire a minute after their first count (12:01:10) and are deleted a minute after that.
         vi.setSystemTime(Date.UTC(2026, 0, 1, 12, 2, 0));
+        await request(app).get('/customer?customer=cus_mid').expect(200);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        expect(await keys()).toHaveLength(3);
+        vi.setSystemTime(Date.UTC(2026, 0, 1, 12, 3, 0));
         await request(app).get('/customer?customer=cus_new').expect(200);
-        await vi.waitFor(async () => expect(await keys()).toEqual([`customer:${Math.floor(Date.now() / 60_000)}:cus_new`]));
+        await vi.waitFor(async () => expect(await keys()).toEqual([`customer:${Math.floor(Date.now() / 60_000) - 1}:cus_mid`, `customer:${Math.floor(Date.now() / 60_000)}:cus_new`]));
       } finally {
         vi.useRealTimers();
       }
