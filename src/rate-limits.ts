@@ -202,7 +202,7 @@ function limiter({ counter, limit, name, what, keyOf, now, prune }: LimiterSpec)
       used = Number.POSITIVE_INFINITY;
     }
     prune();
-    answer(res, name, limit, used, seconds);
+    res.setHeader('RateLimit', `"${name}"; r=${Math.max(0, limit - used)}; t=${seconds}`);
     if (used <= limit) return next();
     next(
       new HttpError(429, 'rate_limited', `Too many requests: at most ${limit} per minute ${what}. Retry after ${seconds} s.`, {
@@ -210,10 +210,6 @@ function limiter({ counter, limit, name, what, keyOf, now, prune }: LimiterSpec)
       }),
     );
   };
-}
-
-function answer(res: Response, name: string, limit: number, used: number, seconds: number) {
-  res.setHeader('RateLimit', `"${name}"; r=${Math.max(0, limit - used)}; t=${seconds}`);
 }
 
 /**
@@ -226,7 +222,7 @@ function limiterUnavailable(cause: unknown): HttpError {
   const err = new HttpError(503, 'database_unavailable', 'MailKit cannot reach its database right now. Nothing was done; retry shortly.', {
     'Retry-After': String(UNAVAILABLE_RETRY_SECONDS),
   });
-  (err as { cause?: unknown }).cause = cause;
+  err.cause = cause;
   return err;
 }
 
