@@ -84,7 +84,7 @@ export interface RateLimitsTable {
 
 /** A one-time import of an old `.data/` (src/db/import-journal.ts): present once it committed. */
 export interface JournalImportsTable {
-  /** The imported snapshot's path. */
+  /** What was imported: `mailkit.json` (the old store, with its journals). */
   name: string;
   /** sha256 of the imported files, so a later boot can tell them from newer ones. */
   digest: string;
