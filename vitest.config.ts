@@ -8,5 +8,7 @@ export default defineConfig({
     hookTimeout: 30_000,
     // Every test file builds its own in-memory stack on an ephemeral loopback port.
     pool: 'forks',
+    // Prints one line when TEST_DATABASE_URL is unset: the PostgreSQL suites are skipped.
+    globalSetup: ['test/support/global-setup.ts'],
   },
 });

@@ -122,7 +122,7 @@ export function createApp(deps: AppDeps): Express {
   app.use(express.json({ limit: LIMITS.sendBodyBytes }));
   app.use(jsonBodiesOnly);
 
-  const limiters = createRateLimiters(deps.rateLimits);
+  const limiters = createRateLimiters(deps.rateLimits, deps.database);
   const auth = customerGate(requireCustomer(deps.apiKeys), limiters);
   app.get('/config', (_req, res) => {
     res.json({ mode: deps.mode, outbox_url: deps.sandbox ? '/sandbox/outbox' : null, sandbox_url: deps.sandbox ? '/sandbox' : null });

@@ -17,6 +17,7 @@ import { createMailer, type Mailer } from './mail/mailer';
 import { createSandbox, type Sandbox } from './sandbox';
 import { createSender, type ReconcileOptions, type Sender } from './sending/sender';
 import { openDatabase, type Database } from './db/index';
+import { importJournal } from './db/import-journal';
 import { generatedSecret } from './db/secrets';
 import { newWebhookSecret } from './lib/webhook-secret';
 
@@ -72,6 +73,8 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
   const database =
     opts.database ??
     (await openDatabase(config.databaseUrl ? { url: config.databaseUrl } : { file: dataDir ? join(dataDir, 'mailkit.sqlite') : ':memory:' }));
+  // An install from before the database: its snapshot and journal are imported once.
+  if (dataDir && !opts.database) await importJournal(database, dataDir, log);
   const sandboxMode = config.mode === 'sandbox';
 
   let handler: RequestHandler = starting;

@@ -5,6 +5,7 @@ import pg from 'pg';
 import { CamelCasePlugin, Kysely, PostgresDialect, SqliteDialect } from 'kysely';
 import { Migrator, type Migration, type MigrationProvider } from 'kysely/migration';
 import * as m001 from './migrations/001_initial';
+import * as m002 from './migrations/002_rate_limits_and_imports';
 import type { Tables } from './schema';
 
 export type { Tables } from './schema';
@@ -18,10 +19,15 @@ export interface Database {
   readonly engine: Engine;
   /** Where it lives, for logs: a file path, or the PostgreSQL host and database (never the password). */
   readonly where: string;
+  /** The driver underneath, for a library that takes one (rate-limiter-flexible); queries go through `db`. */
+  readonly native: NativeClient;
   /** One round trip: readiness. */
   ping(): Promise<void>;
   close(): Promise<void>;
 }
+
+/** The connection Kysely runs on: the one better-sqlite3 handle, or the pg pool. */
+export type NativeClient = { engine: 'sqlite'; sqlite: BetterSqlite3.Database } | { engine: 'postgres'; pool: pg.Pool };
 
 export interface DatabaseOptions {
   /** A `postgres://` URL selects PostgreSQL; otherwise SQLite at `file`. */
@@ -38,15 +44,18 @@ export interface DatabaseOptions {
  * Every migration, in order. Static imports rather than a folder scan, so the same list runs
  * under tsx, vitest and a bundler, and a fresh database and an old one end at the same schema.
  */
-const migrations: Record<string, Migration> = { '001_initial': m001 };
+const migrations: Record<string, Migration> = { '001_initial': m001, '002_rate_limits_and_imports': m002 };
 const provider: MigrationProvider = { getMigrations: async () => migrations };
 
 /** Opens the database and brings its schema up to date (Kysely's Migrator: one lock, so several instances may boot at once). */
 export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
   const database = opts.url ? await openPostgres(opts.url, opts) : openSqlite(opts.file ?? ':memory:');
   try {
-    // In a schema of its own (tests), the migrator's bookkeeping tables live there too.
-    const { error, results } = await new Migrator({ db: database.db, provider, ...(opts.url && opts.schema ? { migrationTableSchema: opts.schema } : {}) }).migrateToLatest();
+    // Kysely looks for its migration tables by name across every schema it can see: without
+    // naming the schema, another schema's kysely_migration_lock (public, a parallel test's)
+    // passes for this one's and the migration fails. The schema was created just above.
+    const migrationTableSchema = opts.url ? opts.schema : undefined;
+    const { error, results } = await new Migrator({ db: database.db, provider, ...(migrationTableSchema ? { migrationTableSchema } : {}) }).migrateToLatest();
     if (error) {
       const failed = results?.find((r) => r.status === 'Error')?.migrationName;
       throw new Error(`database migration ${failed ?? ''} failed on ${database.where}: ${(error as Error).message ?? error}`);
@@ -75,6 +84,7 @@ function openSqlite(file: string): Database {
     db,
     engine: 'sqlite',
     where: file,
+    native: { engine: 'sqlite', sqlite },
     async ping() {
       sqlite.prepare('select 1').get();
     },
@@ -111,6 +121,7 @@ async function openPostgres(url: string, opts: DatabaseOptions): Promise<Databas
     db,
     engine: 'postgres',
     where,
+    native: { engine: 'postgres', pool },
     async ping() {
       await pool.query('select 1');
     },

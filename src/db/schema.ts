@@ -11,6 +11,8 @@ export interface Tables {
   webhookEvents: WebhookEventsTable;
   apiKeyEpochs: ApiKeyEpochsTable;
   secrets: SecretsTable;
+  rateLimits: RateLimitsTable;
+  journalImports: JournalImportsTable;
 }
 
 /** A send: one client request (one email or one batch) and its way through the state machine (sending/README.md). */
@@ -68,3 +70,25 @@ export interface SecretsTable {
   value: string;
 }
 
+
+/**
+ * rate-limiter-flexible's counters (its column names): one row per limiter key and window,
+ * shared by every instance on this database.
+ */
+export interface RateLimitsTable {
+  key: string;
+  points: number;
+  /** Epoch ms after which the row is dead (the library's `expire`). */
+  expire: number | null;
+}
+
+/** A one-time import of an old `.data/` (src/db/import-journal.ts): present once it committed. */
+export interface JournalImportsTable {
+  /** What was imported: `mailkit.json` (the old store, with its journals). */
+  name: string;
+  /** sha256 of the imported files, so a later boot can tell them from newer ones. */
+  digest: string;
+  importedAt: number;
+  /** JSON: how many rows of each kind were imported. */
+  summary: string;
+}

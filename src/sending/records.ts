@@ -45,6 +45,8 @@ export function fingerprintOf(value: unknown): string {
  * refunded attempt's keys are never reused either: the next attempt gets new ones.
  */
 export function upstreamKeys(sendId: string, nonce: string, attempt: number) {
+  // A row imported from the journal store (empty nonce) keeps the keys that store derived.
+  if (!nonce) return { debit: `${sendId}:debit:${attempt}`, refund: `${sendId}:refund:${attempt}`, resend: `${sendId}:${attempt}` };
   const base = `${sendId}.${nonce}`;
   return {
     debit: `${base}:debit:${attempt}`,

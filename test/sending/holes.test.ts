@@ -4,7 +4,8 @@ import { findSend } from '../../src/db/sends';
 import { sendIdFor } from '../../src/sending/records';
 import { createSender } from '../../src/sending/sender';
 import { fleetKey, fleetStore, spawnInstance, startInstance, startUpstream, instanceEnv, type Upstream } from '../support/fleet';
-import { balanceOf, bearer, customerWith, ENGINES, outboxTo, startTestStack } from '../support/stack';
+import { forEachEngine } from '../support/database';
+import { balanceOf, bearer, customerWith, outboxTo, startTestStack } from '../support/stack';
 
 /**
  * The five interleavings of issue 16, each driven through the real SDKs against the sandbox,
@@ -16,7 +17,7 @@ const email = { to: 'delivered@resend.dev', subject: 'Hole', html: '<p>x</p>' };
 const QUICK = { reconcile: { intervalMs: 0, graceMs: 0 }, mailer: { timeoutMs: 300, maxBackoffMs: 50 }, dodoMaxRetries: 0 };
 const mail = (subject: string) => ({ to: [email.to], subject, html: email.html });
 
-describe.each(ENGINES)('the send state machine on %s', (engine) => {
+forEachEngine('the send state machine', ({ engine }) => {
   let stack: TestStack | undefined;
   let upstream: Upstream | undefined;
   afterEach(async () => {
@@ -173,6 +174,27 @@ describe.each(ENGINES)('the send state machine on %s', (engine) => {
       expect(sentWith('from')).toHaveLength(1);
       expect(await balanceOf(stack, c.key)).toBe(9);
       await moved.drain();
+    });
+  });
+
+  describe('a send imported mid-flight from the journal store', () => {
+    it('is settled under the keys it was first sent with: the email it already sent is confirmed, not sent again', async () => {
+      stack = await startTestStack({}, { ...QUICK, engine });
+      const c = await customerWith(stack, 10);
+      // The journal-store sender's keys: debit `<id>:debit:0`, email `<id>:0`. Its email went out; the answer was lost.
+      const id = sendIdFor(c.customerId, 'old-key');
+      await stack.billing.reserve(c.customerId, 1, `${id}:debit:0`, 'email send (old sender)');
+      const sent = await stack.resend.emails.send({ from: stack.mailer.from, to: [email.to], subject: 'imported', html: email.html }, { idempotencyKey: `${id}:0` });
+      const t = Date.now() - 120_000;
+      await stack.database.db.insertInto('sends').values({ id, customerId: c.customerId, clientKey: '', fingerprint: 'old', credits: 1, state: 'delivering', attempt: 0, nonce: '', inDoubt: 1, refundCredits: null, refundReason: null, refundRetryable: null, resultStatus: null, resultBody: null, owner: null, claimedUntil: null, createdAt: t, updatedAt: t, deliveringSince: t }).execute();
+      await stack.database.db.insertInto('sendPayloads').values({ sendId: id, body: JSON.stringify({ batch: false, from: stack.mailer.from, emails: [mail('imported')] }) }).execute();
+
+      expect(await stack.sender.reconcile()).toBe(1);
+      expect(sentWith('imported')).toHaveLength(1);
+      expect(await balanceOf(stack, c.key)).toBe(9);
+      const row = await findSend(stack.database, id);
+      expect(row?.state).toBe('done');
+      expect(JSON.parse(row!.resultBody!)).toEqual({ id: sent.data!.id });
     });
   });
 

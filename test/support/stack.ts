@@ -4,14 +4,20 @@ import { loadConfig } from '../../src/config';
 import { createLogger } from '../../src/logger';
 import { openDatabase, type Database } from '../../src/db/index';
 import { startStack, type Stack, type StackOptions } from '../../src/stack';
+import { dropSchemas, postgresUrl } from './database';
 
-/** The engines a suite runs on: SQLite always, PostgreSQL when TEST_DATABASE_URL is set. */
-export const ENGINES: Array<'sqlite' | 'postgres'> = process.env.TEST_DATABASE_URL ? ['sqlite', 'postgres'] : ['sqlite'];
-
-/** A fresh, empty database on `engine`: in-memory SQLite, or a new schema of its own on TEST_DATABASE_URL. */
+/**
+ * A fresh, empty database on `engine`: in-memory SQLite, or a new schema of its own on
+ * TEST_DATABASE_URL, dropped when the database is closed (the stack closes it).
+ */
 export async function freshDatabase(engine: 'sqlite' | 'postgres'): Promise<Database> {
   if (engine === 'sqlite') return openDatabase({ file: ':memory:' });
-  return openDatabase({ url: process.env.TEST_DATABASE_URL!, schema: `t_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 8)}` });
+  const schema = `stack_${process.pid}_${Math.random().toString(36).slice(2, 10)}`;
+  const database = await openDatabase({ url: postgresUrl!, schema, poolSize: 4 });
+  return { ...database, close: async () => {
+    await database.close();
+    await dropSchemas([schema]);
+  } };
 }
 
 /** A fresh in-memory MailKit on the sandbox, on an ephemeral loopback port. */
