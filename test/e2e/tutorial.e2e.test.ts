@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { outboxTo, settle, startTestStack, subscribe } from '../support/stack';
+import request from 'supertest';
+import { bearer, outboxTo, settle, startTestStack, subscribe } from '../support/stack';
 import { launchBrowser, NO_PROBLEMS, openPage, signIn, snap, unexpected } from './support/browser';
 
 type TestStack = Awaited<ReturnType<typeof startTestStack>>;
@@ -201,6 +202,20 @@ describe('the tutorial, clicked through in Chromium', () => {
         expect(await page.locator('#send-result').textContent()).not.toContain(RETRY_HINT);
       }
       await snap(page, '12-send-after-401');
+      expect(unexpected(problems, [401])).toEqual(NO_PROBLEMS);
+    });
+
+    it('when the key in use is refused at Send (rotated elsewhere): no promise of a retry', async () => {
+      const { key } = await subscribe(stack, 'rotated@example.com', 'Rotated');
+      const { page, problems } = await openPage(browser);
+      await signIn(page, stack.baseUrl, key);
+      await request(stack.url).post('/account/key').set(bearer(key)).expect(201);
+      for (let press = 0; press < 2; press++) {
+        await page.getByRole('button', { name: 'Send', exact: true }).click();
+        // The 401 itself, or, once the balance poll has met the same 401 and forgotten the key, "paste one first".
+        await expect.poll(() => page.locator('#send-result').textContent()).toMatch(/Paste a valid key above\.|Paste your API key first/);
+        expect(await page.locator('#send-result').textContent()).not.toContain(RETRY_HINT);
+      }
       expect(unexpected(problems, [401])).toEqual(NO_PROBLEMS);
     });
 
