@@ -127,8 +127,9 @@ describe('the dashboard in Chromium: XSS and CSP', () => {
       // The console too, and its adjustment.
       await page.goto(`${stack.baseUrl}/sandbox`);
       await page.locator('#adjust-form select[name="customer_id"]').selectOption(customerId);
+      await page.locator('#adjust-form input[name="amount"]').fill('-100');
       await page.getByRole('button', { name: 'Adjust balance' }).click();
-      await page.locator('#console-status').filter({ hasText: 'now ' }).waitFor();
+      await page.locator('#console-status').filter({ hasText: 'Balance adjusted by −100: now 399.' }).waitFor();
       // Not an error, not a warning (an Origin-Agent-Cluster one came from the outbox's body frame).
       expect(problems).toEqual(NO_PROBLEMS);
     });
