@@ -93,6 +93,10 @@ describe('the README', () => {
   const logLines: string[] = [];
 
   beforeAll(async () => {
+    // The examples are run as a reader runs them: with the shell's curl.
+    await run('curl', ['--version']).catch(() => {
+      throw new Error('test/readme.test.ts runs the README with curl: install curl (apt-get install curl).');
+    });
     const sink = new Writable({
       write(chunk, _encoding, done) {
         logLines.push(...String(chunk).split('\n').filter(Boolean));
