@@ -9,6 +9,8 @@ const USAGE_DAYS = 30;
 /** A balance change seen by the poll redraws the chart at most this often (it reads the ledger). */
 const USAGE_POLL_MIN_MS = 30000;
 const TOPUP_LABEL = 'Top up 5,000 credits ($9)';
+/** What the balance box says before a key is in use (a dash at 40 px reads as a bar). */
+const EMPTY_BALANCE = 'No key in use yet';
 
 const $ = (id) => document.getElementById(id);
 const fmt = (n) => Number(n).toLocaleString('en-US');
@@ -30,6 +32,10 @@ const state = {
   balanceSeq: 0,
   usageSeq: 0,
   usageReadAt: 0,
+  /** Which notice is up ('subscribed': the key is on its way), so it goes once it is done with. */
+  notice: null,
+  /** The days the chart shows, for its legend. */
+  days: [],
   /** The last send whose outcome is unknown: retried with the same Idempotency-Key. */
   unconfirmed: null,
 };
@@ -80,7 +86,7 @@ async function api(path, { method = 'GET', body, auth = true, headers = {} } = {
   if (body !== undefined) h['Content-Type'] = 'application/json';
   if (auth) {
     const key = apiKey.get();
-    if (!key) return { ok: false, status: 0, data: { error: { message: 'Paste your API key first (section "Your API key").' } } };
+    if (!key) return { ok: false, status: 0, noKey: true, data: { error: { message: 'Paste your API key first (section "Your API key").' } } };
     h.Authorization = `Bearer ${key}`;
   }
   try {
@@ -122,8 +128,7 @@ async function refreshBalance() {
   const previous = state.balance;
   const changed = previous !== null && value !== previous;
   state.balance = value;
-  // Written only when it changes, so the live region speaks only when there is news.
-  if ($('balance').textContent !== fmt(value)) $('balance').textContent = fmt(value);
+  showBalance(fmt(value));
   const updated = $('balance-updated');
   updated.hidden = false;
   updated.textContent = `Updated ${new Date().toLocaleTimeString()}; refreshes by itself every ${POLL_MS / 1000} s.`;
@@ -132,6 +137,16 @@ async function refreshBalance() {
   // at once; otherwise at most every USAGE_POLL_MIN_MS, for the usage route reads the ledger.
   const jump = changed && Math.abs(value - previous) >= 100;
   if (jump || (changed && Date.now() - state.usageReadAt >= USAGE_POLL_MIN_MS)) void refreshUsage();
+}
+
+/** Writes the balance (only when it changes, so the live region speaks only when there is news); null: no key. */
+function showBalance(text) {
+  const el = $('balance');
+  const empty = text === null;
+  const shown = empty ? EMPTY_BALANCE : text;
+  if (el.textContent !== shown) el.textContent = shown;
+  el.classList.toggle('is-empty', empty);
+  $('balance-sub').hidden = empty;
 }
 
 function startPolling() {
@@ -177,20 +192,33 @@ async function refreshUsage() {
   renderUsage(res.data.days, res.data.truncated);
 }
 
+/** Emails, adjustments and expiries per day: each its own series, stacked in this order (bottom first). */
+const USAGE_SERIES = [
+  { key: 'emails', label: 'Emails sent', stroke: '#b45309', fill: '#f5b76a' },
+  { key: 'adjusted', label: 'Adjusted by hand', stroke: '#6d28d9', fill: '#c4b5fd' },
+  { key: 'expired', label: 'Expired (not usage)', stroke: '#667085', fill: '#d0d5dd' },
+];
+
+/** Tick steps for counts of credits: whole numbers only. */
+const WHOLE_STEPS = [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 2500, 5000, 10000, 20000, 25000, 50000, 100000, 250000, 500000, 1000000];
+
+const plural = (n, one, many) => `${fmt(n)} ${n === 1 ? one : many}`;
+
 function renderUsage(days, truncated) {
   $('usage').hidden = false;
-  const total = days.reduce((sum, d) => sum + d.debits, 0);
-  const today = days.at(-1)?.debits ?? 0;
-  $('usage-summary').textContent =
-    `${fmt(total)} ${total === 1 ? 'credit' : 'credits'} debited in the last ${days.length} days, ${fmt(today)} today (days in UTC).` +
-    (truncated ? ' Only the most recent activity is shown.' : '');
+  const sum = (key, list = days) => list.reduce((total, d) => total + d[key], 0);
+  const today = days.slice(-1);
+  const parts = [`${plural(sum('emails'), 'email', 'emails')} sent in the last ${days.length} days, ${fmt(sum('emails', today))} today (days in UTC)`];
+  if (sum('adjusted')) parts.push(`${plural(sum('adjusted'), 'credit', 'credits')} adjusted by hand`);
+  if (sum('expired')) parts.push(`${plural(sum('expired'), 'credit', 'credits')} expired unused`);
+  $('usage-summary').textContent = parts.join('; ') + '.' + (truncated ? ' Only the most recent activity is shown.' : '');
 
   const rows = days
     .slice()
     .reverse()
     .map((d) => {
       const tr = document.createElement('tr');
-      for (const value of [d.date, fmt(d.debits), fmt(d.credits), d.balance === null ? '—' : fmt(d.balance)]) {
+      for (const value of [d.date, fmt(d.emails), fmt(d.adjusted), fmt(d.expired), fmt(d.credits), d.balance === null ? '—' : fmt(d.balance)]) {
         const td = document.createElement('td');
         td.textContent = value;
         tr.append(td);
@@ -201,19 +229,53 @@ function renderUsage(days, truncated) {
   drawChart(days);
 }
 
+/**
+ * The chart's columns. Bars are stacked by drawing each series as the running total up to it,
+ * bottom series last so it paints over the others; a day whose part is 0 is null, so no
+ * zero-height bar draws a dash along the baseline. Bars sit in the middle of their UTC day.
+ */
+function chartData(days) {
+  const xs = days.map((d) => Date.parse(`${d.date}T12:00:00Z`) / 1000);
+  const stacked = USAGE_SERIES.map((_s, i) =>
+    days.map((d) => {
+      if (!d[USAGE_SERIES[i].key]) return null;
+      return USAGE_SERIES.slice(0, i + 1).reduce((total, s) => total + d[s.key], 0);
+    }),
+  ).reverse();
+  const balances = days.map((d) => (d.balance === null ? null : Number(d.balance)));
+  return [xs, ...stacked, balances, days.map(() => state.threshold)];
+}
+
+/** An axis as wide as its longest label (uPlot's fixed sizes clip "10,000" to "0,000"). */
+function axisSize(u, values, axisIdx, cycleNum) {
+  const axis = u.axes[axisIdx];
+  if (cycleNum > 1) return axis._size;
+  let size = axis.ticks.size + axis.gap;
+  const longest = (values ?? []).reduce((a, v) => (v.length > a.length ? v : a), '');
+  if (longest) {
+    u.ctx.font = axis.font[0];
+    size += u.ctx.measureText(longest).width / devicePixelRatio;
+  }
+  return Math.ceil(size) + 4;
+}
+
 function drawChart(days) {
   const el = $('usage-chart');
   if (typeof uPlot === 'undefined') {
     el.textContent = 'The chart library did not load; the table below has the same numbers.';
     return;
   }
-  const xs = days.map((d) => Date.parse(`${d.date}T00:00:00Z`) / 1000);
-  const data = [xs, days.map((d) => d.debits), days.map((d) => d.balance), days.map(() => state.threshold)];
+  state.days = days;
+  const data = chartData(days);
   if (state.chart) {
     state.chart.setData(data);
     return;
   }
+  // Legend values come from the day itself, not from the stacked totals drawn.
+  const part = (key) => (_u, _v, _si, idx) => (idx === null || idx === undefined || !state.days[idx] ? '—' : fmt(state.days[idx][key]));
   const value = (_u, v) => (v === null || v === undefined ? '—' : fmt(v));
+  const bars = uPlot.paths.bars({ size: [0.7, 28] });
+  const day = 86400;
   const opts = {
     width: chartWidth(),
     height: 220,
@@ -221,30 +283,23 @@ function drawChart(days) {
     tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), 'Etc/UTC'),
     cursor: { drag: { x: false, y: false } },
     scales: {
-      // Half a day of room on each side, so the first and last days' bars are drawn whole.
-      x: { time: true, range: (_u, min, max) => [min - 43200, max + 43200] },
-      debits: { range: (_u, _min, max) => [0, Math.max(5, Math.ceil(max * 1.2))] },
+      // From the first day's midnight to the end of the last day: every bar whole inside the plot.
+      x: { time: true, range: (_u, min, max) => [min - day / 2, max + day / 2] },
+      credits: { range: (_u, _min, max) => [0, Math.max(5, Math.ceil((max ?? 0) * 1.15))] },
       balance: { range: (_u, _min, max) => [0, Math.max(max ?? 0, state.threshold ?? 0, 10) * 1.1] },
     },
     series: [
       { label: 'Day', value: (_u, ts) => (ts === null || ts === undefined ? '—' : new Date(ts * 1000).toISOString().slice(0, 10)) },
-      {
-        label: 'Debits per day',
-        scale: 'debits',
-        stroke: '#b45309',
-        fill: 'rgba(217, 119, 6, 0.35)',
-        width: 1,
-        paths: uPlot.paths.bars({ size: [0.6, 40] }),
-        points: { show: false },
-        value,
-      },
+      ...USAGE_SERIES.slice()
+        .reverse()
+        .map((s) => ({ label: s.label, scale: 'credits', stroke: s.stroke, fill: s.fill, width: 1, paths: bars, points: { show: false }, value: part(s.key) })),
       { label: 'Balance', scale: 'balance', stroke: '#4f46e5', width: 2, points: { show: false }, value },
       { label: 'Low-balance threshold', scale: 'balance', stroke: '#b42318', width: 1, dash: [6, 4], points: { show: false }, value },
     ],
     axes: [
       { stroke: '#555', grid: { stroke: '#eee' } },
-      { scale: 'debits', stroke: '#b45309', grid: { stroke: '#eee' }, size: 48, values: (_u, vals) => vals.map((v) => fmt(v)) },
-      { scale: 'balance', side: 1, stroke: '#4f46e5', grid: { show: false }, size: 56, values: (_u, vals) => vals.map((v) => fmt(v)) },
+      { scale: 'credits', stroke: '#555', grid: { stroke: '#eee' }, size: axisSize, incrs: WHOLE_STEPS, values: (_u, vals) => vals.map((v) => fmt(v)) },
+      { scale: 'balance', side: 1, stroke: '#4f46e5', grid: { show: false }, size: axisSize, incrs: WHOLE_STEPS, values: (_u, vals) => vals.map((v) => fmt(v)) },
     ],
   };
   state.chart = new uPlot(opts, data, el);
@@ -262,12 +317,19 @@ async function useKey(value) {
   apiKey.set(value);
   const res = await api('/account');
   if (res.ok) {
+    // "Your API key is on its way" is done with once a key works.
+    if (state.notice === 'subscribed') hideNotice();
     show('key-result', { text: `Signed in as ${res.data.name || res.data.email} (${res.data.email}), customer ${res.data.customer_id}.`, kind: 'ok' });
     await Promise.all([refreshBalance(), refreshUsage()]);
     startPolling();
   } else {
     signOut(errorText(res));
   }
+}
+
+function hideNotice() {
+  $('notice').hidden = true;
+  state.notice = null;
 }
 
 /** Forgets the key and everything read with it. */
@@ -279,7 +341,7 @@ function signOut(message) {
   state.balanceSeq++;
   state.usageSeq++;
   state.unconfirmed = null;
-  $('balance').textContent = '—';
+  showBalance(null);
   $('balance-updated').hidden = true;
   $('low-balance-banner').hidden = true;
   $('usage').hidden = true;
@@ -309,8 +371,14 @@ async function sendEmail() {
   // never send or charge twice; any other click is a new email with a new key.
   const idempotencyKey = state.unconfirmed?.fingerprint === fingerprint ? state.unconfirmed.key : crypto.randomUUID();
   const res = await api('/send', { method: 'POST', headers: { 'Idempotency-Key': idempotencyKey }, body });
-  state.unconfirmed = res.status === 0 || res.status >= 500 ? { fingerprint, key: idempotencyKey } : null;
+  // Only an answer that leaves the outcome open keeps the key for a retry: a 5xx, or a request
+  // that may have reached the server. With no key, nothing was sent.
+  state.unconfirmed = !res.noKey && (res.status === 0 || res.status >= 500) ? { fingerprint, key: idempotencyKey } : null;
 
+  if (res.noKey) {
+    show('send-result', { text: errorText(res), kind: 'error' });
+    return;
+  }
   if (res.ok) {
     show('send-result', { text: `Sent. Message id: ${res.data.id}`, kind: 'ok' });
   } else if (res.status === 402) {
@@ -321,7 +389,7 @@ async function sendEmail() {
     });
   } else if (res.status === 401) {
     show('send-result', { text: `${errorText(res)} Paste a valid key above.`, kind: 'error' });
-  } else if (state.unconfirmed) {
+  } else if (res.status === 503 && res.data?.error?.code === 'delivery_unconfirmed') {
     show('send-result', { text: `${errorText(res)}\nPress Send again without changing anything: it retries this same email, never a second one.`, kind: 'error' });
   } else {
     show('send-result', { text: errorText(res), kind: 'error' });
@@ -380,13 +448,8 @@ function wire() {
 
   $('topup-button').addEventListener('click', (e) => void startTopup(e.currentTarget, 'bannerOut'));
 
-  $('buyTopup').addEventListener('click', (e) => {
-    void withBusy(e.currentTarget, async () => {
-      const res = await api('/checkout/topup', { method: 'POST', body: {} });
-      if (res.ok) show('topup-result', { link: res.data.checkout_url, linkText: 'Open top-up checkout →' });
-      else show('topup-result', { text: errorText(res), kind: 'error' });
-    });
-  });
+  // The same one click as the banner's and the 402's: straight to checkout.
+  $('buyTopup').addEventListener('click', (e) => void startTopup(e.currentTarget, 'topup-result'));
 
   // Poll only while someone can see the page; catch up at once when they come back.
   document.addEventListener('visibilitychange', () => {
@@ -410,6 +473,7 @@ async function init() {
   const params = new URLSearchParams(location.search);
   const notice = $('notice');
   if (params.get('subscribed') === '1') {
+    if (params.get('status') !== 'failed') state.notice = 'subscribed';
     notice.textContent =
       params.get('status') === 'failed'
         ? 'The payment did not go through; nothing was charged.'

@@ -29,17 +29,39 @@ const usageQuery = z.strictObject({
     .optional(),
 });
 
-/** One UTC day of the chart. `balance` is the balance at the end of that day (null: unknown). */
+/**
+ * One UTC day of the chart. What the customer spent is `emails` (credits debited by sends)
+ * plus `adjusted` (debited by hand, in Dodo's dashboard or the sandbox console); `expired`
+ * (credits that lapsed unused) is not usage and is kept apart. `credits` is everything added:
+ * grants, top-ups, refunds of sends that failed. `balance` is the balance at the end of that
+ * day, a decimal string like Dodo's and GET /credits' (null: unknown).
+ */
 export interface UsageDay {
   date: string;
-  debits: number;
+  emails: number;
+  adjusted: number;
+  expired: number;
   credits: number;
-  balance: number | null;
+  balance: string | null;
+}
+
+/** Which column of a day a debit lands in, by Dodo's transaction type. */
+export function debitKind(type: CreditLedgerEntry['transaction_type']): 'emails' | 'adjusted' | 'expired' {
+  switch (type) {
+    case 'credit_deducted': // MailKit's own debits: one per send or batch
+    case 'overage_charged':
+      return 'emails';
+    case 'credit_expired':
+    case 'rollover_forfeited':
+      return 'expired';
+    default:
+      return 'adjusted';
+  }
 }
 
 /**
- * GET /credits/usage?days=30: the key's customer's ledger folded into UTC days (debits,
- * credits, end-of-day balance) for the dashboard's chart, with the live balance and the
+ * GET /credits/usage?days=30: the key's customer's ledger folded into UTC days (emails,
+ * adjustments, expiries, credits, end-of-day balance) for the dashboard's chart, with the live balance and the
  * plan's low-balance threshold. Register it before /credits/:customerId, which would
  * otherwise take "usage" for a customer id.
  */
@@ -57,8 +79,9 @@ export function usageRoutes(deps: { billing: Billing; auth: RequestHandler }): R
     const truncated = entries.length >= MAX_LEDGER_ENTRIES;
     res.set('Cache-Control', 'no-store');
     res.json({
-      days: foldByDay(entries, { days, now: Date.now(), truncated, liveBalance: Number(balance) }),
-      balance: Number(balance),
+      days: foldByDay(entries, { days, now: Date.now(), truncated, liveBalance: balance }),
+      // A string, as Dodo, the tutorial and GET /credits give it.
+      balance,
       low_balance_threshold: LOW_BALANCE_THRESHOLD,
       truncated,
     });
@@ -74,7 +97,7 @@ export function usageRoutes(deps: { billing: Billing; auth: RequestHandler }): R
  * balance before the oldest one seen is unknown (null). With no entry at all, nothing changed
  * in the window and every day ends on `liveBalance`.
  */
-export function foldByDay(entries: CreditLedgerEntry[], opts: { days: number; now: number; truncated: boolean; liveBalance: number }): UsageDay[] {
+export function foldByDay(entries: CreditLedgerEntry[], opts: { days: number; now: number; truncated: boolean; liveBalance: string }): UsageDay[] {
   const { days, now, truncated, liveBalance } = opts;
   // Oldest first; entries with the same timestamp keep Dodo's order, reversed.
   const chronological = entries
@@ -84,26 +107,26 @@ export function foldByDay(entries: CreditLedgerEntry[], opts: { days: number; no
   const start = end - (days - 1) * DAY_MS;
 
   const out: UsageDay[] = [];
-  for (let d = 0; d < days; d++) out.push({ date: isoDate(start + d * DAY_MS), debits: 0, credits: 0, balance: null });
+  for (let d = 0; d < days; d++) out.push({ date: isoDate(start + d * DAY_MS), emails: 0, adjusted: 0, expired: 0, credits: 0, balance: null });
   if (!chronological.length) {
     for (const day of out) day.balance = liveBalance;
     return out;
   }
 
   // The balance carried into the window: what the oldest entry found, when we saw them all.
-  let balance: number | null = truncated ? null : Number(chronological[0]!.e.balance_before);
+  let balance: string | null = truncated ? null : chronological[0]!.e.balance_before;
   let next = 0; // the first day whose end-of-day balance is not written yet
   for (const { e, t } of chronological) {
     const index = Math.floor((utcMidnight(t) - start) / DAY_MS);
     if (index < 0) {
-      balance = Number(e.balance_after);
+      balance = e.balance_after;
       continue;
     }
     for (; next < index; next++) out[next]!.balance = balance;
     const day = out[index]!;
     if (e.is_credit) day.credits += Number(e.amount);
-    else day.debits += Number(e.amount);
-    balance = Number(e.balance_after);
+    else day[debitKind(e.transaction_type)] += Number(e.amount);
+    balance = e.balance_after;
     day.balance = balance;
     next = index + 1;
   }

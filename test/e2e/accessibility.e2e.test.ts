@@ -102,6 +102,9 @@ describe('the dashboard for keyboard, screen reader and phone users', () => {
 
     const widths = await page.evaluate(() => ({ scroll: document.documentElement.scrollWidth, inner: window.innerWidth }));
     expect(widths.scroll).toBeLessThanOrEqual(widths.inner);
+    // Every column of the usage table in view, Balance included, without scrolling it sideways.
+    const table = await page.locator('#usage-details .table-wrap').evaluate((el) => ({ scroll: el.scrollWidth, client: el.clientWidth }));
+    expect(table.scroll).toBeLessThanOrEqual(table.client);
     // The chart is drawn to the width it has, not wider.
     const chart = await page.locator('#usage-chart canvas').boundingBox();
     expect(chart!.x + chart!.width).toBeLessThanOrEqual(375);

@@ -28,17 +28,18 @@ describe('GET /credits/usage', () => {
   });
 
   describe('after subscribing and sending 3 emails', () => {
-    it("shows today's 3 debits, the 5,000 grant and a balance of 4,997", async () => {
+    it("shows today's 3 emails, the 5,000 grant and a balance of \"4997\"", async () => {
       const res = await request(stack.url).get('/credits/usage').set(bearer(alice.key)).expect(200);
       expect(res.headers['cache-control']).toBe('no-store');
-      expect(res.body.balance).toBe(4997);
+      // A string, as GET /credits gives it.
+      expect(res.body.balance).toBe('4997');
       expect(res.body.low_balance_threshold).toBe(1000);
       expect(res.body.truncated).toBe(false);
       expect(res.body.days).toHaveLength(30);
       const last = res.body.days.at(-1);
-      expect(last).toEqual({ date: today(), debits: 3, credits: 5000, balance: 4997 });
+      expect(last).toEqual({ date: today(), emails: 3, adjusted: 0, expired: 0, credits: 5000, balance: '4997' });
       // Before the subscription, the balance was 0 and nothing moved.
-      expect(res.body.days[0]).toEqual({ date: expect.stringMatching(/^\d{4}-\d{2}-\d{2}$/), debits: 0, credits: 0, balance: 0 });
+      expect(res.body.days[0]).toEqual({ date: expect.stringMatching(/^\d{4}-\d{2}-\d{2}$/), emails: 0, adjusted: 0, expired: 0, credits: 0, balance: '0' });
     });
 
     it('answers ?days=7 with 7 consecutive days ending today', async () => {
@@ -53,8 +54,8 @@ describe('GET /credits/usage', () => {
   describe('with another customer’s key', () => {
     it('sees only that customer’s ledger', async () => {
       const res = await request(stack.url).get('/credits/usage').set(bearer(bob.key)).expect(200);
-      expect(res.body.balance).toBe(5000);
-      expect(res.body.days.at(-1)).toEqual({ date: today(), debits: 0, credits: 5000, balance: 5000 });
+      expect(res.body.balance).toBe('5000');
+      expect(res.body.days.at(-1)).toEqual({ date: today(), emails: 0, adjusted: 0, expired: 0, credits: 5000, balance: '5000' });
     });
   });
 
@@ -79,19 +80,19 @@ describe('GET /credits/usage', () => {
   });
 
   describe('with more ledger entries than one page', () => {
-    it('reads every page: 120 adjustments and a send all count', async () => {
+    it('reads every page: 120 adjustments and a send all count, each in its own column', async () => {
       const carol = await subscribe(stack, 'carol-usage@example.com', 'Carol');
       for (let i = 0; i < 120; i++) await stack.sandbox.dodo.adjustBalance(carol.customerId, stack.catalog.creditEntitlementId, -1, `adj ${i}`);
       await send(stack, carol.key);
       await settle(stack);
       const res = await request(stack.url).get('/credits/usage').set(bearer(carol.key)).expect(200);
-      expect(res.body.days.at(-1)).toEqual({ date: today(), debits: 121, credits: 5000, balance: 4879 });
-      expect(res.body.days[0].balance).toBe(0);
+      expect(res.body.days.at(-1)).toEqual({ date: today(), emails: 1, adjusted: 120, expired: 0, credits: 5000, balance: '4879' });
+      expect(res.body.days[0].balance).toBe('0');
     });
   });
 
   describe('across days (the sandbox clock moved forward)', () => {
-    it('shows each day’s debits and carries the balance over quiet days', async () => {
+    it('shows each day’s emails and carries the balance over quiet days', async () => {
       const dave = await subscribe(stack, 'dave-usage@example.com', 'Dave');
       await send(stack, dave.key);
       await send(stack, dave.key);
@@ -99,48 +100,90 @@ describe('GET /credits/usage', () => {
       await send(stack, dave.key);
       await settle(stack);
       const res = await request(stack.url).get('/credits/usage?days=5').set(bearer(dave.key)).expect(200);
-      const days = res.body.days as Array<{ debits: number; balance: number }>;
+      const days = res.body.days as Array<{ emails: number; balance: string }>;
       // The window ends on the sandbox's "today", two days ahead of this machine's.
-      expect(days.map((d) => d.debits)).toEqual([0, 0, 2, 0, 1]);
-      expect(days.map((d) => d.balance)).toEqual([0, 0, 4998, 4998, 4997]);
-      expect(res.body.balance).toBe(4997);
+      expect(days.map((d) => d.emails)).toEqual([0, 0, 2, 0, 1]);
+      expect(days.map((d) => d.balance)).toEqual(['0', '0', '4998', '4998', '4997']);
+      expect(res.body.balance).toBe('4997');
     });
+  });
+});
+
+describe('GET /credits/usage when credits expire', () => {
+  let stack: TestStack;
+  beforeAll(async () => {
+    stack = await startTestStack();
+  });
+  afterAll(async () => {
+    await stack?.close();
+  });
+
+  it('counts expired credits apart from what the customer spent', async () => {
+    const erin = await subscribe(stack, 'erin-usage@example.com', 'Erin');
+    await send(stack, erin.key);
+    await send(stack, erin.key);
+    await stack.sandbox.dodo.adjustBalance(erin.customerId, stack.catalog.creditEntitlementId, -100, 'by hand');
+    // Past the grant's 30-day expiry: what is left of the first cycle's 5,000 lapses.
+    await stack.sandbox.dodo.advanceClock(31 * DAY);
+    await stack.sandbox.dodo.customers();
+    await settle(stack);
+    const res = await request(stack.url).get('/credits/usage?days=40').set(bearer(erin.key)).expect(200);
+    const days = res.body.days as Array<{ emails: number; adjusted: number; expired: number }>;
+    const total = (k: 'emails' | 'adjusted' | 'expired') => days.reduce((sum, d) => sum + d[k], 0);
+    expect(total('emails')).toBe(2);
+    expect(total('adjusted')).toBe(100);
+    expect(total('expired')).toBe(4898);
+    // The expiry sits on a day with no sends.
+    expect(days.find((d) => d.expired > 0)).toMatchObject({ emails: 0, adjusted: 0, expired: 4898 });
   });
 });
 
 describe('foldByDay', () => {
   const now = Date.parse('2026-03-10T12:00:00Z');
-  const entry = (at: string, amount: number, isCredit: boolean, before: number): CreditLedgerEntry =>
+  const entry = (at: string, amount: number, isCredit: boolean, before: number, type: CreditLedgerEntry['transaction_type'] = isCredit ? 'credit_added' : 'credit_deducted'): CreditLedgerEntry =>
     ({
       id: `cle_${at}_${amount}`,
       amount: String(amount),
       is_credit: isCredit,
+      transaction_type: type,
       balance_before: String(before),
       balance_after: String(isCredit ? before + amount : before - amount),
       created_at: at,
     }) as CreditLedgerEntry;
 
   it('with no entries, every day ends on the live balance', () => {
-    const days = foldByDay([], { days: 3, now, truncated: false, liveBalance: 1234 });
+    const days = foldByDay([], { days: 3, now, truncated: false, liveBalance: '1234' });
+    const quiet = { emails: 0, adjusted: 0, expired: 0, credits: 0, balance: '1234' };
     expect(days).toEqual([
-      { date: '2026-03-08', debits: 0, credits: 0, balance: 1234 },
-      { date: '2026-03-09', debits: 0, credits: 0, balance: 1234 },
-      { date: '2026-03-10', debits: 0, credits: 0, balance: 1234 },
+      { date: '2026-03-08', ...quiet },
+      { date: '2026-03-09', ...quiet },
+      { date: '2026-03-10', ...quiet },
     ]);
   });
 
   it('when truncated, days before the oldest entry seen have an unknown balance', () => {
     const newestFirst = [entry('2026-03-10T08:00:00Z', 1, false, 700), entry('2026-03-09T08:00:00Z', 300, false, 1000)];
-    const days = foldByDay(newestFirst, { days: 3, now, truncated: true, liveBalance: 699 });
-    expect(days.map((d) => d.balance)).toEqual([null, 700, 699]);
-    expect(days.map((d) => d.debits)).toEqual([0, 300, 1]);
+    const days = foldByDay(newestFirst, { days: 3, now, truncated: true, liveBalance: '699' });
+    expect(days.map((d) => d.balance)).toEqual([null, '700', '699']);
+    expect(days.map((d) => d.emails)).toEqual([0, 300, 1]);
   });
 
   it('entries at the same instant keep Dodo’s newest-first order', () => {
     const t = '2026-03-10T08:00:00Z';
     const newestFirst = [entry(t, 2, false, 98), entry(t, 100, true, 0)];
-    const days = foldByDay(newestFirst, { days: 1, now, truncated: false, liveBalance: 96 });
-    expect(days).toEqual([{ date: '2026-03-10', debits: 2, credits: 100, balance: 96 }]);
+    const days = foldByDay(newestFirst, { days: 1, now, truncated: false, liveBalance: '96' });
+    expect(days).toEqual([{ date: '2026-03-10', emails: 2, adjusted: 0, expired: 0, credits: 100, balance: '96' }]);
+  });
+
+  it('sorts debits by transaction type: sends, adjustments by hand, expiries', () => {
+    const newestFirst = [
+      entry('2026-03-10T09:00:00Z', 40, false, 100, 'credit_expired'),
+      entry('2026-03-10T08:30:00Z', 5, false, 105, 'rollover_forfeited'),
+      entry('2026-03-10T08:20:00Z', 300, false, 405, 'manual_adjustment'),
+      entry('2026-03-10T08:10:00Z', 3, false, 408, 'credit_deducted'),
+    ];
+    const [day] = foldByDay(newestFirst, { days: 1, now, truncated: false, liveBalance: '60' });
+    expect(day).toEqual({ date: '2026-03-10', emails: 3, adjusted: 300, expired: 45, credits: 0, balance: '60' });
   });
 
   it('the threshold is 20% of the plan’s 5,000 credits', () => {

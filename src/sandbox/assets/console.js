@@ -70,6 +70,11 @@
   try { flash = sessionStorage.getItem(FLASH); sessionStorage.removeItem(FLASH); } catch (e) { /* ignore */ }
   if (flash) say(flash, 'ok');
 
+  /** −4,000 or +5,000: formatted like every other number on the page. */
+  function signed(n) {
+    return (n < 0 ? '\u2212' : '+') + Math.abs(n).toLocaleString('en-US');
+  }
+
   var adjust = document.getElementById('adjust-form');
   if (adjust) {
     adjust.addEventListener('submit', function (event) {
@@ -87,7 +92,7 @@
       run(adjust.querySelector('button[type="submit"]'), 'Adjusting', function () {
         return post('/customers/' + encodeURIComponent(customerId) + '/adjust', body).then(function (res) {
           return settled().then(function () {
-            reloadWith('Balance adjusted by ' + amount + ': now ' + res.balance + '.', customerId);
+            reloadWith('Balance adjusted by ' + signed(amount) + ': now ' + Number(res.balance).toLocaleString('en-US') + '.', customerId);
           });
         });
       });

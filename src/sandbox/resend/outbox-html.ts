@@ -23,6 +23,8 @@ export function htmlToText(html: string): string {
   const stripped = html
     .replace(/<(script|style|head|title)\b[\s\S]*?<\/\1\s*>/gi, ' ')
     .replace(/<!--[\s\S]*?-->/g, ' ')
+    // Inline elements run on with the text around them ("<a>Buy</a>: $9" is "Buy: $9"); any other tag breaks words.
+    .replace(/<\/?(a|abbr|b|code|em|i|mark|q|s|small|span|strong|sub|sup|u)\b[^>]*>/gi, '')
     .replace(/<[^>]*>/g, ' ');
   return decodeEntities(stripped).replace(/\s+/g, ' ').trim();
 }

@@ -59,6 +59,9 @@ export function createOutboxRouter(deps: OutboxRouterDeps): Router {
     const message = find(req.params.id);
     if (!message) return void res.status(404).type('text/plain').send('No such message.');
     res.set({ 'Content-Security-Policy': BODY_CSP, 'X-Content-Type-Options': 'nosniff', 'Referrer-Policy': 'no-referrer' });
+    // The CSP's sandbox gives this frame an opaque origin, so it cannot join the page's
+    // origin-keyed agent cluster: Chromium warns on every message when asked to.
+    res.removeHeader('Origin-Agent-Cluster');
     // A text-only email still gets a readable body in the frame.
     const html = message.html ?? `<!doctype html><meta charset="utf-8"><pre style="white-space:pre-wrap;font:14px/1.5 ui-monospace,monospace">${escapeHtml(message.text ?? '')}</pre>`;
     res.type('html').send(html);

@@ -28,22 +28,24 @@ export function launchBrowser(): Promise<Browser> {
   return chromium.launch({ executablePath: chromiumPath(), args: CHROMIUM_ARGS, headless: true });
 }
 
-/** Everything a page did that a user would call broken: console errors, uncaught errors, CSP violations, dialogs. */
+/** Everything a page did that a user would call broken: console errors and warnings, uncaught errors, CSP violations, dialogs. */
 export interface PageProblems {
   consoleErrors: string[];
+  consoleWarnings: string[];
   pageErrors: string[];
   cspViolations: string[];
   dialogs: string[];
 }
 
 /**
- * A fresh page (own context, so its own sessionStorage) that records its problems. CSP
+ * A fresh page (own context, so its own sessionStorage) that records its problems, and
+ * those of every tab it opens. CSP
  * violations are caught in the page itself with a `securitypolicyviolation` listener
  * installed before any script of the page runs, and reported through a binding.
  */
 export async function openPage(browser: Browser, options: BrowserContextOptions = {}): Promise<{ page: Page; problems: PageProblems }> {
   const context = await browser.newContext({ viewport: { width: 1100, height: 900 }, ...options });
-  const problems: PageProblems = { consoleErrors: [], pageErrors: [], cspViolations: [], dialogs: [] };
+  const problems: PageProblems = { consoleErrors: [], consoleWarnings: [], pageErrors: [], cspViolations: [], dialogs: [] };
   await context.exposeBinding('__reportCsp', (_source, text: string) => {
     problems.cspViolations.push(text);
   });
@@ -53,15 +55,19 @@ export async function openPage(browser: Browser, options: BrowserContextOptions 
       report?.(`${e.violatedDirective} blocked ${e.blockedURI || 'inline'} at ${e.sourceFile}:${e.lineNumber}`);
     });
   });
+  // Every tab of the context is watched: the dashboard opens the outbox and the console in new ones.
+  context.on('page', (tab) => {
+    tab.on('console', (msg) => {
+      if (msg.type() === 'error') problems.consoleErrors.push(`${msg.text()} (${msg.location().url})`);
+      if (msg.type() === 'warning') problems.consoleWarnings.push(`${msg.text()} (${msg.location().url})`);
+    });
+    tab.on('pageerror', (err) => problems.pageErrors.push(String(err)));
+    tab.on('dialog', (dialog) => {
+      problems.dialogs.push(`${dialog.type()}: ${dialog.message()}`);
+      void dialog.dismiss();
+    });
+  });
   const page = await context.newPage();
-  page.on('console', (msg) => {
-    if (msg.type() === 'error') problems.consoleErrors.push(`${msg.text()} (${msg.location().url})`);
-  });
-  page.on('pageerror', (err) => problems.pageErrors.push(String(err)));
-  page.on('dialog', (dialog) => {
-    problems.dialogs.push(`${dialog.type()}: ${dialog.message()}`);
-    void dialog.dismiss();
-  });
   return { page, problems };
 }
 
@@ -80,7 +86,7 @@ export function unexpected(problems: PageProblems, expectedStatuses: number[] = 
   return { ...problems, consoleErrors: problems.consoleErrors.filter((line) => !expected(line)) };
 }
 
-export const NO_PROBLEMS: PageProblems = { consoleErrors: [], pageErrors: [], cspViolations: [], dialogs: [] };
+export const NO_PROBLEMS: PageProblems = { consoleErrors: [], consoleWarnings: [], pageErrors: [], cspViolations: [], dialogs: [] };
 
 /** Opens the dashboard and signs in with `key` through the key form. */
 export async function signIn(page: Page, baseUrl: string, key: string): Promise<void> {
