@@ -66,6 +66,8 @@ forEachEngine('two instances on one database', ({ engine }) => {
     const to = `race-${engine}@example.com`;
     const answers = await Promise.all(Array.from({ length: 200 }, (_, i) => post(i % 2 ? a : b, key, { to, subject: `race ${i}`, html: '<p>r</p>' })));
     const count = (s: number) => answers.filter((r) => r.status === s).length;
+    const other = answers.filter((r) => r.status !== 200 && r.status !== 402).map((r) => `${r.status} ${r.body?.error?.code}`);
+    expect(other).toEqual([]);
     expect(count(200)).toBe(50);
     expect(count(402)).toBe(150);
     expect(answers.filter((r) => r.status >= 500)).toEqual([]);
