@@ -48,6 +48,17 @@ export interface Config {
     /** Dodo sandbox quota: a token bucket of `burst` refilled at `perMinute` a minute (perMinute 0: no limit). */
     readonly dodoRateLimit: { readonly perMinute: number; readonly burst: number };
   };
+  /**
+   * The vendors' quotas MailKit budgets every call against, shared by all instances
+   * (src/quotas.ts); 0: unbudgeted. Live defaults are the vendors' defaults; in sandbox mode
+   * they follow the sandbox's own limits.
+   */
+  readonly quotas: {
+    /** Resend API requests a second. */
+    readonly resendPerSecond: number;
+    /** Dodo API requests a minute (spent evenly: Dodo's burst allowance is left unused). */
+    readonly dodoPerMinute: number;
+  };
   /** MailKit's own limits, requests per minute (see src/rate-limits.ts). */
   readonly rateLimits: {
     readonly perKey: number;
@@ -96,6 +107,8 @@ const schema = z.object({
   SANDBOX_DODO_RATE_LIMIT: z.coerce.number().int().min(0).max(1_000_000).default(0),
   // 40: the burst of Dodo's default tier (240 a minute, 40 at once).
   SANDBOX_DODO_BURST: z.preprocess(blankIsUnset, z.coerce.number().int().min(1).max(1_000_000).default(40)),
+  RESEND_RATE_LIMIT: z.preprocess(blankIsUnset, z.coerce.number().int().min(0).max(1_000_000).optional()),
+  DODO_RATE_LIMIT: z.preprocess(blankIsUnset, z.coerce.number().int().min(0).max(1_000_000).optional()),
   RATE_LIMIT_PER_KEY: z.coerce.number().int().min(1).default(1200),
   RATE_LIMIT_PUBLIC_PER_IP: z.coerce.number().int().min(1).default(60),
   RATE_LIMIT_AUTH_FAILURES_PER_IP: z.coerce.number().int().min(1).default(60),
@@ -169,6 +182,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       webhookUrl: e.SANDBOX_WEBHOOK_URL,
       resendRateLimit: e.SANDBOX_RESEND_RATE_LIMIT,
       dodoRateLimit: Object.freeze({ perMinute: e.SANDBOX_DODO_RATE_LIMIT, burst: e.SANDBOX_DODO_BURST }),
+    }),
+    quotas: Object.freeze({
+      // Resend: 2 requests a second per team by default. Dodo tier 0: 240 a minute.
+      resendPerSecond: e.RESEND_RATE_LIMIT ?? (mode === 'live' ? 2 : e.SANDBOX_RESEND_RATE_LIMIT),
+      dodoPerMinute: e.DODO_RATE_LIMIT ?? (mode === 'live' ? 240 : e.SANDBOX_DODO_RATE_LIMIT),
     }),
     rateLimits: Object.freeze({
       perKey: e.RATE_LIMIT_PER_KEY,

@@ -100,26 +100,37 @@ const prunable = (store: RateLimiterSQLite | RateLimiterPostgres) => store as un
  * its limit costs no further database writes.
  */
 function databaseCounter(database: Database, limit: number, name: string, timeoutMs: number): Counted {
+  const store = sqlCounterStore(database, { keyPrefix: name, points: limit, durationSeconds: WINDOW_MS / 1000, inMemoryBlockOnConsumed: limit + 1 });
+  // better-sqlite3 is synchronous: no timeout could interrupt it (busy_timeout bounds a lock
+  // wait). A PostgreSQL server that stops answering must not hold requests for the TCP
+  // timeout: 503 instead.
+  const counter = database.native.engine === 'sqlite' ? store : new RLWrapperTimeouts({ limiter: store, timeoutMs });
+  return { counter, store: prunable(store) };
+}
+
+/**
+ * A rate-limiter-flexible store in MailKit's database (the `rate_limits` table of migration
+ * 002; the library issues no DDL at run time), shared by every instance on that database:
+ * RateLimiterSQLite on the better-sqlite3 handle, RateLimiterPostgres on the pg pool.
+ */
+export function sqlCounterStore(
+  database: Database,
+  opts: { keyPrefix: string; points: number; durationSeconds: number; inMemoryBlockOnConsumed?: number },
+): RateLimiterSQLite | RateLimiterPostgres {
   const common = {
-    keyPrefix: name,
-    points: limit,
-    duration: WINDOW_MS / 1000,
+    keyPrefix: opts.keyPrefix,
+    points: opts.points,
+    duration: opts.durationSeconds,
     tableName: TABLE,
     tableCreated: true,
     // Dead rows are deleted by the pruner below: the library's timer would outlive the
     // database on close, and on SQLite its failure would be an unhandled rejection.
     clearExpiredByTimeout: false,
-    inMemoryBlockOnConsumed: limit + 1,
+    ...(opts.inMemoryBlockOnConsumed ? { inMemoryBlockOnConsumed: opts.inMemoryBlockOnConsumed } : {}),
   };
   const native = database.native;
-  if (native.engine === 'sqlite') {
-    // better-sqlite3 is synchronous: no timeout could interrupt it (busy_timeout bounds a lock wait).
-    const store = new RateLimiterSQLite({ ...common, storeClient: countingConnection(native.sqlite), storeType: 'better-sqlite3' });
-    return { counter: store, store: prunable(store) };
-  }
-  const store = new RateLimiterPostgres({ ...common, storeClient: native.pool, storeType: 'pool' });
-  // A server that stops answering must not hold requests for the TCP timeout: 503 instead.
-  return { counter: new RLWrapperTimeouts({ limiter: store, timeoutMs }), store: prunable(store) };
+  if (native.engine === 'sqlite') return new RateLimiterSQLite({ ...common, storeClient: countingConnection(native.sqlite), storeType: 'better-sqlite3' });
+  return new RateLimiterPostgres({ ...common, storeClient: native.pool, storeType: 'pool' });
 }
 
 /**

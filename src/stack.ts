@@ -19,6 +19,7 @@ import { createSender, type ReconcileOptions, type Sender } from './sending/send
 import { openDatabase, type Database } from './db/index';
 import { importJournal } from './db/import-journal';
 import { generatedSecret } from './db/secrets';
+import { budgetedFetch, createBudget } from './quotas';
 import { newWebhookSecret } from './lib/webhook-secret';
 
 /** A running MailKit: the HTTP server, the app, its services and (in sandbox mode) the sandbox. */
@@ -139,6 +140,14 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
       keySecret = config.keySecret!;
     }
 
+    // The vendors' quotas, one budget each shared by every instance on this database.
+    const dodoBudget = createBudget({
+      name: 'Dodo',
+      database,
+      windows: [{ points: config.quotas.dodoPerMinute, seconds: 60 }],
+    });
+    const resendBudget = createBudget({ name: 'Resend', database, windows: [{ points: config.quotas.resendPerSecond, seconds: 1 }] });
+
     // In sandbox mode the SDKs are pointed at this very server; nothing else differs.
     const dodo = new DodoPayments({
       bearerToken: sandboxMode ? 'sandbox_dodo_key' : config.dodo.apiKey!,
@@ -150,7 +159,8 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
           : { environment: config.dodo.environment }),
       timeout: 10_000,
       maxRetries: opts.dodoMaxRetries ?? 2,
-      fetch: createHttpFetch(),
+      // Every Dodo call, reads included, spends the shared Dodo budget first.
+      fetch: budgetedFetch(createHttpFetch(), dodoBudget),
     });
     const resend = new Resend(sandboxMode ? 're_sandbox_key' : config.resend.apiKey!, {
       baseUrl: sandboxMode ? `${loopback}/sandbox/resend` : (config.resend.baseUrl ?? undefined),
@@ -165,7 +175,7 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
         };
 
     const billing = createBilling({ dodo, catalog, baseUrl, writeRetries: opts.dodoMaxRetries });
-    const mailer = createMailer({ resend, from: config.mailFrom, ...opts.mailer });
+    const mailer = createMailer({ resend, from: config.mailFrom, budget: resendBudget, ...opts.mailer });
     const sender = createSender({ billing, mailer, database, log: log.child({ component: 'sender' }), reconcile: opts.reconcile });
     const env = sandboxMode || config.dodo.environment === 'test_mode' ? 'test' : 'live';
     const apiKeys = createApiKeys({ database, secret: keySecret, env });

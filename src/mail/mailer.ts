@@ -1,4 +1,5 @@
 import type { Resend } from 'resend';
+import { QuotaExhausted, type Budget } from '../quotas';
 
 /** One email as MailKit hands it to Resend. */
 export interface OutgoingEmail {
@@ -45,6 +46,8 @@ export interface MailerOptions {
   /** Longest single wait we accept from a Retry-After before giving up (default 5 s). */
   maxBackoffMs?: number;
   sleep?: (ms: number) => Promise<void>;
+  /** Resend's request quota, shared by every instance: each call takes a token first. */
+  budget?: Budget;
 }
 
 type ResendError = { statusCode?: number | null; name?: string; message?: string };
@@ -64,6 +67,13 @@ export function createMailer(opts: MailerOptions): Mailer {
     call: (signal: AbortSignal) => Promise<{ data: T | null; error: ResendError | null; headers: Record<string, string> | null }>,
   ): Promise<{ ok: T } | { failed: Exclude<Delivery, { kind: 'sent' }> }> {
     for (let attempt = 0; ; attempt++) {
+      try {
+        await opts.budget?.take();
+      } catch (err) {
+        if (!(err instanceof QuotaExhausted)) throw err;
+        // Never sent: as definite as Resend's own 429.
+        return { failed: { kind: 'rejected', retryable: true, status: 429, name: 'quota_exhausted', message: err.message, retryAfterSec: err.retryAfterSeconds } };
+      }
       let result;
       try {
         result = await call(AbortSignal.timeout(timeoutMs));
@@ -72,6 +82,8 @@ export function createMailer(opts: MailerOptions): Mailer {
       }
       if (result.data && !result.error) return { ok: result.data };
       const failed = classify(result.error ?? {}, result.headers);
+      // Resend's own 429: every instance holds back for as long as it asks.
+      if (failed.kind === 'rejected' && failed.status === 429 && failed.name !== 'concurrent_idempotent_requests') void opts.budget?.penalize(failed.retryAfterSec ?? 1);
       if (failed.kind === 'rejected' && failed.retryable && attempt < maxRetries) {
         const wait = Math.min(maxBackoffMs, failed.retryAfterSec !== undefined ? failed.retryAfterSec * 1000 : backoff(attempt));
         if (failed.retryAfterSec === undefined || failed.retryAfterSec * 1000 <= maxBackoffMs) {

@@ -37,6 +37,9 @@ export async function instanceEnv(upstream: Upstream, extra: Record<string, stri
     RESEND_BASE_URL: `${upstream.url}/sandbox/resend`,
     MAILKIT_KEY_SECRET: FLEET_SECRET,
     RATE_LIMIT_PER_KEY: '100000',
+    // The upstream sandbox enforces no quota here: neither does the fleet's budget.
+    RESEND_RATE_LIMIT: '0',
+    DODO_RATE_LIMIT: '0',
     ...extra,
   };
 }

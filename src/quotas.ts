@@ -1,0 +1,155 @@
+import { RateLimiterMemory, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import type { Database } from './db/index';
+import { sqlCounterStore } from './rate-limits';
+
+/**
+ * A vendor's request quota as one budget shared by every MailKit instance: each call to the
+ * vendor, reads included, first takes a token. Windows are counted in the shared database
+ * (rate-limiter-flexible, the same table as MailKit's own rate limits), so two instances
+ * together spend the vendor's quota once, not twice. Beyond it, callers wait, a bounded number
+ * of them, and are refused at once when the next token would come after `maxWaitMs`: the
+ * caller answers 429 with Retry-After, and nothing was sent. (rate-limiter-flexible's
+ * RateLimiterQueue checks its deadline only when its window ends, a minute late for a
+ * one-minute window; the wait is therefore this short loop around `consume`.)
+ *
+ * Windows are spaced, not bursty: N a second is one call every 1/N s. The vendors count in
+ * windows of their own phase (Resend) or a token bucket (Dodo); one call per 1/N s never puts
+ * more than N in any second of theirs, where N calls per fixed second of ours could put 2N in
+ * one of theirs. Dodo's burst allowance is left unused for the same reason.
+ *
+ * The vendor's own answers adjust it: a 429 from the vendor blocks the budget, for every
+ * instance, for as long as the vendor said (Retry-After, or Dodo's X-RateLimit-Reset).
+ */
+export interface Budget {
+  readonly name: string;
+  /** False when no quota is configured: take() never waits and never touches the database. */
+  readonly limited: boolean;
+  /** Takes one token, waiting in the queue if need be; rejects with QuotaExhausted. */
+  take(): Promise<void>;
+  /** The vendor answered 429: nobody calls it for `seconds`. */
+  penalize(seconds: number): Promise<void>;
+}
+
+/** A window of a quota: at most `points` calls per `seconds`. */
+export interface QuotaWindow {
+  points: number;
+  seconds: number;
+}
+
+/** Thrown by take() when the budget cannot give a token soon enough: the call was not made. */
+export class QuotaExhausted extends Error {
+  override name = 'QuotaExhausted';
+  constructor(
+    readonly budget: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super(`the ${budget} quota is spent: retry in ${retryAfterSeconds} s`);
+  }
+}
+
+export interface BudgetOptions {
+  name: string;
+  /** Every window must allow the call (Dodo: 40 a second and 240 a minute). Empty: unlimited. */
+  windows: QuotaWindow[];
+  /** The shared database; without one (tests of one process), windows are counted in memory. */
+  database?: Database;
+  /** Longest a caller waits for a token before QuotaExhausted (default 2 s). */
+  maxWaitMs?: number;
+  /** Callers allowed to wait at once, per instance (default 1,000). */
+  maxQueue?: number;
+}
+
+export function createBudget(opts: BudgetOptions): Budget {
+  const windows = opts.windows.filter((w) => w.points > 0 && w.seconds > 0);
+  const maxWaitMs = opts.maxWaitMs ?? 2_000;
+  const maxQueue = opts.maxQueue ?? 1_000;
+  if (windows.length === 0) return { name: opts.name, limited: false, take: async () => undefined, penalize: async () => undefined };
+
+  // One call per (seconds / points): spaced, so no window of the vendor's sees a burst of ours.
+  const stores: RateLimiterAbstract[] = windows.map((w, i) => {
+    const keyPrefix = `quota:${opts.name}:${i}`;
+    const spacing = { points: 1, durationSeconds: w.seconds / w.points };
+    return opts.database
+      ? (sqlCounterStore(opts.database, { keyPrefix, ...spacing }) as unknown as RateLimiterAbstract)
+      : new RateLimiterMemory({ keyPrefix, points: 1, duration: spacing.durationSeconds });
+  });
+  let waiting = 0;
+
+  /** Consumes one token of `store`, sleeping while the next one is due within the deadline. */
+  async function consume(store: RateLimiterAbstract, deadline: number): Promise<void> {
+    for (;;) {
+      try {
+        await store.consume(KEY);
+        return;
+      } catch (rejection) {
+        if (!(rejection instanceof RateLimiterRes)) throw Object.assign(new QuotaExhausted(opts.name, 1), { cause: rejection });
+        const wait = Math.max(1, rejection.msBeforeNext);
+        if (Date.now() + wait > deadline) throw new QuotaExhausted(opts.name, Math.max(1, Math.ceil(wait / 1000)));
+        await new Promise((r) => setTimeout(r, wait + Math.floor(Math.random() * 10)));
+      }
+    }
+  }
+
+  return {
+    name: opts.name,
+    limited: true,
+    async take() {
+      if (waiting >= maxQueue) throw new QuotaExhausted(opts.name, 1);
+      waiting++;
+      try {
+        const deadline = Date.now() + maxWaitMs;
+        for (const store of stores) await consume(store, deadline);
+      } finally {
+        waiting--;
+      }
+    },
+    async penalize(seconds) {
+      const s = Math.max(1, Math.min(3_600, Math.ceil(seconds)));
+      await Promise.all(stores.map((store) => store.block(KEY, s))).catch(() => undefined);
+    },
+  };
+}
+
+const KEY = 'budget';
+
+/**
+ * How long a vendor's 429 asks us to wait, in seconds: Retry-After (seconds, or an HTTP date)
+ * or, for Dodo, X-RateLimit-Reset (the Unix time the window resets). Null when it says nothing.
+ */
+export function retryAfterSeconds(headers: { get(name: string): string | null }, now = Date.now()): number | null {
+  const retryAfter = headers.get('retry-after');
+  if (retryAfter) {
+    const n = Number(retryAfter);
+    if (Number.isFinite(n) && n >= 0) return n;
+    const at = Date.parse(retryAfter);
+    if (Number.isFinite(at)) return Math.max(0, (at - now) / 1000);
+  }
+  const reset = Number(headers.get('x-ratelimit-reset'));
+  if (Number.isFinite(reset) && reset > 0) return Math.max(0, reset > 1e9 ? reset - now / 1000 : reset);
+  return null;
+}
+
+/**
+ * Wraps an SDK's `fetch` so that every call takes a token from `budget` first (the Dodo SDK
+ * takes its transport as an option, so checkout, balance, ledger and readiness calls are all
+ * budgeted without each caller knowing). A token that cannot be had is answered here as the
+ * vendor would, a 429 with Retry-After and nothing sent: the SDK reports a definite refusal,
+ * never an unanswered call. A 429 from the vendor itself blocks the budget for as long as it says.
+ */
+export function budgetedFetch(fetch: (input: string | URL | Request, init?: RequestInit) => Promise<Response>, budget: Budget) {
+  if (!budget.limited) return fetch;
+  return async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    try {
+      await budget.take();
+    } catch (err) {
+      if (!(err instanceof QuotaExhausted)) throw err;
+      return new Response(JSON.stringify({ code: 'TOO_MANY_REQUESTS', message: `MailKit's ${budget.name} budget is spent; nothing was sent.` }), {
+        status: 429,
+        headers: { 'content-type': 'application/json', 'retry-after': String(err.retryAfterSeconds), 'x-mailkit-budget': budget.name },
+      });
+    }
+    const res = await fetch(input, init);
+    if (res.status === 429 && !res.headers.get('x-mailkit-budget')) void budget.penalize(retryAfterSeconds(res.headers) ?? 1);
+    return res;
+  };
+}

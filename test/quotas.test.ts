@@ -1,0 +1,62 @@
+import request from 'supertest';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createBudget, QuotaExhausted } from '../src/quotas';
+import { forEachEngine } from './support/database';
+import { balanceOf, bearer, customerWith, outboxTo, startTestStack } from './support/stack';
+
+forEachEngine('a vendor budget shared by two instances', (under) => {
+  it('lets the quota through once across both, and refuses the rest promptly', async () => {
+    const database = await under.open();
+    const other = await under.openAnother(database);
+    const windows = [{ points: 1, seconds: 60 }];
+    const a = createBudget({ name: 'Test', database, windows, maxWaitMs: 200 });
+    const b = createBudget({ name: 'Test', database: other, windows, maxWaitMs: 200 });
+    const started = Date.now();
+    const results = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => (i % 2 ? a : b).take()));
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    const refusals = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+    expect(refusals).toHaveLength(9);
+    for (const r of refusals) expect(r.reason).toBeInstanceOf(QuotaExhausted);
+    // Refused at once: the next token is a minute away, far past the 200 ms a caller may wait.
+    expect(Date.now() - started).toBeLessThan(2_000);
+  });
+
+  it("a vendor's 429 seen by one instance holds back the other", async () => {
+    const database = await under.open();
+    const other = await under.openAnother(database);
+    const windows = [{ points: 100, seconds: 1 }];
+    const a = createBudget({ name: 'Held', database, windows, maxWaitMs: 100 });
+    const b = createBudget({ name: 'Held', database: other, windows, maxWaitMs: 100 });
+    await b.take();
+    await a.penalize(30);
+    await expect(b.take()).rejects.toBeInstanceOf(QuotaExhausted);
+  });
+});
+
+describe('sending within the vendors\' quotas', () => {
+  let stack: Awaited<ReturnType<typeof startTestStack>> | undefined;
+  afterEach(async () => {
+    await stack?.close();
+    stack = undefined;
+  });
+
+  it('never makes Resend answer 429: beyond the budget a send is refused at once with Retry-After, nothing sent or charged', async () => {
+    // The sandbox enforces Resend's default 2 a second; MailKit's budget follows it.
+    stack = await startTestStack({ SANDBOX_RESEND_RATE_LIMIT: '2' }, { mailer: { timeoutMs: 5_000, maxBackoffMs: 200 } });
+    const c = await customerWith(stack, 50);
+    const answers = await Promise.all(
+      Array.from({ length: 12 }, (_, i) => request(stack!.url).post('/send').set(bearer(c.key)).send({ to: 'delivered@resend.dev', subject: `q${i}`, html: '<p>q</p>' })),
+    );
+    const ok = answers.filter((r) => r.status === 200);
+    const limited = answers.filter((r) => r.status === 429);
+    expect(ok.length + limited.length).toBe(12);
+    expect(ok.length).toBeGreaterThanOrEqual(2);
+    for (const r of limited) {
+      expect(r.body.error.code).toBe('email_rate_limited');
+      expect(Number(r.headers['retry-after'])).toBeGreaterThan(0);
+    }
+    expect(stack.sandbox.resend.rateLimit()?.limited).toBe(0);
+    expect(outboxTo(stack, 'delivered@resend.dev')).toHaveLength(ok.length);
+    expect(await balanceOf(stack, c.key)).toBe(50 - ok.length);
+  });
+});
