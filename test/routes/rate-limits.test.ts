@@ -19,11 +19,15 @@ describe('rate limits', () => {
   let bob: { key: string; customerId: string };
 
   beforeAll(async () => {
+    // The windows are whole clock minutes (shared by every instance): start early in one, so
+    // that the counts below are not reset by a new minute halfway through this file.
+    const second = new Date().getSeconds();
+    if (second > 35) await new Promise((r) => setTimeout(r, (61 - second) * 1000));
     stack = await startTestStack({ RATE_LIMIT_PER_KEY: '6', RATE_LIMIT_PUBLIC_PER_IP: '3', RATE_LIMIT_AUTH_FAILURES_PER_IP: '3' });
     // Two subscriptions use two of the three public calls this address has.
     alice = await subscribe(stack, 'alice@example.com', 'Alice');
     bob = await subscribe(stack, 'bob@example.com', 'Bob');
-  });
+  }, 60_000);
   afterAll(async () => {
     await stack?.close();
   });
