@@ -1,5 +1,6 @@
 import express, { type ErrorRequestHandler, type RequestHandler, type Router } from 'express';
 import { z } from 'zod';
+import { clientErrorMessage, clientErrorStatus } from '../../lib/client-error';
 import { addInterval } from '../dodo/clock';
 import { SandboxControlError, TRIGGER_EVENTS, type DodoSandbox, type ResendSandbox, type WebhookDelivery } from '../contracts';
 
@@ -163,6 +164,7 @@ function errors(log?: (entry: Record<string, unknown>) => void): ErrorRequestHan
     else if (e?.type === 'entity.parse.failed') [status, code, message] = [400, 'invalid_json', 'The request body is not valid JSON.'];
     else if (e?.type === 'entity.too.large') [status, code, message] = [413, 'payload_too_large', 'The request body is too large.'];
     else if (e?.type && typeof e.status === 'number' && e.status < 500) [status, code, message] = [e.status, 'bad_request', 'The request could not be read.'];
+    else if (clientErrorStatus(err) !== undefined) [status, code, message] = [clientErrorStatus(err)!, 'bad_request', clientErrorMessage(clientErrorStatus(err)!)];
     else log?.({ msg: 'sandbox control API error', err: (err as Error)?.message });
     res.status(status).json({ error: { code, message } });
   };

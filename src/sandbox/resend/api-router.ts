@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import express, { type ErrorRequestHandler, type RequestHandler, type Response, type Router } from 'express';
 import type { CreateEmailResponseSuccess, GetEmailResponseSuccess } from 'resend';
+import { clientErrorMessage, clientErrorStatus } from '../../lib/client-error';
 import type { JsonStore } from '../../lib/json-store';
 import type { FaultControl, OutboxMessage } from '../contracts';
 import { lastEventFor } from './addresses';
@@ -204,6 +205,9 @@ export function createApiRouter(deps: ApiRouterDeps): Router {
     const type = (err as { type?: string }).type;
     if (type === 'entity.parse.failed') return sendError(res, errors.malformedJson());
     if (type === 'entity.too.large') return sendError(res, resendError(413, 'validation_error', 'The request body is too large.'));
+    // A body that is not the gzip it claims to be, and the like: the client's fault, not ours.
+    const status = clientErrorStatus(err);
+    if (status !== undefined) return sendError(res, resendError(status, 'validation_error', clientErrorMessage(status)));
     log({ msg: 'resend.internal_error', error: String((err as Error)?.stack ?? err) });
     sendError(res, errors.internal());
   };
