@@ -4,6 +4,7 @@ import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import helmet from 'helmet';
+import { requireAllowedHost } from './allowed-hosts';
 import type { ApiKeys } from './auth/api-keys';
 import { requireCustomer } from './auth/middleware';
 import type { Billing } from './billing/billing';
@@ -45,6 +46,8 @@ export interface AppDeps {
   sandbox?: Sandbox;
   /** MailKit's own rate limits, requests per minute. */
   rateLimits: RateLimits;
+  /** Host names answered (sandbox mode: the DNS rebinding guard); absent: any Host. */
+  allowedHosts?: ReadonlySet<string>;
 }
 
 /** A request that carries a body must say it is JSON: anything else is a 415, before any route runs. */
@@ -72,6 +75,7 @@ export function createApp(deps: AppDeps): Express {
 
   // Health probes would drown the log.
   app.use(requestLog(deps.log, { ignore: (path) => path === '/healthz' || path === '/readyz' }));
+  if (deps.allowedHosts) app.use(requireAllowedHost(deps.allowedHosts));
   app.use(
     helmet({
       contentSecurityPolicy: {
