@@ -8,7 +8,7 @@ import { requireAllowedHost } from './allowed-hosts';
 import type { ApiKeys } from './auth/api-keys';
 import { requireCustomer } from './auth/middleware';
 import type { Billing } from './billing/billing';
-import type { Mode } from './config';
+import type { Mode, TrustProxy } from './config';
 import { errorMiddleware, HttpError, notFound } from './errors';
 import type { Logger } from './logger';
 import type { Readiness } from './health/readiness';
@@ -46,6 +46,8 @@ export interface AppDeps {
   sandbox?: Sandbox;
   /** MailKit's own rate limits, requests per minute. */
   rateLimits: RateLimits;
+  /** Express's `trust proxy` (TRUST_PROXY): who may name the client's address. Default: nobody. */
+  trustProxy?: TrustProxy;
   /** Host names answered (sandbox mode: the DNS rebinding guard); absent: any Host. */
   allowedHosts?: ReadonlySet<string>;
 }
@@ -71,7 +73,10 @@ export function createApp(deps: AppDeps): Express {
   // API answers are per-customer and never cached; hashing every body for an ETag is wasted
   // work on the send path. Static files keep theirs (serve-static sets its own).
   app.set('etag', false);
-  app.set('trust proxy', 'loopback');
+  // Who may say, in X-Forwarded-For, which address a client has: the rate limits count by it.
+  // Trusting a peer that is not a proxy lets each client pick its own bucket.
+  const trust = deps.trustProxy ?? false;
+  app.set('trust proxy', Array.isArray(trust) ? [...trust] : trust);
 
   // Health probes would drown the log.
   app.use(requestLog(deps.log, { ignore: (path) => path === '/healthz' || path === '/readyz' }));

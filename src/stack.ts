@@ -178,7 +178,7 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
     const env = sandboxMode || config.dodo.environment === 'test_mode' ? 'test' : 'live';
     const apiKeys = createApiKeys({ database, secret: keySecret, env });
     const readiness = createReadiness({ database, dodo, resend, creditEntitlementId: catalog.creditEntitlementId, vendorTtlMs: opts.readinessVendorTtlMs });
-    const app = createApp({ mode: config.mode, baseUrl, dodo, webhookKey, billing, mailer, sender, apiKeys, database, log, readiness, sandbox, rateLimits: config.rateLimits, allowedHosts });
+    const app = createApp({ mode: config.mode, baseUrl, dodo, webhookKey, billing, mailer, sender, apiKeys, database, log, readiness, sandbox, rateLimits: config.rateLimits, trustProxy: config.trustProxy, allowedHosts });
     handler = app as unknown as RequestHandler;
 
     let closing: Promise<void> | undefined;
