@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import express, { type ErrorRequestHandler, type RequestHandler, type Response, type Router } from 'express';
 import type { CreateEmailResponseSuccess, GetEmailResponseSuccess } from 'resend';
 import { clientErrorMessage, clientErrorStatus } from '../../lib/client-error';
+import { refuseComplexJson } from '../../lib/json-shape';
 import type { JsonStore } from '../../lib/json-store';
 import type { FaultControl, OutboxMessage } from '../contracts';
 import { lastEventFor } from './addresses';
@@ -133,7 +134,8 @@ export function createApiRouter(deps: ApiRouterDeps): Router {
   router.use(authenticate);
   router.use(rateLimit);
   // Resend accepts bodies up to 40 MB with attachments; 10 MB is ample without them.
-  router.use(express.json({ limit: '10mb' }));
+  // Bounded in shape too: any key is accepted, so anyone on loopback could send 10 MB of `[`.
+  router.use(express.json({ limit: '10mb', verify: refuseComplexJson({ maxDepth: 64, maxValues: 200_000 }) }));
   // In flight from receipt, so the key is marked before the fault gate's latency...
   router.post(['/emails', '/emails/batch'], idempotency.receive);
   router.use(faultGate);
