@@ -4,11 +4,13 @@ import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import helmet from 'helmet';
+import { requireAllowedHost } from './allowed-hosts';
 import type { ApiKeys } from './auth/api-keys';
 import { requireCustomer } from './auth/middleware';
 import type { Billing } from './billing/billing';
-import type { Mode } from './config';
+import type { Mode, TrustProxy } from './config';
 import { errorMiddleware, HttpError, notFound } from './errors';
+import { jsonShapeProblem } from './lib/json-shape';
 import type { Logger } from './logger';
 import type { Readiness } from './health/readiness';
 import type { Mailer } from './mail/mailer';
@@ -45,6 +47,10 @@ export interface AppDeps {
   sandbox?: Sandbox;
   /** MailKit's own rate limits, requests per minute. */
   rateLimits: RateLimits;
+  /** Express's `trust proxy` (TRUST_PROXY): who may name the client's address. Default: nobody. */
+  trustProxy?: TrustProxy;
+  /** Host names answered (sandbox mode: the DNS rebinding guard); absent: any Host. */
+  allowedHosts?: ReadonlySet<string>;
 }
 
 /** A request that carries a body must say it is JSON: anything else is a 415, before any route runs. */
@@ -55,6 +61,25 @@ const jsonBodiesOnly: RequestHandler = (req, _res, next) => {
   }
   next();
 };
+
+/**
+ * A JSON body parser bounded in bytes and in shape: a body nested too deep or holding too many
+ * values is refused (400) before JSON.parse could block the event loop on it.
+ */
+function jsonBody(limit: string): RequestHandler {
+  return express.json({
+    limit,
+    verify(_req, _res, buf) {
+      const problem = jsonShapeProblem(buf, { maxDepth: LIMITS.jsonMaxDepth, maxValues: LIMITS.jsonMaxValues });
+      if (problem) throw new HttpError(400, 'json_too_complex', `The JSON body ${problem}; no MailKit request needs that.`);
+    },
+  });
+}
+
+/** `first`, then `second` if `first` let the request through; either may call next() later (async). */
+function inTurn(first: RequestHandler, second: RequestHandler): RequestHandler {
+  return (req, res, next) => first(req, res, (err?: unknown) => (err ? next(err) : second(req, res, next)));
+}
 
 const publicDir = fileURLToPath(new URL('../public', import.meta.url));
 // The dashboard's chart library, served from node_modules: no CDN, no build step.
@@ -68,10 +93,14 @@ export function createApp(deps: AppDeps): Express {
   // API answers are per-customer and never cached; hashing every body for an ETag is wasted
   // work on the send path. Static files keep theirs (serve-static sets its own).
   app.set('etag', false);
-  app.set('trust proxy', 'loopback');
+  // Who may say, in X-Forwarded-For, which address a client has: the rate limits count by it.
+  // Trusting a peer that is not a proxy lets each client pick its own bucket.
+  const trust = deps.trustProxy ?? false;
+  app.set('trust proxy', Array.isArray(trust) ? [...trust] : trust);
 
   // Health probes would drown the log.
   app.use(requestLog(deps.log, { ignore: (path) => path === '/healthz' || path === '/readyz' }));
+  if (deps.allowedHosts) app.use(requireAllowedHost(deps.allowedHosts));
   app.use(
     helmet({
       contentSecurityPolicy: {
@@ -118,16 +147,23 @@ export function createApp(deps: AppDeps): Express {
     }),
   );
 
-  app.use('/send/batch', express.json({ limit: LIMITS.batchBodyBytes }));
-  app.use(express.json({ limit: LIMITS.sendBodyBytes }));
+  // Only the Content-Type header is checked here; no body is read before its route has let the
+  // request in (see `auth` and `publicLimit` below).
   app.use(jsonBodiesOnly);
 
   const limiters = createRateLimiters(deps.rateLimits, deps.database);
-  const auth = customerGate(requireCustomer(deps.apiKeys), limiters);
+  const body = { send: jsonBody(LIMITS.sendBodyBytes), batch: jsonBody(LIMITS.batchBodyBytes), public: jsonBody(LIMITS.publicBodyBytes) };
+  // Authenticate and count the request against its limits first, then read the body: a request
+  // without a valid key, or over a limit, costs no parsing at all, and the 8 MiB batch limit is
+  // for customers only. Each step may finish asynchronously (key verification may read a database).
+  const auth = inTurn(customerGate(requireCustomer(deps.apiKeys), limiters), (req, res, next) =>
+    (req.route?.path === '/send/batch' ? body.batch : body.send)(req, res, next),
+  );
+  const publicLimit = inTurn(limiters.publicPerIp, body.public);
   app.get('/config', (_req, res) => {
     res.json({ mode: deps.mode, outbox_url: deps.sandbox ? '/sandbox/outbox' : null, sandbox_url: deps.sandbox ? '/sandbox' : null });
   });
-  app.use(checkoutRoutes({ billing: deps.billing, auth, publicLimit: limiters.publicPerIp }));
+  app.use(checkoutRoutes({ billing: deps.billing, auth, publicLimit }));
   app.use(usageRoutes({ billing: deps.billing, auth })); // before /credits/:customerId
   app.use(creditRoutes({ billing: deps.billing, auth }));
   app.use(sendRoutes({ sender: deps.sender, auth }));

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
 
 /**
@@ -10,6 +11,13 @@ import { z } from 'zod';
  * message naming each missing variable.
  */
 export type Mode = 'sandbox' | 'live';
+
+/**
+ * Express's `trust proxy`: which peers may say who the client is in `X-Forwarded-For`. `false`:
+ * none (the socket's address is the client's); a number: that many proxies in front; a list:
+ * the proxies' addresses or subnets, or `loopback`, `linklocal`, `uniquelocal`.
+ */
+export type TrustProxy = false | number | readonly string[];
 
 export interface Config {
   readonly mode: Mode;
@@ -59,6 +67,8 @@ export interface Config {
     /** Dodo API requests a minute (spent evenly: Dodo's burst allowance is left unused). */
     readonly dodoPerMinute: number;
   };
+  /** Who may set the client's address for the rate limits (TRUST_PROXY; default: off in sandbox mode, loopback live). */
+  readonly trustProxy: TrustProxy;
   /** MailKit's own limits, requests per minute (see src/rate-limits.ts). */
   readonly rateLimits: {
     readonly perKey: number;
@@ -112,7 +122,44 @@ const schema = z.object({
   RATE_LIMIT_PER_KEY: z.coerce.number().int().min(1).default(1200),
   RATE_LIMIT_PUBLIC_PER_IP: z.coerce.number().int().min(1).default(60),
   RATE_LIMIT_AUTH_FAILURES_PER_IP: z.coerce.number().int().min(1).default(60),
+  TRUST_PROXY: optionalString,
 });
+
+const PROXY_PRESETS = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+/** One TRUST_PROXY entry: a preset, an address, or a subnet (`10.0.0.0/8`, `fd00::/8`). */
+function isProxyEntry(entry: string): boolean {
+  if (PROXY_PRESETS.has(entry)) return true;
+  const [address = '', bits, ...rest] = entry.split('/');
+  const family = isIP(address);
+  if (!family || rest.length) return false;
+  if (bits === undefined) return true;
+  return /^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128);
+}
+
+/**
+ * TRUST_PROXY → Express's `trust proxy`. Unset: off in sandbox mode (every client is on this
+ * machine; none is a proxy), `loopback` live (ngrok's agent or a reverse proxy on this machine
+ * forwards; a remote client cannot reach the server from loopback). `true` is refused: it would
+ * let every client choose its own address, and with it its own rate-limit bucket.
+ */
+function parseTrustProxy(value: string | null, mode: Mode, problems: string[]): TrustProxy {
+  if (value === null) return mode === 'sandbox' ? false : ['loopback'];
+  const v = value.toLowerCase();
+  if (v === 'false' || v === 'off' || v === 'none' || v === '0') return false;
+  if (/^\d{1,2}$/.test(v)) return Number(v);
+  if (v === 'true') {
+    problems.push('TRUST_PROXY=true would let any client choose its address (and its rate-limit bucket): name the proxy (loopback, 10.0.0.0/8, …) or the number of proxies in front (1).');
+    return false;
+  }
+  const entries = v.split(',').map((e) => e.trim()).filter(Boolean);
+  const bad = entries.filter((e) => !isProxyEntry(e));
+  if (bad.length || !entries.length) {
+    problems.push(`TRUST_PROXY: "${bad[0] ?? value}" is not loopback, linklocal, uniquelocal, an IP address or a subnet (or false, or a number of proxies).`);
+    return false;
+  }
+  return entries;
+}
 
 const LIVE_REQUIRED = [
   ['DODO_WEBHOOK_KEY', 'the signing key shown on your webhook endpoint in Dodo (Developers → Webhooks)'],
@@ -155,6 +202,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     }
   }
 
+  const trustProxy = parseTrustProxy(e.TRUST_PROXY, mode, problems);
+  if (problems.length) throw new ConfigError(formatProblems(problems));
+
   const port = e.PORT;
   const host = e.HOST ?? (mode === 'sandbox' ? '127.0.0.1' : '0.0.0.0');
   const baseUrl = (e.BASE_URL ?? `http://localhost:${port}`).replace(/\/+$/, '');
@@ -188,6 +238,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       resendPerSecond: e.RESEND_RATE_LIMIT ?? (mode === 'live' ? 2 : e.SANDBOX_RESEND_RATE_LIMIT),
       dodoPerMinute: e.DODO_RATE_LIMIT ?? (mode === 'live' ? 240 : e.SANDBOX_DODO_RATE_LIMIT),
     }),
+    trustProxy: Array.isArray(trustProxy) ? Object.freeze([...trustProxy]) : trustProxy,
     rateLimits: Object.freeze({
       perKey: e.RATE_LIMIT_PER_KEY,
       publicPerIp: e.RATE_LIMIT_PUBLIC_PER_IP,

@@ -1,5 +1,6 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import { isDatabaseUnavailable } from './db/index';
+import { clientErrorMessage, clientErrorStatus } from './lib/client-error';
 
 /**
  * The one error shape MailKit answers with: `{ "error": { "code", "message" } }`.
@@ -38,6 +39,8 @@ export function errorMiddleware(log: (err: unknown, req: Parameters<ErrorRequest
   };
 }
 
+const CLIENT_ERROR_CODES: Record<number, string> = { 403: 'forbidden', 404: 'not_found', 413: 'payload_too_large', 415: 'unsupported_encoding' };
+
 function toHttpError(err: unknown): HttpError {
   if (err instanceof HttpError) return err;
   const e = err as { type?: string; status?: number; limit?: number };
@@ -56,5 +59,9 @@ function toHttpError(err: unknown): HttpError {
   }
   // The database is down or busy: nothing uncommitted happened, and a retry is safe.
   if (isDatabaseUnavailable(err)) return new HttpError(503, 'database_unavailable', 'MailKit cannot reach its database right now. Nothing was changed; retry in a few seconds.', { 'Retry-After': '5' });
+  // Any other client error Express's parts raise (a corrupt gzip body, a missing or `..` static
+  // file): its own status, a fixed message (theirs can carry absolute paths), and no error log.
+  const status = clientErrorStatus(err);
+  if (status !== undefined) return new HttpError(status, CLIENT_ERROR_CODES[status] ?? 'bad_request', clientErrorMessage(status));
   return new HttpError(500, 'internal_error', 'Something went wrong on our side; it has been logged.');
 }

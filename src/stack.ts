@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import DodoPayments from 'dodopayments';
 import { Resend } from 'resend';
 import express, { type Express, type RequestHandler } from 'express';
+import { allowedHostNames, requireAllowedHost } from './allowed-hosts';
 import { createApp } from './app';
 import { createApiKeys, type ApiKeys } from './auth/api-keys';
 import { createBilling, type Billing, type Catalog } from './billing/billing';
@@ -12,6 +13,7 @@ import { ensureCatalog } from './billing/catalog';
 import { createReadiness } from './health/readiness';
 import { createHttpFetch } from './lib/http-fetch';
 import type { Config } from './config';
+import { errorMiddleware } from './errors';
 import { createLogger, type Logger } from './logger';
 import { createMailer, type Mailer } from './mail/mailer';
 import { createSandbox, type Sandbox } from './sandbox';
@@ -112,6 +114,10 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
   const loopback = `http://127.0.0.1:${port}`;
   const baseUrl = config.port === 0 ? config.baseUrl.replace(/:0$/, `:${port}`) : config.baseUrl;
 
+  // Sandbox mode answers only its own host names (DNS rebinding, see allowed-hosts.ts). Live mode
+  // holds nothing a rebound page could read that a direct request could not.
+  const allowedHosts = sandboxMode ? allowedHostNames({ baseUrl, host: config.host }) : undefined;
+
   try {
     let sandbox: Sandbox | undefined;
     let webhookKey: string;
@@ -132,8 +138,10 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
       });
       // While the app is being built only the sandbox answers: the catalog is provisioned through it.
       const boot = express();
+      boot.use(requireAllowedHost(allowedHosts!));
       boot.use('/sandbox', sandbox.router);
       boot.use(starting);
+      boot.use(errorMiddleware((err) => log.error({ err }, 'request failed while starting')));
       handler = boot as unknown as RequestHandler;
     } else {
       webhookKey = config.dodo.webhookKey!;
@@ -180,7 +188,7 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
     const env = sandboxMode || config.dodo.environment === 'test_mode' ? 'test' : 'live';
     const apiKeys = createApiKeys({ database, secret: keySecret, env });
     const readiness = createReadiness({ database, dodo, resend, creditEntitlementId: catalog.creditEntitlementId, vendorTtlMs: opts.readinessVendorTtlMs });
-    const app = createApp({ mode: config.mode, baseUrl, dodo, webhookKey, billing, mailer, sender, apiKeys, database, log, readiness, sandbox, rateLimits: config.rateLimits });
+    const app = createApp({ mode: config.mode, baseUrl, dodo, webhookKey, billing, mailer, sender, apiKeys, database, log, readiness, sandbox, rateLimits: config.rateLimits, trustProxy: config.trustProxy, allowedHosts });
     handler = app as unknown as RequestHandler;
 
     let closing: Promise<void> | undefined;

@@ -48,6 +48,11 @@ export const LIMITS = {
   batchItems: 100,
   sendBodyBytes: '384kb',
   batchBodyBytes: '8mb',
+  /** Public routes (POST /checkout/subscribe: an email and a name). */
+  publicBodyBytes: '16kb',
+  /** A JSON body's shape: far above what any MailKit request holds (a full batch: ~11,000 values, depth 4). */
+  jsonMaxDepth: 32,
+  jsonMaxValues: 50_000,
 } as const;
 
 /** The fields of one email, shared by /send and each /send/batch item. */

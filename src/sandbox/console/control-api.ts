@@ -1,6 +1,8 @@
 import express, { type ErrorRequestHandler, type RequestHandler, type Router } from 'express';
 import { z } from 'zod';
+import { clientErrorMessage, clientErrorStatus } from '../../lib/client-error';
 import { addInterval } from '../dodo/clock';
+import { isCrossSite } from '../same-origin';
 import { SandboxControlError, TRIGGER_EVENTS, type DodoSandbox, type ResendSandbox, type WebhookDelivery } from '../contracts';
 
 /**
@@ -10,7 +12,7 @@ import { SandboxControlError, TRIGGER_EVENTS, type DodoSandbox, type ResendSandb
  *
  * CSRF: every write must say `Content-Type: application/json` (415 otherwise), which an HTML
  * form cannot send and a cross-origin fetch can only send after a CORS preflight this router
- * never approves; a browser's `Sec-Fetch-Site` other than same-origin/none is refused too (403).
+ * never approves; a request a browser sent from another site is refused too (403, see isCrossSite).
  */
 export function createControlApi(deps: { dodo: DodoSandbox; resend?: ResendSandbox; log?: (entry: Record<string, unknown>) => void }): Router {
   const { dodo, resend } = deps;
@@ -140,8 +142,7 @@ function parse<T>(schema: z.ZodType<T>, body: unknown): T {
 
 const sameOriginJsonWrites: RequestHandler = (req, _res, next) => {
   if (req.method === 'GET' || req.method === 'HEAD' || req.method === 'OPTIONS') return next();
-  const site = req.get('sec-fetch-site');
-  if (site && site !== 'same-origin' && site !== 'none') {
+  if (isCrossSite(req)) {
     return next(new SandboxControlError(403, 'cross_site_request', 'The sandbox control API only accepts requests from its own pages, curl or the CLI.'));
   }
   // Checked on the header, not req.is(): a write without a body must still declare JSON.
@@ -163,6 +164,7 @@ function errors(log?: (entry: Record<string, unknown>) => void): ErrorRequestHan
     else if (e?.type === 'entity.parse.failed') [status, code, message] = [400, 'invalid_json', 'The request body is not valid JSON.'];
     else if (e?.type === 'entity.too.large') [status, code, message] = [413, 'payload_too_large', 'The request body is too large.'];
     else if (e?.type && typeof e.status === 'number' && e.status < 500) [status, code, message] = [e.status, 'bad_request', 'The request could not be read.'];
+    else if (clientErrorStatus(err) !== undefined) [status, code, message] = [clientErrorStatus(err)!, 'bad_request', clientErrorMessage(clientErrorStatus(err)!)];
     else log?.({ msg: 'sandbox control API error', err: (err as Error)?.message });
     res.status(status).json({ error: { code, message } });
   };

@@ -177,7 +177,8 @@ export function createBilling(deps: { store: JsonStore<DodoState>; clock: Sandbo
   };
 
   const redirectFor = (session: StoredSession, params: Record<string, string | null>): string => {
-    if (!session.return_url) return '';
+    // A session stored before return URLs were checked may hold javascript: or data:: never followed.
+    if (!session.return_url || !/^https?:\/\//i.test(session.return_url)) return '';
     const url = new URL(session.return_url);
     for (const [k, v] of Object.entries(params)) if (v) url.searchParams.set(k, v);
     return url.toString();

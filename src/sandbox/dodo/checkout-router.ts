@@ -4,6 +4,7 @@ import { formatAmount, groupDigits } from './amounts';
 import { CheckoutError, type Billing } from './billing';
 import { escapeHtml, formatPrice, renderCheckoutPage } from './checkout-page';
 import type { SandboxClock } from './clock';
+import { isCrossSite } from '../same-origin';
 import type { DodoState } from './state';
 
 /** The hosted checkout: GET /:id renders the page, POST /:id/pay and /:id/decline act and redirect 303. */
@@ -62,6 +63,10 @@ export function createCheckoutRouter(deps: {
   });
 
   const act = (kind: 'pay' | 'decline') => (req: express.Request<{ sessionId: string }>, res: express.Response) => {
+    // Another site's form must not pay (or decline) for the visitor: only this page, curl, the CLIs.
+    if (isCrossSite(req)) {
+      return send(res, 403, simplePage('Cross-site request refused', 'Pay or decline from the checkout page itself.'));
+    }
     billing.processDue(deps.clock.now());
     const sessionId = req.params.sessionId;
     const body = (req.body ?? {}) as Record<string, unknown>;

@@ -1,4 +1,5 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
+import { clientErrorMessage, clientErrorStatus } from '../../lib/client-error';
 
 /** Dodo's error envelope: `{ "code": "UPPER_SNAKE", "message": "..." }`. */
 export interface DodoErrorBody {
@@ -57,6 +58,12 @@ export function createErrorHandler(log?: (entry: Record<string, unknown>) => voi
     }
     if (type === 'entity.too.large') {
       res.status(413).json({ code: 'PAYLOAD_TOO_LARGE', message: 'Request body is too large' } satisfies DodoErrorBody);
+      return;
+    }
+    // A body that is not the gzip it claims to be, and the like: the client's fault, not ours.
+    const status = clientErrorStatus(err);
+    if (status !== undefined) {
+      res.status(status).json({ code: defaultCodes[status] ?? 'BAD_REQUEST', message: clientErrorMessage(status) } satisfies DodoErrorBody);
       return;
     }
     log?.({ msg: 'dodo sandbox: unhandled error', err: String((err as Error)?.stack ?? err) });

@@ -134,7 +134,8 @@ export const createCheckoutBody = z.object({
       z.object({ email: z.string().email(), name: z.string().nullish(), phone_number: z.string().nullish() }),
     ])
     .nullish(),
-  return_url: z.url().nullish(),
+  // The page redirects there after paying: only a web address, never javascript: or data:.
+  return_url: z.url({ protocol: /^https?$/, error: 'return_url must be an http or https URL' }).nullish(),
   metadata: metadata.nullish(),
   billing_address: z
     .object({

@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import express, { type ErrorRequestHandler, type RequestHandler, type Response, type Router } from 'express';
 import type { CreateEmailResponseSuccess, GetEmailResponseSuccess } from 'resend';
+import { clientErrorMessage, clientErrorStatus } from '../../lib/client-error';
+import { refuseComplexJson } from '../../lib/json-shape';
 import type { JsonStore } from '../../lib/json-store';
 import type { FaultControl, OutboxMessage } from '../contracts';
 import { lastEventFor } from './addresses';
@@ -132,7 +134,8 @@ export function createApiRouter(deps: ApiRouterDeps): Router {
   router.use(authenticate);
   router.use(rateLimit);
   // Resend accepts bodies up to 40 MB with attachments; 10 MB is ample without them.
-  router.use(express.json({ limit: '10mb' }));
+  // Bounded in shape too: any key is accepted, so anyone on loopback could send 10 MB of `[`.
+  router.use(express.json({ limit: '10mb', verify: refuseComplexJson({ maxDepth: 64, maxValues: 200_000 }) }));
   // In flight from receipt, so the key is marked before the fault gate's latency...
   router.post(['/emails', '/emails/batch'], idempotency.receive);
   router.use(faultGate);
@@ -204,6 +207,9 @@ export function createApiRouter(deps: ApiRouterDeps): Router {
     const type = (err as { type?: string }).type;
     if (type === 'entity.parse.failed') return sendError(res, errors.malformedJson());
     if (type === 'entity.too.large') return sendError(res, resendError(413, 'validation_error', 'The request body is too large.'));
+    // A body that is not the gzip it claims to be, and the like: the client's fault, not ours.
+    const status = clientErrorStatus(err);
+    if (status !== undefined) return sendError(res, resendError(status, 'validation_error', clientErrorMessage(status)));
     log({ msg: 'resend.internal_error', error: String((err as Error)?.stack ?? err) });
     sendError(res, errors.internal());
   };

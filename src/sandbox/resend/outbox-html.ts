@@ -7,9 +7,12 @@ export function escapeHtml(value: string): string {
 
 const NAMED_ENTITIES: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'", nbsp: ' ' };
 
-/** Decodes the HTML entities an email body commonly uses (one pass, so `&amp;lt;` stays `&lt;`). */
+/**
+ * Decodes the HTML entities an email body commonly uses (one pass, so `&amp;lt;` stays `&lt;`).
+ * Every part of the pattern is bounded, so no input makes it backtrack far.
+ */
 export function decodeEntities(value: string): string {
-  return value.replace(/&(#x[0-9a-f]+|#\d+|[a-z]+);/gi, (whole, ref: string) => {
+  return value.replace(/&(#x[0-9a-f]{1,8}|#\d{1,8}|[a-z]{1,32});/gi, (whole, ref: string) => {
     if (ref[0] === '#') {
       const code = ref[1] === 'x' || ref[1] === 'X' ? parseInt(ref.slice(2), 16) : parseInt(ref.slice(1), 10);
       return code > 0 && code <= 0x10ffff ? String.fromCodePoint(code) : whole;
@@ -18,15 +21,70 @@ export function decodeEntities(value: string): string {
   });
 }
 
-/** The readable text of an HTML body: no head, styles, scripts, comments or tags; spaces collapsed. */
+/** Elements whose content is not text: skipped whole, up to their end tag. */
+const HIDDEN_ELEMENTS = ['script', 'style', 'head', 'title'] as const;
+type HiddenElement = (typeof HIDDEN_ELEMENTS)[number];
+const END_TAGS = Object.fromEntries(HIDDEN_ELEMENTS.map((name) => [name, new RegExp(`</${name}(?![A-Za-z0-9-])`, 'gi')])) as Record<HiddenElement, RegExp>;
+/** Inline elements run on with the text around them ("<a>Buy</a>: $9" is "Buy: $9"); any other tag breaks words. */
+const INLINE_ELEMENTS = new Set(['a', 'abbr', 'b', 'code', 'em', 'i', 'mark', 'q', 's', 'small', 'span', 'strong', 'sub', 'sup', 'u']);
+const TAG_NAME = /[A-Za-z][A-Za-z0-9]{0,31}/y;
+
+/**
+ * The readable text of an HTML body: no head, styles, scripts, comments or tags; spaces collapsed.
+ *
+ * A scanner, not regular expressions: `/<[^>]*>/g` and its kin take quadratic time on a body of
+ * `<` characters (40 s for 256 KiB), and this runs on every outbox refresh. Each search starts
+ * where the previous one ended, and an end tag found missing is not searched for again, so the
+ * body is read a bounded number of times. It gives what the patterns it replaces gave: a `<`
+ * that no `>` closes is text, an unterminated comment is an ordinary tag, and a script without
+ * its end tag leaves its content as text.
+ */
 export function htmlToText(html: string): string {
-  const stripped = html
-    .replace(/<(script|style|head|title)\b[\s\S]*?<\/\1\s*>/gi, ' ')
-    .replace(/<!--[\s\S]*?-->/g, ' ')
-    // Inline elements run on with the text around them ("<a>Buy</a>: $9" is "Buy: $9"); any other tag breaks words.
-    .replace(/<\/?(a|abbr|b|code|em|i|mark|q|s|small|span|strong|sub|sup|u)\b[^>]*>/gi, '')
-    .replace(/<[^>]*>/g, ' ');
-  return decodeEntities(stripped).replace(/\s+/g, ' ').trim();
+  const parts: string[] = [];
+  // Each hidden element's next end tag from a position on (-1: there is none after it).
+  const endTags: Partial<Record<HiddenElement, { from: number; at: number }>> = {};
+  const nextEndTag = (name: HiddenElement, from: number): number => {
+    const known = endTags[name];
+    if (known && from >= known.from && (known.at === -1 || known.at >= from)) return known.at;
+    const pattern = END_TAGS[name];
+    pattern.lastIndex = from;
+    const at = pattern.exec(html)?.index ?? -1;
+    endTags[name] = { from, at };
+    return at;
+  };
+
+  let i = 0;
+  while (i < html.length) {
+    const open = html.indexOf('<', i);
+    if (open === -1) {
+      parts.push(html.slice(i));
+      break;
+    }
+    parts.push(html.slice(i, open));
+    const commentEnd = html.startsWith('<!--', open) ? html.indexOf('-->', open + 4) : -1;
+    if (commentEnd !== -1) {
+      parts.push(' ');
+      i = commentEnd + 3;
+      continue;
+    }
+    const close = html.indexOf('>', open + 1);
+    if (close === -1) {
+      parts.push(html.slice(open));
+      break;
+    }
+    i = close + 1;
+    const endTag = html[open + 1] === '/';
+    TAG_NAME.lastIndex = open + (endTag ? 2 : 1);
+    const name = TAG_NAME.exec(html)?.[0].toLowerCase() ?? '';
+    if (!INLINE_ELEMENTS.has(name)) parts.push(' ');
+    const hidden = endTag ? undefined : HIDDEN_ELEMENTS.find((h) => h === name);
+    if (!hidden) continue;
+    const end = nextEndTag(hidden, i);
+    if (end === -1) continue;
+    const endClose = html.indexOf('>', end);
+    i = endClose === -1 ? html.length : endClose + 1;
+  }
+  return decodeEntities(parts.join('')).replace(/\s+/g, ' ').trim();
 }
 
 /** A one-line preview: the text of the HTML body (the text part when there is no HTML). */
