@@ -102,6 +102,7 @@ export const LIVE_ENV = {
   TOPUP_PRODUCT_ID: 'pdt_topup',
   RESEND_API_KEY: 're_live',
   RESEND_BASE_URL: 'http://127.0.0.1:9/unreachable',
+  RESEND_WEBHOOK_SECRET: `whsec_${Buffer.alloc(32, 2).toString('base64')}`,
   MAILKIT_KEY_SECRET: 'live-secret-'.repeat(4),
 };
 
