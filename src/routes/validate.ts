@@ -5,10 +5,23 @@ import { HttpError } from '../errors';
 export function parse<S extends z.ZodType>(schema: S, value: unknown, where = 'body'): z.infer<S> {
   const result = schema.safeParse(value);
   if (result.success) return result.data;
-  const issue = result.error.issues[0]!;
+  const issue = specific(result.error.issues[0]!);
   const field = issue.path.length ? issue.path.join('.') : where;
   const message = issue.code === 'unrecognized_keys' ? unknownFields(issue.keys) : issue.message;
   throw new HttpError(400, 'invalid_request', `${field}: ${message}`);
+}
+
+/**
+ * For a value that may take several forms (an address or a list of them), the issue of the
+ * form it did take ("at most 50 addresses"), rather than zod's bare "Invalid input".
+ */
+function specific(issue: z.core.$ZodIssue): z.core.$ZodIssue {
+  if (issue.code !== 'invalid_union') return issue;
+  for (const branch of issue.errors) {
+    const first = branch[0];
+    if (first && first.code !== 'invalid_type') return specific({ ...first, path: [...issue.path, ...first.path] });
+  }
+  return issue;
 }
 
 /** Resend's batch call refuses attachments and scheduling, and every send goes through batched delivery. */
@@ -92,7 +105,8 @@ const customHeaders = z
     const names = Object.keys(headers);
     if (names.length > LIMITS.headers) ctx.addIssue({ code: 'custom', message: `at most ${LIMITS.headers} headers` });
     for (const name of names) {
-      if (!headerName.test(name)) ctx.addIssue({ code: 'custom', path: [name], message: 'is not a valid header name (letters, digits and !#$%&\'*+.^_`|~- only)' });
+      // The bad name is not echoed back: it may hold line breaks.
+      if (!headerName.test(name)) ctx.addIssue({ code: 'custom', message: "holds an invalid header name (letters, digits and !#$%&'*+.^_`|~- only, up to 100 characters)" });
       else if (RESERVED_HEADERS.has(name.toLowerCase())) ctx.addIssue({ code: 'custom', path: [name], message: 'is set by MailKit and cannot be overridden' });
     }
   });
