@@ -14,6 +14,7 @@ export interface Tables {
   emails: EmailsTable;
   emailEvents: EmailEventsTable;
   suppressions: SuppressionsTable;
+  batchRefusals: BatchRefusalsTable;
 }
 
 /** A send: one client request (one email or one batch) and its way through the state machine (sending/README.md). */
@@ -114,5 +115,13 @@ export interface SuppressionsTable {
   reason: string;
   /** The email whose event put it there. */
   emailId: string | null;
+  createdAt: number;
+}
+
+/** The items of a keyed batch refused as suppressed on its first run (kept as long as its key). */
+export interface BatchRefusalsTable {
+  sendId: string;
+  /** JSON array of item indexes. */
+  refused: string;
   createdAt: number;
 }

@@ -50,3 +50,19 @@ export async function removeSuppression(database: Database, customerId: string, 
   const gone = await database.db.deleteFrom('suppressions').where('customerId', '=', customerId).where('address', '=', address.toLowerCase()).executeTakeFirst();
   return Number(gone.numDeletedRows) > 0;
 }
+
+/** The batch items refused when the send under this id first ran; undefined if none were recorded. */
+export async function refusedItems(database: Database, sendId: string): Promise<number[] | undefined> {
+  const row = await database.db.selectFrom('batchRefusals').select('refused').where('sendId', '=', sendId).executeTakeFirst();
+  return row ? (JSON.parse(row.refused) as number[]) : undefined;
+}
+
+/** Records (or, for a send starting afresh, replaces) the refused items of a keyed batch; forgets those older than `forgetBefore`. */
+export async function rememberRefusedItems(database: Database, sendId: string, refused: number[], at: number, forgetBefore: number): Promise<void> {
+  await database.db
+    .insertInto('batchRefusals')
+    .values({ sendId, refused: JSON.stringify(refused), createdAt: at })
+    .onConflict((oc) => oc.column('sendId').doUpdateSet({ refused: JSON.stringify(refused), createdAt: at }))
+    .execute();
+  await database.db.deleteFrom('batchRefusals').where('createdAt', '<', forgetBefore).execute();
+}

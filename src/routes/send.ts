@@ -2,9 +2,13 @@ import { Router, type RequestHandler } from 'express';
 import { z } from 'zod';
 import { assertSameCustomer, customerOf } from '../auth/middleware';
 import type { Database } from '../db/index';
+import { findSend } from '../db/sends';
+import { refusedItems, rememberRefusedItems } from '../db/suppressions';
+import type { HttpError } from '../errors';
 import type { OutgoingEmail } from '../mail/mailer';
+import { KEY_RETENTION_MS, sendIdFor } from '../sending/records';
 import type { Sender, SendOutcome } from '../sending/sender';
-import { suppressionCheck } from './suppressions';
+import { suppressedEarlier, suppressionCheck } from './suppressions';
 import { customerIdField, emailObject, idempotencyKeyHeader, LIMITS, parse } from './validate';
 
 export const sendBody = emailObject({ customer_id: customerIdField });
@@ -47,10 +51,15 @@ export function sendRoutes(deps: { sender: Sender; auth: RequestHandler; databas
     const body = parse(sendBody, req.body);
     assertSameCustomer(req, body.customer_id);
     const email = toEmail(body);
-    // Before any credit is taken: a suppressed recipient refuses the whole email.
-    const refusal = (await suppressionCheck(deps.database, customerOf(req), [email]))[0];
-    if (refusal) throw refusal;
-    reply(res, await deps.sender.send(customerOf(req), email, key));
+    const customerId = customerOf(req);
+    // Before any credit is taken: a suppressed recipient refuses the whole email. A retry of a
+    // send that got under way (same key) is not checked again: it replays or finishes that send.
+    const earlier = key ? await findSend(deps.database, sendIdFor(customerId, key)) : undefined;
+    if (!earlier || earlier.state === 'failed') {
+      const refusal = (await suppressionCheck(deps.database, customerId, [email]))[0];
+      if (refusal) throw refusal;
+    }
+    reply(res, await deps.sender.send(customerId, email, key));
   });
 
   router.post('/send/batch', deps.auth, async (req, res) => {
@@ -58,15 +67,16 @@ export function sendRoutes(deps: { sender: Sender; auth: RequestHandler; databas
     const body = parse(batchBody, req.body);
     assertSameCustomer(req, body.customer_id);
     const emails = body.emails.map(toEmail);
+    const customerId = customerOf(req);
     // A suppressed item alone is refused (and costs nothing); the others go as one batch.
-    const refusals = await suppressionCheck(deps.database, customerOf(req), emails);
+    const refusals = await batchRefusals(deps.database, customerId, emails, key);
     const sendable = emails.filter((_, i) => !refusals[i]);
     const refused = (i: number) => ({ error: { code: refusals[i]!.code, message: refusals[i]!.message } });
     if (sendable.length === 0) {
       res.status(200).json({ data: emails.map((_, i) => refused(i)), sent: 0, failed: emails.length });
       return;
     }
-    const outcome = await deps.sender.sendBatch(customerOf(req), sendable, key);
+    const outcome = await deps.sender.sendBatch(customerId, sendable, key);
     const answer = outcome.body as { data?: unknown[]; sent: number; failed: number };
     if (outcome.status !== 200 || !Array.isArray(answer?.data) || sendable.length === emails.length) return reply(res, outcome);
     let next = 0;
@@ -76,4 +86,20 @@ export function sendRoutes(deps: { sender: Sender; auth: RequestHandler; databas
   });
 
   return router;
+}
+
+/**
+ * The suppression refusals of a batch. Under a key whose send got under way, the first run's
+ * (recorded then): a retry sends exactly the items the first run sent, so the same key with
+ * the same body stays the same send even if the list changed meanwhile.
+ */
+async function batchRefusals(database: Database, customerId: string, emails: OutgoingEmail[], key: string | undefined): Promise<Array<HttpError | null>> {
+  const now = await suppressionCheck(database, customerId, emails);
+  if (!key) return now;
+  const sendId = sendIdFor(customerId, key);
+  const earlier = (await findSend(database, sendId)) ? await refusedItems(database, sendId) : undefined;
+  if (earlier) return emails.map((_, i) => (earlier.includes(i) ? (now[i] ?? suppressedEarlier()) : null));
+  const refused = now.flatMap((r, i) => (r ? [i] : []));
+  await rememberRefusedItems(database, sendId, refused, Date.now(), Date.now() - 2 * KEY_RETENTION_MS);
+  return now;
 }

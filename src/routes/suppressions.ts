@@ -49,6 +49,10 @@ export async function suppressionCheck(database: Database, customerId: string, e
   });
 }
 
+/** The refusal of a batch item that was suppressed when its send first ran (and is no longer). */
+export const suppressedEarlier = () =>
+  new HttpError(422, 'recipient_suppressed', 'Not sent: a recipient was on your suppression list when this batch was first sent under this Idempotency-Key, so nothing was charged for it. Send it again under a new key.');
+
 /** GET /suppressions and DELETE /suppressions/:email: the key's own suppression list. */
 export function suppressionRoutes(deps: { database: Database; auth: RequestHandler }): Router {
   const router = Router();

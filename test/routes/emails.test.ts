@@ -37,7 +37,7 @@ describe.each(ENGINES)('GET /emails and GET /emails/:id (%s)', (engine) => {
     let cursor: string | null = null;
     let pages = 0;
     do {
-      const res = await request(stack.url).get(`/emails?limit=3${cursor ? `&cursor=${cursor}` : ''}`).set(bearer(alice.key)).expect(200);
+      const res: request.Response = await request(stack.url).get(`/emails?limit=3${cursor ? `&cursor=${cursor}` : ''}`).set(bearer(alice.key)).expect(200);
       expect(res.headers['cache-control']).toBe('no-store');
       seen.push(...res.body.data);
       cursor = res.body.next_cursor;

@@ -117,6 +117,33 @@ describe.each(ENGINES)('suppression (%s)', (engine) => {
     await stack.sandbox.resend.webhooks.idle();
   });
 
+  it('a retry under the same Idempotency-Key replays what was sent, even after its own bounce suppressed the address', async () => {
+    const single = { to: 'bounced+retry@resend.dev', subject: 'Retry', text: 'r' };
+    const first = await request(stack.url).post('/send').set(bearer(alice.key)).set('Idempotency-Key', 'retry-1').send(single).expect(200);
+    const emails = [
+      { to: 'bounced+batch@resend.dev', subject: 'B', text: 'b' },
+      { to: 'complained@resend.dev', subject: 'C', text: 'c' }, // suppressed since the complaint above
+      { to: 'delivered+retry@resend.dev', subject: 'D', text: 'd' },
+    ];
+    const batch = await request(stack.url).post('/send/batch').set(bearer(alice.key)).set('Idempotency-Key', 'retry-2').send({ emails }).expect(200);
+    expect(batch.body).toMatchObject({ sent: 2, failed: 1 });
+    await stack.sandbox.resend.webhooks.idle();
+    const listed = (await list(alice.key)).data.map((x: { email: string }) => x.email);
+    expect(listed).toEqual(expect.arrayContaining(['bounced+retry@resend.dev', 'bounced+batch@resend.dev']));
+    const balance = await balanceOf(stack, alice.key);
+    const again = await request(stack.url).post('/send').set(bearer(alice.key)).set('Idempotency-Key', 'retry-1').send(single).expect(200);
+    expect(again.body).toEqual(first.body);
+    expect(again.headers['idempotent-replayed']).toBe('true');
+    const batchAgain = await request(stack.url).post('/send/batch').set(bearer(alice.key)).set('Idempotency-Key', 'retry-2').send({ emails }).expect(200);
+    expect(batchAgain.body).toEqual(batch.body);
+    expect(await balanceOf(stack, alice.key)).toBe(balance);
+    // A new key is a new send: now refused.
+    await request(stack.url).post('/send').set(bearer(alice.key)).set('Idempotency-Key', 'retry-3').send(single).expect(422);
+    for (const address of ['bounced+retry@resend.dev', 'bounced+batch@resend.dev']) {
+      await request(stack.url).delete(`/suppressions/${address}`).set(bearer(alice.key)).expect(200);
+    }
+  });
+
   it('needs a key', async () => {
     expect((await request(stack.url).get('/suppressions').expect(401)).body.error.code).toBe('missing_api_key');
     await request(stack.url).delete('/suppressions/complained@resend.dev').expect(401);

@@ -41,8 +41,18 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addPrimaryKeyConstraint('suppressions_pk', ['customer_id', 'address'])
     .execute();
   await db.schema.createIndex('suppressions_customer_created').on('suppressions').columns(['customer_id', 'created_at', 'address']).execute();
+
+  // Which items of a keyed batch were refused as suppressed when it was first sent: a retry
+  // with the same key refuses the same ones, so its body (and answer) stays the first one's.
+  await db.schema
+    .createTable('batch_refusals')
+    .addColumn('send_id', 'text', (c) => c.primaryKey())
+    .addColumn('refused', 'text', (c) => c.notNull()) // JSON array of item indexes
+    .addColumn('created_at', 'bigint', (c) => c.notNull())
+    .execute();
+  await db.schema.createIndex('batch_refusals_created').on('batch_refusals').column('created_at').execute();
 }
 
 export async function down(db: Kysely<any>): Promise<void> {
-  for (const t of ['suppressions', 'email_events', 'emails']) await db.schema.dropTable(t).execute();
+  for (const t of ['batch_refusals', 'suppressions', 'email_events', 'emails']) await db.schema.dropTable(t).execute();
 }
