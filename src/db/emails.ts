@@ -146,3 +146,16 @@ export async function findEmail(database: Database, customerId: string, id: stri
   const events = await database.db.selectFrom('emailEvents').selectAll().where('emailId', '=', id).orderBy('occurredAt').orderBy('receivedAt').execute();
   return { email, events };
 }
+
+/**
+ * Forgets events received before `cutoff` whose email MailKit never recorded (the emails it
+ * sends on its own behalf: API keys, low-balance alerts). An email's own events are kept with it.
+ */
+export async function forgetOrphanEventsBefore(database: Database, cutoff: number): Promise<number> {
+  const gone = await database.db
+    .deleteFrom('emailEvents')
+    .where('receivedAt', '<', cutoff)
+    .where(({ not, exists, selectFrom }) => not(exists(selectFrom('emails').select('emails.id').whereRef('emails.id', '=', 'emailEvents.emailId'))))
+    .executeTakeFirst();
+  return Number(gone.numDeletedRows);
+}

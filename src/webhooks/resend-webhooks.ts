@@ -2,7 +2,7 @@ import express, { Router } from 'express';
 import type { Resend } from 'resend';
 import { z } from 'zod';
 import type { Database } from '../db/index';
-import { EVENT_STATUS, recordEmailEvent, type NewEmailEvent } from '../db/emails';
+import { EVENT_STATUS, forgetOrphanEventsBefore, recordEmailEvent, type NewEmailEvent } from '../db/emails';
 import { HttpError } from '../errors';
 import type { Logger } from '../logger';
 
@@ -21,6 +21,8 @@ const emailEvent = z.object({
 type EmailEvent = z.infer<typeof emailEvent>;
 
 const DETAIL_CHARS = 500;
+/** An event whose email is still unknown after a day never will be: Resend retries for about a day. */
+const ORPHAN_AFTER_MS = 24 * 60 * 60 * 1000;
 const bare = (mailbox: string) => (/<([^<>]+)>\s*$/.exec(mailbox)?.[1] ?? mailbox).trim().toLowerCase();
 
 /**
@@ -54,6 +56,7 @@ function detailOf(event: EmailEvent): string | null {
 export function createResendWebhookRouter(opts: { resend: Resend; secret: string; database: Database; log: Logger; now?: () => number }): Router {
   const { resend, secret, database, log } = opts;
   const now = opts.now ?? Date.now;
+  let recordedCount = 0;
   const router = Router();
 
   router.post('/', express.raw({ type: () => true, limit: '1mb' }), async (req, res) => {
@@ -87,6 +90,9 @@ export function createResendWebhookRouter(opts: { resend: Resend; secret: string
       suppress: suppressedBy(event),
     };
     const recorded = await recordEmailEvent(database, record, now());
+    if (recorded && ++recordedCount % 1000 === 0) {
+      void forgetOrphanEventsBefore(database, now() - ORPHAN_AFTER_MS).catch((err: unknown) => log.warn({ err }, 'could not forget orphan email events'));
+    }
     log.debug({ svixId: headers.id, eventType: event.type, emailId: record.emailId, duplicate: !recorded }, 'resend email event');
     res.json(recorded ? { received: true } : { received: true, duplicate: true });
   });
