@@ -1,6 +1,6 @@
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { balanceOf, bearer, startTestStack, subscribe } from '../support/stack';
+import { balanceOf, bearer, ENGINES, startTestStack, subscribe } from '../support/stack';
 
 type TestStack = Awaited<ReturnType<typeof startTestStack>>;
 
@@ -19,14 +19,14 @@ const full = {
   headers: { 'X-Entity-Ref-ID': 'ref-123', 'List-Unsubscribe': '<mailto:unsub@example.com>' },
 };
 
-describe('the full send API: text, cc, bcc, reply_to, tags, headers', () => {
+describe.each(ENGINES)('the full send API: text, cc, bcc, reply_to, tags, headers (%s)', (engine) => {
   let stack: TestStack;
   let c: { key: string; customerId: string };
   const messageById = (id: string) => stack.sandbox.resend.messages().find((m) => m.id === id);
 
   beforeAll(async () => {
-    stack = await startTestStack();
-    c = await subscribe(stack, 'fields@example.com', 'Fields');
+    stack = await startTestStack({}, { engine });
+    c = await subscribe(stack, `fields-${engine}@example.com`, 'Fields');
   });
   afterAll(async () => {
     await stack?.close();

@@ -92,6 +92,14 @@ describe.each(ENGINES)('suppression (%s)', (engine) => {
     );
   });
 
+  it('a bounce of one recipient among several suppresses that recipient only (the one the diagnostics name)', async () => {
+    await request(stack.url).post('/send').set(bearer(bob.key)).send({ to: 'delivered+mixed@resend.dev', bcc: 'bounced+hidden@resend.dev', subject: 'Mixed', text: 'm' }).expect(200);
+    await stack.sandbox.resend.webhooks.idle();
+    const listed = (await list(bob.key)).data.map((s: { email: string }) => s.email);
+    expect(listed).toContain('bounced+hidden@resend.dev');
+    expect(listed).not.toContain('delivered+mixed@resend.dev');
+  });
+
   it('pages the list with a cursor', async () => {
     const first = await request(stack.url).get('/suppressions?limit=1').set(bearer(alice.key)).expect(200);
     expect(first.body.data).toHaveLength(1);
