@@ -118,6 +118,8 @@ const mailkit = start(
     TOPUP_PRODUCT_ID: catalog.topupProductId,
     RESEND_API_KEY: 're_bench',
     RESEND_BASE_URL: `${upstreamUrl}/sandbox/resend`,
+    // Required live; the bench's upstream sends no email events, so any well-formed secret does.
+    RESEND_WEBHOOK_SECRET: `whsec_${Buffer.alloc(32, 7).toString('base64')}`,
     MAILKIT_KEY_SECRET: keySecret,
     RATE_LIMIT_PER_KEY: '1000000',
   },

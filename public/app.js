@@ -320,7 +320,7 @@ async function useKey(value) {
     // "Your API key is on its way" is done with once a key works.
     if (state.notice === 'subscribed') hideNotice();
     show('key-result', { text: `Signed in as ${res.data.name || res.data.email} (${res.data.email}), customer ${res.data.customer_id}.`, kind: 'ok' });
-    await Promise.all([refreshBalance(), refreshUsage()]);
+    await Promise.all([refreshBalance(), refreshUsage(), refreshHistory()]);
     startPolling();
   } else {
     signOut(errorText(res));
@@ -348,6 +348,7 @@ function signOut(message) {
   $('usage-rows').replaceChildren();
   if (state.chart) state.chart.destroy();
   state.chart = null;
+  clearHistory();
   show('key-result', { text: message, kind: message.startsWith('Error') ? 'error' : undefined });
 }
 
@@ -394,7 +395,7 @@ async function sendEmail() {
   } else {
     show('send-result', { text: errorText(res), kind: 'error' });
   }
-  if (res.status !== 401) await Promise.all([refreshBalance(), refreshUsage()]);
+  if (res.status !== 401) await Promise.all([refreshBalance(), refreshUsage(), refreshHistory()]);
 }
 
 function wire() {
@@ -465,6 +466,7 @@ function wire() {
 
 async function init() {
   wire();
+  startHistoryPolling();
   const config = await api('/config', { auth: false });
   if (config.ok && config.data.mode === 'sandbox') {
     $('sandboxNav').hidden = false;
@@ -485,6 +487,104 @@ async function init() {
   }
   if (params.toString()) history.replaceState(null, '', location.pathname + location.hash);
   if (apiKey.get()) await useKey(apiKey.get());
+}
+
+// ---- Recent emails and the suppression list (issue 14) ---------------------------------------------
+
+const EMAILS_SHOWN = 10;
+const emailHistory = {
+  seq: 0,
+  /** Last status seen per email id: a change is announced once. */
+  statuses: new Map(),
+};
+
+const cell = (text, className) => {
+  const td = document.createElement('td');
+  td.textContent = text;
+  if (className) td.className = className;
+  return td;
+};
+
+/** Re-reads both lists; polled while the tab is visible, and at once after a send. */
+async function refreshHistory() {
+  if (!apiKey.get()) return clearHistory();
+  const seq = ++emailHistory.seq;
+  const [emails, suppressions] = await Promise.all([api(`/emails?limit=${EMAILS_SHOWN}`), api('/suppressions?limit=100')]);
+  if (seq !== emailHistory.seq) return;
+  if (emails.status === 401 || suppressions.status === 401) return; // the balance poll signs out
+  if (!emails.ok) show('emails-error', { text: errorText(emails), kind: 'error' });
+  else {
+    hide('emails-error');
+    renderEmails(emails.data.data);
+  }
+  if (suppressions.ok) renderSuppressions(suppressions.data.data);
+}
+
+function renderEmails(list) {
+  $('emails-empty').hidden = list.length > 0;
+  $('emails-wrap').hidden = list.length === 0;
+  const news = [];
+  const rows = list.map((e) => {
+    const before = emailHistory.statuses.get(e.id);
+    if (before && before !== e.status) news.push(`Email to ${e.to.join(', ')}: ${e.status}.`);
+    emailHistory.statuses.set(e.id, e.status);
+    const tr = document.createElement('tr');
+    tr.dataset.emailId = e.id;
+    const recipients = [...e.to, ...e.cc.map((a) => `cc ${a}`), ...e.bcc.map((a) => `bcc ${a}`)].join(', ');
+    tr.append(
+      cell(new Date(e.created_at).toLocaleTimeString()),
+      cell(recipients),
+      cell(e.subject),
+      cell(e.status.replace('_', ' '), `status status-${e.status}`),
+      cell(fmt(e.credits)),
+    );
+    return tr;
+  });
+  $('email-rows').replaceChildren(...rows);
+  if (news.length) $('emails-news').textContent = news.join(' ');
+}
+
+function renderSuppressions(list) {
+  $('suppressions-empty').hidden = list.length > 0;
+  $('suppressions-wrap').hidden = list.length === 0;
+  const rows = list.map((s) => {
+    const tr = document.createElement('tr');
+    const action = document.createElement('td');
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.className = 'secondary';
+    button.textContent = 'Remove';
+    button.setAttribute('aria-label', `Remove ${s.email} from the suppression list`);
+    button.addEventListener('click', () => void removeSuppressed(s.email, button));
+    action.append(button);
+    tr.append(cell(s.email), cell(s.reason), cell(new Date(s.created_at).toLocaleString()), action);
+    return tr;
+  });
+  $('suppression-rows').replaceChildren(...rows);
+}
+
+function removeSuppressed(address, button) {
+  return withBusy(button, async () => {
+    const res = await api(`/suppressions/${encodeURIComponent(address)}`, { method: 'DELETE' });
+    if (res.ok) show('suppressions-result', { text: `${address} removed: MailKit will send to it again.`, kind: 'ok' });
+    else show('suppressions-result', { text: errorText(res), kind: 'error' });
+    await refreshHistory();
+  });
+}
+
+function clearHistory() {
+  emailHistory.seq++;
+  emailHistory.statuses.clear();
+  $('email-rows').replaceChildren();
+  $('suppression-rows').replaceChildren();
+  for (const id of ['emails-wrap', 'emails-empty', 'suppressions-wrap', 'suppressions-empty', 'emails-error', 'suppressions-result']) $(id).hidden = true;
+}
+
+/** Its own timer, beside the balance's: every POLL_MS while the tab is visible and a key is set. */
+function startHistoryPolling() {
+  setInterval(() => {
+    if (apiKey.get() && !document.hidden) void refreshHistory();
+  }, POLL_MS);
 }
 
 void init();

@@ -1,5 +1,6 @@
 import express, { type Express, type RequestHandler } from 'express';
 import type DodoPayments from 'dodopayments';
+import type { Resend } from 'resend';
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,6 +28,10 @@ import type { Sender } from './sending/sender';
 import type { Database } from './db/index';
 import { createDodoWebhookRouter } from './webhooks/dodo-webhooks';
 import { createWebhookHandlers } from './webhooks/handlers';
+import { createResendWebhookRouter } from './webhooks/resend-webhooks';
+import { emailRoutes } from './routes/emails';
+import { suppressionRoutes } from './routes/suppressions';
+import { openApiRoutes } from './routes/openapi';
 
 /** Everything the app needs, built by the caller (server.ts, or a test). */
 export interface AppDeps {
@@ -51,6 +56,9 @@ export interface AppDeps {
   trustProxy?: TrustProxy;
   /** Host names answered (sandbox mode: the DNS rebinding guard); absent: any Host. */
   allowedHosts?: ReadonlySet<string>;
+  /** Verifies Resend's email events (`webhooks.verify`), with the endpoint's signing secret. */
+  resend: Resend;
+  resendWebhookSecret: string;
 }
 
 /** A request that carries a body must say it is JSON: anything else is a 415, before any route runs. */
@@ -147,6 +155,8 @@ export function createApp(deps: AppDeps): Express {
     }),
   );
 
+  app.use('/webhooks/resend', createResendWebhookRouter({ resend: deps.resend, secret: deps.resendWebhookSecret, database: deps.database, log: deps.log }));
+
   // Only the Content-Type header is checked here; no body is read before its route has let the
   // request in (see `auth` and `publicLimit` below).
   app.use(jsonBodiesOnly);
@@ -166,8 +176,11 @@ export function createApp(deps: AppDeps): Express {
   app.use(checkoutRoutes({ billing: deps.billing, auth, publicLimit }));
   app.use(usageRoutes({ billing: deps.billing, auth })); // before /credits/:customerId
   app.use(creditRoutes({ billing: deps.billing, auth }));
-  app.use(sendRoutes({ sender: deps.sender, auth }));
+  app.use(sendRoutes({ sender: deps.sender, auth, database: deps.database }));
   app.use(accountRoutes({ billing: deps.billing, apiKeys: deps.apiKeys, auth }));
+  app.use(emailRoutes({ database: deps.database, auth }));
+  app.use(suppressionRoutes({ database: deps.database, auth }));
+  app.use(openApiRoutes());
 
   // Exactly the two files the dashboard loads, not the whole package directory.
   app.get(UPLOT_FILES.map((f) => `/vendor/uplot/${f}`), (req, res) => {

@@ -47,6 +47,8 @@ export interface Config {
   readonly resend: {
     readonly apiKey: string | null;
     readonly baseUrl: string | null;
+    /** Signing secret of the Resend webhook endpoint (/webhooks/resend); generated in sandbox mode. */
+    readonly webhookSecret: string | null;
   };
   readonly sandbox: {
     /** Where the sandbox delivers Dodo webhooks; null: this server's own /webhooks/dodo on loopback. */
@@ -112,6 +114,7 @@ const schema = z.object({
   TOPUP_PRODUCT_ID: optionalString,
   RESEND_API_KEY: optionalString,
   RESEND_BASE_URL: optionalString.pipe(z.url().nullable()),
+  RESEND_WEBHOOK_SECRET: optionalString,
   SANDBOX_WEBHOOK_URL: optionalString.pipe(z.url().nullable()),
   SANDBOX_RESEND_RATE_LIMIT: z.coerce.number().int().min(0).default(0),
   SANDBOX_DODO_RATE_LIMIT: z.coerce.number().int().min(0).max(1_000_000).default(0),
@@ -167,6 +170,7 @@ const LIVE_REQUIRED = [
   ['PLAN_PRODUCT_ID', 'the MailKit Plan product id (pdt_…)'],
   ['TOPUP_PRODUCT_ID', 'the Email Top-Up Pack product id (pdt_…)'],
   ['RESEND_API_KEY', 'a Resend API key (re_…) from resend.com/api-keys'],
+  ['RESEND_WEBHOOK_SECRET', 'the signing secret (whsec_…) of your Resend webhook endpoint for /webhooks/resend (Resend → Webhooks)'],
   ['MAILKIT_KEY_SECRET', 'a random secret of 32+ characters, e.g. `openssl rand -hex 32`'],
 ] as const;
 
@@ -227,7 +231,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       planProductId: e.PLAN_PRODUCT_ID,
       topupProductId: e.TOPUP_PRODUCT_ID,
     }),
-    resend: Object.freeze({ apiKey: e.RESEND_API_KEY, baseUrl: e.RESEND_BASE_URL }),
+    resend: Object.freeze({ apiKey: e.RESEND_API_KEY, baseUrl: e.RESEND_BASE_URL, webhookSecret: e.RESEND_WEBHOOK_SECRET }),
     sandbox: Object.freeze({
       webhookUrl: e.SANDBOX_WEBHOOK_URL,
       resendRateLimit: e.SANDBOX_RESEND_RATE_LIMIT,

@@ -122,9 +122,11 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
     let sandbox: Sandbox | undefined;
     let webhookKey: string;
     let keySecret: string;
+    let resendWebhookSecret: string;
     if (sandboxMode) {
       webhookKey = await generatedSecret(database, 'sandboxWebhookSecret', newWebhookSecret);
       keySecret = config.keySecret ?? (await generatedSecret(database, 'keySecret', () => randomBytes(32).toString('base64url')));
+      resendWebhookSecret = await generatedSecret(database, 'sandboxResendWebhookSecret', newWebhookSecret);
       sandbox = createSandbox({
         dataDir,
         webhookSecret: webhookKey,
@@ -132,7 +134,7 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
         publicUrl: baseUrl,
         resendRateLimit: config.sandbox.resendRateLimit,
         dodoRateLimit: config.sandbox.dodoRateLimit,
-        resendWebhooks: { secret: await generatedSecret(database, 'sandboxResendWebhookSecret', newWebhookSecret), url: `${loopback}/webhooks/resend` },
+        resendWebhooks: { secret: resendWebhookSecret, url: `${loopback}/webhooks/resend` },
         webhookRetryDelaysMs: opts.webhookRetryDelaysMs,
         log: (entry) => log.child({ component: 'sandbox' }).info(entry),
       });
@@ -146,6 +148,7 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
     } else {
       webhookKey = config.dodo.webhookKey!;
       keySecret = config.keySecret!;
+      resendWebhookSecret = config.resend.webhookSecret!;
     }
 
     // The vendors' quotas, one budget each shared by every instance on this database.
@@ -188,7 +191,7 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
     const env = sandboxMode || config.dodo.environment === 'test_mode' ? 'test' : 'live';
     const apiKeys = createApiKeys({ database, secret: keySecret, env });
     const readiness = createReadiness({ database, dodo, resend, creditEntitlementId: catalog.creditEntitlementId, vendorTtlMs: opts.readinessVendorTtlMs });
-    const app = createApp({ mode: config.mode, baseUrl, dodo, webhookKey, billing, mailer, sender, apiKeys, database, log, readiness, sandbox, rateLimits: config.rateLimits, trustProxy: config.trustProxy, allowedHosts });
+    const app = createApp({ mode: config.mode, baseUrl, dodo, webhookKey, billing, mailer, sender, apiKeys, database, log, readiness, sandbox, rateLimits: config.rateLimits, trustProxy: config.trustProxy, allowedHosts, resend, resendWebhookSecret });
     handler = app as unknown as RequestHandler;
 
     let closing: Promise<void> | undefined;

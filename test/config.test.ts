@@ -8,6 +8,7 @@ const live = {
   PLAN_PRODUCT_ID: 'pdt_plan',
   TOPUP_PRODUCT_ID: 'pdt_topup',
   RESEND_API_KEY: 're_abc',
+  RESEND_WEBHOOK_SECRET: 'whsec_resend',
   MAILKIT_KEY_SECRET: 'a'.repeat(40),
 };
 
@@ -36,7 +37,7 @@ describe('loadConfig', () => {
         expect(err).toBeInstanceOf(ConfigError);
         message = (err as Error).message;
       }
-      for (const name of ['DODO_WEBHOOK_KEY', 'CREDIT_ENTITLEMENT_ID', 'PLAN_PRODUCT_ID', 'TOPUP_PRODUCT_ID', 'MAILKIT_KEY_SECRET']) {
+      for (const name of ['DODO_WEBHOOK_KEY', 'CREDIT_ENTITLEMENT_ID', 'PLAN_PRODUCT_ID', 'TOPUP_PRODUCT_ID', 'RESEND_WEBHOOK_SECRET', 'MAILKIT_KEY_SECRET']) {
         expect(message).toContain(`${name} is missing`);
       }
       expect(message).not.toContain('RESEND_API_KEY is missing');

@@ -13,6 +13,10 @@ export interface Tables {
   secrets: SecretsTable;
   rateLimits: RateLimitsTable;
   journalImports: JournalImportsTable;
+  emails: EmailsTable;
+  emailEvents: EmailEventsTable;
+  suppressions: SuppressionsTable;
+  batchRefusals: BatchRefusalsTable;
 }
 
 /** A send: one client request (one email or one batch) and its way through the state machine (sending/README.md). */
@@ -91,4 +95,57 @@ export interface JournalImportsTable {
   importedAt: number;
   /** JSON: how many rows of each kind were imported. */
   summary: string;
+}
+
+/** One email Resend accepted for a customer (a send may hold several): its history row. */
+export interface EmailsTable {
+  /** Resend's email id. */
+  id: string;
+  customerId: string;
+  sendId: string;
+  /** JSON `{ to, cc, bcc }`. */
+  recipients: string;
+  subject: string;
+  /** Credits it cost: one per recipient. */
+  credits: number;
+  /** queued | sent | delivery_delayed | delivered | bounced | failed | suppressed | complained */
+  status: string;
+  /** The status's place in an email's life: an update only ever raises it (emails.ts). */
+  statusRank: number;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** A Resend email event as received (Svix `svix-id` as the key: a redelivery is not a second event). */
+export interface EmailEventsTable {
+  id: string;
+  emailId: string;
+  /** email.sent, email.delivered, … */
+  type: string;
+  occurredAt: number;
+  receivedAt: number;
+  /** A short reason (bounce message, failure reason); never the email's content. */
+  detail: string | null;
+  /** JSON array of the addresses this event puts on the customer's suppression list, or null. */
+  suppress: string | null;
+}
+
+/** An address a customer may not send to any more (a permanent bounce or a complaint). */
+export interface SuppressionsTable {
+  customerId: string;
+  /** Lower-cased bare address. */
+  address: string;
+  /** bounced | complained | suppressed */
+  reason: string;
+  /** The email whose event put it there. */
+  emailId: string | null;
+  createdAt: number;
+}
+
+/** The items of a keyed batch refused as suppressed on its first run (kept as long as its key). */
+export interface BatchRefusalsTable {
+  sendId: string;
+  /** JSON array of item indexes. */
+  refused: string;
+  createdAt: number;
 }

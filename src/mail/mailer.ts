@@ -7,7 +7,20 @@ export interface OutgoingEmail {
   subject: string;
   html?: string;
   text?: string;
+  // Optional fields (issue 14), passed to Resend as they are; absent ones are left out.
+  cc?: string[];
+  bcc?: string[];
+  replyTo?: string[];
+  tags?: Array<{ name: string; value: string }>;
+  headers?: Record<string, string>;
 }
+
+/** Resend counts every To, Cc and Bcc recipient as one email: MailKit charges one credit each. */
+export const recipientCount = (e: OutgoingEmail): number => e.to.length + (e.cc?.length ?? 0) + (e.bcc?.length ?? 0);
+
+/** The Resend request body of one email (the SDK maps replyTo to reply_to). */
+const resendBody = (e: OutgoingEmail, from: string) =>
+  ({ from, to: e.to, subject: e.subject, html: e.html, text: e.text, cc: e.cc, bcc: e.bcc, replyTo: e.replyTo, tags: e.tags, headers: e.headers }) as never;
 
 /**
  * What became of a delivery attempt. The distinction matters for money:
@@ -104,7 +117,7 @@ export function createMailer(opts: MailerOptions): Mailer {
     from,
     async deliver(email, idempotencyKey, sender = from) {
       const r = await withRetries((signal) =>
-        resend.emails.send({ from: sender, to: email.to, subject: email.subject, html: email.html, text: email.text } as never, {
+        resend.emails.send(resendBody(email, sender), {
           idempotencyKey,
           signal,
         }),
@@ -115,7 +128,7 @@ export function createMailer(opts: MailerOptions): Mailer {
     async deliverBatch(emails, idempotencyKey, sender = from) {
       const r = await withRetries((signal) =>
         resend.batch.send(
-          emails.map((e) => ({ from: sender, to: e.to, subject: e.subject, html: e.html, text: e.text }) as never),
+          emails.map((e) => resendBody(e, sender)),
           { idempotencyKey, batchValidation: 'permissive', signal },
         ),
       );

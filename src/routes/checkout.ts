@@ -4,11 +4,11 @@ import { assertSameCustomer, customerOf } from '../auth/middleware';
 import type { Billing } from '../billing/billing';
 import { customerIdField, emailAddress, headerText, parse } from './validate';
 
-const subscribeBody = z.strictObject({
+export const subscribeBody = z.strictObject({
   email: emailAddress,
   name: headerText(200).trim().pipe(z.string().min(1, 'is required')),
 });
-const topupBody = z.strictObject({ customer_id: customerIdField }).optional();
+export const topupBody = z.strictObject({ customer_id: customerIdField }).optional();
 
 /** POST /checkout/subscribe (public) and POST /checkout/topup (the key's customer). */
 export function checkoutRoutes(deps: { billing: Billing; auth: RequestHandler; publicLimit: RequestHandler }): Router {

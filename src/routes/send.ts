@@ -1,30 +1,46 @@
 import { Router, type RequestHandler } from 'express';
 import { z } from 'zod';
 import { assertSameCustomer, customerOf } from '../auth/middleware';
+import type { Database } from '../db/index';
+import { findSend } from '../db/sends';
+import { refusedItems, rememberRefusedItems } from '../db/suppressions';
+import type { HttpError } from '../errors';
 import type { OutgoingEmail } from '../mail/mailer';
+import { KEY_RETENTION_MS, sendIdFor } from '../sending/records';
 import type { Sender, SendOutcome } from '../sending/sender';
-import { customerIdField, emailFields, idempotencyKeyHeader, LIMITS, parse } from './validate';
+import { suppressedEarlier, suppressionCheck } from './suppressions';
+import { customerIdField, emailObject, idempotencyKeyHeader, LIMITS, parse } from './validate';
 
-const sendBody = z.strictObject({ ...emailFields, customer_id: customerIdField });
-const batchBody = z.strictObject({
+export const sendBody = emailObject({ customer_id: customerIdField });
+export const batchBody = z.strictObject({
   emails: z
-    .array(z.strictObject(emailFields))
+    .array(emailObject({}))
     .min(1, 'needs at least one email')
     .max(LIMITS.batchItems, `at most ${LIMITS.batchItems} emails per batch`),
   customer_id: customerIdField,
 });
 
-const toEmail = (e: { to: string | string[]; subject: string; html: string }): OutgoingEmail => ({
-  to: Array.isArray(e.to) ? e.to : [e.to],
+type EmailInput = z.infer<typeof sendBody>;
+const list = (v: string | string[] | undefined) => (v === undefined ? undefined : Array.isArray(v) ? v : [v]);
+
+/** The validated request as MailKit hands it to Resend; absent fields stay absent (the idempotency fingerprint is unchanged for old clients). */
+const toEmail = (e: Omit<EmailInput, 'customer_id'>): OutgoingEmail => ({
+  to: list(e.to)!,
   subject: e.subject,
   html: e.html,
+  text: e.text,
+  cc: list(e.cc),
+  bcc: list(e.bcc),
+  replyTo: list(e.reply_to),
+  tags: e.tags,
+  headers: e.headers,
 });
 
 /**
- * POST /send and POST /send/batch: authenticate, validate, then hand over to the sender,
- * which reserves credits, delivers and settles (see src/sending/README.md).
+ * POST /send and POST /send/batch: authenticate, validate, refuse suppressed recipients, then
+ * hand over to the sender, which reserves credits, delivers and settles (src/sending/README.md).
  */
-export function sendRoutes(deps: { sender: Sender; auth: RequestHandler }): Router {
+export function sendRoutes(deps: { sender: Sender; auth: RequestHandler; database: Database }): Router {
   const router = Router();
   const reply = (res: Parameters<RequestHandler>[1], outcome: SendOutcome) => {
     res.set(outcome.headers).status(outcome.status).json(outcome.body);
@@ -34,15 +50,56 @@ export function sendRoutes(deps: { sender: Sender; auth: RequestHandler }): Rout
     const key = parse(idempotencyKeyHeader, req.get('idempotency-key'), 'Idempotency-Key');
     const body = parse(sendBody, req.body);
     assertSameCustomer(req, body.customer_id);
-    reply(res, await deps.sender.send(customerOf(req), toEmail(body), key));
+    const email = toEmail(body);
+    const customerId = customerOf(req);
+    // Before any credit is taken: a suppressed recipient refuses the whole email. A retry of a
+    // send that got under way (same key) is not checked again: it replays or finishes that send.
+    const earlier = key ? await findSend(deps.database, sendIdFor(customerId, key)) : undefined;
+    if (!earlier || earlier.state === 'failed') {
+      const refusal = (await suppressionCheck(deps.database, customerId, [email]))[0];
+      if (refusal) throw refusal;
+    }
+    reply(res, await deps.sender.send(customerId, email, key));
   });
 
   router.post('/send/batch', deps.auth, async (req, res) => {
     const key = parse(idempotencyKeyHeader, req.get('idempotency-key'), 'Idempotency-Key');
     const body = parse(batchBody, req.body);
     assertSameCustomer(req, body.customer_id);
-    reply(res, await deps.sender.sendBatch(customerOf(req), body.emails.map(toEmail), key));
+    const emails = body.emails.map(toEmail);
+    const customerId = customerOf(req);
+    // A suppressed item alone is refused (and costs nothing); the others go as one batch.
+    const refusals = await batchRefusals(deps.database, customerId, emails, key);
+    const sendable = emails.filter((_, i) => !refusals[i]);
+    const refused = (i: number) => ({ error: { code: refusals[i]!.code, message: refusals[i]!.message } });
+    if (sendable.length === 0) {
+      res.status(200).json({ data: emails.map((_, i) => refused(i)), sent: 0, failed: emails.length });
+      return;
+    }
+    const outcome = await deps.sender.sendBatch(customerId, sendable, key);
+    const answer = outcome.body as { data?: unknown[]; sent: number; failed: number };
+    if (outcome.status !== 200 || !Array.isArray(answer?.data) || sendable.length === emails.length) return reply(res, outcome);
+    let next = 0;
+    const data = emails.map((_, i) => (refusals[i] ? refused(i) : answer.data![next++]));
+    const failed = answer.failed + (emails.length - sendable.length);
+    reply(res, { ...outcome, body: { data, sent: answer.sent, failed } });
   });
 
   return router;
+}
+
+/**
+ * The suppression refusals of a batch. Under a key whose send got under way, the first run's
+ * (recorded then): a retry sends exactly the items the first run sent, so the same key with
+ * the same body stays the same send even if the list changed meanwhile.
+ */
+async function batchRefusals(database: Database, customerId: string, emails: OutgoingEmail[], key: string | undefined): Promise<Array<HttpError | null>> {
+  const now = await suppressionCheck(database, customerId, emails);
+  if (!key) return now;
+  const sendId = sendIdFor(customerId, key);
+  const earlier = (await findSend(database, sendId)) ? await refusedItems(database, sendId) : undefined;
+  if (earlier) return emails.map((_, i) => (earlier.includes(i) ? (now[i] ?? suppressedEarlier()) : null));
+  const refused = now.flatMap((r, i) => (r ? [i] : []));
+  await rememberRefusedItems(database, sendId, refused, Date.now(), Date.now() - 2 * KEY_RETENTION_MS);
+  return now;
 }

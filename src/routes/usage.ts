@@ -20,7 +20,7 @@ export const MAX_LEDGER_ENTRIES = 5000;
 
 const DAY_MS = 86_400_000;
 
-const usageQuery = z.strictObject({
+export const usageQuery = z.strictObject({
   days: z
     .string({ error: 'must be given once' })
     .regex(/^\d{1,3}$/, `must be a whole number from 1 to ${MAX_USAGE_DAYS}`)

@@ -4,7 +4,7 @@ import type { Billing } from '../billing/billing';
 import type { Database } from '../db/index';
 import { acquireSend, findSend, insertOrGetSend, LostClaim, pruneSends, putPayload, releaseSend, renewClaims, unsettledSends, type SendRow } from '../db/sends';
 import { HttpError } from '../errors';
-import type { Mailer, OutgoingEmail } from '../mail/mailer';
+import { recipientCount, type Mailer, type OutgoingEmail } from '../mail/mailer';
 import type { Logger } from '../logger';
 import { fingerprintOf, KEY_RETENTION_MS, sendIdFor, type SendPayload, type StoredResponse } from './records';
 import { finishRefund, redeliver, resultOf, runSend, voidReservation, type StepContext } from './steps';
@@ -100,7 +100,7 @@ export function createSender(opts: {
           continue;
         }
         const t = now();
-        const { created, row: existing } = await insertOrGetSend(database, newRow(customerId, key, sendId, fingerprint, payload.emails.length, t, owner, t + claimMs), payloadText);
+        const { created, row: existing } = await insertOrGetSend(database, newRow(customerId, key, sendId, fingerprint, payload.emails.reduce((n, e) => n + recipientCount(e), 0), t, owner, t + claimMs), payloadText);
         if (!existing) continue; // deleted between two statements: claim again
         if (created) return { ...(await track(sendId, fingerprint, existing, false)), headers };
         assertSameBody(existing.fingerprint, fingerprint);

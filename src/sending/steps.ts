@@ -2,8 +2,9 @@ import { DodoUnavailable, InsufficientCredits, type Billing } from '../billing/b
 import type { Database } from '../db/index';
 import { deleteSend, payloadOf, transitionSend, type SendRow } from '../db/sends';
 import { HttpError } from '../errors';
-import type { BatchDelivery, Delivery, Mailer } from '../mail/mailer';
+import { recipientCount, type BatchDelivery, type Delivery, type Mailer, type OutgoingEmail } from '../mail/mailer';
 import type { Logger } from '../logger';
+import { recordAccepted } from './history';
 import { REDELIVER_WITHIN_MS, upstreamKeys, type SendPayload, type StoredResponse } from './records';
 
 /**
@@ -83,15 +84,15 @@ export async function deliver(ctx: StepContext, row: SendRow, fresh: boolean): P
   const key = upstreamKeys(row.id, row.nonce, row.attempt).resend;
   const inDoubt = !fresh || row.inDoubt === 1;
   const settlement = payload.batch
-    ? settleBatch(await ctx.mailer.deliverBatch(payload.emails, key, payload.from), row.id, payload.emails.length)
-    : settleSingle(await ctx.mailer.deliver(payload.emails[0]!, key, payload.from), row.id);
+    ? settleBatch(await ctx.mailer.deliverBatch(payload.emails, key, payload.from), row.id, payload.emails)
+    : settleSingle(await ctx.mailer.deliver(payload.emails[0]!, key, payload.from), row.id, payload.emails[0]!);
   return settle(ctx, row, settlement, inDoubt);
 }
 
 /** How a delivery settles the credits it reserved. */
 type Settlement =
   /** Final answer; `refund` gives back the credits of items that were not sent. */
-  | { kind: 'done'; response: StoredResponse; refund?: { credits: number; reason: string } }
+  | { kind: 'done'; response: StoredResponse; refund?: { credits: number; reason: string }; accepted?: Array<{ id: string; email: OutgoingEmail }> }
   /** Refused before anything was done (429, 5xx): a later try may work. */
   | { kind: 'retry'; reason: string; error: HttpError }
   /** Nothing can be known: keep the reservation; the same key's retry completes it. */
@@ -116,6 +117,9 @@ async function settle(ctx: StepContext, row: SendRow, s: Settlement, inDoubt: bo
     await finishRefund(ctx, row);
     throw s.error;
   }
+  // Issue 14: what Resend accepted enters the customer's email history before the send settles
+  // (a repeat records nothing twice; a failure leaves the send delivering, for a retry).
+  await recordAccepted(ctx.database, row, s.accepted ?? [], at);
   const result = { resultStatus: s.response.status, resultBody: JSON.stringify(s.response.body) };
   if (!s.refund || s.refund.credits <= 0) {
     await transitionSend(ctx.database, row.id, ctx.owner, ['delivering'], { state: 'done', inDoubt: 0, ...result, updatedAt: at }, { dropPayload: true });
@@ -231,19 +235,21 @@ const UNCONFIRMED_FOR_GOOD: StoredResponse = {
   },
 };
 
-function settleSingle(d: Delivery, sendId: string): Settlement {
-  if (d.kind === 'sent') return { kind: 'done', response: { status: 200, body: { id: d.id } } };
+function settleSingle(d: Delivery, sendId: string, email: OutgoingEmail): Settlement {
+  if (d.kind === 'sent') return { kind: 'done', response: { status: 200, body: { id: d.id } }, accepted: [{ id: d.id, email }] };
   if (d.kind === 'unknown') return { kind: 'unknown' };
   if (d.retryable) return { kind: 'retry', reason: `refund: email send ${sendId} not accepted (${d.name})`, error: providerBusy(d) };
   if (d.status === 409) return { kind: 'unknown', conflict: true };
   return {
     kind: 'done',
     response: { status: 422, body: { error: { code: 'email_rejected', message: `The email provider rejected this email: ${d.message}` } } },
-    refund: { credits: 1, reason: `refund: email send ${sendId} rejected (${d.name})` },
+    refund: { credits: recipientCount(email), reason: `refund: email send ${sendId} rejected (${d.name})` },
   };
 }
 
-function settleBatch(d: BatchDelivery, sendId: string, count: number): Settlement {
+function settleBatch(d: BatchDelivery, sendId: string, emails: OutgoingEmail[]): Settlement {
+  const count = emails.length;
+  const credits = emails.reduce((n, e) => n + recipientCount(e), 0);
   if (d.kind === 'unknown') return { kind: 'unknown' };
   if (d.kind === 'rejected') {
     if (d.retryable) return { kind: 'retry', reason: `refund: email batch ${sendId} not accepted (${d.name})`, error: providerBusy(d) };
@@ -251,16 +257,18 @@ function settleBatch(d: BatchDelivery, sendId: string, count: number): Settlemen
     return {
       kind: 'done',
       response: { status: 422, body: { error: { code: 'email_rejected', message: `The email provider rejected this batch: ${d.message}` } } },
-      refund: { credits: count, reason: `refund: email batch ${sendId} rejected (${d.name})` },
+      refund: { credits, reason: `refund: email batch ${sendId} rejected (${d.name})` },
     };
   }
   const messages = new Map(d.errors.map((e) => [e.index, e.message]));
   const data = d.ids.map((id, index) => (id ? { id } : { error: { code: 'email_rejected', message: messages.get(index) ?? 'Rejected by the email provider.' } }));
   const failed = data.filter((item) => 'error' in item).length;
+  const refunded = emails.reduce((n, e, i) => (d.ids[i] ? n : n + recipientCount(e)), 0);
   return {
     kind: 'done',
     response: { status: 200, body: { data, sent: count - failed, failed } },
-    refund: failed ? { credits: failed, reason: `refund: ${failed} of ${count} emails in batch ${sendId} rejected` } : undefined,
+    refund: failed ? { credits: refunded, reason: `refund: ${failed} of ${count} emails in batch ${sendId} rejected` } : undefined,
+    accepted: d.ids.flatMap((id, i) => (id ? [{ id, email: emails[i]! }] : [])),
   };
 }
 

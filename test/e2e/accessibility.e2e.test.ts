@@ -30,6 +30,8 @@ describe('the dashboard for keyboard, screen reader and phone users', () => {
       '2. Check your balance',
       '3. Send a transactional email',
       '4. Run low? Buy a top-up pack',
+      'Recent emails',
+      'Suppression list',
     ]);
     const unlabelled = await page
       .locator('input, textarea')

@@ -59,7 +59,7 @@ const sendCases: Case[] = [
   { name: 'a 999-character subject', method: 'post', path: '/send', json: { ...ok, subject: tooLong(999) }, status: 400, code: 'invalid_request', field: 'subject' },
   { name: 'html over 256 KiB', method: 'post', path: '/send', json: { ...ok, html: tooLong(256 * 1024 + 1) }, status: 400, code: 'invalid_request', field: 'html' },
   { name: 'a body over 384 KB', method: 'post', path: '/send', json: { ...ok, html: tooLong(400 * 1024) }, status: 413, code: 'payload_too_large' },
-  { name: 'an unknown field (bcc)', method: 'post', path: '/send', json: { ...ok, bcc: 'spy@example.com' }, status: 400, code: 'invalid_request', field: 'bcc' },
+  { name: 'an unknown field (sender)', method: 'post', path: '/send', json: { ...ok, sender: 'spy@example.com' }, status: 400, code: 'invalid_request', field: 'sender' },
   { name: 'customer_id as a number', method: 'post', path: '/send', json: { ...ok, customer_id: 7 }, status: 400, code: 'invalid_request', field: 'customer_id' },
   { name: 'customer_id as an XSS string', method: 'post', path: '/send', json: { ...ok, customer_id: XSS }, status: 400, code: 'invalid_request', field: 'customer_id' },
   { name: 'a 256-character Idempotency-Key', method: 'post', path: '/send', json: ok, headers: { 'Idempotency-Key': tooLong(256) }, status: 400, code: 'invalid_request', field: 'Idempotency-Key' },

@@ -35,6 +35,7 @@ export async function instanceEnv(upstream: Upstream, extra: Record<string, stri
     TOPUP_PRODUCT_ID: upstream.catalog.topupProductId,
     RESEND_API_KEY: 're_fleet_key',
     RESEND_BASE_URL: `${upstream.url}/sandbox/resend`,
+    RESEND_WEBHOOK_SECRET: secrets.sandboxResendWebhookSecret!,
     MAILKIT_KEY_SECRET: FLEET_SECRET,
     RATE_LIMIT_PER_KEY: '100000',
     // The upstream sandbox enforces no quota here: neither does the fleet's budget.

@@ -108,6 +108,7 @@ export const LIVE_ENV = {
   TOPUP_PRODUCT_ID: 'pdt_topup',
   RESEND_API_KEY: 're_live',
   RESEND_BASE_URL: 'http://127.0.0.1:9/unreachable',
+  RESEND_WEBHOOK_SECRET: `whsec_${Buffer.alloc(32, 2).toString('base64')}`,
   MAILKIT_KEY_SECRET: 'live-secret-'.repeat(4),
 };
 
@@ -116,3 +117,6 @@ export async function storedSecrets(stack: Stack): Promise<{ keySecret?: string;
   const rows = await stack.database.db.selectFrom('secrets').selectAll().execute();
   return Object.fromEntries(rows.map((r) => [r.name, r.value]));
 }
+
+/** The engines a suite runs on (see test/support/database.ts: forEachEngine also reports a skipped PostgreSQL half). */
+export { engines as ENGINES } from './database';

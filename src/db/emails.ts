@@ -1,0 +1,161 @@
+import type { Selectable } from 'kysely';
+import type { Database } from './index';
+import type { EmailEventsTable, EmailsTable } from './schema';
+import { addSuppressions } from './suppressions';
+
+export type EmailRow = Selectable<EmailsTable>;
+export type EmailEventRow = Selectable<EmailEventsTable>;
+
+/**
+ * An email's statuses in the order its life moves through them. A status is only ever replaced
+ * by one ranked higher, so an event arriving late or twice never moves an email back (a
+ * `delivered` never turns back into `sent`). Equal ranks: the first one stays.
+ */
+export const STATUS_RANK = {
+  queued: 0,
+  sent: 1,
+  delivery_delayed: 2,
+  delivered: 3,
+  bounced: 4,
+  failed: 4,
+  suppressed: 4,
+  complained: 5,
+} as const;
+
+export type EmailStatus = keyof typeof STATUS_RANK;
+export const EMAIL_STATUSES = Object.keys(STATUS_RANK) as EmailStatus[];
+
+/** The status each Resend event type moves an email to. */
+export const EVENT_STATUS: Record<string, EmailStatus> = {
+  'email.sent': 'sent',
+  'email.delivery_delayed': 'delivery_delayed',
+  'email.delivered': 'delivered',
+  'email.bounced': 'bounced',
+  'email.failed': 'failed',
+  'email.suppressed': 'suppressed',
+  'email.complained': 'complained',
+};
+
+/** What a suppression caused by an event of this type is listed as. */
+const SUPPRESSION_REASON: Record<string, string> = { 'email.bounced': 'bounced', 'email.complained': 'complained', 'email.suppressed': 'suppressed' };
+
+export interface Recipients {
+  to: string[];
+  cc: string[];
+  bcc: string[];
+}
+
+/** An email Resend accepted, as the sender records it. */
+export interface NewEmail {
+  id: string;
+  customerId: string;
+  sendId: string;
+  recipients: Recipients;
+  subject: string;
+  credits: number;
+}
+
+/** A verified Resend event, reduced to what MailKit keeps. */
+export interface NewEmailEvent {
+  /** svix-id. */
+  id: string;
+  emailId: string;
+  type: string;
+  occurredAt: number;
+  detail: string | null;
+  /** Addresses this event puts on the sender's suppression list. */
+  suppress: string[];
+}
+
+/**
+ * Records emails Resend accepted (once: a repeat of the same id changes nothing), then applies
+ * any of their events that arrived first: an event can beat the send's own bookkeeping.
+ */
+export async function recordEmails(database: Database, emails: NewEmail[], at: number): Promise<void> {
+  if (emails.length === 0) return;
+  await database.db
+    .insertInto('emails')
+    .values(
+      emails.map((e) => ({
+        id: e.id,
+        customerId: e.customerId,
+        sendId: e.sendId,
+        recipients: JSON.stringify(e.recipients),
+        subject: e.subject,
+        credits: e.credits,
+        status: 'queued',
+        statusRank: STATUS_RANK.queued,
+        createdAt: at,
+        updatedAt: at,
+      })),
+    )
+    .onConflict((oc) => oc.column('id').doNothing())
+    .execute();
+  const early = await database.db.selectFrom('emailEvents').selectAll().where('emailId', 'in', emails.map((e) => e.id)).execute();
+  for (const event of early) await applyEvent(database, event, at);
+}
+
+/**
+ * Records one event. False when its id was recorded before (a redelivery): nothing changes.
+ * Otherwise the email's status rises if the event ranks higher, and its addresses go on the
+ * suppression list. An event for an email not (yet) recorded is kept and applied when it is.
+ */
+export async function recordEmailEvent(database: Database, event: NewEmailEvent, at: number): Promise<boolean> {
+  const row: EmailEventRow = { ...event, receivedAt: at, suppress: event.suppress.length ? JSON.stringify(event.suppress) : null };
+  const inserted = await database.db.insertInto('emailEvents').values(row).onConflict((oc) => oc.column('id').doNothing()).executeTakeFirst();
+  if (Number(inserted.numInsertedOrUpdatedRows ?? 0) === 0) return false;
+  await applyEvent(database, row, at);
+  return true;
+}
+
+/** Raises the email's status to the event's (one conditional update) and records its suppressions. */
+async function applyEvent(database: Database, event: EmailEventRow, at: number): Promise<void> {
+  const status = EVENT_STATUS[event.type];
+  if (!status) return;
+  const email = await database.db
+    .updateTable('emails')
+    .set({ status, statusRank: STATUS_RANK[status], updatedAt: at })
+    .where('id', '=', event.emailId)
+    .where('statusRank', '<', STATUS_RANK[status])
+    .returning(['customerId'])
+    .executeTakeFirst();
+  const customerId = email?.customerId ?? (await database.db.selectFrom('emails').select('customerId').where('id', '=', event.emailId).executeTakeFirst())?.customerId;
+  if (!customerId || !event.suppress) return;
+  await addSuppressions(database.db, customerId, JSON.parse(event.suppress) as string[], SUPPRESSION_REASON[event.type] ?? 'bounced', event.emailId, at);
+}
+
+/** A page of the customer's emails, newest first; `after` is the last row of the previous page. */
+export async function listEmails(
+  database: Database,
+  customerId: string,
+  opts: { limit: number; status?: EmailStatus; after?: { createdAt: number; id: string } },
+): Promise<EmailRow[]> {
+  let q = database.db.selectFrom('emails').selectAll().where('customerId', '=', customerId);
+  if (opts.status) q = q.where('status', '=', opts.status);
+  const after = opts.after;
+  if (after) {
+    q = q.where((eb) => eb.or([eb('createdAt', '<', after.createdAt), eb.and([eb('createdAt', '=', after.createdAt), eb('id', '<', after.id)])]));
+  }
+  return q.orderBy('createdAt', 'desc').orderBy('id', 'desc').limit(opts.limit).execute();
+}
+
+/** One of the customer's emails with its events, oldest first; undefined for anyone else's. */
+export async function findEmail(database: Database, customerId: string, id: string): Promise<{ email: EmailRow; events: EmailEventRow[] } | undefined> {
+  const email = await database.db.selectFrom('emails').selectAll().where('id', '=', id).where('customerId', '=', customerId).executeTakeFirst();
+  if (!email) return undefined;
+  const events = await database.db.selectFrom('emailEvents').selectAll().where('emailId', '=', id).orderBy('occurredAt').orderBy('receivedAt').execute();
+  return { email, events };
+}
+
+/**
+ * Forgets events received before `cutoff` whose email MailKit never recorded (the emails it
+ * sends on its own behalf: API keys, low-balance alerts). An email's own events are kept with it.
+ */
+export async function forgetOrphanEventsBefore(database: Database, cutoff: number): Promise<number> {
+  const gone = await database.db
+    .deleteFrom('emailEvents')
+    .where('receivedAt', '<', cutoff)
+    .where(({ not, exists, selectFrom }) => not(exists(selectFrom('emails').select('emails.id').whereRef('emails.id', '=', 'emailEvents.emailId'))))
+    .executeTakeFirst();
+  return Number(gone.numDeletedRows);
+}
