@@ -31,7 +31,7 @@ describe('logs', () => {
 
     await request(stack.url).post('/send').set(bearer(alice.key)).set('Idempotency-Key', 'log-test-1').send(email).expect(200);
     // An upstream failure on the send path (logged with its error).
-    stack.sandbox.resend.faults.inject({ status: 500, match: /^POST \/emails$/ });
+    stack.sandbox.resend.faults.inject({ status: 500, match: /^POST \/emails(\/batch)?$/ });
     await request(stack.url).post('/send').set(bearer(alice.key)).send(email);
     stack.sandbox.resend.faults.clear();
     stack.sandbox.dodo.faults.inject({ status: 503, match: /ledger-entries/ });

@@ -36,12 +36,12 @@ describe('requests that end badly', () => {
     });
 
   it('a client that disconnects while its send is at Resend: the send completes exactly once', async () => {
-    stack.sandbox.resend.faults.inject({ latencyMs: 300, match: /^POST \/emails$/, count: 1 });
-    const calls = stack.sandbox.resend.faults.requestCount(/^POST \/emails$/);
+    stack.sandbox.resend.faults.inject({ latencyMs: 300, match: /^POST \/emails(\/batch)?$/, count: 1 });
+    const calls = stack.sandbox.resend.faults.requestCount(/^POST \/emails(\/batch)?$/);
     const req = post('/send', '', { 'Idempotency-Key': 'abandoned-1' });
     req.on('error', () => undefined);
     req.end(JSON.stringify({ to: 'delivered@resend.dev', subject: 'abandoned', html: '<p>x</p>' }));
-    await vi.waitUntil(() => stack.sandbox.resend.faults.requestCount(/^POST \/emails$/) > calls, { timeout: 5_000, interval: 5 });
+    await vi.waitUntil(() => stack.sandbox.resend.faults.requestCount(/^POST \/emails(\/batch)?$/) > calls, { timeout: 5_000, interval: 5 });
     req.destroy();
     await stack.sender.drain();
     // The client retries with its key: the stored outcome, no second email.
@@ -78,7 +78,7 @@ describe('requests that end badly', () => {
     stack.sandbox.dodo.faults.inject({ dropAfterProcessing: true, match: /ledger-entries/, count: 1 });
     const r1 = await request(stack.url).post('/send').set(bearer(alice.key)).set('Idempotency-Key', 'dodo-drop').send({ to: 'delivered@resend.dev', subject: 'dodo drop', html: '<p>x</p>' });
     expect([200, 503]).toContain(r1.status);
-    stack.sandbox.resend.faults.inject({ dropAfterProcessing: true, match: /^POST \/emails$/, count: 1 });
+    stack.sandbox.resend.faults.inject({ dropAfterProcessing: true, match: /^POST \/emails(\/batch)?$/, count: 1 });
     const r2 = await request(stack.url).post('/send').set(bearer(alice.key)).set('Idempotency-Key', 'resend-drop').send({ to: 'delivered@resend.dev', subject: 'resend drop', html: '<p>x</p>' });
     expect([200, 503]).toContain(r2.status);
     // Both clients retry with their keys, as the 503 tells them to; each completes once.

@@ -27,14 +27,14 @@ describe('graceful shutdown', () => {
     stack = await startTestStack();
     const alice = await subscribe(stack, 'alice@example.com', 'Alice');
     const sentBefore = stack.sandbox.resend.messages().length;
-    const callsBefore = stack.sandbox.resend.faults.requestCount(/^POST \/emails$/);
+    const callsBefore = stack.sandbox.resend.faults.requestCount(/^POST \/emails(\/batch)?$/);
     // Resend takes 400 ms to answer this one, so the send is mid-flight when shutdown starts.
-    stack.sandbox.resend.faults.inject({ latencyMs: 400, match: /^POST \/emails$/, count: 1 });
+    stack.sandbox.resend.faults.inject({ latencyMs: 400, match: /^POST \/emails(\/batch)?$/, count: 1 });
 
     const inFlight = request(stack.url).post('/send').set(bearer(alice.key)).send({ to: 'delivered@resend.dev', subject: 'in flight', html: '<p>1</p>' });
     const pending = inFlight.then((r) => r); // starts the request
     // Shut down once the email is at Resend (the credit is already debited).
-    await vi.waitUntil(() => stack!.sandbox.resend.faults.requestCount(/^POST \/emails$/) > callsBefore, { timeout: 5_000, interval: 10 });
+    await vi.waitUntil(() => stack!.sandbox.resend.faults.requestCount(/^POST \/emails(\/batch)?$/) > callsBefore, { timeout: 5_000, interval: 10 });
 
     const closing = stack.close();
     const refused = await request(stack.url).post('/send').set(bearer(alice.key)).send({ to: 'delivered@resend.dev', subject: 'late', html: '<p>2</p>' });

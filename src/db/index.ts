@@ -7,6 +7,7 @@ import { Migrator, type Migration, type MigrationProvider } from 'kysely/migrati
 import * as m001 from './migrations/001_initial';
 import * as m002 from './migrations/002_rate_limits_and_imports';
 import * as m003 from './migrations/003_emails';
+import * as m005 from './migrations/005_flights';
 import type { Tables } from './schema';
 
 export type { Tables } from './schema';
@@ -45,7 +46,7 @@ export interface DatabaseOptions {
  * Every migration, in order. Static imports rather than a folder scan, so the same list runs
  * under tsx, vitest and a bundler, and a fresh database and an old one end at the same schema.
  */
-const migrations: Record<string, Migration> = { '001_initial': m001, '002_rate_limits_and_imports': m002, '003_emails': m003 };
+const migrations: Record<string, Migration> = { '001_initial': m001, '002_rate_limits_and_imports': m002, '003_emails': m003, '005_flights': m005 };
 const provider: MigrationProvider = { getMigrations: async () => migrations };
 
 /** Opens the database and brings its schema up to date (Kysely's Migrator: one lock, so several instances may boot at once). */

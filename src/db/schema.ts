@@ -8,6 +8,7 @@
 export interface Tables {
   sends: SendsTable;
   sendPayloads: SendPayloadsTable;
+  flights: FlightsTable;
   webhookEvents: WebhookEventsTable;
   apiKeyEpochs: ApiKeyEpochsTable;
   secrets: SecretsTable;
@@ -48,6 +49,18 @@ export interface SendsTable {
   updatedAt: number;
   /** When the current attempt's Resend key was first used: Resend forgets keys 24 h later. */
   deliveringSince: number | null;
+  /** The flight (Resend batch call) that carried this attempt's emails, and where they sit in it. */
+  flightId: string | null;
+  flightOffset: number | null;
+}
+
+/** One Resend batch call for the emails of several sends: its exact body, kept until its outcome is known. */
+export interface FlightsTable {
+  /** Also the call's Idempotency-Key. */
+  id: string;
+  /** JSON `[{ from, email }]`, in the order sent. */
+  body: string;
+  createdAt: number;
 }
 
 /** What a send delivers (the exact Resend request bodies, sender included), kept until the send settles. */

@@ -47,6 +47,14 @@ export interface Mailer {
   deliver(email: OutgoingEmail, idempotencyKey: string, from?: string): Promise<Delivery>;
   /** One Resend batch call in permissive mode: valid items are sent, invalid ones reported by index. */
   deliverBatch(emails: OutgoingEmail[], idempotencyKey: string, from?: string): Promise<BatchDelivery>;
+  /**
+   * One Resend batch call for a flight (emails of several sends, each with its own sender).
+   * `tokenTaken`: the caller already took this call's turn from the budget (the dispatcher
+   * takes it before it packs the flight); its retries take their own.
+   */
+  deliverFlight(items: Array<{ email: OutgoingEmail; from: string }>, idempotencyKey: string, opts?: { tokenTaken?: boolean }): Promise<BatchDelivery>;
+  /** Resend's shared quota, for the dispatcher. */
+  readonly budget?: Budget;
 }
 
 export interface MailerOptions {
@@ -78,10 +86,11 @@ export function createMailer(opts: MailerOptions): Mailer {
    */
   async function withRetries<T>(
     call: (signal: AbortSignal) => Promise<{ data: T | null; error: ResendError | null; headers: Record<string, string> | null }>,
+    tokenTaken = false,
   ): Promise<{ ok: T } | { failed: Exclude<Delivery, { kind: 'sent' }> }> {
     for (let attempt = 0; ; attempt++) {
       try {
-        await opts.budget?.take();
+        if (attempt > 0 || !tokenTaken) await opts.budget?.take();
       } catch (err) {
         if (!(err instanceof QuotaExhausted)) throw err;
         // Never sent: as definite as Resend's own 429.
@@ -125,24 +134,29 @@ export function createMailer(opts: MailerOptions): Mailer {
       return 'ok' in r ? { kind: 'sent', id: (r.ok as { id: string }).id } : r.failed;
     },
 
-    async deliverBatch(emails, idempotencyKey, sender = from) {
-      const r = await withRetries((signal) =>
-        resend.batch.send(
-          emails.map((e) => resendBody(e, sender)),
-          { idempotencyKey, batchValidation: 'permissive', signal },
-        ),
-      );
-      if (!('ok' in r)) return r.failed;
-      const ok = r.ok as { data: Array<{ id: string }>; errors?: Array<{ index: number; message: string }> };
-      // Permissive mode returns ids for the accepted items in order; failed indexes are listed apart.
-      const errors = ok.errors ?? [];
-      const failedIdx = new Set(errors.map((e) => e.index));
-      const ids: Array<string | null> = [];
-      let next = 0;
-      for (let i = 0; i < emails.length; i++) ids.push(failedIdx.has(i) ? null : (ok.data[next++]?.id ?? null));
-      return { kind: 'sent', ids, errors };
+    deliverBatch(emails, idempotencyKey, sender = from) {
+      return batchCall(emails.map((e) => resendBody(e, sender)), idempotencyKey, false);
     },
+
+    deliverFlight(items, idempotencyKey, callOpts = {}) {
+      return batchCall(items.map((i) => resendBody(i.email, i.from)), idempotencyKey, callOpts.tokenTaken ?? false);
+    },
+    budget: opts.budget,
   };
+
+  /** One permissive batch call, its answer as one id (or null) per item, in order. */
+  async function batchCall(bodies: never[], idempotencyKey: string, tokenTaken: boolean): Promise<BatchDelivery> {
+    const r = await withRetries((signal) => resend.batch.send(bodies, { idempotencyKey, batchValidation: 'permissive', signal }), tokenTaken);
+    if (!('ok' in r)) return r.failed;
+    const ok = r.ok as { data: Array<{ id: string }>; errors?: Array<{ index: number; message: string }> };
+    // Permissive mode returns ids for the accepted items in order; failed indexes are listed apart.
+    const errors = ok.errors ?? [];
+    const failedIdx = new Set(errors.map((e) => e.index));
+    const ids: Array<string | null> = [];
+    let next = 0;
+    for (let i = 0; i < bodies.length; i++) ids.push(failedIdx.has(i) ? null : (ok.data[next++]?.id ?? null));
+    return { kind: 'sent', ids, errors };
+  }
 }
 
 function classify(error: ResendError, headers: Record<string, string> | null): Exclude<Delivery, { kind: 'sent' }> {

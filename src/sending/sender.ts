@@ -7,6 +7,8 @@ import { HttpError } from '../errors';
 import { recipientCount, type Mailer, type OutgoingEmail } from '../mail/mailer';
 import type { Logger } from '../logger';
 import { fingerprintOf, KEY_RETENTION_MS, sendIdFor, type SendPayload, type StoredResponse } from './records';
+import { createDispatcher } from './dispatcher';
+import { pruneFlights } from '../db/flights';
 import { finishRefund, redeliver, resultOf, runSend, voidReservation, type StepContext } from './steps';
 
 /** What the route writes back: status, body, and the headers that let a client retry safely. */
@@ -56,6 +58,8 @@ export function createSender(opts: {
   instanceId?: string;
   /** How long a claim holds without renewal (default 30 s; tests shorten it to play a dead instance). */
   claimMs?: number;
+  /** false: one Resend call per send instead of shared flights (default true). */
+  dispatch?: boolean;
 }): Sender {
   const { database, mailer, log } = opts;
   const now = () => (opts.now ? opts.now().getTime() : Date.now());
@@ -63,7 +67,9 @@ export function createSender(opts: {
   const intervalMs = opts.reconcile?.intervalMs ?? 30_000;
   const claimMs = opts.claimMs ?? DEFAULT_CLAIM_MS;
   const owner = opts.instanceId ?? `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
-  const ctx: StepContext = { database, billing: opts.billing, mailer, log, owner, now };
+  // First tries of every send share Resend batch calls (flights); see dispatcher.ts.
+  const dispatcher = opts.dispatch === false ? undefined : createDispatcher({ database, mailer, log });
+  const ctx: StepContext = { database, billing: opts.billing, mailer, dispatcher, log, owner, now };
   /** Runs in this process by send id: a request for the same send joins it. `reconciler` marks the reconciler's own. */
   const running = new Map<string, { fingerprint: string; promise: Promise<StoredResponse>; reconciler: boolean }>();
   let stopping = false;
@@ -159,6 +165,8 @@ export function createSender(opts: {
 
   async function reconcilePass(): Promise<number> {
     await pruneSends(database, now() - KEY_RETENTION_MS);
+    // A flight's body is kept while one of its sends is still delivering, a minute at least.
+    await pruneFlights(database, now() - 60_000, now() - KEY_RETENTION_MS);
     let settled = 0;
     for (;;) {
       if (stopping) break;
@@ -238,6 +246,8 @@ function newRow(customerId: string, clientKey: string, id: string, fingerprint: 
     createdAt: at,
     updatedAt: at,
     deliveringSince: null,
+    flightId: null,
+    flightOffset: null,
   };
 }
 

@@ -4,6 +4,7 @@ import { deleteSend, payloadOf, transitionSend, type SendRow } from '../db/sends
 import { HttpError } from '../errors';
 import { recipientCount, type BatchDelivery, type Delivery, type Mailer, type OutgoingEmail } from '../mail/mailer';
 import type { Logger } from '../logger';
+import type { Dispatcher } from './dispatcher';
 import { recordAccepted } from './history';
 import { REDELIVER_WITHIN_MS, upstreamKeys, type SendPayload, type StoredResponse } from './records';
 
@@ -15,6 +16,8 @@ import { REDELIVER_WITHIN_MS, upstreamKeys, type SendPayload, type StoredRespons
  */
 export interface StepContext {
   database: Database;
+  /** Packs first tries into shared Resend batch calls; absent: one call per send. */
+  dispatcher?: Dispatcher;
   billing: Billing;
   mailer: Mailer;
   log?: Logger;
@@ -68,7 +71,7 @@ export async function reserve(ctx: StepContext, row: SendRow): Promise<SendRow> 
     throw err;
   }
   const at = ctx.now();
-  return transitionSend(ctx.database, row.id, ctx.owner, ['reserving'], { state: 'delivering', inDoubt: 0, deliveringSince: at, updatedAt: at });
+  return transitionSend(ctx.database, row.id, ctx.owner, ['reserving'], { state: 'delivering', inDoubt: 0, deliveringSince: at, flightId: null, flightOffset: null, updatedAt: at });
 }
 
 /**
@@ -81,12 +84,38 @@ export async function deliver(ctx: StepContext, row: SendRow, fresh: boolean): P
   const payloadText = await payloadOf(ctx.database, row.id);
   if (!payloadText) throw new Error(`send ${row.id} is delivering without a payload`);
   const payload = JSON.parse(payloadText) as SendPayload;
-  const key = upstreamKeys(row.id, row.nonce, row.attempt).resend;
   const inDoubt = !fresh || row.inDoubt === 1;
-  const settlement = payload.batch
-    ? settleBatch(await ctx.mailer.deliverBatch(payload.emails, key, payload.from), row.id, payload.emails)
-    : settleSingle(await ctx.mailer.deliver(payload.emails[0]!, key, payload.from), row.id, payload.emails[0]!);
+  const delivery = await callResend(ctx, row, payload, fresh);
+  const settlement = payload.batch ? settleBatch(delivery, row.id, payload.emails) : settleSingle(asSingle(delivery), row.id, payload.emails[0]!);
   return settle(ctx, row, settlement, inDoubt);
+}
+
+/**
+ * The Resend call of a delivery. First try: the send's emails join the dispatcher's next
+ * flight. In doubt: the same call again, as it was first made: the flight that carried them
+ * (same body, same key), or, for a send that never flew in one (it was delivered one call per
+ * send, or never left), its own key. A flight that is gone (older than Resend's key window)
+ * cannot be re-sent safely: the outcome stays unknown.
+ */
+async function callResend(ctx: StepContext, row: SendRow, payload: SendPayload, fresh: boolean): Promise<BatchDelivery> {
+  const items = payload.emails.map((email) => ({ email, from: payload.from }));
+  if (ctx.dispatcher && fresh) return ctx.dispatcher.deliver(row, ctx.owner, items);
+  if (row.flightId) {
+    const again = ctx.dispatcher ? await ctx.dispatcher.redeliver(row, items.length) : null;
+    return again ?? { kind: 'unknown', message: 'the flight that carried this send can no longer be re-sent' };
+  }
+  const key = upstreamKeys(row.id, row.nonce, row.attempt).resend;
+  if (payload.batch) return ctx.mailer.deliverBatch(payload.emails, key, payload.from);
+  const one = await ctx.mailer.deliver(payload.emails[0]!, key, payload.from);
+  return one.kind === 'sent' ? { kind: 'sent', ids: [one.id], errors: [] } : one;
+}
+
+/** A one-email answer from a batch-shaped one: its id, or the reason Resend refused it. */
+function asSingle(d: BatchDelivery): Delivery {
+  if (d.kind !== 'sent') return d;
+  const id = d.ids[0];
+  if (id) return { kind: 'sent', id };
+  return { kind: 'rejected', retryable: false, status: 422, name: 'validation_error', message: d.errors[0]?.message ?? 'Rejected by the email provider.' };
 }
 
 /** How a delivery settles the credits it reserved. */

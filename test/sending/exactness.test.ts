@@ -84,7 +84,7 @@ describe('POST /send keeps money exact', () => {
     it('Resend 500 on every try: 503, nothing sent, the credit comes back', async () => {
       stack = await startTestStack();
       const c = await customerWith(stack, 10);
-      stack.sandbox.resend.faults.inject({ status: 500, match: /^POST \/emails$/ });
+      stack.sandbox.resend.faults.inject({ status: 500, match: /^POST \/emails(\/batch)?$/ });
       const r = await request(stack.url).post('/send').set(bearer(c.key)).send(email);
       expect(r.status).toBe(503);
       expect(r.headers['retry-after']).toBeDefined();
@@ -96,7 +96,7 @@ describe('POST /send keeps money exact', () => {
     it('Resend 500 once: the bounded retry delivers it, one email for one credit', async () => {
       stack = await startTestStack();
       const c = await customerWith(stack, 10);
-      stack.sandbox.resend.faults.inject({ status: 500, count: 1, match: /^POST \/emails$/ });
+      stack.sandbox.resend.faults.inject({ status: 500, count: 1, match: /^POST \/emails(\/batch)?$/ });
       await request(stack.url).post('/send').set(bearer(c.key)).send(email).expect(200);
       expect(sentTo(stack)).toBe(1);
       expect(await balanceOf(stack, c.key)).toBe(9);
@@ -105,7 +105,7 @@ describe('POST /send keeps money exact', () => {
     it('a lost Resend answer: 503 "retry with the same key", and that retry completes it exactly once', async () => {
       stack = await startTestStack();
       const c = await customerWith(stack, 10);
-      stack.sandbox.resend.faults.inject({ dropAfterProcessing: true, count: 1, match: /^POST \/emails$/ });
+      stack.sandbox.resend.faults.inject({ dropAfterProcessing: true, count: 1, match: /^POST \/emails(\/batch)?$/ });
       const first = await request(stack.url).post('/send').set(bearer(c.key)).set('Idempotency-Key', 'amb-1').send(email);
       expect(first.status).toBe(503);
       expect(first.body.error.code).toBe('delivery_unconfirmed');
@@ -122,7 +122,7 @@ describe('POST /send keeps money exact', () => {
     it('without a client key, the ambiguous answer carries a generated Idempotency-Key to retry with', async () => {
       stack = await startTestStack();
       const c = await customerWith(stack, 10);
-      stack.sandbox.resend.faults.inject({ dropAfterProcessing: true, count: 1, match: /^POST \/emails$/ });
+      stack.sandbox.resend.faults.inject({ dropAfterProcessing: true, count: 1, match: /^POST \/emails(\/batch)?$/ });
       const first = await request(stack.url).post('/send').set(bearer(c.key)).send(email);
       expect(first.status).toBe(503);
       const key = String(first.headers['idempotency-key'] ?? '');
@@ -173,7 +173,7 @@ describe('POST /send keeps money exact', () => {
     it('Resend timeout: 503 delivery_unconfirmed with the credit kept, and the retry completes it once', async () => {
       stack = await startTestStack({}, { mailer: { timeoutMs: 200, maxBackoffMs: 200 } });
       const c = await customerWith(stack, 10);
-      stack.sandbox.resend.faults.inject({ latencyMs: 600, count: 1, match: /^POST \/emails$/ });
+      stack.sandbox.resend.faults.inject({ latencyMs: 600, count: 1, match: /^POST \/emails(\/batch)?$/ });
       const first = await request(stack.url).post('/send').set(bearer(c.key)).set('Idempotency-Key', 'slow-1').send(email);
       expect(first.status).toBe(503);
       expect(first.body.error.code).toBe('delivery_unconfirmed');
@@ -187,7 +187,7 @@ describe('POST /send keeps money exact', () => {
     it('a Resend validation rejection: 422 with its reason, and the credit comes back', async () => {
       stack = await startTestStack();
       const c = await customerWith(stack, 10);
-      stack.sandbox.resend.faults.inject({ status: 422, count: 1, match: /^POST \/emails$/ });
+      stack.sandbox.resend.faults.inject({ status: 422, count: 1, match: /^POST \/emails(\/batch)?$/ });
       const r = await request(stack.url).post('/send').set(bearer(c.key)).send(email);
       expect(r.status).toBe(422);
       expect(r.body.error.code).toBe('email_rejected');

@@ -53,7 +53,7 @@ forEachEngine('the send state machine', ({ engine }) => {
       const clock = { now: Date.now() };
       const sender = createSender({ billing: stack.billing, mailer: stack.mailer, database: stack.database, now: () => new Date(clock.now), reconcile: { intervalMs: 0 } });
       // Attempt 0: Resend refuses outright (nothing sent), the credit comes back.
-      stack.sandbox.resend.faults.inject({ status: 500, match: /^POST \/emails$/ });
+      stack.sandbox.resend.faults.inject({ status: 500, match: /^POST \/emails(\/batch)?$/ });
       await expect(sender.send(c.customerId, mail('late'), 'late-key')).rejects.toMatchObject({ status: 503 });
       stack.sandbox.resend.faults.clear();
       clock.now += 23 * 60 * 60 * 1000;
@@ -143,12 +143,12 @@ forEachEngine('the send state machine', ({ engine }) => {
     it('never refunds and never sends a second email: only a definite answer for the same key settles it', async () => {
       stack = await startTestStack({}, { ...QUICK, engine });
       const c = await customerWith(stack, 10);
-      stack.sandbox.resend.faults.inject({ dropAfterProcessing: true, count: 1, match: /^POST \/emails$/ });
+      stack.sandbox.resend.faults.inject({ dropAfterProcessing: true, count: 1, match: /^POST \/emails(\/batch)?$/ });
       const send = () => request(stack!.url).post('/send').set(bearer(c.key)).set('Idempotency-Key', 'k4').send(email);
       expect((await send()).status).toBe(503);
       expect(outboxTo(stack, email.to)).toHaveLength(1); // it did go out
       for (const status of [429, 500, 503]) {
-        stack.sandbox.resend.faults.inject({ status, match: /^POST \/emails$/ });
+        stack.sandbox.resend.faults.inject({ status, match: /^POST \/emails(\/batch)?$/ });
         const r = await send();
         stack.sandbox.resend.faults.clear();
         expect(r.status).toBe(503);
@@ -165,7 +165,7 @@ forEachEngine('the send state machine', ({ engine }) => {
     it('keeps the first try\'s sender: a MAIL_FROM changed before the retry is not a different email', async () => {
       stack = await startTestStack({}, { ...QUICK, engine });
       const c = await customerWith(stack, 10);
-      stack.sandbox.resend.faults.inject({ dropAfterProcessing: true, count: 1, match: /^POST \/emails$/ });
+      stack.sandbox.resend.faults.inject({ dropAfterProcessing: true, count: 1, match: /^POST \/emails(\/batch)?$/ });
       const first = await stack.sender.send(c.customerId, mail('from'), 'k4-from').catch((e: unknown) => e);
       expect(first).toMatchObject({ code: 'delivery_unconfirmed' });
       const moved = createSender({ billing: stack.billing, mailer: { ...stack.mailer, from: 'Other <other@example.com>' }, database: stack.database, reconcile: { intervalMs: 0 } });

@@ -19,7 +19,7 @@ const send = (stack: TestStack, key: string, idempotencyKey: string, body: objec
 
 /** A send whose Resend call times out and never reaches Resend: 503 delivery_unconfirmed, credit held, no email. */
 async function unconfirmedAndUnsent(stack: TestStack, key: string, idempotencyKey: string) {
-  stack.sandbox.resend.faults.inject({ latencyMs: 500, status: 503, count: 1, match: /^POST \/emails$/ });
+  stack.sandbox.resend.faults.inject({ latencyMs: 500, status: 503, count: 1, match: /^POST \/emails(\/batch)?$/ });
   const first = await send(stack, key, idempotencyKey);
   expect(first.status).toBe(503);
   expect(first.body.error.code).toBe('delivery_unconfirmed');
@@ -38,7 +38,7 @@ describe('the send reconciler', () => {
     it('that Resend did accept: it confirms it under the same key, no second email, the credit stays', async () => {
       stack = await startTestStack({}, NOW);
       const c = await customerWith(stack, 10);
-      stack.sandbox.resend.faults.inject({ dropAfterProcessing: true, count: 1, match: /^POST \/emails$/ });
+      stack.sandbox.resend.faults.inject({ dropAfterProcessing: true, count: 1, match: /^POST \/emails(\/batch)?$/ });
       expect((await send(stack, c.key, 'lost-answer')).status).toBe(503);
       expect(sentTo(stack)).toHaveLength(1);
 
@@ -69,16 +69,16 @@ describe('the send reconciler', () => {
       stack = await startTestStack({}, NOW);
       const c = await customerWith(stack, 10);
       await unconfirmedAndUnsent(stack, c.key, 'then-refused');
-      stack.sandbox.resend.faults.inject({ status: 500, match: /^POST \/emails$/ });
+      stack.sandbox.resend.faults.inject({ status: 500, match: /^POST \/emails(\/batch)?$/ });
       expect(await stack.sender.reconcile()).toBe(0);
       stack.sandbox.resend.faults.clear();
-      stack.sandbox.resend.faults.inject({ status: 429, match: /^POST \/emails$/ });
+      stack.sandbox.resend.faults.inject({ status: 429, match: /^POST \/emails(\/batch)?$/ });
       expect(await stack.sender.reconcile()).toBe(0);
       stack.sandbox.resend.faults.clear();
       expect(sentTo(stack)).toHaveLength(0);
       expect(await balanceOf(stack, c.key)).toBe(9);
       // A client retry meanwhile is told the outcome is still open, never "nothing was sent".
-      stack.sandbox.resend.faults.inject({ status: 500, match: /^POST \/emails$/ });
+      stack.sandbox.resend.faults.inject({ status: 500, match: /^POST \/emails(\/batch)?$/ });
       const open = await send(stack, c.key, 'then-refused');
       stack.sandbox.resend.faults.clear();
       expect(open.status).toBe(503);
@@ -96,7 +96,7 @@ describe('the send reconciler', () => {
       stack = await startTestStack({}, NOW);
       const c = await customerWith(stack, 10);
       await unconfirmedAndUnsent(stack, c.key, 'then-invalid');
-      stack.sandbox.resend.faults.inject({ status: 422, count: 1, match: /^POST \/emails$/ });
+      stack.sandbox.resend.faults.inject({ status: 422, count: 1, match: /^POST \/emails(\/batch)?$/ });
       expect(await stack.sender.reconcile()).toBe(1);
       expect(sentTo(stack)).toHaveLength(0);
       expect(await balanceOf(stack, c.key)).toBe(10);
@@ -236,7 +236,7 @@ describe('the send reconciler', () => {
       // A sender on the stack's real billing and mailer, with a clock the test moves.
       const clock = { now: Date.now() };
       const sender = createSender({ billing: stack.billing, mailer: stack.mailer, database: stack.database, now: () => new Date(clock.now), reconcile: { intervalMs: 0, graceMs: 0 } });
-      stack.sandbox.resend.faults.inject({ latencyMs: 500, status: 503, count: 1, match: /^POST \/emails$/ });
+      stack.sandbox.resend.faults.inject({ latencyMs: 500, status: 503, count: 1, match: /^POST \/emails(\/batch)?$/ });
       const mail = { to: [email.to], subject: email.subject, html: email.html };
       await expect(sender.send(c.customerId, mail, 'old-one')).rejects.toMatchObject({ code: 'delivery_unconfirmed' });
       await new Promise((r) => setTimeout(r, 600));
@@ -262,7 +262,7 @@ describe('the send reconciler', () => {
       const sender = createSender({ billing: stack.billing, mailer: stack.mailer, database: stack.database, now: () => new Date(clock.now), reconcile: { intervalMs: 0, graceMs: 60 * 60 * 1000 } });
       const mail = { to: [email.to], subject: email.subject, html: email.html };
       await sender.send(c.customerId, mail, 'old-done');
-      stack.sandbox.resend.faults.inject({ dropAfterProcessing: true, count: 1, match: /^POST \/emails$/ });
+      stack.sandbox.resend.faults.inject({ dropAfterProcessing: true, count: 1, match: /^POST \/emails(\/batch)?$/ });
       await expect(sender.send(c.customerId, mail, 'old-unsettled')).rejects.toMatchObject({ code: 'delivery_unconfirmed' });
       clock.now += 20 * 60 * 60 * 1000;
       await sender.send(c.customerId, mail, 'young-done');
