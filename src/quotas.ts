@@ -68,7 +68,9 @@ export function createBudget(opts: BudgetOptions): Budget {
   // One call per (seconds / points): spaced, so no window of the vendor's sees a burst of ours.
   const stores: RateLimiterAbstract[] = windows.map((w, i) => {
     const keyPrefix = `quota:${opts.name}:${i}`;
-    const spacing = { points: 1, durationSeconds: w.seconds / w.points };
+    // 10 % wider than the quota: calls reach the vendor a little later or earlier than they
+    // leave, and the vendor's window has its own phase.
+    const spacing = { points: 1, durationSeconds: (w.seconds / w.points) * 1.1 };
     return opts.database
       ? (sqlCounterStore(opts.database, { keyPrefix, ...spacing }) as unknown as RateLimiterAbstract)
       : new RateLimiterMemory({ keyPrefix, points: 1, duration: spacing.durationSeconds });

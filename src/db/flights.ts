@@ -66,3 +66,18 @@ export async function pruneFlights(database: Database, settledBefore: number, cu
     )
     .execute();
 }
+
+/**
+ * Forgets the flight that carried `sendId` once none of its sends is still delivering: its
+ * outcome is settled for all of them, and its body (the emails themselves) is not kept.
+ */
+export async function releaseFlightOf(database: Database, sendId: string): Promise<void> {
+  const row = await database.db.selectFrom('sends').select('flightId').where('id', '=', sendId).executeTakeFirst();
+  const flightId = row?.flightId;
+  if (!flightId) return;
+  await database.db
+    .deleteFrom('flights')
+    .where('id', '=', flightId)
+    .where((eb) => eb.not(eb.exists(eb.selectFrom('sends').select('sends.id').where('sends.flightId', '=', flightId).where('sends.state', '=', 'delivering'))))
+    .execute();
+}

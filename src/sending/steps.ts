@@ -4,6 +4,7 @@ import { deleteSend, payloadOf, transitionSend, type SendRow } from '../db/sends
 import { HttpError } from '../errors';
 import { recipientCount, type BatchDelivery, type Delivery, type Mailer, type OutgoingEmail } from '../mail/mailer';
 import type { Logger } from '../logger';
+import { releaseFlightOf } from '../db/flights';
 import type { Dispatcher } from './dispatcher';
 import { recordAccepted } from './history';
 import { REDELIVER_WITHIN_MS, upstreamKeys, type SendPayload, type StoredResponse } from './records';
@@ -87,7 +88,12 @@ export async function deliver(ctx: StepContext, row: SendRow, fresh: boolean): P
   const inDoubt = !fresh || row.inDoubt === 1;
   const delivery = await callResend(ctx, row, payload, fresh);
   const settlement = payload.batch ? settleBatch(delivery, row.id, payload.emails) : settleSingle(asSingle(delivery), row.id, payload.emails[0]!);
-  return settle(ctx, row, settlement, inDoubt);
+  try {
+    return await settle(ctx, row, settlement, inDoubt);
+  } finally {
+    // The last send of a flight to settle lets go of the flight's body.
+    await releaseFlightOf(ctx.database, row.id).catch(() => undefined);
+  }
 }
 
 /**

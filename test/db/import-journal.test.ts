@@ -84,6 +84,8 @@ const send = (id: string, fields: Record<string, unknown>) => ({
   credits: 1,
   attempt: 0,
   nonce: '',
+  flightId: null,
+  flightOffset: null,
   inDoubt: 0,
   refundCredits: null,
   refundReason: null,
