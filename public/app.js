@@ -496,6 +496,8 @@ const emailHistory = {
   seq: 0,
   /** Last status seen per email id: a change is announced once. */
   statuses: new Map(),
+  /** Whether the list has been drawn once for this key: an email first seen after that is new. */
+  primed: false,
 };
 
 const cell = (text, className) => {
@@ -526,7 +528,10 @@ function renderEmails(list) {
   const news = [];
   const rows = list.map((e) => {
     const before = emailHistory.statuses.get(e.id);
-    if (before && before !== e.status) news.push(`Email to ${e.to.join(', ')}: ${e.status}.`);
+    // A change, or an email sent since the first draw whose fate is already known (its events
+    // came before this refresh did): either is news, once.
+    const arrivedSettled = !before && emailHistory.primed && e.status !== 'queued' && e.status !== 'sent';
+    if ((before && before !== e.status) || arrivedSettled) news.push(`Email to ${e.to.join(', ')}: ${e.status}.`);
     emailHistory.statuses.set(e.id, e.status);
     const tr = document.createElement('tr');
     tr.dataset.emailId = e.id;
@@ -541,6 +546,7 @@ function renderEmails(list) {
     return tr;
   });
   $('email-rows').replaceChildren(...rows);
+  emailHistory.primed = true;
   if (news.length) $('emails-news').textContent = news.join(' ');
 }
 
@@ -575,6 +581,7 @@ function removeSuppressed(address, button) {
 function clearHistory() {
   emailHistory.seq++;
   emailHistory.statuses.clear();
+  emailHistory.primed = false;
   $('email-rows').replaceChildren();
   $('suppression-rows').replaceChildren();
   for (const id of ['emails-wrap', 'emails-empty', 'suppressions-wrap', 'suppressions-empty', 'emails-error', 'suppressions-result']) $(id).hidden = true;
