@@ -75,6 +75,27 @@ forEachEngine('two instances on one database', ({ engine }) => {
     expect(await balanceOf(upstream, c.key)).toBe(0);
   }, 60_000);
 
+  it('a per-customer limit of N a minute admits at most N across both', async () => {
+    // The windows are whole clock minutes: start early in one.
+    const second = new Date().getSeconds();
+    if (second > 45) await new Promise((r) => setTimeout(r, (61 - second) * 1000));
+    const limited = { RATE_LIMIT_PER_KEY: '10' };
+    const a2 = await startInstance(upstream, dbA, {}, limited);
+    const b2 = await startInstance(upstream, dbB, {}, limited);
+    try {
+      const c = await customerWith(upstream, 10);
+      const key = await fleetKey(dbA, c.customerId);
+      const answers = await Promise.all(
+        Array.from({ length: 30 }, (_, i) => fetch(`${(i % 2 ? a2 : b2).url}/credits`, { headers: { Authorization: `Bearer ${key}` } }).then((r) => r.status)),
+      );
+      expect(answers.filter((s) => s === 200)).toHaveLength(10);
+      expect(answers.filter((s) => s === 429)).toHaveLength(20);
+    } finally {
+      await a2.close();
+      await b2.close();
+    }
+  }, 60_000);
+
   it('an instance SIGKILLed mid-load while the other serves: after the reconciler, emails equal debits and no key sent twice', async () => {
     const c = await customerWith(upstream, 1000);
     const key = await fleetKey(dbA, c.customerId);
