@@ -7,7 +7,9 @@
  * MailKit code is touched.
  *
  * On SIGTERM it writes the samples to $BENCH_TRACE_FILE as JSON lines before server.ts's own
- * shutdown handler runs: { at (epoch ms), total, upstream } in ms.
+ * shutdown handler runs: { at (epoch ms), total, upstream } in ms. Sends carrying an
+ * X-Bench-Untraced header (the soak's) are not timed, so that the samples kept here do not
+ * count in the soak's memory figure.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import dc from 'node:diagnostics_channel';
@@ -19,9 +21,11 @@ const current = new AsyncLocalStorage<Sample | null>();
 const now = () => performance.now();
 
 dc.subscribe('http.server.request.start', (message) => {
-  const { request } = message as { request: { method?: string; url?: string } };
+  const { request } = message as { request: { method?: string; url?: string; headers: Record<string, string | string[] | undefined> } };
   // Every request resets the context, so nothing leaks to the next request on a kept-alive socket.
-  const sample = request.method === 'POST' && request.url === '/send' ? { at: performance.timeOrigin + now(), start: now(), total: 0, upstream: 0 } : null;
+  // The soak's sends (X-Bench-Untraced) are not kept: their samples would grow this process.
+  const traced = request.method === 'POST' && request.url === '/send' && !request.headers['x-bench-untraced'];
+  const sample = traced ? { at: performance.timeOrigin + now(), start: now(), total: 0, upstream: 0 } : null;
   current.enterWith(sample);
   if (sample) (request as { benchSample?: Sample }).benchSample = sample;
 });
