@@ -16,7 +16,9 @@
  * temporary MAILKIT_DATA_DIR, on disk as in production), then PostgreSQL when a URL is given
  * (a fresh database `mailkit_bench_<hex>` created through that URL and dropped at the end).
  * The last step, the soak, sends /send at full speed for --soak seconds and reports MailKit's
- * resident memory (VmRSS from /proc/<pid>/status) at its start and end, and the peak.
+ * resident memory (VmRSS from /proc/<pid>/status) at its start and end, and the peak; and, to
+ * tell memory kept from garbage not yet collected, its RSS and V8 heap right after a full GC
+ * before the first send and after the last (MailKit runs with --expose-gc; bench/trace-hook.ts).
  *
  * Options: --latency MS (default 20) --clients N (16) --sends N (1600) --batches N (48)
  *          --unloaded N (200: sends measured one at a time, baseline and /send)
@@ -154,7 +156,19 @@ const epochMs = () => performance.timeOrigin + performance.now();
 const email = { to: 'delivered@resend.dev', subject: 'Bench', html: '<p>bench</p>' };
 
 type Row = { scenario: string; step: Step; requests: number; emailsPerSecond: number; p50: number; p99: number; upstreamCallsPerEmail: number; cpuMsPerEmail: number | null; own: string };
-type Soak = { seconds: number; clients: number; sends: number; emailsPerSecond: number; cpuMsPerEmail: number | null; rssStartMb: number; rssEndMb: number; rssPeakMb: number; rssSeriesMb: number[] };
+type Soak = {
+  seconds: number;
+  clients: number;
+  sends: number;
+  emailsPerSecond: number;
+  cpuMsPerEmail: number | null;
+  rssStartMb: number;
+  rssEndMb: number;
+  rssPeakMb: number;
+  rssSeriesMb: number[];
+  /** Right after a full garbage collection, before the first send and after the last. */
+  afterGc: { start: { rssMb: number; heapMb: number }; end: { rssMb: number; heapMb: number } } | null;
+};
 type EngineResult = { engine: string; state: string; lines: string[]; rows: Row[]; soak: Soak | null; rssReadyMb: number | null };
 
 /** One engine's whole run: fresh upstreams, MailKit, relay and customers; every selected step. */
@@ -165,8 +179,8 @@ async function benchEngine(engine: 'sqlite' | 'postgres'): Promise<EngineResult>
   let finished = false;
 
   /** Starts `node --import tsx <script>` in `cwd`; stdout goes to `stdout` (a file descriptor) or a pipe. */
-  function start(script: string, args: string[], env: Record<string, string>, stdout: number | 'pipe', preload: string[] = [], cwd = root): ChildProcess {
-    const child = spawn(process.execPath, [...profileArgs, '--import', 'tsx', ...preload.flatMap((p) => ['--import', p]), script, ...args], {
+  function start(script: string, args: string[], env: Record<string, string>, stdout: number | 'pipe', preload: string[] = [], cwd = root, nodeFlags: string[] = []): ChildProcess {
+    const child = spawn(process.execPath, [...profileArgs, ...nodeFlags, '--import', 'tsx', ...preload.flatMap((p) => ['--import', p]), script, ...args], {
       cwd,
       env: { ...process.env, ...env },
       stdio: ['ignore', stdout, 'inherit'],
@@ -205,6 +219,8 @@ async function benchEngine(engine: 'sqlite' | 'postgres'): Promise<EngineResult>
 
   // MailKit's own time per send (bench/trace-hook.ts), read once MailKit has exited.
   const traceFile = join(dataDir, 'trace.jsonl');
+  // MailKit's memory after a full collection, asked for with SIGUSR2 (bench/trace-hook.ts).
+  const memoryFile = join(dataDir, 'memory.json');
   // MailKit logs at info, as in production, to /dev/null (reading the lines here would cost this process).
   const mailkit = start(
     'server.ts',
@@ -217,6 +233,7 @@ async function benchEngine(engine: 'sqlite' | 'postgres'): Promise<EngineResult>
       // Empty selects SQLite even when the caller's environment names a PostgreSQL.
       DATABASE_URL: database?.url ?? '',
       BENCH_TRACE_FILE: traceFile,
+      BENCH_MEMORY_FILE: memoryFile,
       LOG_LEVEL: 'info',
       DODO_PAYMENTS_API_KEY: 'bench',
       DODO_PAYMENTS_BASE_URL: `${upstreamUrl}/sandbox/dodo`,
@@ -232,6 +249,7 @@ async function benchEngine(engine: 'sqlite' | 'postgres'): Promise<EngineResult>
     openSync('/dev/null', 'w'),
     [pathToFileURL(join(root, 'bench/trace-hook.ts')).href],
     mailkitDir,
+    ['--expose-gc'],
   );
   for (let ready = false; !ready; ) {
     ready = await fetch(`${appUrl}/healthz`).then((r) => r.ok, () => false);
@@ -256,6 +274,21 @@ async function benchEngine(engine: 'sqlite' | 'postgres'): Promise<EngineResult>
     } catch {
       return null;
     }
+  }
+  /** MailKit's RSS and V8 heap in use right after a full garbage collection, in MB. */
+  async function mailkitAfterGc(): Promise<{ rssMb: number; heapMb: number } | null> {
+    rmSync(memoryFile, { force: true });
+    mailkit.kill('SIGUSR2');
+    for (let i = 0; i < 200; i++) {
+      await new Promise((r) => setTimeout(r, 25));
+      try {
+        const m = JSON.parse(readFileSync(memoryFile, 'utf8')) as { collected: boolean; rss: number; heapUsed: number };
+        return m.collected ? { rssMb: m.rss / 2 ** 20, heapMb: m.heapUsed / 2 ** 20 } : null;
+      } catch {
+        // not written yet (or half written)
+      }
+    }
+    return null;
   }
   const rssReadyMb = mailkitRssMb();
 
@@ -416,6 +449,7 @@ async function benchEngine(engine: 'sqlite' | 'postgres'): Promise<EngineResult>
   // grow MailKit's heap by the benchmark's own bookkeeping.
   let soak: Soak | null = null;
   if (runs('soak')) {
+    const gcStart = await mailkitAfterGc();
     const rssStart = mailkitRssMb() ?? Number.NaN;
     const series: number[] = [rssStart];
     let peak = rssStart;
@@ -444,6 +478,7 @@ async function benchEngine(engine: 'sqlite' | 'postgres'): Promise<EngineResult>
     const rssEnd = mailkitRssMb() ?? Number.NaN;
     peak = Math.max(peak, rssEnd);
     series.push(rssEnd);
+    const gcEnd = await mailkitAfterGc();
     soak = {
       seconds: soakSeconds,
       clients,
@@ -454,6 +489,7 @@ async function benchEngine(engine: 'sqlite' | 'postgres'): Promise<EngineResult>
       rssEndMb: rssEnd,
       rssPeakMb: peak,
       rssSeriesMb: series,
+      afterGc: gcStart && gcEnd ? { start: gcStart, end: gcEnd } : null,
     };
   }
 
@@ -518,6 +554,11 @@ async function benchEngine(engine: 'sqlite' | 'postgres'): Promise<EngineResult>
     const every = Math.max(1, Math.round(soak.seconds / 10));
     const picks = soak.rssSeriesMb.filter((_, i) => i % every === 0);
     out(`  RSS every ${every} s: ${picks.map((x) => x.toFixed(0)).join(' ')} MB`);
+    const g = soak.afterGc;
+    if (g) {
+      const d = (a: number, b: number) => `${b >= a ? '+' : ''}${(b - a).toFixed(0)} MB`;
+      out(`  after a full GC, first send → last: RSS ${mb(g.start.rssMb)} → ${mb(g.end.rssMb)} (${d(g.start.rssMb, g.end.rssMb)}), V8 heap used ${mb(g.start.heapMb)} → ${mb(g.end.heapMb)} (${d(g.start.heapMb, g.end.heapMb)})`);
+    }
   }
   return { engine: hasDatabase ? engine : 'journal', state, lines, rows, soak, rssReadyMb };
 }

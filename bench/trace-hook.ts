@@ -10,6 +10,10 @@
  * shutdown handler runs: { at (epoch ms), total, upstream } in ms. Sends carrying an
  * X-Bench-Untraced header (the soak's) are not timed, so that the samples kept here do not
  * count in the soak's memory figure.
+ *
+ * On SIGUSR2 it runs a full garbage collection (bench/send.ts starts MailKit with --expose-gc)
+ * and writes process.memoryUsage() to $BENCH_MEMORY_FILE: the soak's memory kept, as opposed
+ * to garbage not yet collected.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import dc from 'node:diagnostics_channel';
@@ -59,4 +63,14 @@ process.prependListener('SIGTERM', () => {
   const file = process.env.BENCH_TRACE_FILE;
   if (!file) return;
   writeFileSync(file, samples.map((s) => JSON.stringify({ at: s.at, total: s.total, upstream: s.upstream })).join('\n'));
+});
+
+process.on('SIGUSR2', () => {
+  const file = process.env.BENCH_MEMORY_FILE;
+  if (!file) return;
+  const gc = (globalThis as { gc?: () => void }).gc;
+  gc?.();
+  gc?.();
+  const m = process.memoryUsage();
+  writeFileSync(file, JSON.stringify({ collected: Boolean(gc), rss: m.rss, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers }));
 });
