@@ -17,8 +17,9 @@
  * (a fresh database `mailkit_bench_<hex>` created through that URL and dropped at the end).
  * The last step, the soak, sends /send at full speed for --soak seconds and reports MailKit's
  * resident memory (VmRSS from /proc/<pid>/status) at its start and end, and the peak; and, to
- * tell memory kept from garbage not yet collected, its RSS and V8 heap right after a full GC
- * before the first send and after the last (MailKit runs with --expose-gc; bench/trace-hook.ts).
+ * tell memory kept from garbage not yet collected, its V8 heap right after a full GC (and RSS a
+ * second later) before the first send and after the last (MailKit runs with --expose-gc;
+ * bench/trace-hook.ts).
  *
  * Options: --latency MS (default 20) --clients N (16) --sends N (1600) --batches N (48)
  *          --unloaded N (200: sends measured one at a time, baseline and /send)
@@ -166,7 +167,7 @@ type Soak = {
   rssEndMb: number;
   rssPeakMb: number;
   rssSeriesMb: number[];
-  /** Right after a full garbage collection, before the first send and after the last. */
+  /** V8 heap right after a full garbage collection and VmRSS a second later, before the first send and after the last. */
   afterGc: { start: { rssMb: number; heapMb: number }; end: { rssMb: number; heapMb: number } } | null;
 };
 type EngineResult = { engine: string; state: string; lines: string[]; rows: Row[]; soak: Soak | null; rssReadyMb: number | null };
@@ -275,15 +276,21 @@ async function benchEngine(engine: 'sqlite' | 'postgres'): Promise<EngineResult>
       return null;
     }
   }
-  /** MailKit's RSS and V8 heap in use right after a full garbage collection, in MB. */
+  /**
+   * MailKit's V8 heap in use right after a full garbage collection, and its VmRSS a second later
+   * (V8 hands the freed pages back to the system only after the collection), in MB.
+   */
   async function mailkitAfterGc(): Promise<{ rssMb: number; heapMb: number } | null> {
     rmSync(memoryFile, { force: true });
     mailkit.kill('SIGUSR2');
     for (let i = 0; i < 200; i++) {
       await new Promise((r) => setTimeout(r, 25));
       try {
-        const m = JSON.parse(readFileSync(memoryFile, 'utf8')) as { collected: boolean; rss: number; heapUsed: number };
-        return m.collected ? { rssMb: m.rss / 2 ** 20, heapMb: m.heapUsed / 2 ** 20 } : null;
+        const m = JSON.parse(readFileSync(memoryFile, 'utf8')) as { collected: boolean; heapUsed: number };
+        if (!m.collected) return null;
+        await new Promise((r) => setTimeout(r, 1000));
+        const rssMb = mailkitRssMb();
+        return rssMb === null ? null : { rssMb, heapMb: m.heapUsed / 2 ** 20 };
       } catch {
         // not written yet (or half written)
       }
@@ -557,7 +564,7 @@ async function benchEngine(engine: 'sqlite' | 'postgres'): Promise<EngineResult>
     const g = soak.afterGc;
     if (g) {
       const d = (a: number, b: number) => `${b >= a ? '+' : ''}${(b - a).toFixed(0)} MB`;
-      out(`  after a full GC, first send → last: RSS ${mb(g.start.rssMb)} → ${mb(g.end.rssMb)} (${d(g.start.rssMb, g.end.rssMb)}), V8 heap used ${mb(g.start.heapMb)} → ${mb(g.end.heapMb)} (${d(g.start.heapMb, g.end.heapMb)})`);
+      out(`  after a full GC, before the first send → after the last: V8 heap used ${mb(g.start.heapMb)} → ${mb(g.end.heapMb)} (${d(g.start.heapMb, g.end.heapMb)}), RSS a second later ${mb(g.start.rssMb)} → ${mb(g.end.rssMb)} (${d(g.start.rssMb, g.end.rssMb)})`);
     }
   }
   return { engine: hasDatabase ? engine : 'journal', state, lines, rows, soak, rssReadyMb };
