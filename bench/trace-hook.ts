@@ -7,7 +7,13 @@
  * MailKit code is touched.
  *
  * On SIGTERM it writes the samples to $BENCH_TRACE_FILE as JSON lines before server.ts's own
- * shutdown handler runs: { at (epoch ms), total, upstream } in ms.
+ * shutdown handler runs: { at (epoch ms), total, upstream } in ms. Sends carrying an
+ * X-Bench-Untraced header (the soak's) are not timed, so that the samples kept here do not
+ * count in the soak's memory figure.
+ *
+ * On SIGUSR2 it runs a full garbage collection (bench/send.ts starts MailKit with --expose-gc)
+ * and writes process.memoryUsage() to $BENCH_MEMORY_FILE: the soak's memory kept, as opposed
+ * to garbage not yet collected.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import dc from 'node:diagnostics_channel';
@@ -19,9 +25,11 @@ const current = new AsyncLocalStorage<Sample | null>();
 const now = () => performance.now();
 
 dc.subscribe('http.server.request.start', (message) => {
-  const { request } = message as { request: { method?: string; url?: string } };
+  const { request } = message as { request: { method?: string; url?: string; headers: Record<string, string | string[] | undefined> } };
   // Every request resets the context, so nothing leaks to the next request on a kept-alive socket.
-  const sample = request.method === 'POST' && request.url === '/send' ? { at: performance.timeOrigin + now(), start: now(), total: 0, upstream: 0 } : null;
+  // The soak's sends (X-Bench-Untraced) are not kept: their samples would grow this process.
+  const traced = request.method === 'POST' && request.url === '/send' && !request.headers['x-bench-untraced'];
+  const sample = traced ? { at: performance.timeOrigin + now(), start: now(), total: 0, upstream: 0 } : null;
   current.enterWith(sample);
   if (sample) (request as { benchSample?: Sample }).benchSample = sample;
 });
@@ -55,4 +63,14 @@ process.prependListener('SIGTERM', () => {
   const file = process.env.BENCH_TRACE_FILE;
   if (!file) return;
   writeFileSync(file, samples.map((s) => JSON.stringify({ at: s.at, total: s.total, upstream: s.upstream })).join('\n'));
+});
+
+process.on('SIGUSR2', () => {
+  const file = process.env.BENCH_MEMORY_FILE;
+  if (!file) return;
+  const gc = (globalThis as { gc?: () => void }).gc;
+  gc?.();
+  gc?.();
+  const m = process.memoryUsage();
+  writeFileSync(file, JSON.stringify({ collected: Boolean(gc), rss: m.rss, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers }));
 });
