@@ -66,6 +66,8 @@ export function createBalanceCache(opts: {
   const maxAgeMs = opts.maxAgeMs ?? DEFAULT_BALANCE_MAX_AGE_MS;
   const now = opts.now ?? Date.now;
   const balanceReads = new Map<string, Promise<void>>();
+  /** When this instance last finished a read per customer: a request that looked before it shares it. */
+  const lastRead = new Map<string, number>();
   const usageReads = new Map<string, Promise<unknown>>();
 
   const record = (fact: BalanceFact) => recordBalance(database, fact, now());
@@ -78,16 +80,20 @@ export function createBalanceCache(opts: {
       const issuedAt = now();
       const read = await opts.billing().balanceRead(customerId);
       await record({ customerId, balance: read.balance, asOfUs: dodoTimeUs(read.lastTransactionAt), source: 'read', issuedAt, isRead: true });
+      if (lastRead.size >= 10_000) lastRead.clear();
+      lastRead.set(customerId, now());
     })().finally(() => balanceReads.delete(customerId));
     balanceReads.set(customerId, done);
     return { done, joined: false };
   };
 
   async function balance(customerId: string): Promise<Served<string>> {
+    const lookedAt = now();
     const cached = await cachedBalance(database, customerId);
     const age = cached?.confirmedAt != null ? now() - cached.confirmedAt : Infinity;
     if (cached && age < maxAgeMs) return { value: cached.balance, ageMs: Math.max(0, age), maxAgeMs, status: 'hit' };
-    const { done, joined } = readDodo(customerId);
+    // A read that finished after this request looked at the cache already answers it.
+    const { done, joined } = (lastRead.get(customerId) ?? -Infinity) >= lookedAt ? { done: Promise.resolve(), joined: true } : readDodo(customerId);
     try {
       await done;
     } catch (err) {
@@ -181,7 +187,7 @@ export function freshnessHeaders(served: Served<unknown> | Array<Served<unknown>
 }
 
 function cacheStatus(s: Served<unknown>, key?: string): string {
-  const ttl = Math.floor((s.maxAgeMs - s.ageMs) / 1000);
+  const ttl = Math.ceil((s.maxAgeMs - s.ageMs) / 1000);
   const how = {
     hit: 'hit',
     miss: 'fwd=miss; stored',

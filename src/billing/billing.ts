@@ -130,9 +130,11 @@ export function createBilling(opts: {
     return session.checkout_url;
   };
 
+  // No SDK retries: a read Dodo refuses (429) is answered from the balance cache, or the
+  // client is told when to retry; retrying here would spend more of the budget Dodo just refused.
   const balanceRead = async (customerId: string) => {
     try {
-      const b = await guard(() => ledgerEntries.retrieve(customerId, { credit_entitlement_id: catalog.creditEntitlementId }));
+      const b = await guard(() => ledgerEntries.retrieve(customerId, { credit_entitlement_id: catalog.creditEntitlementId }, { maxRetries: 0 }));
       return { balance: b.balance, lastTransactionAt: b.last_transaction_at ?? null };
     } catch (err) {
       if (err instanceof DodoPayments.NotFoundError) return { balance: '0', lastTransactionAt: null };
