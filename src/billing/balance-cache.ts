@@ -146,6 +146,7 @@ export function createBalanceCache(opts: {
     ledgerWrite: (e) =>
       record({ customerId: e.customerId, balance: e.balanceAfter, asOfUs: dodoTimeUs(e.createdAt), source: e.kind, issuedAt: e.issuedAt }),
     debitRefused: (customerId, amount) => unconfirmBalanceOf(database, customerId, amount),
+    writeInDoubt: (customerId) => unconfirmBalanceOf(database, customerId, -Infinity),
   };
 
   return {

@@ -68,6 +68,8 @@ export interface BillingObserver {
   ledgerWrite(entry: LedgerWriteObserved): Promise<void>;
   /** Dodo refused a debit of `amount` for want of credits. */
   debitRefused(customerId: string, amount: number): Promise<void>;
+  /** A write went unanswered: the balance may have moved. */
+  writeInDoubt(customerId: string): Promise<void>;
 }
 
 export function createBilling(opts: {
@@ -117,7 +119,10 @@ export function createBilling(opts: {
           await sleep(retryDelayMs(err, attempt));
           continue;
         }
-        if (inDoubt) throw new DodoUnavailable();
+        if (inDoubt) {
+          await observe(() => observer?.writeInDoubt(customerId)); // balance cache
+          throw new DodoUnavailable();
+        }
         return guard(() => Promise.reject(err)); // 429 to every try: nothing was done
       }
     }

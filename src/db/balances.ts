@@ -92,8 +92,9 @@ export async function recordBalance(database: Database, fact: BalanceFact, now: 
 }
 
 /**
- * Marks a customer's cached balance unconfirmed (the next request reads Dodo), when it claimed
- * at least `amount` and Dodo just refused a debit of `amount`: the cache is wrong.
+ * Marks a customer's cached balance unconfirmed, so the next request reads Dodo: when it claimed
+ * at least `atLeast` and Dodo just refused a debit of that many (the cache is wrong), or, with
+ * `-Infinity`, when a write went unanswered (the balance may have moved).
  */
 export async function unconfirmBalanceOf(database: Database, customerId: string, atLeast: number): Promise<void> {
   const row = await cachedBalance(database, customerId);

@@ -158,6 +158,19 @@ forEachEngine('GET /credits', (under) => {
     });
   });
 
+  describe('when Dodo refuses a debit the cached balance would have covered', () => {
+    it('reads Dodo for the next balance instead of serving the cached one', async () => {
+      const { get, key, instance, customerId } = await setup();
+      await get().expect(200);
+      await adjust(customerId, -5000); // no webhook reaches the instance: it still holds 5,000
+      const sent = await request(instance.url).post('/send').set(bearer(key)).send({ to: 'delivered@resend.dev', subject: 'Hi', html: '<p>Hi</p>' });
+      expect(sent.status).toBe(402);
+      const before = dodoReads();
+      expect((await get().expect(200)).body.balance).toBe('0');
+      expect(dodoReads() - before).toBe(1);
+    });
+  });
+
   describe('past the bound', () => {
     it('reads Dodo once, then serves that until the bound passes again', async () => {
       const { get, clock, customerId } = await setup();
