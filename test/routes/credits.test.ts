@@ -110,6 +110,30 @@ forEachEngine('GET /credits', (under) => {
     });
   });
 
+  describe("under Dodo's tier-0 quota (240 a minute, bursts of 40)", () => {
+    it('twenty dashboards polling every 5 s for a minute all get their balance, for 2 reads each', async () => {
+      const { clock, instance, database } = await setup();
+      const keys: string[] = [];
+      for (let i = 0; i < 20; i++) {
+        const { customerId } = await subscribe(upstream, `q${i}${Math.random().toString(36).slice(2)}@example.com`);
+        keys.push(await fleetKey(database, customerId));
+      }
+      upstream.sandbox.dodo.setRateLimit({ perMinute: 240, burst: 40 });
+      try {
+        const before = dodoReads();
+        for (let round = 0; round < 12; round++) {
+          const polls = await Promise.all(keys.map((key) => request(instance.url).get('/credits').set(bearer(key))));
+          for (const p of polls) expect([p.status, p.body.balance, p.headers['cache-status']]).toEqual([200, '5000', expect.not.stringMatching(/stale/)]);
+          clock.advance(5_000);
+        }
+        expect(dodoReads() - before).toBe(40);
+        expect(upstream.sandbox.dodo.rateLimit()?.limited).toBe(0);
+      } finally {
+        upstream.sandbox.dodo.setRateLimit({ perMinute: 0 });
+      }
+    });
+  });
+
   describe('when MailKit itself debits or a credit webhook arrives', () => {
     it('serves the new balance without reading Dodo', async () => {
       const { get, key, instance, customerId } = await setup();
