@@ -4,8 +4,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { WebhookDelivery } from '../../src/sandbox/contracts';
 import type { Stack } from '../../src/stack';
 import { forEachEngine } from '../support/database';
-import { fleetKey, startInstance, startUpstream, type Upstream } from '../support/fleet';
-import { bearer, settle, storedSecrets, subscribe } from '../support/stack';
+import { fleetKey, startInstance, type Upstream } from '../support/fleet';
+import { bearer, settle, startTestStack, storedSecrets, subscribe } from '../support/stack';
 
 /**
  * The balance cache as a client and Dodo see it. MailKit runs here as a live-mode instance
@@ -27,7 +27,8 @@ function testClock() {
 let upstream: Upstream;
 let signer: Webhook;
 beforeAll(async () => {
-  upstream = await startUpstream();
+  // Every test subscribes customers through the upstream's public checkout route: lift its per-address limit.
+  upstream = await startTestStack({ RATE_LIMIT_PUBLIC_PER_IP: '100000' }, { reconcile: { intervalMs: 0 } });
   signer = new Webhook((await storedSecrets(upstream)).sandboxWebhookSecret!);
 });
 afterAll(async () => {
