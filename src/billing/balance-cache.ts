@@ -5,6 +5,7 @@ import {
   cachedUsage,
   dodoTimeUs,
   recordBalance,
+  recordUndatedBalance,
   storeUsage,
   unconfirmBalanceOf,
   type BalanceFact,
@@ -47,8 +48,10 @@ export interface BalanceCache {
    * window within the same bound, and recomputed sooner when the balance moved or the UTC day turned.
    */
   usage<T>(customerId: string, days: number, compute: () => Promise<T>): Promise<Served<T>>;
-  /** A balance a webhook brought: `asOf` is Dodo's time of it. */
+  /** A balance a ledger webhook brought: `asOf` is its entry's `created_at`. */
   recordWebhook(customerId: string, balance: string, asOf: string, eventType: string): Promise<void>;
+  /** A balance a webhook brought with no entry to date it (credit.balance_low): it can only cast doubt. */
+  recordUndated(customerId: string, balance: string, eventType: string): Promise<void>;
   /** What billing reports of its own writes (wired in src/stack.ts). */
   readonly observer: BillingObserver;
 }
@@ -155,6 +158,7 @@ export function createBalanceCache(opts: {
     usage,
     recordWebhook: (customerId, value, asOf, eventType) =>
       record({ customerId, balance: value, asOfUs: dodoTimeUs(asOf), source: `webhook:${eventType}`, issuedAt: null }),
+    recordUndated: (customerId, value, eventType) => recordUndatedBalance(database, customerId, value, `webhook:${eventType}`, now()),
     observer,
   };
 }

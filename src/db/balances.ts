@@ -43,7 +43,7 @@ export async function cachedBalance(database: Database, customerId: string): Pro
  * interleave. Which fact wins:
  *
  * - Facts are ordered by Dodo's own time (`asOfUs`): a ledger entry's `created_at`, a read's
- *   `last_transaction_at`, a `credit.balance_low` event's `timestamp`. A webhook replaces the
+ *   `last_transaction_at` (`credit.balance_low`: see recordUndatedBalance). A webhook replaces the
  *   stored value only when strictly newer: a late or redelivered one changes nothing.
  * - A direct answer (a read, or Dodo's answer to MailKit's own debit or refund) also replaces it
  *   when MailKit sent that request after the stored value was written (`issuedAt` later than
@@ -104,6 +104,20 @@ export async function unconfirmBalanceOf(database: Database, customerId: string,
     .set({ confirmedAt: null })
     .where('customerId', '=', customerId)
     .where('recordedAt', '=', row.recordedAt)
+    .execute();
+}
+
+/**
+ * A balance with no time of its own to order it by (`credit.balance_low` carries none of its
+ * ledger entry): it never replaces the cached one, but a cached balance that disagrees with it
+ * is left unconfirmed, so the next request reads Dodo. With nothing cached it is kept as the
+ * oldest possible fact, unconfirmed (anything else replaces it).
+ */
+export async function recordUndatedBalance(database: Database, customerId: string, balance: string, source: string, now: number): Promise<void> {
+  await database.db
+    .insertInto('balanceCache')
+    .values({ customerId, balance, asOfUs: 0, source, recordedAt: now, confirmedAt: null })
+    .onConflict((oc) => oc.column('customerId').doUpdateSet({ confirmedAt: null }).where(sql<boolean>`balance_cache.balance <> excluded.balance`))
     .execute();
 }
 

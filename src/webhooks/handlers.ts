@@ -73,8 +73,9 @@ export function createWebhookHandlers(deps: { apiKeys: ApiKeys; billing: Billing
 
     'credit.balance_low': async (event, ctx) => {
       const d = event.data;
-      // No ledger entry here: dated by the event's own timestamp.
-      if (ours(d.credit_entitlement_id)) await balances.recordWebhook(d.customer_id, d.available_balance, event.timestamp, event.type);
+      // No ledger entry to date it by (the event's timestamp may be later than debits made
+      // since): it never replaces the cached balance, only makes one that disagrees be read again.
+      if (ours(d.credit_entitlement_id)) await balances.recordUndated(d.customer_id, d.available_balance, event.type);
       ctx.log.info(
         { customerId: d.customer_id, available: d.available_balance, thresholdPercent: d.threshold_percent },
         `[low-balance] ${d.customer_id} has ${d.available_balance} ${d.credit_entitlement_name} left (under ${d.threshold_percent}%)`,

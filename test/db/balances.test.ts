@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { cachedBalance, dodoTimeUs, recordBalance, unconfirmBalanceOf, type BalanceFact } from '../../src/db/balances';
+import { cachedBalance, dodoTimeUs, recordBalance, recordUndatedBalance, unconfirmBalanceOf, type BalanceFact } from '../../src/db/balances';
 import { forEachEngine } from '../support/database';
 
 const T = dodoTimeUs('2026-05-14T09:00:00.000000Z');
@@ -70,6 +70,18 @@ forEachEngine('balance cache rows', (under) => {
     const order = Array.from({ length: 40 }, (_, i) => i).sort(() => Math.random() - 0.5);
     await Promise.all(order.map((i) => recordBalance(i % 2 ? db : other, webhook(String(5000 - i), T + i), 1_000 + i)));
     expect(await cachedBalance(db, 'cus_1')).toMatchObject({ balance: '4961', asOfUs: T + 39 });
+  });
+
+  it('credit.balance_low never replaces a balance: agreeing changes nothing, disagreeing has it read again', async () => {
+    const db = await under.open();
+    await recordUndatedBalance(db, 'cus_1', '999', 'webhook:credit.balance_low', 1_000);
+    expect(await cachedBalance(db, 'cus_1')).toMatchObject({ balance: '999', asOfUs: 0, confirmedAt: null });
+    await recordBalance(db, webhook('998', T), 1_001); // any dated fact replaces it
+    await recordBalance(db, debit('998', T, 1_002), 1_003);
+    await recordUndatedBalance(db, 'cus_1', '998', 'webhook:credit.balance_low', 1_004);
+    expect(await cachedBalance(db, 'cus_1')).toMatchObject({ balance: '998', confirmedAt: 1_003 });
+    await recordUndatedBalance(db, 'cus_1', '999', 'webhook:credit.balance_low', 1_005); // late
+    expect(await cachedBalance(db, 'cus_1')).toMatchObject({ balance: '998', confirmedAt: null });
   });
 
   it('a refused debit unconfirms a cached balance that claimed enough credits', async () => {
