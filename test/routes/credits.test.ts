@@ -145,7 +145,7 @@ forEachEngine('GET /credits', (under) => {
         .post('/send')
         .set(bearer(key))
         .send({ to: 'delivered@resend.dev', subject: 'Hi', html: '<p>Hi</p>' });
-      expect(sent.status).toBe(200);
+      expect(sent.status, JSON.stringify(sent.body)).toBe(200);
       expect((await get().expect(200)).body.balance).toBe('4999');
 
       await adjust(customerId, -4000); // Dodo's dashboard: the instance hears of it only by webhook
@@ -189,7 +189,7 @@ forEachEngine('GET /credits', (under) => {
       await get().expect(200);
       await adjust(customerId, -5000); // no webhook reaches the instance: it still holds 5,000
       const sent = await request(instance.url).post('/send').set(bearer(key)).send({ to: 'delivered@resend.dev', subject: 'Hi', html: '<p>Hi</p>' });
-      expect(sent.status).toBe(402);
+      expect(sent.status, JSON.stringify(sent.body)).toBe(402);
       const before = dodoReads();
       expect((await get().expect(200)).body.balance).toBe('0');
       expect(dodoReads() - before).toBe(1);
