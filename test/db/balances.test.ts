@@ -93,3 +93,17 @@ forEachEngine('balance cache rows', (under) => {
     expect((await cachedBalance(db, 'cus_1'))?.confirmedAt).toBeNull();
   });
 });
+
+forEachEngine('migration 004_balance_cache', (under) => {
+  it('runs on a database that already ran 005_flights (the branches landed in that order)', async () => {
+    const db = await under.open();
+    // Take the database back to before 004, as a server built from main before this branch left it.
+    await db.db.schema.dropTable('usage_cache').execute();
+    await db.db.schema.dropTable('balance_cache').execute();
+    await db.db.deleteFrom('kyselyMigration' as never).where('name' as never, '=', '004_balance_cache' as never).execute();
+    await db.close();
+    const reopened = await under.openAnother(db);
+    await recordBalance(reopened, read('5000', T, 1_000), 1_001);
+    expect((await cachedBalance(reopened, 'cus_1'))?.balance).toBe('5000');
+  });
+});
