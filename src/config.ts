@@ -71,6 +71,8 @@ export interface Config {
   };
   /** Who may set the client's address for the rate limits (TRUST_PROXY; default: off in sandbox mode, loopback live). */
   readonly trustProxy: TrustProxy;
+  /** How long a balance (and usage chart) Dodo gave is served before Dodo is read again, seconds (0: every request reads). */
+  readonly balanceMaxAgeSeconds: number;
   /** MailKit's own limits, requests per minute (see src/rate-limits.ts). */
   readonly rateLimits: {
     readonly perKey: number;
@@ -122,6 +124,8 @@ const schema = z.object({
   SANDBOX_DODO_BURST: z.preprocess(blankIsUnset, z.coerce.number().int().min(1).max(1_000_000).default(40)),
   RESEND_RATE_LIMIT: z.preprocess(blankIsUnset, z.coerce.number().int().min(0).max(1_000_000).optional()),
   DODO_RATE_LIMIT: z.preprocess(blankIsUnset, z.coerce.number().int().min(0).max(1_000_000).optional()),
+  // 30 s: a customer's open dashboards cost at most 2 of Dodo's 240 requests a minute (README: Balances).
+  BALANCE_MAX_AGE_SECONDS: z.preprocess(blankIsUnset, z.coerce.number().int().min(0).max(3600).default(30)),
   RATE_LIMIT_PER_KEY: z.coerce.number().int().min(1).default(1200),
   RATE_LIMIT_PUBLIC_PER_IP: z.coerce.number().int().min(1).default(60),
   RATE_LIMIT_AUTH_FAILURES_PER_IP: z.coerce.number().int().min(1).default(60),
@@ -243,6 +247,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       dodoPerMinute: e.DODO_RATE_LIMIT ?? (mode === 'live' ? 240 : e.SANDBOX_DODO_RATE_LIMIT),
     }),
     trustProxy: Array.isArray(trustProxy) ? Object.freeze([...trustProxy]) : trustProxy,
+    balanceMaxAgeSeconds: e.BALANCE_MAX_AGE_SECONDS,
     rateLimits: Object.freeze({
       perKey: e.RATE_LIMIT_PER_KEY,
       publicPerIp: e.RATE_LIMIT_PUBLIC_PER_IP,

@@ -8,6 +8,7 @@ import express, { type Express, type RequestHandler } from 'express';
 import { allowedHostNames, requireAllowedHost } from './allowed-hosts';
 import { createApp } from './app';
 import { createApiKeys, type ApiKeys } from './auth/api-keys';
+import { createBalanceCache, type BalanceCache } from './billing/balance-cache';
 import { createBilling, type Billing, type Catalog } from './billing/billing';
 import { ensureCatalog } from './billing/catalog';
 import { createReadiness } from './health/readiness';
@@ -37,6 +38,7 @@ export interface Stack {
   resend: Resend;
   catalog: Catalog;
   billing: Billing;
+  balances: BalanceCache;
   mailer: Mailer;
   sender: Sender;
   apiKeys: ApiKeys;
@@ -63,6 +65,8 @@ export interface StackOptions {
   readinessVendorTtlMs?: number;
   /** The sender's reconciler timing (tests call stack.sender.reconcile() themselves). */
   reconcile?: ReconcileOptions;
+  /** The balance cache's clock (tests move it past the freshness bound). */
+  balanceClock?: () => number;
 }
 
 /**
@@ -185,13 +189,23 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
           topupProductId: config.dodo.topupProductId!,
         };
 
-    const billing = createBilling({ dodo, catalog, baseUrl, writeRetries: opts.dodoMaxRetries });
     const mailer = createMailer({ resend, from: config.mailFrom, budget: resendBudget, ...opts.mailer });
+    // The balance cache learns from billing's own writes, and reads Dodo through billing.
+    let billingRef: Billing | undefined;
+    const balances = createBalanceCache({
+      database,
+      billing: () => billingRef!,
+      maxAgeMs: config.balanceMaxAgeSeconds * 1000,
+      now: opts.balanceClock,
+      log: log.child({ component: 'balances' }),
+    });
+    const billing = createBilling({ dodo, catalog, baseUrl, writeRetries: opts.dodoMaxRetries, observer: balances.observer });
+    billingRef = billing;
     const sender = createSender({ billing, mailer, database, log: log.child({ component: 'sender' }), reconcile: opts.reconcile });
     const env = sandboxMode || config.dodo.environment === 'test_mode' ? 'test' : 'live';
     const apiKeys = createApiKeys({ database, secret: keySecret, env });
     const readiness = createReadiness({ database, dodo, resend, creditEntitlementId: catalog.creditEntitlementId, vendorTtlMs: opts.readinessVendorTtlMs });
-    const app = createApp({ mode: config.mode, baseUrl, dodo, webhookKey, billing, mailer, sender, apiKeys, database, log, readiness, sandbox, rateLimits: config.rateLimits, trustProxy: config.trustProxy, allowedHosts, resend, resendWebhookSecret });
+    const app = createApp({ mode: config.mode, baseUrl, dodo, webhookKey, billing, balances, mailer, sender, apiKeys, database, log, readiness, sandbox, rateLimits: config.rateLimits, trustProxy: config.trustProxy, allowedHosts, resend, resendWebhookSecret });
     handler = app as unknown as RequestHandler;
 
     let closing: Promise<void> | undefined;
@@ -205,6 +219,7 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
       resend,
       catalog,
       billing,
+      balances,
       mailer,
       sender,
       apiKeys,

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { Database } from '../src/db/index';
 import type { Stack } from '../src/stack';
-import { fleetKey, fleetStore, instanceEnv, spawnInstance, startInstance, startUpstream, type FleetStore, type Upstream } from './support/fleet';
+import { dodoBalance, fleetKey, fleetStore, instanceEnv, spawnInstance, startInstance, startUpstream, type FleetStore, type Upstream } from './support/fleet';
 import { forEachEngine } from './support/database';
 import { balanceOf, customerWith } from './support/stack';
 
@@ -57,7 +57,7 @@ forEachEngine('two instances on one database', ({ engine }) => {
     expect(ids.size).toBe(1);
     expect(outboxFor(to)).toHaveLength(1);
     expect([...ids][0]).toBe(outboxFor(to)[0]!.id);
-    expect(await balanceOf(upstream, c.key)).toBe(9);
+    expect(await dodoBalance(upstream, c.customerId)).toBe(9);
   });
 
   it('200 concurrent sends across both for a customer holding 50 credits: exactly 50 emails, balance 0, 150 × 402, no 5xx', async () => {
@@ -72,7 +72,7 @@ forEachEngine('two instances on one database', ({ engine }) => {
     expect(count(402)).toBe(150);
     expect(answers.filter((r) => r.status >= 500)).toEqual([]);
     expect(outboxFor(to)).toHaveLength(50);
-    expect(await balanceOf(upstream, c.key)).toBe(0);
+    expect(await dodoBalance(upstream, c.customerId)).toBe(0);
   }, 60_000);
 
   it('a per-customer limit of N a minute admits at most N across both', async () => {
@@ -140,7 +140,7 @@ forEachEngine('two instances on one database', ({ engine }) => {
     }
     await upstream.sandbox.dodo.webhooks.idle();
     const emails = outboxFor(to);
-    const debited = 1000 - (await balanceOf(upstream, c.key));
+    const debited = 1000 - (await dodoBalance(upstream, c.customerId));
     expect(emails.length).toBe(debited);
     const subjects = emails.map((m) => m.subject);
     expect(new Set(subjects).size).toBe(subjects.length);

@@ -36,6 +36,8 @@ export interface Billing {
   topupCheckout(customerId: string): Promise<string>;
   /** Dodo's live balance (a decimal string); "0" for a customer who never had credits. */
   balance(customerId: string): Promise<string>;
+  /** The same read, with Dodo's time of its newest ledger entry (null: none). */
+  balanceRead(customerId: string): Promise<{ balance: string; lastTransactionAt: string | null }>;
   /** Debits `amount` credits under `key`. 'already' when Dodo has an entry with that key (a retry). */
   reserve(customerId: string, amount: number, key: string, reason: string): Promise<'reserved' | 'already'>;
   /** Credits `amount` back under `key`; a repeat with the same key is a no-op. */
@@ -48,6 +50,28 @@ export interface Billing {
   ledger(customerId: string, limit: number, opts?: { since?: Date }): Promise<CreditLedgerEntry[]>;
 }
 
+/**
+ * Dodo's answer to one of MailKit's own ledger writes: the balance right after it. `issuedAt`
+ * is when the request that got this answer was sent (MailKit's clock).
+ */
+export interface LedgerWriteObserved {
+  customerId: string;
+  kind: 'debit' | 'credit';
+  balanceAfter: string;
+  createdAt: string;
+  issuedAt: number;
+}
+
+/** What billing tells the balance cache: the answers to its own writes, and debits refused. */
+export interface BillingObserver {
+  now(): number;
+  ledgerWrite(entry: LedgerWriteObserved): Promise<void>;
+  /** Dodo refused a debit of `amount` for want of credits. */
+  debitRefused(customerId: string, amount: number): Promise<void>;
+  /** A write went unanswered: the balance may have moved. */
+  writeInDoubt(customerId: string): Promise<void>;
+}
+
 export function createBilling(opts: {
   dodo: DodoPayments;
   catalog: Catalog;
@@ -55,8 +79,10 @@ export function createBilling(opts: {
   /** Retries of a ledger write that was refused (429) or unanswered (default 2, as the SDK's own). */
   writeRetries?: number;
   sleep?: (ms: number) => Promise<void>;
+  /** Told of every balance Dodo's answers carry (the balance cache); its failures are ignored. */
+  observer?: BillingObserver;
 }): Billing {
-  const { dodo, catalog, baseUrl } = opts;
+  const { dodo, catalog, baseUrl, observer } = opts;
   const writeRetries = opts.writeRetries ?? 2;
   const sleep = opts.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const ledgerEntries = dodo.creditEntitlements.balances;
@@ -72,11 +98,18 @@ export function createBilling(opts: {
     let inDoubt = false;
     for (let attempt = 0; ; attempt++) {
       try {
-        return await ledgerEntries.createLedgerEntry(
+        const issuedAt = observer?.now() ?? Date.now();
+        const entry = await ledgerEntries.createLedgerEntry(
           customerId,
           { credit_entitlement_id: catalog.creditEntitlementId, amount: String(amount), entry_type: entryType, reason, idempotency_key: key },
           { maxRetries: 0 },
         );
+        // ---- balance cache: Dodo's answer carries the balance; recording it never fails the write.
+        await observe(() =>
+          observer?.ledgerWrite({ customerId, kind: entryType, balanceAfter: entry.balance_after, createdAt: entry.created_at, issuedAt }),
+        );
+        // ---- end balance cache
+        return entry;
       } catch (err) {
         const limited = err instanceof DodoPayments.RateLimitError;
         const unanswered = err instanceof DodoPayments.APIConnectionError || (err instanceof DodoPayments.APIError && (err.status ?? 0) >= 500);
@@ -86,7 +119,10 @@ export function createBilling(opts: {
           await sleep(retryDelayMs(err, attempt));
           continue;
         }
-        if (inDoubt) throw new DodoUnavailable();
+        if (inDoubt) {
+          await observe(() => observer?.writeInDoubt(customerId)); // balance cache
+          throw new DodoUnavailable();
+        }
         return guard(() => Promise.reject(err)); // 429 to every try: nothing was done
       }
     }
@@ -99,20 +135,25 @@ export function createBilling(opts: {
     return session.checkout_url;
   };
 
+  // No SDK retries: a read Dodo refuses (429) is answered from the balance cache, or the
+  // client is told when to retry; retrying here would spend more of the budget Dodo just refused.
+  const balanceRead = async (customerId: string) => {
+    try {
+      const b = await guard(() => ledgerEntries.retrieve(customerId, { credit_entitlement_id: catalog.creditEntitlementId }, { maxRetries: 0 }));
+      return { balance: b.balance, lastTransactionAt: b.last_transaction_at ?? null };
+    } catch (err) {
+      if (err instanceof DodoPayments.NotFoundError) return { balance: '0', lastTransactionAt: null };
+      throw err;
+    }
+  };
+
   return {
     catalog,
     subscribeCheckout: ({ email, name }) => checkout(catalog.planProductId, { email, name }, `${baseUrl}/?subscribed=1`),
     topupCheckout: (customerId) => checkout(catalog.topupProductId, { customer_id: customerId }, `${baseUrl}/?topped_up=1`),
 
-    async balance(customerId) {
-      try {
-        const b = await guard(() => ledgerEntries.retrieve(customerId, { credit_entitlement_id: catalog.creditEntitlementId }));
-        return b.balance;
-      } catch (err) {
-        if (err instanceof DodoPayments.NotFoundError) return '0';
-        throw err;
-      }
-    },
+    balance: async (customerId) => (await balanceRead(customerId)).balance,
+    balanceRead,
 
     async reserve(customerId, amount, key, reason) {
       try {
@@ -124,6 +165,7 @@ export function createBilling(opts: {
         // Dodo answers 400 when a debit exceeds the balance (overage disabled) and 404 when
         // the customer never had credits: both mean "no credits", with nothing changed.
         if (err instanceof DodoPayments.BadRequestError || err instanceof DodoPayments.NotFoundError) {
+          await observe(() => observer?.debitRefused(customerId, amount)); // balance cache
           throw new InsufficientCredits();
         }
         throw err;
@@ -174,6 +216,15 @@ export function createBilling(opts: {
       return out;
     },
   };
+}
+
+/** Runs a balance-cache callback: a cache that cannot record must never fail a ledger write. */
+async function observe(call: () => Promise<void> | undefined): Promise<void> {
+  try {
+    await call();
+  } catch {
+    // The cache keeps what it had: its freshness bound limits how long that may lag behind Dodo.
+  }
 }
 
 /** How long to wait before retrying a ledger write: Dodo's Retry-After when it gave one (capped at 2 s), else 0.25 s, 0.5 s, … */

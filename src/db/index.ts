@@ -7,6 +7,7 @@ import { Migrator, type Migration, type MigrationProvider } from 'kysely/migrati
 import * as m001 from './migrations/001_initial';
 import * as m002 from './migrations/002_rate_limits_and_imports';
 import * as m003 from './migrations/003_emails';
+import * as m004 from './migrations/004_balance_cache';
 import * as m005 from './migrations/005_flights';
 import type { Tables } from './schema';
 
@@ -46,7 +47,13 @@ export interface DatabaseOptions {
  * Every migration, in order. Static imports rather than a folder scan, so the same list runs
  * under tsx, vitest and a bundler, and a fresh database and an old one end at the same schema.
  */
-const migrations: Record<string, Migration> = { '001_initial': m001, '002_rate_limits_and_imports': m002, '003_emails': m003, '005_flights': m005 };
+const migrations: Record<string, Migration> = {
+  '001_initial': m001,
+  '002_rate_limits_and_imports': m002,
+  '003_emails': m003,
+  '004_balance_cache': m004,
+  '005_flights': m005,
+};
 const provider: MigrationProvider = { getMigrations: async () => migrations };
 
 /** Opens the database and brings its schema up to date (Kysely's Migrator: one lock, so several instances may boot at once). */
@@ -57,7 +64,14 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
     // naming the schema, another schema's kysely_migration_lock (public, a parallel test's)
     // passes for this one's and the migration fails. The schema was created just above.
     const migrationTableSchema = opts.url ? opts.schema : undefined;
-    const { error, results } = await new Migrator({ db: database.db, provider, ...(migrationTableSchema ? { migrationTableSchema } : {}) }).migrateToLatest();
+    // 004 (the balance cache) landed after 005 (flights), from branches built side by side: a
+    // database that already ran 005 runs 004 next. They touch different tables.
+    const { error, results } = await new Migrator({
+      db: database.db,
+      provider,
+      allowUnorderedMigrations: true,
+      ...(migrationTableSchema ? { migrationTableSchema } : {}),
+    }).migrateToLatest();
     if (error) {
       const failed = results?.find((r) => r.status === 'Error')?.migrationName;
       throw new Error(`database migration ${failed ?? ''} failed on ${database.where}: ${(error as Error).message ?? error}`);

@@ -18,6 +18,8 @@ export interface Tables {
   emailEvents: EmailEventsTable;
   suppressions: SuppressionsTable;
   batchRefusals: BatchRefusalsTable;
+  balanceCache: BalanceCacheTable;
+  usageCache: UsageCacheTable;
 }
 
 /** A send: one client request (one email or one batch) and its way through the state machine (sending/README.md). */
@@ -161,4 +163,30 @@ export interface BatchRefusalsTable {
   /** JSON array of item indexes. */
   refused: string;
   createdAt: number;
+}
+
+/** The newest balance MailKit knows per customer (src/db/balances.ts says which fact wins). */
+export interface BalanceCacheTable {
+  customerId: string;
+  /** A decimal string, as Dodo gives it. */
+  balance: string;
+  /** Dodo's time of the fact, microseconds since the epoch: what orders facts. */
+  asOfUs: number;
+  /** read | debit | credit | webhook:<event type> */
+  source: string;
+  /** MailKit's clock: when this value was written. */
+  recordedAt: number;
+  /** MailKit's clock: when Dodo last answered MailKit directly with the balance; null: never (webhooks only). */
+  confirmedAt: number | null;
+}
+
+/** The dashboard's usage chart, folded, per customer and window length. */
+export interface UsageCacheTable {
+  customerId: string;
+  days: number;
+  /** JSON, as the route computed it. */
+  body: string;
+  fetchedAt: number;
+  /** The balance's asOfUs when the ledger read began: a newer balance means newer entries. */
+  balanceAsOfUs: number;
 }

@@ -2,6 +2,7 @@ import { Router, type RequestHandler } from 'express';
 import type { CreditLedgerEntry } from 'dodopayments/resources/credit-entitlements/balances';
 import { z } from 'zod';
 import { customerOf } from '../auth/middleware';
+import { freshnessHeaders, type BalanceCache } from '../billing/balance-cache';
 import type { Billing } from '../billing/billing';
 import { CATALOG } from '../billing/catalog';
 import { parse } from './validate';
@@ -63,27 +64,30 @@ export function debitKind(type: CreditLedgerEntry['transaction_type']): 'emails'
  * GET /credits/usage?days=30: the key's customer's ledger folded into UTC days (emails,
  * adjustments, expiries, credits, end-of-day balance) for the dashboard's chart, with the live balance and the
  * plan's low-balance threshold. Register it before /credits/:customerId, which would
- * otherwise take "usage" for a customer id.
+ * otherwise take "usage" for a customer id. The folded chart is cached like the balance (same
+ * bound), and read again sooner when the balance moved or the UTC day turned.
  */
-export function usageRoutes(deps: { billing: Billing; auth: RequestHandler }): Router {
+export function usageRoutes(deps: { billing: Billing; balances: BalanceCache; auth: RequestHandler }): Router {
   const router = Router();
 
   router.get('/credits/usage', deps.auth, async (req, res) => {
     const days = parse(usageQuery, req.query, 'query').days ?? 30;
     const customerId = customerOf(req);
-    const since = new Date(utcMidnight(Date.now()) - (days - 1) * DAY_MS);
-    const [entries, balance] = await Promise.all([
-      deps.billing.ledger(customerId, MAX_LEDGER_ENTRIES, { since }),
-      deps.billing.balance(customerId),
-    ]);
-    const truncated = entries.length >= MAX_LEDGER_ENTRIES;
-    res.set('Cache-Control', 'no-store');
+    // The balance first: a read it makes moves the balance, which the usage cache checks.
+    const balance = await deps.balances.balance(customerId);
+    const usage = await deps.balances.usage(customerId, days, async () => {
+      const since = new Date(utcMidnight(Date.now()) - (days - 1) * DAY_MS);
+      const entries = await deps.billing.ledger(customerId, MAX_LEDGER_ENTRIES, { since });
+      const truncated = entries.length >= MAX_LEDGER_ENTRIES;
+      return { days: foldByDay(entries, { days, now: Date.now(), truncated, liveBalance: balance.value }), truncated };
+    });
+    res.set(freshnessHeaders([{ ...balance, key: 'balance' }, { ...usage, key: 'usage' }]));
     res.json({
-      days: foldByDay(entries, { days, now: Date.now(), truncated, liveBalance: balance }),
+      days: usage.value.days,
       // A string, as Dodo, the tutorial and GET /credits give it.
-      balance,
+      balance: balance.value,
       low_balance_threshold: LOW_BALANCE_THRESHOLD,
-      truncated,
+      truncated: usage.value.truncated,
     });
   });
 

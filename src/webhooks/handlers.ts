@@ -1,4 +1,5 @@
 import type { ApiKeys } from '../auth/api-keys';
+import type { BalanceCache } from '../billing/balance-cache';
 import type { Billing } from '../billing/billing';
 import { escapeHtml } from '../lib/html';
 import type { Mailer, OutgoingEmail } from '../mail/mailer';
@@ -19,8 +20,10 @@ type LedgerEventType =
  * Resend idempotency key derived from the webhook-id, so a redelivery, or a second server
  * instance handling the same delivery, cannot send them twice.
  */
-export function createWebhookHandlers(deps: { apiKeys: ApiKeys; billing: Billing; mailer: Mailer; baseUrl: string }): WebhookHandlers {
-  const { apiKeys, billing, mailer, baseUrl } = deps;
+export function createWebhookHandlers(deps: { apiKeys: ApiKeys; billing: Billing; balances: BalanceCache; mailer: Mailer; baseUrl: string }): WebhookHandlers {
+  const { apiKeys, billing, balances, mailer, baseUrl } = deps;
+  /** Only MailKit's own entitlement: Dodo sends every entitlement's events to the endpoint. */
+  const ours = (creditEntitlementId: string) => creditEntitlementId === billing.catalog.creditEntitlementId;
 
   /** Sends a system email; throws (so Dodo redelivers) unless Resend gave a definite answer. */
   async function notify(email: OutgoingEmail, ctx: WebhookContext, purpose: string) {
@@ -36,8 +39,11 @@ export function createWebhookHandlers(deps: { apiKeys: ApiKeys; billing: Billing
     throw new Error(`notification email (${purpose}) not confirmed: ${d.kind}`);
   }
 
-  const logLedger = async (event: DodoEvent<LedgerEventType>, ctx: WebhookContext) => {
+  const onLedgerEntry = async (event: DodoEvent<LedgerEventType>, ctx: WebhookContext) => {
     const d = event.data;
+    // The entry's balance_after, dated by the entry itself: a late or out-of-order delivery
+    // never overwrites a newer balance (src/db/balances.ts).
+    if (ours(d.credit_entitlement_id)) await balances.recordWebhook(d.customer_id, d.balance_after, d.created_at, event.type);
     ctx.log.info(
       {
         customerId: d.customer_id,
@@ -67,6 +73,9 @@ export function createWebhookHandlers(deps: { apiKeys: ApiKeys; billing: Billing
 
     'credit.balance_low': async (event, ctx) => {
       const d = event.data;
+      // No ledger entry to date it by (the event's timestamp may be later than debits made
+      // since): it never replaces the cached balance, only makes one that disagrees be read again.
+      if (ours(d.credit_entitlement_id)) await balances.recordUndated(d.customer_id, d.available_balance, event.type);
       ctx.log.info(
         { customerId: d.customer_id, available: d.available_balance, thresholdPercent: d.threshold_percent },
         `[low-balance] ${d.customer_id} has ${d.available_balance} ${d.credit_entitlement_name} left (under ${d.threshold_percent}%)`,
@@ -75,13 +84,13 @@ export function createWebhookHandlers(deps: { apiKeys: ApiKeys; billing: Billing
       await notify(lowBalanceEmail(customer.email, d.credit_entitlement_name, d.available_balance, d.threshold_percent, baseUrl), ctx, 'low-balance');
     },
 
-    'credit.added': logLedger,
-    'credit.deducted': logLedger,
-    'credit.expired': logLedger,
-    'credit.rolled_over': logLedger,
-    'credit.rollover_forfeited': logLedger,
-    'credit.overage_charged': logLedger,
-    'credit.manual_adjustment': logLedger,
+    'credit.added': onLedgerEntry,
+    'credit.deducted': onLedgerEntry,
+    'credit.expired': onLedgerEntry,
+    'credit.rolled_over': onLedgerEntry,
+    'credit.rollover_forfeited': onLedgerEntry,
+    'credit.overage_charged': onLedgerEntry,
+    'credit.manual_adjustment': onLedgerEntry,
     'credit.overage_reset': async (event, ctx) => {
       ctx.log.info({ data: event.data }, event.type);
     },

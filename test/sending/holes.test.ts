@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { findSend } from '../../src/db/sends';
 import { sendIdFor } from '../../src/sending/records';
 import { createSender } from '../../src/sending/sender';
-import { fleetKey, fleetStore, spawnInstance, startInstance, startUpstream, instanceEnv, type Upstream } from '../support/fleet';
+import { dodoBalance, fleetKey, fleetStore, spawnInstance, startInstance, startUpstream, instanceEnv, type Upstream } from '../support/fleet';
 import { forEachEngine } from '../support/database';
 import { balanceOf, bearer, customerWith, outboxTo, startTestStack } from '../support/stack';
 
@@ -118,7 +118,7 @@ forEachEngine('the send state machine', ({ engine }) => {
           headers: { ...bearer(key), 'Content-Type': 'application/json', 'Idempotency-Key': 'dies' },
           body: JSON.stringify(email),
         }).catch(() => null);
-        await waitFor(async () => (await balanceOf(upstream!, c.key)) === 9);
+        await waitFor(async () => (await dodoBalance(upstream!, c.customerId)) === 9);
         await doomed.kill();
         await inFlight;
         expect((await findSend(database, sendIdFor(c.customerId, 'dies')))?.state).toBe('reserving');
@@ -127,7 +127,7 @@ forEachEngine('the send state machine', ({ engine }) => {
         const survivor = await startInstance(upstream, database, { reconcile: { intervalMs: 0, graceMs: 0 } });
         try {
           await waitFor(async () => (await survivor.sender.reconcile()) === 1, 40_000);
-          expect(await balanceOf(upstream, c.key)).toBe(10);
+          expect(await dodoBalance(upstream, c.customerId)).toBe(10);
           expect(outboxTo(upstream, email.to)).toHaveLength(0);
         } finally {
           await survivor.close();

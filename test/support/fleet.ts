@@ -149,3 +149,14 @@ export async function spawnInstance(env: Record<string, string>): Promise<Child>
     },
   };
 }
+
+/**
+ * A customer's balance as Dodo holds it (the upstream's sandbox), read from the counterparty
+ * itself: the upstream's own MailKit serves balances from its cache, which hears of the fleet's
+ * debits only through webhooks still on their way.
+ */
+export async function dodoBalance(upstream: Upstream, customerId: string): Promise<number> {
+  const customer = upstream.sandbox.dodo.customers().find((c) => c.customer_id === customerId);
+  if (!customer) throw new Error(`no customer ${customerId} in the upstream's Dodo`);
+  return Number(customer.balance);
+}
