@@ -53,7 +53,7 @@ function engineUnderTest(engine: Engine): EngineUnderTest & { cleanUp(): Promise
   const schemas: string[] = [];
 
   const connect = async (location: Location): Promise<Database> => {
-    const database = 'file' in location ? await openDatabase({ file: location.file }) : await openDatabase({ url: postgresUrl, schema: location.schema, poolSize: 4 });
+    const database = 'file' in location ? await openDatabase({ file: location.file }) : await openTestDatabase({ url: postgresUrl, schema: location.schema, poolSize: 4 });
     opened.push(database);
     locations.set(database, location);
     return database;
@@ -95,5 +95,21 @@ export async function dropSchemas(schemas: string[]): Promise<void> {
     for (const schema of schemas) await client.query(`drop schema if exists ${schema} cascade`);
   } finally {
     await client.end();
+  }
+}
+
+/**
+ * openDatabase, tried again when Kysely's migrator trips over another test's schema being
+ * dropped at that moment (it lists tables across every schema it can see): a hazard of
+ * parallel test files sharing one server, never of a deployment.
+ */
+export async function openTestDatabase(opts: Parameters<typeof openDatabase>[0]): Promise<Database> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await openDatabase(opts);
+    } catch (err) {
+      if (attempt >= 4 || !/schema "[^"]+" does not exist|relation "[^"]+" does not exist/.test((err as Error).message)) throw err;
+      await new Promise((r) => setTimeout(r, 50 * (attempt + 1)));
+    }
   }
 }

@@ -4,7 +4,7 @@ import { loadConfig } from '../../src/config';
 import { createLogger } from '../../src/logger';
 import { openDatabase, type Database } from '../../src/db/index';
 import { startStack, type Stack, type StackOptions } from '../../src/stack';
-import { dropSchemas, postgresUrl } from './database';
+import { dropSchemas, openTestDatabase, postgresUrl } from './database';
 
 /**
  * A fresh, empty database on `engine`: in-memory SQLite, or a new schema of its own on
@@ -13,7 +13,7 @@ import { dropSchemas, postgresUrl } from './database';
 export async function freshDatabase(engine: 'sqlite' | 'postgres'): Promise<Database> {
   if (engine === 'sqlite') return openDatabase({ file: ':memory:' });
   const schema = `stack_${process.pid}_${Math.random().toString(36).slice(2, 10)}`;
-  const database = await openDatabase({ url: postgresUrl!, schema, poolSize: 4 });
+  const database = await openTestDatabase({ url: postgresUrl!, schema, poolSize: 4 });
   return { ...database, close: async () => {
     await database.close();
     await dropSchemas([schema]);
