@@ -91,7 +91,7 @@ describe('client errors', () => {
     it.each([
       ['a missing sandbox asset', '/sandbox/assets/nope.css', 404],
       ['a %2e%2e path under the sandbox assets', '/sandbox/assets/%2e%2e/index.ts', 403],
-      ['an encoded ../../ under the sandbox assets', '/sandbox/assets/%2e%2e%2f%2e%2e%2fpackage.json', 403],
+      ['an encoded dot-dot path under the sandbox assets', '/sandbox/assets/%2e%2e%2f%2e%2e%2fpackage.json', 403],
       ['a %2e%2e path at the root', '/%2e%2e/package.json', 404],
       ['a %2e%2e path under /vendor', '/vendor/uplot/%2e%2e/package.json', 404],
       ['a bad percent-encoding under the sandbox assets', '/sandbox/assets/%E0%A4%A', 400],
