@@ -1,5 +1,5 @@
 // Fails, naming each file and line, when a tracked file refers to a path outside the
-// repository: a fresh clone has no ../shared (or anything else) beside it. Every run of
+// repository: a fresh clone has no shared folder (or anything else) beside it. Every run of
 // '../' segments is resolved from the file's own folder; the clone's absolute location is
 // never assumed either.
 import { execFileSync } from 'node:child_process';

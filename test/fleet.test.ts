@@ -3,7 +3,7 @@ import type { Database } from '../src/db/index';
 import type { Stack } from '../src/stack';
 import { dodoBalance, fleetKey, fleetStore, instanceEnv, spawnInstance, startInstance, startUpstream, type FleetStore, type Upstream } from './support/fleet';
 import { forEachEngine } from './support/database';
-import { balanceOf, customerWith } from './support/stack';
+import { balanceOf, customerWith, earlyInClockMinute } from './support/stack';
 
 /**
  * Two MailKit instances on one database, in live mode against one upstream (the sandbox alone),
@@ -76,9 +76,7 @@ forEachEngine('two instances on one database', ({ engine }) => {
   }, 60_000);
 
   it('a per-customer limit of N a minute admits at most N across both', async () => {
-    // The windows are whole clock minutes: start early in one.
-    const second = new Date().getSeconds();
-    if (second > 45) await new Promise((r) => setTimeout(r, (61 - second) * 1000));
+    await earlyInClockMinute(45);
     const limited = { RATE_LIMIT_PER_KEY: '10' };
     const a2 = await startInstance(upstream, dbA, {}, limited);
     const b2 = await startInstance(upstream, dbB, {}, limited);

@@ -20,9 +20,9 @@ export class LostClaim extends Error {
 /**
  * The idempotency claim: one atomic insert. Returns the new row (owned by `row.owner`) when
  * this call created it, together with its payload in one transaction; otherwise the row
- * someone else created, untouched.
+ * someone else created, untouched (undefined when it was deleted between the two statements).
  */
-export async function insertOrGetSend(database: Database, row: SendRow, payload: string): Promise<{ created: boolean; row: SendRow }> {
+export async function insertOrGetSend(database: Database, row: SendRow, payload: string): Promise<{ created: boolean; row: SendRow | undefined }> {
   return database.db.transaction().execute(async (trx) => {
     const inserted = await trx
       .insertInto('sends')
@@ -36,7 +36,7 @@ export async function insertOrGetSend(database: Database, row: SendRow, payload:
     }
     const existing = await trx.selectFrom('sends').selectAll().where('id', '=', row.id).executeTakeFirst();
     // Deleted between the two statements (a refused first attempt): the caller tries again.
-    return existing ? { created: false, row: existing } : { created: false, row: undefined as never };
+    return { created: false, row: existing };
   });
 }
 

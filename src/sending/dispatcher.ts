@@ -18,7 +18,7 @@ import { QuotaExhausted } from '../quotas';
  */
 export interface Dispatcher {
   /** Delivers a send's emails in the next flight; resolves with this send's part of the answer. */
-  deliver(row: SendRow, owner: string, items: Array<{ email: OutgoingEmail; from: string }>): Promise<BatchDelivery>;
+  deliver(row: SendRow, items: Array<{ email: OutgoingEmail; from: string }>): Promise<BatchDelivery>;
   /** Re-sends the flight that carried `row` (same body, same key): this send's part, or null if the flight is gone. */
   redeliver(row: SendRow, count: number): Promise<BatchDelivery | null>;
 }
@@ -28,7 +28,6 @@ export const FLIGHT_MAX = 100;
 
 interface Waiting {
   row: SendRow;
-  owner: string;
   items: Array<{ email: OutgoingEmail; from: string }>;
   deadline: number;
   resolve(d: BatchDelivery): void;
@@ -38,6 +37,8 @@ interface Waiting {
 export function createDispatcher(opts: {
   database: Database;
   mailer: Mailer;
+  /** The instance whose sends it carries (the dispatcher is in-process): the owner of every send it tags. */
+  owner: string;
   log?: Logger;
   /** Longest a send waits for a flight before it is refused (429, nothing sent). Default 5 s. */
   maxWaitMs?: number;
@@ -142,8 +143,7 @@ export function createDispatcher(opts: {
     const bySend = new Map(flight.map((w) => [w.row.id, w]));
     let flying: Array<FlightMember & { offset: number }>;
     try {
-      // All members are this instance's (the dispatcher is in-process): one owner per member.
-      flying = await recordFlightFor(flightId, flight);
+      flying = await recordFlight(database, flightId, opts.owner, flight.map((w) => ({ sendId: w.row.id, count: w.items.length })), (sendId) => bySend.get(sendId)!.items, Date.now());
     } catch (err) {
       // Not recorded, so not flown: the sends stay delivering with no flight, never sent.
       for (const w of flight) w.reject(err);
@@ -158,24 +158,9 @@ export function createDispatcher(opts: {
     for (const m of flying) bySend.get(m.sendId)!.resolve(slice(answer, m.offset, m.count));
   }
 
-  async function recordFlightFor(flightId: string, flight: Waiting[]) {
-    // Members of one flight may in principle have different owners (never today): record per owner group.
-    const owner = flight[0]!.owner;
-    const sameOwner = flight.filter((w) => w.owner === owner);
-    for (const w of flight) if (w.owner !== owner) w.reject(new Error('mixed owners in one flight'));
-    return recordFlight(
-      database,
-      flightId,
-      owner,
-      sameOwner.map((w) => ({ sendId: w.row.id, count: w.items.length })),
-      (sendId) => sameOwner.find((w) => w.row.id === sendId)!.items,
-      Date.now(),
-    );
-  }
-
   return {
-    deliver(row, owner, items) {
-      return new Promise<BatchDelivery>((resolve, reject) => enqueue({ row, owner, items, deadline: Date.now() + maxWaitMs, resolve, reject }));
+    deliver(row, items) {
+      return new Promise<BatchDelivery>((resolve, reject) => enqueue({ row, items, deadline: Date.now() + maxWaitMs, resolve, reject }));
     },
 
     async redeliver(row, count) {

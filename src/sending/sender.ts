@@ -68,7 +68,7 @@ export function createSender(opts: {
   const claimMs = opts.claimMs ?? DEFAULT_CLAIM_MS;
   const owner = opts.instanceId ?? `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
   // First tries of every send share Resend batch calls (flights); see dispatcher.ts.
-  const dispatcher = opts.dispatch === false ? undefined : createDispatcher({ database, mailer, log });
+  const dispatcher = opts.dispatch === false ? undefined : createDispatcher({ database, mailer, log, owner });
   const ctx: StepContext = { database, billing: opts.billing, mailer, dispatcher, log, owner, now };
   /** Runs in this process by send id: a request for the same send joins it. `reconciler` marks the reconciler's own. */
   const running = new Map<string, { fingerprint: string; promise: Promise<StoredResponse>; reconciler: boolean }>();

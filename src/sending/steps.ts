@@ -105,7 +105,7 @@ export async function deliver(ctx: StepContext, row: SendRow, fresh: boolean): P
  */
 async function callResend(ctx: StepContext, row: SendRow, payload: SendPayload, fresh: boolean): Promise<BatchDelivery> {
   const items = payload.emails.map((email) => ({ email, from: payload.from }));
-  if (ctx.dispatcher && fresh) return ctx.dispatcher.deliver(row, ctx.owner, items);
+  if (ctx.dispatcher && fresh) return ctx.dispatcher.deliver(row, items);
   if (row.flightId) {
     const again = ctx.dispatcher ? await ctx.dispatcher.redeliver(row, items.length) : null;
     return again ?? { kind: 'unknown', message: 'the flight that carried this send can no longer be re-sent' };

@@ -1,6 +1,6 @@
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { balanceOf, bearer, startTestStack, subscribe } from '../support/stack';
+import { balanceOf, bearer, earlyInClockMinute, startTestStack, subscribe } from '../support/stack';
 
 type TestStack = Awaited<ReturnType<typeof startTestStack>>;
 
@@ -21,8 +21,7 @@ describe('rate limits', () => {
   beforeAll(async () => {
     // The windows are whole clock minutes (shared by every instance): start early in one, so
     // that the counts below are not reset by a new minute halfway through this file.
-    const second = new Date().getSeconds();
-    if (second > 35) await new Promise((r) => setTimeout(r, (61 - second) * 1000));
+    await earlyInClockMinute(35);
     stack = await startTestStack({ RATE_LIMIT_PER_KEY: '6', RATE_LIMIT_PUBLIC_PER_IP: '3', RATE_LIMIT_AUTH_FAILURES_PER_IP: '3' });
     // Two subscriptions use two of the three public calls this address has.
     alice = await subscribe(stack, 'alice@example.com', 'Alice');

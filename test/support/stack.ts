@@ -120,3 +120,12 @@ export async function storedSecrets(stack: Stack): Promise<{ keySecret?: string;
 
 /** The engines a suite runs on (see test/support/database.ts: forEachEngine also reports a skipped PostgreSQL half). */
 export { engines as ENGINES } from './database';
+
+/**
+ * Waits for the next clock minute when the current one is past `latestSecond`: the shared rate
+ * limits count in whole clock minutes, so a test counting against one must not straddle two.
+ */
+export async function earlyInClockMinute(latestSecond: number): Promise<void> {
+  const second = new Date().getSeconds();
+  if (second > latestSecond) await new Promise((r) => setTimeout(r, (61 - second) * 1000));
+}
