@@ -73,6 +73,10 @@ export interface Config {
   readonly trustProxy: TrustProxy;
   /** How long a balance (and usage chart) Dodo gave is served before Dodo is read again, seconds (0: every request reads). */
   readonly balanceMaxAgeSeconds: number;
+  /** Single sends packed into shared Resend batch calls (BATCH_DELIVERY, default on). */
+  readonly batchDelivery: boolean;
+  /** Credits debited from Dodo in leases, spent locally (CREDIT_LEASES, default on). */
+  readonly creditLeases: boolean;
   /** MailKit's own limits, requests per minute (see src/rate-limits.ts). */
   readonly rateLimits: {
     readonly perKey: number;
@@ -126,6 +130,10 @@ const schema = z.object({
   DODO_RATE_LIMIT: z.preprocess(blankIsUnset, z.coerce.number().int().min(0).max(1_000_000).optional()),
   // 30 s: a customer's open dashboards cost at most 2 of Dodo's 240 requests a minute (README: Balances).
   BALANCE_MAX_AGE_SECONDS: z.preprocess(blankIsUnset, z.coerce.number().int().min(0).max(3600).default(30)),
+  // Issue 13: single sends share Resend batch calls, and credits are debited in leases. `off`
+  // gives one Resend call and one Dodo debit per send (the benchmark's baseline).
+  BATCH_DELIVERY: z.preprocess(blankIsUnset, z.enum(['on', 'off']).default('on')),
+  CREDIT_LEASES: z.preprocess(blankIsUnset, z.enum(['on', 'off']).default('on')),
   RATE_LIMIT_PER_KEY: z.coerce.number().int().min(1).default(1200),
   RATE_LIMIT_PUBLIC_PER_IP: z.coerce.number().int().min(1).default(60),
   RATE_LIMIT_AUTH_FAILURES_PER_IP: z.coerce.number().int().min(1).default(60),
@@ -248,6 +256,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     }),
     trustProxy: Array.isArray(trustProxy) ? Object.freeze([...trustProxy]) : trustProxy,
     balanceMaxAgeSeconds: e.BALANCE_MAX_AGE_SECONDS,
+    batchDelivery: e.BATCH_DELIVERY === 'on',
+    creditLeases: e.CREDIT_LEASES === 'on',
     rateLimits: Object.freeze({
       perKey: e.RATE_LIMIT_PER_KEY,
       publicPerIp: e.RATE_LIMIT_PUBLIC_PER_IP,

@@ -60,6 +60,8 @@ export function createSender(opts: {
   claimMs?: number;
   /** false: one Resend call per send instead of shared flights (default true). */
   dispatch?: boolean;
+  /** false: one Dodo debit per send instead of credit leases (default true). */
+  leases?: boolean;
 }): Sender {
   const { database, mailer, log } = opts;
   const now = () => (opts.now ? opts.now().getTime() : Date.now());
