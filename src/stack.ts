@@ -19,6 +19,7 @@ import { createLogger, type Logger } from './logger';
 import { createMailer, type Mailer } from './mail/mailer';
 import { createSandbox, type Sandbox } from './sandbox';
 import { createSender, type ReconcileOptions, type Sender } from './sending/sender';
+import type { LeaseOptions } from './sending/leases';
 import { openDatabase, type Database } from './db/index';
 import { importJournal } from './db/import-journal';
 import { generatedSecret } from './db/secrets';
@@ -65,6 +66,8 @@ export interface StackOptions {
   readinessVendorTtlMs?: number;
   /** The sender's reconciler timing (tests call stack.sender.reconcile() themselves). */
   reconcile?: ReconcileOptions;
+  /** Credit lease sizing and idle time (tests shorten the idle time). */
+  leaseOptions?: LeaseOptions;
   /** The balance cache's clock (tests move it past the freshness bound). */
   balanceClock?: () => number;
 }
@@ -201,7 +204,7 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
     });
     const billing = createBilling({ dodo, catalog, baseUrl, writeRetries: opts.dodoMaxRetries, observer: balances.observer });
     billingRef = billing;
-    const sender = createSender({ billing, mailer, database, log: log.child({ component: 'sender' }), reconcile: opts.reconcile, dispatch: config.batchDelivery, leases: config.creditLeases });
+    const sender = createSender({ billing, mailer, database, log: log.child({ component: 'sender' }), reconcile: opts.reconcile, dispatch: config.batchDelivery, leases: config.creditLeases, leaseOptions: opts.leaseOptions });
     const env = sandboxMode || config.dodo.environment === 'test_mode' ? 'test' : 'live';
     const apiKeys = createApiKeys({ database, secret: keySecret, env });
     const readiness = createReadiness({ database, dodo, resend, creditEntitlementId: catalog.creditEntitlementId, vendorTtlMs: opts.readinessVendorTtlMs });

@@ -73,13 +73,21 @@ describe('the tutorial flow, on the sandbox, through the real SDKs', () => {
     expect(await balanceOf(stack, key)).toBe(5997);
 
     await request(stack.url).post('/send').set(bearer(key)).send({ to: 'delivered@resend.dev', subject: 's', html: '<p>x</p>' }).expect(200);
+    // Dodo's grants are read directly: first the unspent credits of MailKit's leases go back.
+    await stack.sender.returnLeases();
     const grants = [];
     for await (const g of stack.dodo.creditEntitlements.balances.listGrants(customerId, { credit_entitlement_id: stack.catalog.creditEntitlementId })) grants.push(g);
+    // The top-up is untouched. The plan's grant paid the emails: what a lease took ahead of them
+    // came back as a grant of its own ('api'), expiring when the plan's credits do.
     const bySource = Object.fromEntries(grants.map((g) => [g.source_type, Number(g.remaining_amount)]));
-    expect(bySource).toEqual({ subscription: 996, one_time: 5000 });
+    expect(bySource.one_time).toBe(5000);
+    expect(bySource.subscription! + (bySource.api ?? 0)).toBe(996);
+    const plan = grants.find((g) => g.source_type === 'subscription')!;
+    for (const g of grants.filter((x) => x.source_type === 'api')) expect(g.expires_at).toBe(plan.expires_at);
   });
 
   it('at zero, /send answers the tutorial 402 and nothing is sent', async () => {
+    await stack.sender.returnLeases(); // the whole balance back in Dodo, for the adjustment below
     await stack.sandbox.dodo.adjustBalance(customerId, stack.catalog.creditEntitlementId, -5996, 'drain');
     await settle(stack);
     expect(await balanceOf(stack, key)).toBe(0);

@@ -11,6 +11,7 @@ import {
   type BalanceFact,
 } from '../db/balances';
 import type { Database } from '../db/index';
+import { heldCredits } from '../db/leases';
 import { HttpError } from '../errors';
 import type { Logger } from '../logger';
 
@@ -41,7 +42,10 @@ export interface Served<T> {
 /** Balances and usage served from what MailKit knows, refreshed from Dodo past a bound. */
 export interface BalanceCache {
   readonly maxAgeMs: number;
-  /** The customer's balance, within the bound (one Dodo read per instance and customer when stale). */
+  /**
+   * What the customer can spend, within the bound: Dodo's balance (one Dodo read per instance
+   * and customer when stale) plus the credits it holds in leases, unspent (issue 13).
+   */
   balance(customerId: string): Promise<Served<string>>;
   /**
    * A usage chart computed by `compute` (which reads the ledger), cached per customer and
@@ -90,7 +94,13 @@ export function createBalanceCache(opts: {
     return { done, joined: false };
   };
 
+  /** Dodo's balance plus the customer's unspent lease credits (which Dodo's balance no longer counts). */
   async function balance(customerId: string): Promise<Served<string>> {
+    const [served, held] = await Promise.all([dodoBalance(customerId), heldCredits(database, customerId)]);
+    return held ? { ...served, value: addCredits(served.value, held) } : served;
+  }
+
+  async function dodoBalance(customerId: string): Promise<Served<string>> {
     const lookedAt = now();
     const cached = await cachedBalance(database, customerId);
     const age = cached?.confirmedAt != null ? now() - cached.confirmedAt : Infinity;
@@ -174,6 +184,18 @@ function unanswered(err: unknown): number | null {
 }
 
 const utcDay = (t: number) => Math.floor(t / 86_400_000);
+
+/** `balance` (a decimal string, as Dodo gives it) plus `n` whole credits, in the same notation. */
+export function addCredits(balance: string, n: number): string {
+  const m = /^(-?)(\d+)(?:\.(\d+))?$/.exec(balance.trim());
+  if (!m) return String(Number(balance) + n);
+  const decimals = m[3]?.length ?? 0;
+  const scaled = BigInt(`${m[1]}${m[2]}${m[3] ?? ''}`) + BigInt(n) * 10n ** BigInt(decimals);
+  const negative = scaled < 0n;
+  const digits = (negative ? -scaled : scaled).toString().padStart(decimals + 1, '0');
+  const whole = decimals ? `${digits.slice(0, -decimals)}.${digits.slice(-decimals)}` : digits;
+  return negative ? `-${whole}` : whole;
+}
 
 /**
  * The response headers that say how fresh a served value is: `Age` (seconds since Dodo gave

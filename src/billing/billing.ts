@@ -39,15 +39,34 @@ export interface Billing {
   /** The same read, with Dodo's time of its newest ledger entry (null: none). */
   balanceRead(customerId: string): Promise<{ balance: string; lastTransactionAt: string | null }>;
   /** Debits `amount` credits under `key`. 'already' when Dodo has an entry with that key (a retry). */
-  reserve(customerId: string, amount: number, key: string, reason: string): Promise<'reserved' | 'already'>;
+  reserve(customerId: string, amount: number, key: string, reason: string, extra?: LedgerExtra): Promise<'reserved' | 'already'>;
   /** Credits `amount` back under `key`; a repeat with the same key is a no-op. */
-  refund(customerId: string, amount: number, key: string, reason: string): Promise<void>;
+  refund(customerId: string, amount: number, key: string, reason: string, extra?: LedgerExtra): Promise<void>;
+  /** The customer's credit grants (what Dodo spends first to last, each with its expiry). */
+  grants(customerId: string): Promise<CreditGrant[]>;
   customer(customerId: string): Promise<{ email: string; name: string }>;
   /**
    * The customer's ledger entries, newest first as Dodo lists them, up to `limit`; with
    * `since`, only entries created at or after it (for the dashboard's usage chart).
    */
   ledger(customerId: string, limit: number, opts?: { since?: Date }): Promise<CreditLedgerEntry[]>;
+}
+
+/** What a ledger write may carry besides its amount and reason. */
+export interface LedgerExtra {
+  /** Echoed on the ledger entry (the usage chart finds leases by it). */
+  metadata?: Record<string, string>;
+  /** A credit only: when the credits it adds expire (ISO 8601). */
+  expiresAt?: string | null;
+}
+
+/** One of a customer's credit grants, as far as MailKit reads them. */
+export interface CreditGrant {
+  createdAt: string;
+  expiresAt: string | null;
+  isExpired: boolean;
+  initialAmount: number;
+  remainingAmount: number;
 }
 
 /**
@@ -94,14 +113,14 @@ export function createBilling(opts: {
    * timeout, a 429 or a 5xx proves nothing, and only a definite answer (201, 409 for the key,
    * 400) settles it. Such a write ends in DodoUnavailable (in doubt), never in a refusal.
    */
-  const ledgerEntry = async (customerId: string, entryType: 'debit' | 'credit', amount: number, key: string, reason: string) => {
+  const ledgerEntry = async (customerId: string, entryType: 'debit' | 'credit', amount: number, key: string, reason: string, extra: LedgerExtra = {}) => {
     let inDoubt = false;
     for (let attempt = 0; ; attempt++) {
       try {
         const issuedAt = observer?.now() ?? Date.now();
         const entry = await ledgerEntries.createLedgerEntry(
           customerId,
-          { credit_entitlement_id: catalog.creditEntitlementId, amount: String(amount), entry_type: entryType, reason, idempotency_key: key },
+          { credit_entitlement_id: catalog.creditEntitlementId, amount: String(amount), entry_type: entryType, reason, idempotency_key: key, ...(extra.metadata ? { metadata: extra.metadata } : {}), ...(extra.expiresAt ? { expires_at: extra.expiresAt } : {}) },
           { maxRetries: 0 },
         );
         // ---- balance cache: Dodo's answer carries the balance; recording it never fails the write.
@@ -155,9 +174,9 @@ export function createBilling(opts: {
     balance: async (customerId) => (await balanceRead(customerId)).balance,
     balanceRead,
 
-    async reserve(customerId, amount, key, reason) {
+    async reserve(customerId, amount, key, reason, extra) {
       try {
-        await ledgerEntry(customerId, 'debit', amount, key, reason);
+        await ledgerEntry(customerId, 'debit', amount, key, reason, extra);
         return 'reserved';
       } catch (err) {
         // 409 on our own key: this debit already exists, so the send it pays for may go on.
@@ -172,13 +191,24 @@ export function createBilling(opts: {
       }
     },
 
-    async refund(customerId, amount, key, reason) {
+    async refund(customerId, amount, key, reason, extra) {
       try {
-        await ledgerEntry(customerId, 'credit', amount, key, reason);
+        await ledgerEntry(customerId, 'credit', amount, key, reason, extra);
       } catch (err) {
         if (err instanceof DodoPayments.ConflictError) return; // already refunded under this key
         throw err;
       }
+    },
+
+    async grants(customerId) {
+      const out: CreditGrant[] = [];
+      await guard(async () => {
+        for await (const g of ledgerEntries.listGrants(customerId, { credit_entitlement_id: catalog.creditEntitlementId, page_size: 100 }, { maxRetries: 0 })) {
+          out.push({ createdAt: g.created_at, expiresAt: g.expires_at ?? null, isExpired: g.is_expired, initialAmount: Number(g.initial_amount), remainingAmount: Number(g.remaining_amount) });
+          if (out.length >= 1000) break;
+        }
+      });
+      return out;
     },
 
     async customer(customerId) {

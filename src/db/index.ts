@@ -8,6 +8,7 @@ import * as m002 from './migrations/002_rate_limits_and_imports';
 import * as m003 from './migrations/003_emails';
 import * as m004 from './migrations/004_balance_cache';
 import * as m005 from './migrations/005_flights';
+import * as m006 from './migrations/006_leases';
 import type { Tables } from './schema';
 
 export type { Tables } from './schema';
@@ -52,6 +53,7 @@ const migrations: Record<string, Migration> = {
   '003_emails': m003,
   '004_balance_cache': m004,
   '005_flights': m005,
+  '006_leases': m006,
 };
 const provider: MigrationProvider = { getMigrations: async () => migrations };
 

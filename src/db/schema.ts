@@ -1,5 +1,4 @@
-
-
+import type { Generated } from 'kysely';
 /**
  * MailKit's own tables, as Kysely sees them (camelCase here, snake_case in SQL through
  * CamelCasePlugin). Times are epoch milliseconds in BIGINT columns on both engines, so a
@@ -9,6 +8,7 @@ export interface Tables {
   sends: SendsTable;
   sendPayloads: SendPayloadsTable;
   flights: FlightsTable;
+  leases: LeasesTable;
   webhookEvents: WebhookEventsTable;
   apiKeyEpochs: ApiKeyEpochsTable;
   secrets: SecretsTable;
@@ -54,6 +54,43 @@ export interface SendsTable {
   /** The flight (Resend batch call) that carried this attempt's emails, and where they sit in it. */
   flightId: string | null;
   flightOffset: number | null;
+  /** How the current attempt is paid: 'lease' (credits allocated from `leaseId`) or 'debit' (one Dodo debit under the send's own key). */
+  funding: Generated<string>;
+  /** The lease that paid this attempt's credits (funding 'lease', once allocated). */
+  leaseId: Generated<string | null>;
+}
+
+/**
+ * A credit lease (sending/README.md, "Leases"): `credits` debited from Dodo under the lease's
+ * own key, `spent` of them allocated to sends; the rest goes back when it is returned.
+ */
+export interface LeasesTable {
+  /** `lse_…`; its Dodo keys derive from it and `nonce`. */
+  id: string;
+  customerId: string;
+  nonce: string;
+  /** reserving | active | returning | closed */
+  state: string;
+  credits: number;
+  spent: number;
+  /** Set when it starts returning: credits − spent at that moment, what the return credits back. */
+  returnCredits: number | null;
+  /**
+   * When the returned credits expire (ISO 8601; 'never'): the soonest expiry of the grants the
+   * lease drew from, fixed once before the return is first asked for. Null until then.
+   */
+  returnExpiresAt: string | null;
+  /** The credits asked beyond the emails waiting when it was taken (0: it covers exactly those emails). */
+  emailsAhead: number;
+  /** 1 once its debit (reserving) or its return (returning) went unanswered. */
+  inDoubt: number;
+  /** The instance making its Dodo call (reserving, returning), or that took it (active). */
+  owner: string | null;
+  claimedUntil: number | null;
+  createdAt: number;
+  updatedAt: number;
+  /** The last allocation (or the debit's answer): idle leases are returned. */
+  lastUsedAt: number;
 }
 
 /** One Resend batch call for the emails of several sends: its exact body, kept until its outcome is known. */

@@ -8,6 +8,8 @@ import { recipientCount, type Mailer, type OutgoingEmail } from '../mail/mailer'
 import type { Logger } from '../logger';
 import { fingerprintOf, KEY_RETENTION_MS, sendIdFor, type SendPayload, type StoredResponse } from './records';
 import { createDispatcher } from './dispatcher';
+import { createLeases, type LeaseOptions, type Leases } from './leases';
+import { pruneLeases } from '../db/leases';
 import { pruneFlights } from '../db/flights';
 import { finishRefund, redeliver, resultOf, runSend, voidReservation, type StepContext } from './steps';
 
@@ -30,6 +32,12 @@ export interface Sender {
    * sends it settled.
    */
   reconcile(): Promise<number>;
+  /**
+   * Returns every credit lease's unspent credits to Dodo now (any instance's), so Dodo's own
+   * balance and grants show exactly what was spent: before reading Dodo directly, or adjusting
+   * a balance by hand. Sending goes on; later sends take new leases.
+   */
+  returnLeases(): Promise<void>;
   /** Stops the reconciler; resolves once every send in flight in this process has finished (graceful shutdown). */
   drain(): Promise<void>;
 }
@@ -46,6 +54,8 @@ export interface ReconcileOptions {
 const DEFAULT_CLAIM_MS = 30_000;
 /** How long a request waits for the same key running on another instance before answering 409. */
 const WAIT_FOR_OTHER_MS = 10_000;
+/** Closed leases are kept this long: the usage chart (up to 90 days) reads what each one spent. */
+const LEASE_RETENTION_MS = 100 * 86_400_000;
 
 export function createSender(opts: {
   billing: Billing;
@@ -62,6 +72,8 @@ export function createSender(opts: {
   dispatch?: boolean;
   /** false: one Dodo debit per send instead of credit leases (default true). */
   leases?: boolean;
+  /** Lease sizing and idle time (tests shorten them). */
+  leaseOptions?: LeaseOptions;
 }): Sender {
   const { database, mailer, log } = opts;
   const now = () => (opts.now ? opts.now().getTime() : Date.now());
@@ -71,7 +83,10 @@ export function createSender(opts: {
   const owner = opts.instanceId ?? `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
   // First tries of every send share Resend batch calls (flights); see dispatcher.ts.
   const dispatcher = opts.dispatch === false ? undefined : createDispatcher({ database, mailer, log, owner });
-  const ctx: StepContext = { database, billing: opts.billing, mailer, dispatcher, log, owner, now };
+  // Sends are paid from credit leases (leases.ts): a Dodo debit per lease, not per send.
+  const leases: Leases | undefined =
+    opts.leases === false ? undefined : createLeases({ database, billing: opts.billing, owner, now, claimMs, log, options: opts.leaseOptions });
+  const ctx: StepContext = { database, billing: opts.billing, mailer, dispatcher, leases, log, owner, now };
   /** Runs in this process by send id: a request for the same send joins it. `reconciler` marks the reconciler's own. */
   const running = new Map<string, { fingerprint: string; promise: Promise<StoredResponse>; reconciler: boolean }>();
   let stopping = false;
@@ -108,7 +123,8 @@ export function createSender(opts: {
           continue;
         }
         const t = now();
-        const { created, row: existing } = await insertOrGetSend(database, newRow(customerId, key, sendId, fingerprint, payload.emails.reduce((n, e) => n + recipientCount(e), 0), t, owner, t + claimMs), payloadText);
+        const credits = payload.emails.reduce((n, e) => n + recipientCount(e), 0);
+        const { created, row: existing } = await insertOrGetSend(database, newRow(customerId, key, sendId, fingerprint, credits, t, owner, t + claimMs, leases ? 'lease' : 'debit'), payloadText);
         if (!existing) continue; // deleted between two statements: claim again
         if (created) return { ...(await track(sendId, fingerprint, existing, false)), headers };
         assertSameBody(existing.fingerprint, fingerprint);
@@ -169,6 +185,10 @@ export function createSender(opts: {
     await pruneSends(database, now() - KEY_RETENTION_MS);
     // A flight's body is kept while one of its sends is still delivering, a minute at least.
     await pruneFlights(database, now() - 60_000, now() - KEY_RETENTION_MS);
+    // Closed leases are kept as long as the usage chart looks back (it reads what each spent).
+    await pruneLeases(database, now() - LEASE_RETENTION_MS);
+    // Leases: idle ones returned, and calls a dead instance left unfinished settled.
+    await leases?.sweep().catch((err: unknown) => log?.warn({ err }, 'lease sweep failed'));
     let settled = 0;
     for (;;) {
       if (stopping) break;
@@ -215,11 +235,17 @@ export function createSender(opts: {
       });
       return reconciling;
     },
+    async returnLeases() {
+      await leases?.returnAll();
+    },
     async drain() {
       stopping = true;
       if (timer) clearInterval(timer);
       await reconciling?.catch(() => undefined);
       await Promise.allSettled([...running.values()].map((r) => r.promise));
+      // Then every lease this instance took goes back (what another instance still spends from
+      // is taken again there, as needed).
+      await leases?.drain().catch((err: unknown) => log?.warn({ err }, 'could not return every lease at shutdown'));
       clearInterval(renewer);
     },
   };
@@ -227,7 +253,7 @@ export function createSender(opts: {
 }
 
 /** A new send, claimed by `owner` from the start: the insert is the claim. */
-function newRow(customerId: string, clientKey: string, id: string, fingerprint: string, credits: number, at: number, owner: string, claimedUntil: number): SendRow {
+function newRow(customerId: string, clientKey: string, id: string, fingerprint: string, credits: number, at: number, owner: string, claimedUntil: number, funding: 'lease' | 'debit'): SendRow {
   return {
     id,
     customerId,
@@ -250,6 +276,8 @@ function newRow(customerId: string, clientKey: string, id: string, fingerprint: 
     deliveringSince: null,
     flightId: null,
     flightOffset: null,
+    funding,
+    leaseId: null,
   };
 }
 

@@ -1,11 +1,13 @@
 import { DodoUnavailable, InsufficientCredits, type Billing } from '../billing/billing';
 import type { Database } from '../db/index';
-import { deleteSend, payloadOf, transitionSend, type SendRow } from '../db/sends';
+import { deleteSend, LostClaim, payloadOf, transitionSend, type SendRow } from '../db/sends';
 import { HttpError } from '../errors';
 import { recipientCount, type BatchDelivery, type Delivery, type Mailer, type OutgoingEmail } from '../mail/mailer';
 import type { Logger } from '../logger';
 import { releaseFlightOf } from '../db/flights';
 import type { Dispatcher } from './dispatcher';
+import type { Leases } from './leases';
+import { refundToLease, transitionSendIn } from '../db/leases';
 import { recordAccepted } from './history';
 import { REDELIVER_WITHIN_MS, upstreamKeys, type SendPayload, type StoredResponse } from './records';
 
@@ -19,6 +21,8 @@ export interface StepContext {
   database: Database;
   /** Packs first tries into shared Resend batch calls; absent: one call per send. */
   dispatcher?: Dispatcher;
+  /** Pays sends from credit leases; absent: one Dodo debit per send. */
+  leases?: Leases;
   billing: Billing;
   mailer: Mailer;
   log?: Logger;
@@ -45,7 +49,13 @@ export async function runSend(ctx: StepContext, row: SendRow): Promise<StoredRes
  * during the call leaves a row the reconciler voids.
  */
 export async function reserve(ctx: StepContext, row: SendRow): Promise<SendRow> {
-  if (row.state === 'failed') row = await transitionSend(ctx.database, row.id, ctx.owner, ['failed'], { state: 'reserving', inDoubt: 0, updatedAt: ctx.now() });
+  // A new attempt is paid from a lease when leases are on. A reserving row paid by its own
+  // debit keeps that debit's key: it may have been asked for already.
+  if (ctx.leases && (row.state === 'failed' || row.funding === 'lease')) return reserveFromLease(ctx, ctx.leases, row);
+  if (row.state === 'failed' || row.funding === 'lease') {
+    // (A lease-funded row holds nothing until it is delivering: it may switch to a debit.)
+    row = await transitionSend(ctx.database, row.id, ctx.owner, [row.state], { state: 'reserving', funding: 'debit', leaseId: null, inDoubt: 0, updatedAt: ctx.now() });
+  }
   const keys = upstreamKeys(row.id, row.nonce, row.attempt);
   try {
     await ctx.billing.reserve(row.customerId, row.credits, keys.debit, reserveReason(row));
@@ -73,6 +83,29 @@ export async function reserve(ctx: StepContext, row: SendRow): Promise<SendRow> 
   }
   const at = ctx.now();
   return transitionSend(ctx.database, row.id, ctx.owner, ['reserving'], { state: 'delivering', inDoubt: 0, deliveringSince: at, flightId: null, flightOffset: null, updatedAt: at });
+}
+
+/**
+ * Step: reserve, from a lease. The send's credits are spent from a lease of its customer and
+ * the row moves to delivering in one transaction (leases.ts), so until then nothing is held
+ * for this send, whatever happened to the lease's own debit (its doubt is the lease's, settled
+ * by the lease's key). A send that could not be paid is as if it never was (attempt 0), or
+ * failed with the next attempt's keys.
+ */
+async function reserveFromLease(ctx: StepContext, leases: Leases, row: SendRow): Promise<SendRow> {
+  if (row.state === 'failed') row = await transitionSend(ctx.database, row.id, ctx.owner, ['failed'], { state: 'reserving', funding: 'lease', leaseId: null, inDoubt: 0, updatedAt: ctx.now() });
+  try {
+    return await leases.pay(row);
+  } catch (err) {
+    if (!(err instanceof LostClaim)) await dropUnpaid(ctx, row);
+    throw err;
+  }
+}
+
+/** A lease-funded send that was never paid: nothing is held for it, so nothing stays in flight. */
+async function dropUnpaid(ctx: StepContext, row: SendRow): Promise<void> {
+  if (row.attempt === 0 && !row.inDoubt) await deleteSend(ctx.database, row.id, ctx.owner);
+  else await transitionSend(ctx.database, row.id, ctx.owner, ['reserving'], { state: 'failed', attempt: row.attempt + 1, inDoubt: 0, updatedAt: ctx.now() }, { dropPayload: true });
 }
 
 /**
@@ -181,12 +214,23 @@ async function settle(ctx: StepContext, row: SendRow, s: Settlement, inDoubt: bo
 
 /** Gives back the credits the row records; then either a fresh attempt may start (failed) or the result stands (done). */
 export async function finishRefund(ctx: StepContext, row: SendRow): Promise<SendRow> {
+  const settled = (at: number): Parameters<typeof transitionSend>[4] => ({
+    refundCredits: null,
+    refundReason: null,
+    refundRetryable: null,
+    inDoubt: 0,
+    updatedAt: at,
+    ...(row.refundRetryable ? { state: 'failed', attempt: row.attempt + 1 } : { state: 'done' }),
+  });
+  if (row.funding === 'lease' && row.leaseId) {
+    // Paid from a lease still active: the credits go back into it, in the same transaction as
+    // the row's transition, with no Dodo call. A lease already returning or closed has fixed
+    // what it gives back, so the refund goes through Dodo as for a send paid alone.
+    const back = await refundToLease(ctx.database, row.leaseId, row.refundCredits!, (trx) => transitionSendIn(trx, row.id, ctx.owner, ['refunding'], settled(ctx.now()), true));
+    if (back) return back;
+  }
   await ctx.billing.refund(row.customerId, row.refundCredits!, upstreamKeys(row.id, row.nonce, row.attempt).refund, row.refundReason ?? 'refund');
-  const at = ctx.now();
-  const cleared = { refundCredits: null, refundReason: null, refundRetryable: null, inDoubt: 0, updatedAt: at };
-  return row.refundRetryable
-    ? transitionSend(ctx.database, row.id, ctx.owner, ['refunding'], { ...cleared, state: 'failed', attempt: row.attempt + 1 }, { dropPayload: true })
-    : transitionSend(ctx.database, row.id, ctx.owner, ['refunding'], { ...cleared, state: 'done' }, { dropPayload: true });
+  return transitionSend(ctx.database, row.id, ctx.owner, ['refunding'], settled(ctx.now()), { dropPayload: true });
 }
 
 /**
@@ -197,6 +241,8 @@ export async function finishRefund(ctx: StepContext, row: SendRow): Promise<Send
  * before the balance, as the sandbox does (the spec does not say).
  */
 export async function voidReservation(ctx: StepContext, row: SendRow): Promise<void> {
+  // Paid from a lease: a row still reserving was never paid (paying moves it on atomically).
+  if (row.funding === 'lease') return dropUnpaid(ctx, row);
   const keys = upstreamKeys(row.id, row.nonce, row.attempt);
   try {
     await ctx.billing.reserve(row.customerId, row.credits, keys.debit, reserveReason(row));

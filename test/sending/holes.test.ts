@@ -16,6 +16,12 @@ type TestStack = Awaited<ReturnType<typeof startTestStack>>;
 const email = { to: 'delivered@resend.dev', subject: 'Hole', html: '<p>x</p>' };
 const QUICK = { reconcile: { intervalMs: 0, graceMs: 0 }, mailer: { timeoutMs: 300, maxBackoffMs: 50 }, dodoMaxRetries: 0 };
 const mail = (subject: string) => ({ to: [email.to], subject, html: email.html });
+/**
+ * Holes 2, 3 and 5 are about a send's own Dodo debit and refund, which MailKit makes with
+ * CREDIT_LEASES=off; with leases, the same doubts fall on a lease's debit and return, and
+ * test/sending/leases.test.ts drives them there.
+ */
+const PER_SEND_DEBIT = { CREDIT_LEASES: 'off' };
 
 forEachEngine('the send state machine', ({ engine }) => {
   let stack: TestStack | undefined;
@@ -69,9 +75,9 @@ forEachEngine('the send state machine', ({ engine }) => {
     });
   });
 
-  describe('2. a debit whose answer was lost, then a refusal', () => {
+  describe('2. a debit whose answer was lost, then a refusal (a send paid by its own debit)', () => {
     it('stays in doubt: the refusal of a retry does not forget it, and the same key completes it once', async () => {
-      stack = await startTestStack({}, { ...QUICK, engine });
+      stack = await startTestStack(PER_SEND_DEBIT, { ...QUICK, engine });
       const c = await customerWith(stack, 10);
       stack.sandbox.dodo.faults.inject({ dropAfterProcessing: true, count: 1, match: /ledger-entries$/ });
       const lost = await request(stack.url).post('/send').set(bearer(c.key)).set('Idempotency-Key', 'k2').send(email);
@@ -89,7 +95,7 @@ forEachEngine('the send state machine', ({ engine }) => {
     });
 
     it('with no retry, the reconciler gives the credit back', async () => {
-      stack = await startTestStack({}, { ...QUICK, engine });
+      stack = await startTestStack(PER_SEND_DEBIT, { ...QUICK, engine });
       const c = await customerWith(stack, 10);
       stack.sandbox.dodo.faults.inject({ dropAfterProcessing: true, count: 1, match: /ledger-entries$/ });
       expect((await request(stack.url).post('/send').set(bearer(c.key)).set('Idempotency-Key', 'k2b').send(email)).status).toBe(503);
@@ -102,14 +108,14 @@ forEachEngine('the send state machine', ({ engine }) => {
     });
   });
 
-  describe('3. an instance that dies while its debit is being answered', () => {
+  describe('3. an instance that dies while its debit is being answered (a send paid by its own debit)', () => {
     it('leaves a row the reconciler of another instance settles: the debit is refunded, no email', async () => {
       upstream = await startUpstream();
       const store = await fleetStore(engine);
       const database = await store.open();
       try {
         const c = await customerWith(upstream, 10);
-        const doomed = await spawnInstance({ ...(await instanceEnv(upstream)), ...store.env });
+        const doomed = await spawnInstance({ ...(await instanceEnv(upstream, PER_SEND_DEBIT)), ...store.env });
         // Dodo applies the debit and holds its answer; the instance dies waiting for it.
         upstream.sandbox.dodo.faults.inject({ holdAnswerMs: 3_000, count: 1, match: /ledger-entries$/ });
         const key = await fleetKey(database, c.customerId);
@@ -124,7 +130,7 @@ forEachEngine('the send state machine', ({ engine }) => {
         expect((await findSend(database, sendIdFor(c.customerId, 'dies')))?.state).toBe('reserving');
 
         // Another instance, once the dead one's claim has expired.
-        const survivor = await startInstance(upstream, database, { reconcile: { intervalMs: 0, graceMs: 0 } });
+        const survivor = await startInstance(upstream, database, { reconcile: { intervalMs: 0, graceMs: 0 } }, PER_SEND_DEBIT);
         try {
           await waitFor(async () => (await survivor.sender.reconcile()) === 1, 40_000);
           expect(await dodoBalance(upstream, c.customerId)).toBe(10);
@@ -198,9 +204,9 @@ forEachEngine('the send state machine', ({ engine }) => {
     });
   });
 
-  describe('5. a partly sent batch whose refund fails', () => {
+  describe('5. a partly sent batch whose refund fails (a send paid by its own debit)', () => {
     it('answers what was sent (200), and the reconciler finishes the refund later', async () => {
-      stack = await startTestStack({}, { ...QUICK, engine });
+      stack = await startTestStack(PER_SEND_DEBIT, { ...QUICK, engine });
       const c = await customerWith(stack, 10);
       // The debit passes; every ledger write after it fails until cleared.
       stack.sandbox.dodo.faults.inject({ count: 1, match: /ledger-entries$/ });

@@ -124,8 +124,9 @@ describe('the send reconciler', () => {
   });
 
   describe('when Dodo never answered the debit and the client never retries', () => {
+    // A send's own debit (CREDIT_LEASES=off); a lease's debit in doubt: test/sending/leases.test.ts.
     it('a debit that did happen is refunded: the credit comes back, nothing was sent', async () => {
-      stack = await startTestStack({}, { ...NOW, dodoMaxRetries: 0 });
+      stack = await startTestStack({ CREDIT_LEASES: 'off' }, { ...NOW, dodoMaxRetries: 0 });
       const c = await customerWith(stack, 10);
       stack.sandbox.dodo.faults.inject({ dropAfterProcessing: true, count: 1, match: /ledger-entries$/ });
       const r = await send(stack, c.key, 'debit-lost');
@@ -143,7 +144,7 @@ describe('the send reconciler', () => {
     });
 
     it('a debit that did not happen leaves the balance as it was', async () => {
-      stack = await startTestStack({}, { ...NOW, dodoMaxRetries: 0 });
+      stack = await startTestStack({ CREDIT_LEASES: 'off' }, { ...NOW, dodoMaxRetries: 0 });
       const c = await customerWith(stack, 10);
       stack.sandbox.dodo.faults.inject({ status: 503, count: 1, match: /ledger-entries$/ });
       expect((await send(stack, c.key, 'debit-refused')).status).toBe(503);
@@ -156,7 +157,7 @@ describe('the send reconciler', () => {
     });
 
     it('with the balance now short: the key is refused, so there was no debit, and nothing changes', async () => {
-      stack = await startTestStack({}, { ...NOW, dodoMaxRetries: 0 });
+      stack = await startTestStack({ CREDIT_LEASES: 'off' }, { ...NOW, dodoMaxRetries: 0 });
       const c = await customerWith(stack, 1);
       stack.sandbox.dodo.faults.inject({ status: 503, count: 1, match: /ledger-entries$/ });
       expect((await send(stack, c.key, 'short-now')).status).toBe(503);
@@ -169,7 +170,7 @@ describe('the send reconciler', () => {
     });
 
     it('within the grace period the client\'s retry completes it: Dodo answers 409 on the key, one email, one credit', async () => {
-      stack = await startTestStack({}, { ...NOW, dodoMaxRetries: 0, reconcile: { intervalMs: 0 } });
+      stack = await startTestStack({ CREDIT_LEASES: 'off' }, { ...NOW, dodoMaxRetries: 0, reconcile: { intervalMs: 0 } });
       const c = await customerWith(stack, 10);
       stack.sandbox.dodo.faults.inject({ dropAfterProcessing: true, count: 1, match: /ledger-entries$/ });
       expect((await send(stack, c.key, 'retried')).status).toBe(503);

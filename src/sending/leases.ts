@@ -1,0 +1,369 @@
+import { randomBytes } from 'node:crypto';
+import DodoPayments from 'dodopayments';
+import { DodoUnavailable, InsufficientCredits, type Billing } from '../billing/billing';
+import { CATALOG } from '../billing/catalog';
+import { cachedBalance } from '../db/balances';
+import type { Database } from '../db/index';
+import {
+  acquireLease,
+  deleteLease,
+  insertLease,
+  leasesToReturn,
+  payFromLease,
+  startReturn,
+  transitionLease,
+  unsettledLeases,
+  type LeaseRow,
+} from '../db/leases';
+import type { SendRow } from '../db/sends';
+import { HttpError } from '../errors';
+import type { Logger } from '../logger';
+
+/**
+ * Credit leases (issue 13). Dodo takes about 4 ledger writes a second (240 a minute, every
+ * instance together), so a debit per email caps MailKit at 4 emails a second. Instead a send's
+ * credits come from a lease: a block of the customer's credits debited from Dodo in one ledger
+ * entry, spent by sends locally (one transaction in MailKit's database, no Dodo call), its
+ * unspent part credited back once the customer goes idle, at shutdown, or by any instance's
+ * sweep after a crash. sending/README.md ("Leases") has the states and what settles each.
+ *
+ * Sizing. A lease covers the credits of every send waiting for one (they share one debit: the
+ * "coalesced" debit), plus, when the customer sends fast, what it would spend in the next
+ * `horizonMs` at its recent rate, capped by `maxCredits` and by its balance above the
+ * low-balance threshold: credits taken ahead never take the Dodo balance under it, so
+ * `credit.balance_low` fires when the emails themselves cross it, not before.
+ */
+export interface Leases {
+  /** Pays a reserving send (funding 'lease') from a lease, getting one from Dodo if none has room. Throws what the debit answered (402, 429, 503); nothing is then held for the send. */
+  pay(send: SendRow): Promise<SendRow>;
+  /** Returns idle leases and finishes calls left unfinished by a dead instance (every `idleMs / 2` on its own, and from the reconciler). */
+  sweep(): Promise<void>;
+  /** Returns every active lease now, whoever took it, and settles unfinished calls: Dodo's balance is then the customer's whole. */
+  returnAll(): Promise<void>;
+  /** Returns every active lease this instance took (shutdown); resolves when done or left for another instance's sweep. */
+  drain(): Promise<void>;
+}
+
+export interface LeaseOptions {
+  /** A lease nothing was spent from for this long is returned (default 10 s). */
+  idleMs?: number;
+  /** Credits taken ahead cover this long at the customer's recent rate (default 20 s). */
+  horizonMs?: number;
+  /** The most credits one lease takes (default 20,000). */
+  maxCredits?: number;
+  /** The rate is measured over this window (default 10 s). */
+  rateWindowMs?: number;
+}
+
+/** The plan's low-balance threshold in credits (20 % of 5,000): leases never take the balance under it ahead of the emails. */
+export const LEASE_FLOOR = (CATALOG.plan.credits * CATALOG.plan.lowBalanceThresholdPercent) / 100;
+
+/** A debit some sends of one customer wait for: joined until it starts. */
+interface Pending {
+  demand: number;
+  joiners: number;
+  started: boolean;
+  done: Promise<void>;
+}
+
+/** A debit for several sends together was refused for want of credits (each may still fit alone). */
+class SharedRefusal extends Error {
+  override name = 'SharedRefusal';
+}
+
+export function createLeases(opts: {
+  database: Database;
+  billing: Billing;
+  owner: string;
+  now: () => number;
+  claimMs: number;
+  log?: Logger;
+  options?: LeaseOptions;
+}): Leases {
+  const { database, billing, owner, now, claimMs, log } = opts;
+  const idleMs = opts.options?.idleMs ?? 10_000;
+  const horizonMs = opts.options?.horizonMs ?? 20_000;
+  const maxCredits = opts.options?.maxCredits ?? 20_000;
+  const rateWindowMs = opts.options?.rateWindowMs ?? 10_000;
+  const pending = new Map<string, Pending>();
+  /** Credits spent per customer on this instance: [time, credits], the last `rateWindowMs`. */
+  const spending = new Map<string, Array<[number, number]>>();
+  let sweeping: Promise<void> | null = null;
+  let stopping = false;
+
+  const timer = setInterval(() => void leases.sweep().catch((err: unknown) => log?.warn({ err }, 'lease sweep failed')), Math.max(250, idleMs / 2));
+  timer.unref();
+
+  const keysOf = (l: Pick<LeaseRow, 'id' | 'nonce'>) => ({ debit: `${l.id}.${l.nonce}:debit`, back: `${l.id}.${l.nonce}:return` });
+
+  function noteSpent(customerId: string, credits: number) {
+    const t = now();
+    const list = spending.get(customerId) ?? [];
+    list.push([t, credits]);
+    while (list.length && list[0]![0] < t - rateWindowMs) list.shift();
+    spending.set(customerId, list);
+  }
+
+  /** Credits a second this customer spent here lately (over at least 1 s, so a first burst does not read as a flood). */
+  function rateOf(customerId: string): number {
+    const t = now();
+    const list = (spending.get(customerId) ?? []).filter(([at]) => at >= t - rateWindowMs);
+    if (!list.length) return 0;
+    const total = list.reduce((n, [, c]) => n + c, 0);
+    return total / Math.max(1, (t - list[0]![0]) / 1000);
+  }
+
+  /** How much ahead of `demand` a lease may take: the recent rate over the horizon, under the balance above the floor. */
+  async function aheadFor(customerId: string, demand: number): Promise<number> {
+    const wanted = Math.min(maxCredits, Math.ceil((rateOf(customerId) * horizonMs) / 1000)) - demand;
+    if (wanted <= 0) return 0;
+    // Only a balance Dodo gave MailKit recently (its answer to the last debit, a read): an old
+    // or unconfirmed one could hide a top-up or a charge, so without one nothing is taken ahead.
+    const known = await cachedBalance(database, customerId).catch(() => undefined);
+    if (!known || known.confirmedAt == null || now() - known.confirmedAt > 30_000) return 0;
+    const headroom = Math.floor(Number(known.balance)) - LEASE_FLOOR - demand;
+    return Math.max(0, Math.min(wanted, headroom));
+  }
+
+  function reasonOf(l: Pick<LeaseRow, 'id' | 'credits' | 'emailsAhead'>): string {
+    const now = l.credits - l.emailsAhead;
+    return l.emailsAhead === 0
+      ? `emails: ${l.credits} credit${l.credits === 1 ? '' : 's'} for the emails being sent (lease ${l.id})`
+      : `lease ${l.id}: ${l.credits} credits, ${now} for the emails being sent and ${l.emailsAhead} ahead; unspent credits are returned`;
+  }
+
+  /**
+   * Asks Dodo for a lease's debit (a new one, or one in doubt: same key, same amount, same
+   * reason) and moves the lease on by the answer. Resolves with the lease once active; throws
+   * what Dodo answered otherwise.
+   */
+  async function debit(lease: LeaseRow): Promise<LeaseRow> {
+    try {
+      await billing.reserve(lease.customerId, lease.credits, keysOf(lease).debit, reasonOf(lease), { metadata: { mailkit_lease: lease.id, mailkit_entry: 'lease' } });
+    } catch (err) {
+      const at = now();
+      if (err instanceof DodoUnavailable) {
+        // No answer: the debit may exist. The lease stays reserving, in doubt, until a definite
+        // answer for this same key (the next send's turn here, or any instance's sweep).
+        await transitionLease(database, lease.id, owner, ['reserving'], { inDoubt: 1, claimedUntil: 0, updatedAt: at });
+        throw err;
+      }
+      if (err instanceof InsufficientCredits || (err instanceof HttpError && err.status === 429 && !lease.inDoubt)) {
+        // Definite: no debit under this key. Nothing is held, so the lease is as if it never was.
+        await deleteLease(database, lease.id, owner);
+        throw err;
+      }
+      // A refusal after an unanswered try proves nothing; left for a later definite answer.
+      await transitionLease(database, lease.id, owner, ['reserving'], { claimedUntil: 0, updatedAt: at });
+      throw err;
+    }
+    const at = now();
+    const active = await transitionLease(database, lease.id, owner, ['reserving'], { state: 'active', inDoubt: 0, claimedUntil: null, lastUsedAt: at, updatedAt: at });
+    if (!active) throw new DodoUnavailable('A credit lease changed hands while it was being taken. Retry in a few seconds.', 2);
+    return active;
+  }
+
+  /** Takes a lease of `demand` credits (and some ahead when `ahead`) for this customer: recorded, then debited. */
+  async function take(customerId: string, demand: number, ahead: boolean): Promise<void> {
+    const extra = ahead ? await aheadFor(customerId, demand) : 0;
+    const t = now();
+    const lease: LeaseRow = {
+      id: `lse_${randomBytes(12).toString('base64url')}`,
+      customerId,
+      nonce: randomBytes(9).toString('base64url'),
+      state: 'reserving',
+      credits: demand + extra,
+      spent: 0,
+      returnCredits: null,
+      returnExpiresAt: null,
+      emailsAhead: extra,
+      inDoubt: 0,
+      owner,
+      claimedUntil: t + claimMs,
+      createdAt: t,
+      updatedAt: t,
+      lastUsedAt: t,
+    };
+    await insertLease(database, lease);
+    try {
+      await debit(lease);
+    } catch (err) {
+      // Taken ahead and refused for want of credits: the balance known was off. The emails
+      // waiting may still fit; ask for exactly them.
+      if (err instanceof InsufficientCredits && extra > 0) return take(customerId, demand, false);
+      throw err;
+    }
+  }
+
+  /** Settles this customer's leases left in doubt here before taking a new one: only their own key can say whether they exist. */
+  async function settleDoubts(customerId: string): Promise<void> {
+    const t = now();
+    for (const l of await unsettledLeases(database, t, 10, customerId)) {
+      const mine = await acquireLease(database, l.id, owner, t, t + claimMs);
+      if (mine) await settleLease(mine).catch(() => undefined);
+    }
+  }
+
+  /**
+   * Waits for a lease with room for `credits` of this customer: joins the debit about to be
+   * asked for (its demand grows by `credits`), or waits for the one in flight, or starts one.
+   * `alone`: a debit of exactly these credits, shared with nobody (after a shared one was
+   * refused for want of credits, each send finds out whether its own credits are there).
+   */
+  function obtain(customerId: string, credits: number, alone: boolean): Promise<void> {
+    if (alone) return take(customerId, credits, false);
+    const current = pending.get(customerId);
+    if (current && !current.started) {
+      current.demand += credits;
+      current.joiners++;
+      return current.done;
+    }
+    if (current) return current.done.catch(() => undefined); // in flight: look again once it lands
+    const p: Pending = { demand: credits, joiners: 1, started: false, done: Promise.resolve() };
+    p.done = (async () => {
+      // One turn of the event loop for the other sends of this customer arriving together.
+      await new Promise<void>((r) => setImmediate(r));
+      p.started = true;
+      try {
+        await settleDoubts(customerId);
+        await take(customerId, p.demand, true);
+      } catch (err) {
+        throw err instanceof InsufficientCredits && p.joiners > 1 ? new SharedRefusal() : err;
+      } finally {
+        pending.delete(customerId);
+      }
+    })();
+    pending.set(customerId, p);
+    return p.done;
+  }
+
+  /** Finishes a lease's unfinished call this instance now holds: a debit (asked again) or a return. */
+  async function settleLease(l: LeaseRow): Promise<void> {
+    if (l.state === 'reserving') {
+      // Asking the same debit again settles whether it exists: 201 or 409 leave one debit,
+      // which becomes an active lease (returned when idle); 400 means there was none.
+      await debit(l).catch((err: unknown) => {
+        if (!(err instanceof InsufficientCredits)) throw err;
+      });
+      return;
+    }
+    await finishReturn(l);
+  }
+
+  /**
+   * When returned credits expire: the soonest expiry among the grants Dodo drew from (those not
+   * expired with less left than they started with). Dodo makes a credit entry a grant of its
+   * own; without an expiry, credits taken from a plan's 30-day grant would come back as credits
+   * that never expire. 'never' when no grant drawn from expires.
+   */
+  async function returnExpiry(l: LeaseRow): Promise<string> {
+    const drawn = (await billing.grants(l.customerId)).filter((g) => !g.isExpired && g.remainingAmount < g.initialAmount && g.expiresAt);
+    const soonest = drawn.map((g) => g.expiresAt!).sort((a, b) => Date.parse(a) - Date.parse(b))[0];
+    return soonest ?? 'never';
+  }
+
+  /** Credits a returning lease's unspent part back under the lease's return key; closes it on a definite answer. */
+  async function finishReturn(l: LeaseRow): Promise<void> {
+    const back = l.returnCredits ?? 0;
+    let expired = false;
+    let expiry = l.returnExpiresAt;
+    if (back > 0) {
+      try {
+        // Fixed before the first ask: a retry under the same key carries the same body.
+        if (!expiry) {
+          expiry = await returnExpiry(l);
+          await transitionLease(database, l.id, owner, ['returning'], { returnExpiresAt: expiry });
+        }
+        expired = expiry !== 'never' && Date.parse(expiry) <= now();
+        if (!expired) {
+          await billing.refund(l.customerId, back, keysOf(l).back, `lease ${l.id} returned: ${back} of ${l.credits} credits unspent`, {
+            metadata: { mailkit_lease: l.id, mailkit_entry: 'lease_return' },
+            expiresAt: expiry === 'never' ? null : expiry,
+          });
+        }
+      } catch (err) {
+        // Dodo refuses a credit whose expiry has passed (its clock may run ahead of ours): the
+        // credits lapsed while leased, as they would have in Dodo.
+        if (err instanceof DodoPayments.BadRequestError && expiry && expiry !== 'never') expired = true;
+        else {
+          const at = now();
+          // Unanswered or refused: the same return, same key, is asked again by a later sweep.
+          await transitionLease(database, l.id, owner, ['returning'], { inDoubt: err instanceof DodoUnavailable || l.inDoubt ? 1 : 0, claimedUntil: 0, updatedAt: at });
+          throw err;
+        }
+      }
+    }
+    const at = now();
+    await transitionLease(database, l.id, owner, ['returning'], { state: 'closed', inDoubt: 0, owner: null, claimedUntil: null, updatedAt: at });
+    if (expired) log?.warn({ leaseId: l.id, customerId: l.customerId, credits: back }, 'lease credits expired while leased: not returned');
+    else log?.info({ leaseId: l.id, customerId: l.customerId, credits: l.credits, returned: back }, 'credit lease returned');
+  }
+
+  async function giveBack(l: LeaseRow, idleBefore?: number): Promise<void> {
+    const t = now();
+    const returning = await startReturn(database, l.id, owner, t, t + claimMs, idleBefore);
+    if (returning) await finishReturn(returning);
+  }
+
+  async function sweepOnce(): Promise<void> {
+    const t = now();
+    for (const l of await leasesToReturn(database, { idleBefore: t - idleMs }, 100)) {
+      await giveBack(l, t - idleMs).catch((err: unknown) => log?.warn({ leaseId: l.id, err }, 'could not return an idle lease yet'));
+    }
+    for (const l of await unsettledLeases(database, now(), 100)) {
+      const mine = await acquireLease(database, l.id, owner, now(), now() + claimMs);
+      if (mine) await settleLease(mine).catch((err: unknown) => log?.warn({ leaseId: l.id, err }, 'could not settle a lease yet'));
+    }
+    for (const [customerId, list] of spending) if (!list.length || list.at(-1)![0] < t - rateWindowMs) spending.delete(customerId);
+  }
+
+  const leases: Leases = {
+    async pay(send) {
+      let alone = false;
+      for (let round = 0; round < 5; round++) {
+        // Twice: the lease another spender just emptied was the one this send picked.
+        const paid = (await payFromLease(database, send, owner, now())) ?? (await payFromLease(database, send, owner, now()));
+        if (paid) {
+          noteSpent(send.customerId, send.credits);
+          return paid;
+        }
+        if (stopping) throw new DodoUnavailable('MailKit is shutting down. Retry in a few seconds.', 2);
+        try {
+          await obtain(send.customerId, send.credits, alone);
+        } catch (err) {
+          // A debit shared with other sends was refused for want of credits: this send's own
+          // credits may still be there, and only a debit of exactly them can say.
+          if (err instanceof SharedRefusal) {
+            alone = true;
+            continue;
+          }
+          throw err;
+        }
+      }
+      // Others kept taking the room of the leases this send waited for.
+      throw new HttpError(429, 'billing_busy', 'Too many sends are waiting for credits right now. Retry after the Retry-After delay.', { 'Retry-After': '1' });
+    },
+    sweep() {
+      sweeping ??= sweepOnce().finally(() => {
+        sweeping = null;
+      });
+      return sweeping;
+    },
+    async returnAll() {
+      await sweeping?.catch(() => undefined);
+      for (const l of await leasesToReturn(database, {}, 10_000)) await giveBack(l);
+      await leases.sweep();
+    },
+    async drain() {
+      stopping = true;
+      clearInterval(timer);
+      await sweeping?.catch(() => undefined);
+      await Promise.allSettled([...pending.values()].map((p) => p.done));
+      for (const l of await leasesToReturn(database, { owner }, 1000)) {
+        await giveBack(l).catch((err: unknown) => log?.warn({ leaseId: l.id, err }, 'lease left for another instance to return'));
+      }
+    },
+  };
+  return leases;
+}
+
