@@ -177,7 +177,7 @@ export function createApp(deps: AppDeps): Express {
     res.json({ mode: deps.mode, outbox_url: deps.sandbox ? '/sandbox/outbox' : null, sandbox_url: deps.sandbox ? '/sandbox' : null });
   });
   app.use(checkoutRoutes({ billing: deps.billing, auth, publicLimit }));
-  app.use(usageRoutes({ billing: deps.billing, balances: deps.balances, auth })); // before /credits/:customerId
+  app.use(usageRoutes({ billing: deps.billing, balances: deps.balances, database: deps.database, auth })); // before /credits/:customerId
   app.use(creditRoutes({ balances: deps.balances, auth }));
   app.use(sendRoutes({ sender: deps.sender, auth, database: deps.database }));
   app.use(accountRoutes({ billing: deps.billing, apiKeys: deps.apiKeys, auth }));

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { Database } from '../src/db/index';
 import type { Stack } from '../src/stack';
-import { dodoBalance, fleetKey, fleetStore, instanceEnv, spawnInstance, startInstance, startUpstream, type FleetStore, type Upstream } from './support/fleet';
+import { dodoBalance, fleetKey, fleetStore, instanceEnv, settleFleet, spawnInstance, startInstance, startUpstream, type FleetStore, type Upstream } from './support/fleet';
 import { forEachEngine } from './support/database';
 import { balanceOf, customerWith, earlyInClockMinute } from './support/stack';
 
@@ -127,15 +127,10 @@ forEachEngine('two instances on one database', ({ engine }) => {
     expect(survivorStatuses.length).toBeGreaterThan(0);
     expect(survivorStatuses.every((s) => s === 200)).toBe(true);
 
-    // The dead instance's claims expire (30 s); then the survivor's reconciler settles what it left.
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      await a.sender.reconcile();
-      const open = await dbA.db.selectFrom('sends').select('id').where('state', 'in', ['reserving', 'delivering', 'refunding']).execute();
-      if (open.length === 0) break;
-      if (Date.now() > deadline) throw new Error(`${open.length} sends still unsettled`);
-      await new Promise((r) => setTimeout(r, 500));
-    }
+    // The dead instance's claims expire (30 s); then the survivor's reconciler settles what it
+    // left (sends, and the credit leases the dead one was taking or held), and the leases' unspent
+    // credits go back.
+    await settleFleet(a, dbA);
     await upstream.sandbox.dodo.webhooks.idle();
     const emails = outboxFor(to);
     const debited = 1000 - (await dodoBalance(upstream, c.customerId));

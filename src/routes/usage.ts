@@ -2,7 +2,9 @@ import { Router, type RequestHandler } from 'express';
 import type { CreditLedgerEntry } from 'dodopayments/resources/credit-entitlements/balances';
 import { z } from 'zod';
 import { customerOf } from '../auth/middleware';
-import { freshnessHeaders, type BalanceCache } from '../billing/balance-cache';
+import { addCredits, freshnessHeaders, type BalanceCache } from '../billing/balance-cache';
+import type { Database } from '../db/index';
+import { leaseUnspent } from '../db/leases';
 import type { Billing } from '../billing/billing';
 import { CATALOG } from '../billing/catalog';
 import { parse } from './validate';
@@ -67,7 +69,7 @@ export function debitKind(type: CreditLedgerEntry['transaction_type']): 'emails'
  * otherwise take "usage" for a customer id. The folded chart is cached like the balance (same
  * bound), and read again sooner when the balance moved or the UTC day turned.
  */
-export function usageRoutes(deps: { billing: Billing; balances: BalanceCache; auth: RequestHandler }): Router {
+export function usageRoutes(deps: { billing: Billing; balances: BalanceCache; database: Database; auth: RequestHandler }): Router {
   const router = Router();
 
   router.get('/credits/usage', deps.auth, async (req, res) => {
@@ -79,7 +81,8 @@ export function usageRoutes(deps: { billing: Billing; balances: BalanceCache; au
       const since = new Date(utcMidnight(Date.now()) - (days - 1) * DAY_MS);
       const entries = await deps.billing.ledger(customerId, MAX_LEDGER_ENTRIES, { since });
       const truncated = entries.length >= MAX_LEDGER_ENTRIES;
-      return { days: foldByDay(entries, { days, now: Date.now(), truncated, liveBalance: balance.value }), truncated };
+      const leases = await leaseUnspent(deps.database, customerId, [...new Set(entries.flatMap((e) => (leaseOf(e) ? [leaseOf(e)!.id] : [])))]);
+      return { days: foldByDay(entries, { days, now: Date.now(), truncated, liveBalance: balance.value, leases }), truncated };
     });
     res.set(freshnessHeaders([{ ...balance, key: 'balance' }, { ...usage, key: 'usage' }]));
     res.json({
@@ -101,8 +104,24 @@ export function usageRoutes(deps: { billing: Billing; balances: BalanceCache; au
  * balance before the oldest one seen is unknown (null). With no entry at all, nothing changed
  * in the window and every day ends on `liveBalance`.
  */
-export function foldByDay(entries: CreditLedgerEntry[], opts: { days: number; now: number; truncated: boolean; liveBalance: string }): UsageDay[] {
+export function foldByDay(
+  entries: CreditLedgerEntry[],
+  opts: { days: number; now: number; truncated: boolean; liveBalance: string; leases?: Map<string, number> },
+): UsageDay[] {
   const { days, now, truncated, liveBalance } = opts;
+  // Credit leases (issue 13): a lease's debit is a block of credits taken ahead, and its return
+  // gives back what was not spent. The chart counts what was spent on emails: a lease's debit
+  // counts less its unspent credits (still held, or returned), its return not at all; and
+  // balances count the unspent credits of a lease as the customer's, as GET /credits does.
+  const returned = new Map<string, number>();
+  for (const e of entries) {
+    const lease = leaseOf(e);
+    if (lease?.kind === 'lease_return') returned.set(lease.id, Number(e.amount));
+  }
+  const unspentOf = (id: string) => opts.leases?.get(id) ?? returned.get(id) ?? 0;
+  /** Credits held in leases at this point of the ledger: added to Dodo's balance. */
+  let held = 0;
+  const shown = (e: CreditLedgerEntry) => (held ? addCredits(e.balance_after, held) : e.balance_after);
   // Oldest first; entries with the same timestamp keep Dodo's order, reversed.
   const chronological = entries
     .map((e, i) => ({ e, t: Date.parse(e.created_at), i }))
@@ -122,20 +141,38 @@ export function foldByDay(entries: CreditLedgerEntry[], opts: { days: number; no
   let next = 0; // the first day whose end-of-day balance is not written yet
   for (const { e, t } of chronological) {
     const index = Math.floor((utcMidnight(t) - start) / DAY_MS);
+    const lease = leaseOf(e);
+    let amount = Number(e.amount);
+    if (lease?.kind === 'lease' && !e.is_credit) {
+      held += unspentOf(lease.id);
+      amount -= unspentOf(lease.id);
+    } else if (lease?.kind === 'lease_return' && e.is_credit) {
+      held -= amount;
+      amount = 0;
+    }
     if (index < 0) {
-      balance = e.balance_after;
+      balance = shown(e);
       continue;
     }
     for (; next < index; next++) out[next]!.balance = balance;
     const day = out[index]!;
-    if (e.is_credit) day.credits += Number(e.amount);
-    else day[debitKind(e.transaction_type)] += Number(e.amount);
-    balance = e.balance_after;
+    if (lease) {
+      if (!e.is_credit) day.emails += amount;
+    } else if (e.is_credit) day.credits += amount;
+    else day[debitKind(e.transaction_type)] += amount;
+    balance = shown(e);
     day.balance = balance;
     next = index + 1;
   }
   for (; next < days; next++) out[next]!.balance = balance;
   return out;
+}
+
+/** The MailKit lease a ledger entry belongs to (its metadata), if any. */
+function leaseOf(e: CreditLedgerEntry): { id: string; kind: 'lease' | 'lease_return' } | null {
+  const id = e.metadata?.mailkit_lease;
+  const kind = e.metadata?.mailkit_entry;
+  return typeof id === 'string' && (kind === 'lease' || kind === 'lease_return') ? { id, kind } : null;
 }
 
 const utcMidnight = (t: number) => Math.floor(t / DAY_MS) * DAY_MS;

@@ -195,13 +195,22 @@ export function createLeases(opts: {
     }
   }
 
-  /** Settles this customer's leases left in doubt here before taking a new one: only their own key can say whether they exist. */
-  async function settleDoubts(customerId: string): Promise<void> {
+  /**
+   * Settles this customer's leases left in doubt before taking a new one: only their own key can
+   * say whether they exist, and one that does is spent first. True when one became active.
+   */
+  async function settleDoubts(customerId: string): Promise<boolean> {
     const t = now();
+    let activated = false;
     for (const l of await unsettledLeases(database, t, 10, customerId)) {
       const mine = await acquireLease(database, l.id, owner, t, t + claimMs);
-      if (mine) await settleLease(mine).catch(() => undefined);
+      if (mine?.state !== 'reserving') {
+        if (mine) await settleLease(mine).catch(() => undefined);
+        continue;
+      }
+      activated = (await debit(mine).then(() => true, () => false)) || activated;
     }
+    return activated;
   }
 
   /**
@@ -225,8 +234,8 @@ export function createLeases(opts: {
       await new Promise<void>((r) => setImmediate(r));
       p.started = true;
       try {
-        await settleDoubts(customerId);
-        await take(customerId, p.demand, true);
+        // A lease in doubt that turns out to exist is spent before another is taken.
+        if (!(await settleDoubts(customerId))) await take(customerId, p.demand, true);
       } catch (err) {
         throw err instanceof InsufficientCredits && p.joiners > 1 ? new SharedRefusal() : err;
       } finally {
