@@ -20,25 +20,31 @@ export async function findLease(database: Database, id: string): Promise<LeaseRo
  * lease with room are spent, and the send moves from reserving to delivering, paid by that
  * lease. Both or neither: a send is never delivering without its credits spent, and credits are
  * never spent for a send that did not move on. Any instance may spend any active lease (the
- * update is conditional on the room left, so two spenders never overdraw one). Undefined when
- * no lease has room.
+ * update is conditional on the room left, so two spenders never overdraw one). `leaseId`: that
+ * lease only (the one taken for this send); `exclude`: leases whose room is kept for others.
+ * Undefined when no lease has room.
  */
-export async function payFromLease(database: Database, send: SendRow, owner: string, at: number): Promise<SendRow | undefined> {
+export async function payFromLease(database: Database, send: SendRow, owner: string, at: number, pick: { leaseId?: string; exclude?: string[] } = {}): Promise<SendRow | undefined> {
+  const { leaseId, exclude = [] } = pick;
   return database.db.transaction().execute(async (trx) => {
     const n = send.credits;
     const lease = await trx
       .updateTable('leases')
       .set((eb) => ({ spent: eb('spent', '+', n), lastUsedAt: at }))
       .where('id', '=', (eb) =>
-        eb
-          .selectFrom('leases')
-          .select('id')
-          .where('customerId', '=', send.customerId)
-          .where('state', '=', 'active')
-          .where((e) => e(e('credits', '-', e.ref('spent')), '>=', n))
-          .orderBy('createdAt')
-          .limit(1),
+        leaseId
+          ? eb.val(leaseId)
+          : eb
+              .selectFrom('leases')
+              .select('id')
+              .where('customerId', '=', send.customerId)
+              .where('state', '=', 'active')
+              .where((e) => e(e('credits', '-', e.ref('spent')), '>=', n))
+              .$if(exclude.length > 0, (q) => q.where('id', 'not in', exclude))
+              .orderBy('createdAt')
+              .limit(1),
       )
+      .where('customerId', '=', send.customerId)
       // Checked again on the row itself: another spender may have taken the room meanwhile.
       .where('state', '=', 'active')
       .where((e) => e(e('credits', '-', e.ref('spent')), '>=', n))
@@ -56,6 +62,18 @@ export async function payFromLease(database: Database, send: SendRow, owner: str
     if (!paid) throw new LostClaim(send.id); // rolls the spending back
     return paid;
   });
+}
+
+/** The room left in a customer's active leases, but for those named in `exclude`. */
+export async function roomFor(database: Database, customerId: string, exclude: string[]): Promise<number> {
+  const row = await database.db
+    .selectFrom('leases')
+    .select((eb) => eb.fn.sum<number | string | null>(eb('credits', '-', eb.ref('spent'))).as('room'))
+    .where('customerId', '=', customerId)
+    .where('state', '=', 'active')
+    .$if(exclude.length > 0, (q) => q.where('id', 'not in', exclude))
+    .executeTakeFirst();
+  return Number(row?.room ?? 0);
 }
 
 /**

@@ -143,10 +143,10 @@ export function foldByDay(
     const index = Math.floor((utcMidnight(t) - start) / DAY_MS);
     const lease = leaseOf(e);
     let amount = Number(e.amount);
-    if (lease?.kind === 'lease' && !e.is_credit) {
+    if (lease?.kind === 'lease') {
       held += unspentOf(lease.id);
       amount -= unspentOf(lease.id);
-    } else if (lease?.kind === 'lease_return' && e.is_credit) {
+    } else if (lease?.kind === 'lease_return') {
       held -= amount;
       amount = 0;
     }
@@ -156,10 +156,10 @@ export function foldByDay(
     }
     for (; next < index; next++) out[next]!.balance = balance;
     const day = out[index]!;
-    if (lease) {
-      if (!e.is_credit) day.emails += amount;
-    } else if (e.is_credit) day.credits += amount;
-    else day[debitKind(e.transaction_type)] += amount;
+    if (lease?.kind === 'lease') day.emails += amount;
+    else if (!lease && e.is_credit) day.credits += amount;
+    else if (!lease) day[debitKind(e.transaction_type)] += amount;
+    // (a lease's return: neither usage nor credits added)
     balance = shown(e);
     day.balance = balance;
     next = index + 1;
@@ -168,11 +168,18 @@ export function foldByDay(
   return out;
 }
 
-/** The MailKit lease a ledger entry belongs to (its metadata), if any. */
+/**
+ * The MailKit lease a ledger entry is (its metadata): the lease's debit, or its return. Only
+ * those two: Dodo copies a grant's metadata onto entries about that grant (its expiry, say),
+ * which are what they say they are.
+ */
 function leaseOf(e: CreditLedgerEntry): { id: string; kind: 'lease' | 'lease_return' } | null {
   const id = e.metadata?.mailkit_lease;
   const kind = e.metadata?.mailkit_entry;
-  return typeof id === 'string' && (kind === 'lease' || kind === 'lease_return') ? { id, kind } : null;
+  if (typeof id !== 'string') return null;
+  if (kind === 'lease' && !e.is_credit && e.transaction_type === 'credit_deducted') return { id, kind };
+  if (kind === 'lease_return' && e.is_credit && e.transaction_type !== 'credit_expired') return { id, kind };
+  return null;
 }
 
 const utcMidnight = (t: number) => Math.floor(t / DAY_MS) * DAY_MS;

@@ -10,6 +10,7 @@ import {
   insertLease,
   leasesToReturn,
   payFromLease,
+  roomFor,
   startReturn,
   transitionLease,
   unsettledLeases,
@@ -62,8 +63,10 @@ export const LEASE_FLOOR = (CATALOG.plan.credits * CATALOG.plan.lowBalanceThresh
 interface Pending {
   demand: number;
   joiners: number;
+  /** No more joiners: its demand is counted. */
   started: boolean;
-  done: Promise<void>;
+  /** The lease taken (or found in doubt and existing), for its joiners to spend first. */
+  done: Promise<string | undefined>;
 }
 
 /** A debit for several sends together was refused for want of credits (each may still fit alone). */
@@ -85,11 +88,14 @@ export function createLeases(opts: {
   const horizonMs = opts.options?.horizonMs ?? 20_000;
   const maxCredits = opts.options?.maxCredits ?? 20_000;
   const rateWindowMs = opts.options?.rateWindowMs ?? 10_000;
-  const pending = new Map<string, Pending>();
+  /** Per customer: the debit still taking joiners, and the one in flight (the next waits for it). */
+  const open = new Map<string, Pending>();
+  const flying = new Map<string, Promise<void>>();
+  /** Leases just taken, by id: the credits still kept for the sends they were taken for. */
+  const fenced = new Map<string, number>();
   /** Credits spent per customer on this instance: [time, credits], the last `rateWindowMs`. */
   const spending = new Map<string, Array<[number, number]>>();
   let sweeping: Promise<void> | null = null;
-  let stopping = false;
 
   const timer = setInterval(() => void leases.sweep().catch((err: unknown) => log?.warn({ err }, 'lease sweep failed')), Math.max(250, idleMs / 2));
   timer.unref();
@@ -163,8 +169,8 @@ export function createLeases(opts: {
     return active;
   }
 
-  /** Takes a lease of `demand` credits (and some ahead when `ahead`) for this customer: recorded, then debited. */
-  async function take(customerId: string, demand: number, ahead: boolean): Promise<void> {
+  /** Takes a lease of `demand` credits (and some ahead when `ahead`) for this customer: recorded, then debited. Resolves to its id. */
+  async function take(customerId: string, demand: number, ahead: boolean): Promise<string> {
     const extra = ahead ? await aheadFor(customerId, demand) : 0;
     const t = now();
     const lease: LeaseRow = {
@@ -187,6 +193,8 @@ export function createLeases(opts: {
     await insertLease(database, lease);
     try {
       await debit(lease);
+      fence(lease.id, demand);
+      return lease.id;
     } catch (err) {
       // Taken ahead and refused for want of credits: the balance known was off. The emails
       // waiting may still fit; ask for exactly them.
@@ -199,51 +207,81 @@ export function createLeases(opts: {
    * Settles this customer's leases left in doubt before taking a new one: only their own key can
    * say whether they exist, and one that does is spent first. True when one became active.
    */
-  async function settleDoubts(customerId: string): Promise<boolean> {
+  async function settleDoubts(customerId: string): Promise<string | undefined> {
     const t = now();
-    let activated = false;
+    let activated: string | undefined;
     for (const l of await unsettledLeases(database, t, 10, customerId)) {
       const mine = await acquireLease(database, l.id, owner, t, t + claimMs);
       if (mine?.state !== 'reserving') {
         if (mine) await settleLease(mine).catch(() => undefined);
         continue;
       }
-      activated = (await debit(mine).then(() => true, () => false)) || activated;
+      activated = (await debit(mine).then((a) => a.id, () => undefined)) ?? activated;
     }
     return activated;
   }
 
   /**
    * Waits for a lease with room for `credits` of this customer: joins the debit about to be
-   * asked for (its demand grows by `credits`), or waits for the one in flight, or starts one.
+   * asked for (its demand grows by `credits`), which starts once the one in flight for this
+   * customer has landed (so the sends arriving meanwhile share one debit), or starts one.
+   * Resolves to the lease taken for them (undefined: leases with room enough are there).
    * `alone`: a debit of exactly these credits, shared with nobody (after a shared one was
    * refused for want of credits, each send finds out whether its own credits are there).
    */
-  function obtain(customerId: string, credits: number, alone: boolean): Promise<void> {
+  function obtain(customerId: string, credits: number, alone: boolean): Promise<string | undefined> {
     if (alone) return take(customerId, credits, false);
-    const current = pending.get(customerId);
-    if (current && !current.started) {
-      current.demand += credits;
-      current.joiners++;
-      return current.done;
+    let p = open.get(customerId);
+    if (!p) {
+      const next: Pending = { demand: 0, joiners: 0, started: false, done: Promise.resolve(undefined) };
+      const before = flying.get(customerId);
+      next.done = (async () => {
+        await before?.catch(() => undefined);
+        // One more turn of the event loop for the sends of this customer arriving together.
+        await new Promise<void>((r) => setImmediate(r));
+        open.delete(customerId);
+        next.started = true;
+        try {
+          // A lease in doubt that turns out to exist is spent before another is taken; and
+          // leases that landed meanwhile may hold room enough already.
+          const found = await settleDoubts(customerId);
+          if (found) return found;
+          if ((await roomFor(database, customerId, [...fenced.keys()])) >= next.demand) return undefined;
+          return await take(customerId, next.demand, true);
+        } catch (err) {
+          throw err instanceof InsufficientCredits && next.joiners > 1 ? new SharedRefusal() : err;
+        }
+      })();
+      const landed = next.done.then(
+        () => undefined,
+        () => undefined,
+      );
+      flying.set(customerId, landed);
+      void landed.then(() => {
+        if (flying.get(customerId) === landed) flying.delete(customerId);
+      });
+      open.set(customerId, next);
+      p = next;
     }
-    if (current) return current.done.catch(() => undefined); // in flight: look again once it lands
-    const p: Pending = { demand: credits, joiners: 1, started: false, done: Promise.resolve() };
-    p.done = (async () => {
-      // One turn of the event loop for the other sends of this customer arriving together.
-      await new Promise<void>((r) => setImmediate(r));
-      p.started = true;
-      try {
-        // A lease in doubt that turns out to exist is spent before another is taken.
-        if (!(await settleDoubts(customerId))) await take(customerId, p.demand, true);
-      } catch (err) {
-        throw err instanceof InsufficientCredits && p.joiners > 1 ? new SharedRefusal() : err;
-      } finally {
-        pending.delete(customerId);
-      }
-    })();
-    pending.set(customerId, p);
+    p.demand += credits;
+    p.joiners++;
     return p.done;
+  }
+
+  /**
+   * Keeps the room of a lease just taken for the sends that asked for it: other sends of this
+   * instance look elsewhere until they have spent it (or 5 s passed), so a lease sized for its
+   * sends is not emptied by a send that came later while they make their way to it.
+   */
+  function fence(leaseId: string, credits: number) {
+    fenced.set(leaseId, credits);
+    setTimeout(() => fenced.delete(leaseId), 5_000).unref();
+  }
+
+  function spentFromFenced(leaseId: string, credits: number) {
+    const left = (fenced.get(leaseId) ?? 0) - credits;
+    if (left > 0) fenced.set(leaseId, left);
+    else fenced.delete(leaseId);
   }
 
   /** Finishes a lease's unfinished call this instance now holds: a debit (asked again) or a return. */
@@ -329,16 +367,23 @@ export function createLeases(opts: {
   const leases: Leases = {
     async pay(send) {
       let alone = false;
-      for (let round = 0; round < 5; round++) {
-        // Twice: the lease another spender just emptied was the one this send picked.
-        const paid = (await payFromLease(database, send, owner, now())) ?? (await payFromLease(database, send, owner, now()));
+      let taken: string | undefined;
+      for (let round = 0; round < 8; round++) {
+        // First the lease taken for this send (its size counted this send), then any with room
+        // not kept for others, twice: the one another spender just emptied may have been the
+        // one this send picked.
+        const fromTaken = taken ? await payFromLease(database, send, owner, now(), { leaseId: taken }) : undefined;
+        if (fromTaken && taken) spentFromFenced(taken, send.credits);
+        const paid =
+          fromTaken ??
+          (await payFromLease(database, send, owner, now(), { exclude: [...fenced.keys()] })) ??
+          (await payFromLease(database, send, owner, now(), { exclude: [...fenced.keys()] }));
         if (paid) {
           noteSpent(send.customerId, send.credits);
           return paid;
         }
-        if (stopping) throw new DodoUnavailable('MailKit is shutting down. Retry in a few seconds.', 2);
         try {
-          await obtain(send.customerId, send.credits, alone);
+          taken = await obtain(send.customerId, send.credits, alone);
         } catch (err) {
           // A debit shared with other sends was refused for want of credits: this send's own
           // credits may still be there, and only a debit of exactly them can say.
@@ -364,10 +409,11 @@ export function createLeases(opts: {
       await leases.sweep();
     },
     async drain() {
-      stopping = true;
+      // (The server stops taking requests first; a send still arriving after this takes a new
+      // lease, which the next sweep of any instance, or of this one restarted, returns.)
       clearInterval(timer);
       await sweeping?.catch(() => undefined);
-      await Promise.allSettled([...pending.values()].map((p) => p.done));
+      await Promise.allSettled([...flying.values()]);
       for (const l of await leasesToReturn(database, { owner }, 1000)) {
         await giveBack(l).catch((err: unknown) => log?.warn({ leaseId: l.id, err }, 'lease left for another instance to return'));
       }

@@ -86,6 +86,9 @@ const send = (id: string, fields: Record<string, unknown>) => ({
   nonce: '',
   flightId: null,
   flightOffset: null,
+  // Imported sends were each paid by their own debit, under the journal store's keys.
+  funding: 'debit',
+  leaseId: null,
   inDoubt: 0,
   refundCredits: null,
   refundReason: null,
