@@ -1,4 +1,4 @@
-import { RateLimiterMemory, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import { BurstyRateLimiter, RateLimiterMemory, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { Database } from './db/index';
 import { sqlCounterStore } from './rate-limits';
 
@@ -15,7 +15,10 @@ import { sqlCounterStore } from './rate-limits';
  * Windows are spaced, not bursty: N a second is one call every 1/N s. The vendors count in
  * windows of their own phase (Resend) or a token bucket (Dodo); one call per 1/N s never puts
  * more than N in any second of theirs, where N calls per fixed second of ours could put 2N in
- * one of theirs. Dodo's burst allowance is left unused for the same reason.
+ * one of theirs. A `burst` pool (rate-limiter-flexible's BurstyRateLimiter) lends extra turns
+ * when the spaced window has none: Dodo's bucket holds 40, so a pool of 20 a minute lets a
+ * burst of 20 through at once (50 customers starting to send need a lease each) while the
+ * spaced window and the pool together stay under 240 a minute sustained.
  *
  * The vendor's own answers adjust it: a 429 from the vendor blocks the budget, for every
  * instance, for as long as the vendor said (Retry-After, or Dodo's X-RateLimit-Reset).
@@ -49,8 +52,10 @@ export class QuotaExhausted extends Error {
 
 export interface BudgetOptions {
   name: string;
-  /** Every window must allow the call (Dodo: 40 a second and 240 a minute). Empty: unlimited. */
+  /** Every window must allow the call (Dodo: 240 a minute). Empty: unlimited. */
   windows: QuotaWindow[];
+  /** Extra turns for the first window when its spaced turn is taken, `points` per `seconds` (not spaced). */
+  burst?: QuotaWindow;
   /** The shared database; without one (tests of one process), windows are counted in memory. */
   database?: Database;
   /** Longest a caller waits for a token before QuotaExhausted (default 2 s). */
@@ -66,14 +71,24 @@ export function createBudget(opts: BudgetOptions): Budget {
   if (windows.length === 0) return { name: opts.name, limited: false, take: async () => undefined, penalize: async () => undefined };
 
   // One call per (seconds / points): spaced, so no window of the vendor's sees a burst of ours.
+  // A penalty must block the burst pool too, or it would lend turns past the vendor's 429.
+  const blockable: RateLimiterAbstract[] = [];
   const stores: RateLimiterAbstract[] = windows.map((w, i) => {
     const keyPrefix = `quota:${opts.name}:${i}`;
     // 10 % wider than the quota: calls reach the vendor a little later or earlier than they
     // leave, and the vendor's window has its own phase.
     const spacing = { points: 1, durationSeconds: (w.seconds / w.points) * 1.1 };
-    return opts.database
+    const spaced = opts.database
       ? (sqlCounterStore(opts.database, { keyPrefix, ...spacing }) as unknown as RateLimiterAbstract)
       : new RateLimiterMemory({ keyPrefix, points: 1, duration: spacing.durationSeconds });
+    blockable.push(spaced);
+    const burst = i === 0 && opts.burst && opts.burst.points > 0 ? opts.burst : null;
+    if (!burst) return spaced;
+    const pool = opts.database
+      ? (sqlCounterStore(opts.database, { keyPrefix: `${keyPrefix}:burst`, points: burst.points, durationSeconds: burst.seconds }) as unknown as RateLimiterAbstract)
+      : new RateLimiterMemory({ keyPrefix: `${keyPrefix}:burst`, points: burst.points, duration: burst.seconds });
+    blockable.push(pool);
+    return new BurstyRateLimiter(spaced, pool) as unknown as RateLimiterAbstract;
   });
   let waiting = 0;
 
@@ -107,7 +122,7 @@ export function createBudget(opts: BudgetOptions): Budget {
     },
     async penalize(seconds) {
       const s = Math.max(1, Math.min(3_600, Math.ceil(seconds)));
-      await Promise.all(stores.map((store) => store.block(KEY, s))).catch(() => undefined);
+      await Promise.all(blockable.map((store) => store.block(KEY, s))).catch(() => undefined);
     },
   };
 }

@@ -33,6 +33,25 @@ forEachEngine('a vendor budget shared by two instances', (under) => {
   });
 });
 
+forEachEngine('a vendor budget with a burst pool (Dodo\'s bucket)', (under) => {
+  it('lends the pool\'s turns at once beyond the spaced turn, across both instances, then refuses', async () => {
+    const database = await under.open();
+    const other = await under.openAnother(database);
+    const opts = { name: 'Bursty', windows: [{ points: 6, seconds: 60 }], burst: { points: 3, seconds: 60 }, maxWaitMs: 200 };
+    const a = createBudget({ ...opts, database });
+    const b = createBudget({ ...opts, database: other });
+    const results = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => (i % 2 ? a : b).take()));
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(4); // 1 spaced + 3 lent
+  });
+
+  it('a vendor\'s 429 holds the pool back too', async () => {
+    const database = await under.open();
+    const budget = createBudget({ name: 'BurstyHeld', database, windows: [{ points: 6, seconds: 60 }], burst: { points: 3, seconds: 60 }, maxWaitMs: 100 });
+    await budget.penalize(30);
+    await expect(budget.take()).rejects.toBeInstanceOf(QuotaExhausted);
+  });
+});
+
 describe('sending within the vendors\' quotas', () => {
   let stack: Awaited<ReturnType<typeof startTestStack>> | undefined;
   afterEach(async () => {
