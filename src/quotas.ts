@@ -27,8 +27,12 @@ export interface Budget {
   readonly name: string;
   /** False when no quota is configured: take() never waits and never touches the database. */
   readonly limited: boolean;
-  /** Takes one token, waiting in the queue if need be; rejects with QuotaExhausted. */
-  take(): Promise<void>;
+  /**
+   * Takes one token, waiting in the queue if need be; rejects with QuotaExhausted. `priority`
+   * (MailKit's own emails: API keys, low-balance alerts): this instance's other callers step
+   * back while it waits, and it waits five times as long, so customers' traffic never starves it.
+   */
+  take(opts?: { priority?: boolean }): Promise<void>;
   /** The vendor answered 429: nobody calls it for `seconds`. */
   penalize(seconds: number): Promise<void>;
 }
@@ -91,10 +95,21 @@ export function createBudget(opts: BudgetOptions): Budget {
     return new BurstyRateLimiter(spaced, pool) as unknown as RateLimiterAbstract;
   });
   let waiting = 0;
+  /** Priority callers of this instance waiting for a turn. */
+  let urgent = 0;
+
+  /** Ordinary callers step back while a priority caller of this instance waits (within their deadline). */
+  async function stepBack(priority: boolean, deadline: number): Promise<void> {
+    while (!priority && urgent > 0) {
+      if (Date.now() + 25 > deadline) throw new QuotaExhausted(opts.name, 1);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
 
   /** Consumes one token of `store`, sleeping while the next one is due within the deadline. */
-  async function consume(store: RateLimiterAbstract, deadline: number): Promise<void> {
+  async function consume(store: RateLimiterAbstract, deadline: number, priority: boolean): Promise<void> {
     for (;;) {
+      await stepBack(priority, deadline);
       try {
         await store.consume(KEY);
         return;
@@ -110,14 +125,17 @@ export function createBudget(opts: BudgetOptions): Budget {
   return {
     name: opts.name,
     limited: true,
-    async take() {
-      if (waiting >= maxQueue) throw new QuotaExhausted(opts.name, 1);
+    async take(takeOpts = {}) {
+      const priority = takeOpts.priority === true;
+      if (waiting >= maxQueue && !priority) throw new QuotaExhausted(opts.name, 1);
       waiting++;
+      if (priority) urgent++;
       try {
-        const deadline = Date.now() + maxWaitMs;
-        for (const store of stores) await consume(store, deadline);
+        const deadline = Date.now() + (priority ? 5 * maxWaitMs : maxWaitMs);
+        for (const store of stores) await consume(store, deadline, priority);
       } finally {
         waiting--;
+        if (priority) urgent--;
       }
     },
     async penalize(seconds) {

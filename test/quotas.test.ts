@@ -52,6 +52,29 @@ forEachEngine('a vendor budget with a burst pool (Dodo\'s bucket)', (under) => {
   });
 });
 
+describe('a priority caller (MailKit\'s own emails)', () => {
+  it('gets the next turn while ordinary callers keep the budget busy, and they step back meanwhile', async () => {
+    // One turn every 110 ms; five ordinary callers take every turn as it comes.
+    const budget = createBudget({ name: 'Busy', windows: [{ points: 10, seconds: 1 }], maxWaitMs: 2_000 });
+    let stop = false;
+    const ordinaryTurns: number[] = [];
+    const loops = Array.from({ length: 5 }, async () => {
+      while (!stop) {
+        await budget.take().then(() => ordinaryTurns.push(Date.now()), () => undefined);
+      }
+    });
+    await new Promise((r) => setTimeout(r, 400));
+    const asked = Date.now();
+    await budget.take({ priority: true });
+    const granted = Date.now();
+    stop = true;
+    await Promise.all(loops);
+    // At most the turn already being taken when it asked went to someone else.
+    expect(ordinaryTurns.filter((t) => t > asked && t < granted).length).toBeLessThanOrEqual(1);
+    expect(granted - asked).toBeLessThan(400);
+  });
+});
+
 describe('sending within the vendors\' quotas', () => {
   let stack: Awaited<ReturnType<typeof startTestStack>> | undefined;
   afterEach(async () => {

@@ -43,8 +43,11 @@ export type BatchDelivery =
 export interface Mailer {
   /** The configured sender (MAIL_FROM). */
   readonly from: string;
-  /** One email; `from` overrides the configured sender (a retry repeats the first try's). */
-  deliver(email: OutgoingEmail, idempotencyKey: string, from?: string): Promise<Delivery>;
+  /**
+   * One email; `from` overrides the configured sender (a retry repeats the first try's).
+   * `priority`: MailKit's own emails take Resend's turns before customers' flights.
+   */
+  deliver(email: OutgoingEmail, idempotencyKey: string, from?: string, opts?: { priority?: boolean }): Promise<Delivery>;
   /** One Resend batch call in permissive mode: valid items are sent, invalid ones reported by index. */
   deliverBatch(emails: OutgoingEmail[], idempotencyKey: string, from?: string): Promise<BatchDelivery>;
   /**
@@ -87,10 +90,11 @@ export function createMailer(opts: MailerOptions): Mailer {
   async function withRetries<T>(
     call: (signal: AbortSignal) => Promise<{ data: T | null; error: ResendError | null; headers: Record<string, string> | null }>,
     tokenTaken = false,
+    priority = false,
   ): Promise<{ ok: T } | { failed: Exclude<Delivery, { kind: 'sent' }> }> {
     for (let attempt = 0; ; attempt++) {
       try {
-        if (attempt > 0 || !tokenTaken) await opts.budget?.take();
+        if (attempt > 0 || !tokenTaken) await opts.budget?.take({ priority });
       } catch (err) {
         if (!(err instanceof QuotaExhausted)) throw err;
         // Never sent: as definite as Resend's own 429.
@@ -124,12 +128,15 @@ export function createMailer(opts: MailerOptions): Mailer {
 
   return {
     from,
-    async deliver(email, idempotencyKey, sender = from) {
-      const r = await withRetries((signal) =>
-        resend.emails.send(resendBody(email, sender), {
-          idempotencyKey,
-          signal,
-        }),
+    async deliver(email, idempotencyKey, sender = from, deliverOpts = {}) {
+      const r = await withRetries(
+        (signal) =>
+          resend.emails.send(resendBody(email, sender), {
+            idempotencyKey,
+            signal,
+          }),
+        false,
+        deliverOpts.priority ?? false,
       );
       return 'ok' in r ? { kind: 'sent', id: (r.ok as { id: string }).id } : r.failed;
     },

@@ -25,9 +25,14 @@ export function createWebhookHandlers(deps: { apiKeys: ApiKeys; billing: Billing
   /** Only MailKit's own entitlement: Dodo sends every entitlement's events to the endpoint. */
   const ours = (creditEntitlementId: string) => creditEntitlementId === billing.catalog.creditEntitlementId;
 
-  /** Sends a system email; throws (so Dodo redelivers) unless Resend gave a definite answer. */
+  /**
+   * Sends a system email; throws (so Dodo redelivers) unless Resend gave a definite answer.
+   * Its own call under its own key (a redelivered webhook must not send it twice, which a key
+   * shared with customers' emails in a flight could not promise), ahead of customers' flights
+   * in Resend's budget (priority), so their traffic never starves it.
+   */
   async function notify(email: OutgoingEmail, ctx: WebhookContext, purpose: string) {
-    const d = await mailer.deliver(email, `webhook:${ctx.webhookId}:${purpose}`);
+    const d = await mailer.deliver(email, `webhook:${ctx.webhookId}:${purpose}`, undefined, { priority: true });
     if (d.kind === 'sent') {
       ctx.log.info({ emailId: d.id, purpose }, 'notification email sent');
       return;
