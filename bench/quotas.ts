@@ -18,20 +18,25 @@
  * measured, not the vendors' quotas.
  *
  * The figures of a run, over its measured window (the run less its first --warmup seconds, while
- * the first flights and debits get going): emails a second (200 answers), requests offered a
- * second, p50/p99 of every answer and of the 200s. Over the whole run: 429s answered (and how
- * many fell in a second when fewer than 150 requests were offered), other non-200 answers, and
- * upstream calls per email (every Dodo and Resend API call the upstream counted, from the start
- * of the clients until MailKit has settled, over the emails Resend accepted).
+ * the first flights and debits get going): emails a second (200 answers received in the window),
+ * requests offered a second (sent in the window, 429s and their retries included), p50/p99 of the
+ * requests sent in the window (every one is answered: the clients stop sending at the end and
+ * wait for what is in flight) and of the 200s among them. Over the whole run: 429s answered (and
+ * how many went to requests sent in a second of the run when fewer than 150 were sent), other
+ * non-200 answers, and upstream calls per email (every Dodo and Resend API call the upstream
+ * counted from the start of the clients until MailKit has settled, over the emails Resend accepted;
+ * the vendors' own 429s apart).
  *
- * Settling: the clients stop and every request in flight is answered; MailKit is stopped with
- * SIGTERM (its graceful shutdown settles what it holds); then, per customer, the emails Resend
- * accepted (bench/upstream.ts counts them by recipient: each customer sends to its own
+ * Settling: once every request in flight is answered, MailKit is stopped with SIGTERM (its
+ * graceful shutdown settles what it holds); then, per customer, the emails Resend accepted
+ * (bench/upstream.ts counts them by recipient: each customer sends to its own
  * delivered+q<N>@resend.dev) are compared with the credits Dodo debited net (its balance before
  * the run less after, read from the sandbox's control API, which spends no quota). Unpaid: emails
- * beyond the net debits; overcharged: net debits beyond the emails. When they do not match after
- * the stop, MailKit is started again on the same state and given --settle-timeout seconds for its
- * reconciler, then stopped again, and the figures are taken then.
+ * beyond the net debits; overcharged: net debits beyond the emails; each summed over customers.
+ * When they do not match after the stop, MailKit is started again on the same state and given up
+ * to --settle-timeout seconds for its reconciler, then stopped again, and the figures are taken
+ * then. The same comparison at the last answer (MailKit still up) is printed too: it shows what
+ * MailKit still held then.
  *
  * Options: --duration S (30) --baseline-duration S (10) --warmup S (3) --only a,b,c
  *          --latency MS (20) --retry-after-cap S (5) --settle-timeout S (150)
@@ -149,6 +154,15 @@ interface Answer {
   light: boolean;
 }
 
+/** Emails Resend accepted against credits debited net, summed over the customers. */
+interface Tally {
+  emails: number;
+  netDebits: number;
+  /** Σ per customer of emails beyond its net debits. */
+  unpaid: number;
+  /** Σ per customer of net debits beyond its emails. */
+  overcharged: number;
+}
 interface Latency {
   p50: number;
   p99: number;
@@ -163,7 +177,7 @@ export interface RunResult {
   customers: number;
   emailsPerSecond: number;
   offeredPerSecond: number;
-  /** Every answer in the measured window, and the 200s alone. */
+  /** The requests sent in the measured window (all answered), and the 200s among them alone. */
   latencyMs: { all: Latency; ok: Latency };
   /** Over the whole run. */
   answered429: number;
@@ -171,14 +185,8 @@ export interface RunResult {
   answered429BelowTarget: number;
   otherNon200: Record<string, number>;
   upstream: { dodoCalls: number; resendCalls: number; dodoCallsPerEmail: number; resendCallsPerEmail: number; dodo429: number; resend429: number };
-  settlement: {
-    /** How it settled: the graceful stop alone, or a restart and the reconciler. */
-    how: string;
-    emails: number;
-    netDebits: number;
-    unpaid: number;
-    overcharged: number;
-  };
+  /** After settling; `atEnd` when the last answer was in, `afterStop` after the graceful stop. */
+  settlement: Tally & { how: string; atEnd: Tally; afterStop: Tally };
   /** (c) only: the light customers' own figures. */
   light: { emailsPerSecond: number; latencyMs: { all: Latency; ok: Latency }; answered429: number } | null;
 }
@@ -284,26 +292,27 @@ async function run(scenario: Scenario, variant: Variant, engine: 'sqlite' | 'pos
     }),
   );
 
-  // Settling: the graceful stop first; the reconciler only if that left a difference.
-  const [firstExit] = await stop([mailkit]);
-  const settle = async () => {
+  // Settling. Emails against net debits per customer, read three times: when the last answer is
+  // in (what MailKit still holds, e.g. leased credits, shows as overcharged), after the graceful
+  // stop, and, only if that left a difference, after a restart that lets the reconciler finish.
+  const settle = async (): Promise<Tally> => {
     const [after, accepted] = await Promise.all([balances(), control<Record<string, number>>('GET', '/accepted')]);
-    let emails = 0;
-    let netDebits = 0;
-    let unpaid = 0;
-    let overcharged = 0;
+    const t: Tally = { emails: 0, netDebits: 0, unpaid: 0, overcharged: 0 };
     customerIds.forEach((id, i) => {
       const e = accepted[`delivered+q${i}@resend.dev`] ?? 0;
       const d = before.get(id)! - after.get(id)!;
-      emails += e;
-      netDebits += d;
-      unpaid += Math.max(0, e - d);
-      overcharged += Math.max(0, d - e);
+      t.emails += e;
+      t.netDebits += d;
+      t.unpaid += Math.max(0, e - d);
+      t.overcharged += Math.max(0, d - e);
     });
-    return { emails, netDebits, unpaid, overcharged };
+    return t;
   };
-  let settled = await settle();
-  // 0: MailKit's shutdown finished in time (it exits 1 when its 15 s run out).
+  const atEnd = await settle();
+  const [firstExit] = await stop([mailkit]);
+  const afterStop = await settle();
+  let settled = afterStop;
+  // Exit 0: MailKit's shutdown finished in time (it exits 1 when its 15 s run out).
   let how = `SIGTERM, MailKit exited ${firstExit}`;
   if (settled.unpaid + settled.overcharged > 0) {
     const from = performance.now();
@@ -315,7 +324,7 @@ async function run(scenario: Scenario, variant: Variant, engine: 'sqlite' | 'pos
     }
     const [secondExit] = await stop([mailkit]);
     settled = await settle();
-    how += `; then restarted for ${((performance.now() - from) / 1000).toFixed(0)} s for its reconciler, exited ${secondExit}${settled.unpaid + settled.overcharged > 0 ? ', still unsettled' : ''}`;
+    how += `; restarted for ${((performance.now() - from) / 1000).toFixed(0)} s for its reconciler, exited ${secondExit}${settled.unpaid + settled.overcharged > 0 ? ', still unsettled' : ''}`;
   }
   const stats1 = await stats();
   await stop([upstream.process]);
@@ -326,10 +335,13 @@ async function run(scenario: Scenario, variant: Variant, engine: 'sqlite' | 'pos
   const from = t0 + warmup * 1000;
   const windowSeconds = (endAt - from) / 1000;
   const answeredIn = (xs: Answer[]) => xs.filter((a) => a.end >= from && a.end <= endAt);
+  // Latency of the requests sent in the window, every one of them answered (those still in
+  // flight at its end too, the slowest, which a window of answers would leave out).
+  const sentIn = (xs: Answer[]) => xs.filter((a) => a.start >= from && a.start < endAt);
   const latencyOf = (xs: Answer[]) => {
     const q = (ys: Answer[]): Latency => (ys.length ? { p50: pct(ys.map((a) => a.end - a.start), 50), p99: pct(ys.map((a) => a.end - a.start), 99) } : { p50: Number.NaN, p99: Number.NaN });
-    const inWindow = answeredIn(xs);
-    return { all: q(inWindow), ok: q(inWindow.filter((a) => a.status === 200)) };
+    const sent = sentIn(xs);
+    return { all: q(sent), ok: q(sent.filter((a) => a.status === 200)) };
   };
   const okPerSecond = (xs: Answer[]) => answeredIn(xs).filter((a) => a.status === 200).length / windowSeconds;
   // Requests offered in each whole second of the run, by when they were sent, and the 429s
@@ -366,7 +378,7 @@ async function run(scenario: Scenario, variant: Variant, engine: 'sqlite' | 'pos
     clients: clients.length,
     customers: scenario.customers.length,
     emailsPerSecond: okPerSecond(answers),
-    offeredPerSecond: answers.filter((a) => a.start >= from && a.start < endAt).length / windowSeconds,
+    offeredPerSecond: sentIn(answers).length / windowSeconds,
     latencyMs: latencyOf(answers),
     answered429: answers.filter((a) => a.status === 429).length,
     answered429BelowTarget: refusedBelow,
@@ -380,7 +392,7 @@ async function run(scenario: Scenario, variant: Variant, engine: 'sqlite' | 'pos
       dodo429: stats1.quotas.dodo?.limited ?? 0,
       resend429: stats1.quotas.resend?.limited ?? 0,
     },
-    settlement: { how, ...settled },
+    settlement: { how, ...settled, atEnd, afterStop },
     light: scenario.id === 'c' ? { emailsPerSecond: okPerSecond(lightAnswers), latencyMs: latencyOf(lightAnswers), answered429: lightAnswers.filter((a) => a.status === 429).length } : null,
   };
 }
@@ -391,6 +403,8 @@ const engineName = (e: RunResult['engine']) => (e === 'postgres' ? 'PostgreSQL' 
 const titleOf = (id: Scenario['id']) => SCENARIOS.find((s) => s.id === id)!.title;
 const labelOf = (id: Variant['id']) => VARIANTS.find((v) => v.id === id)!.label;
 
+const tally = (t: Tally) => `${t.emails} emails, ${t.netDebits} debited, unpaid ${t.unpaid}, overcharged ${t.overcharged}`;
+
 function describe(r: RunResult): string[] {
   const other = Object.entries(r.otherNon200).map(([s, n]) => `${s} × ${n}`).join(', ') || 'none';
   const lines = [
@@ -399,6 +413,7 @@ function describe(r: RunResult): string[] {
     `   429s answered ${r.answered429} (${r.answered429BelowTarget} while fewer than ${TARGET.offeredFor429} requests/s were offered); other non-200: ${other}`,
     `   upstream calls per email: Dodo ${r.upstream.dodoCallsPerEmail.toFixed(3)} (${r.upstream.dodoCalls}), Resend ${r.upstream.resendCallsPerEmail.toFixed(3)} (${r.upstream.resendCalls}); the vendors' own 429s: Dodo ${r.upstream.dodo429}, Resend ${r.upstream.resend429}`,
     `   after settling (${r.settlement.how}): ${r.settlement.emails} emails accepted by Resend, ${r.settlement.netDebits} credits debited net: unpaid ${r.settlement.unpaid}, overcharged ${r.settlement.overcharged}`,
+    `     (at the last answer: ${tally(r.settlement.atEnd)}; after the stop: ${tally(r.settlement.afterStop)})`,
   ];
   if (r.light) {
     lines.push(
