@@ -42,11 +42,13 @@
  *          --latency MS (20) --retry-after-cap S (5) --settle-timeout S (150)
  *          --postgres URL (or env BENCH_DATABASE_URL): also run on PostgreSQL
  *          --json FILE (also write the figures there)
+ *          --log-dir DIR (keep MailKit's log of each run there, <engine>-<scenario>-<variant>.log;
+ *            by default it goes to /dev/null)
  */
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { openSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, openSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ensureCatalog } from '../src/billing/catalog';
 import { freePort, freshPostgres, mailkitEnv, mintKeys, pct, removeTempDir, root, sleep, startNode, startUpstream, stop, tempDir, waitHealthy, type Upstream } from './harness';
@@ -63,6 +65,7 @@ const { values } = parseArgs({
     'settle-timeout': { type: 'string', default: '150' },
     postgres: { type: 'string' },
     json: { type: 'string' },
+    'log-dir': { type: 'string' },
   },
 });
 
@@ -220,9 +223,10 @@ async function run(scenario: Scenario, variant: Variant, engine: 'sqlite' | 'pos
     ...mailkitEnv({ port: appPort, dataDir: join(dataDir, 'app'), databaseUrl: database?.url ?? null, upstream, catalog, keySecret }),
     ...variant.env,
   };
-  // MailKit logs at info, as in production, to /dev/null.
+  // MailKit logs at info, as in production, to /dev/null unless kept (a restart appends).
+  const logFile = values['log-dir'] ? join(resolve(values['log-dir']), `${engine}-${scenario.id}-${variant.id}.log`) : '/dev/null';
   const startMailkit = async (): Promise<ChildProcess> => {
-    const child = startNode({ script: 'server.ts', env, stdout: openSync('/dev/null', 'w') });
+    const child = startNode({ script: 'server.ts', env, stdout: openSync(logFile, 'a') });
     await waitHealthy(appUrl);
     return child;
   };
@@ -466,6 +470,7 @@ function targets(results: RunResult[], variant: Variant['id']): string[] {
   ];
 }
 
+if (values['log-dir']) mkdirSync(values['log-dir'], { recursive: true });
 const engines: RunResult['engine'][] = postgresUrl ? ['sqlite', 'postgres'] : ['sqlite'];
 const command = `npm run bench -- --quotas --duration ${duration} --baseline-duration ${baselineDuration} --warmup ${warmup}${values.only ? ` --only ${values.only}` : ''}${postgresUrl ? ' --postgres URL' : ''}`;
 console.log(command);
