@@ -34,21 +34,14 @@
  *          --json FILE (also write the figures there, for bench/compare.ts)
  *          --cpu-prof DIR (write a V8 CPU profile of the upstream and MailKit processes there)
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { existsSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import DodoPayments from 'dodopayments';
-import pg from 'pg';
-import { Resend } from 'resend';
-import { createApiKeys } from '../src/auth/api-keys';
 import { ensureCatalog } from '../src/billing/catalog';
-import { openDatabase } from '../src/db/index';
+import { epochMs, firstLine, freePort, freshPostgres, mailkitEnv, mintKeys, pct, removeTempDir, root, startNode, startUpstream, stop, tempDir, waitHealthy } from './harness';
 
 const STEPS = ['baseline-1', 'send-1', 'pairs', 'baseline-n', 'send-n', 'batch', 'soak'] as const;
 type Step = (typeof STEPS)[number];
@@ -88,8 +81,7 @@ for (const s of only) {
 if (soakSeconds <= 0) only.delete('soak');
 const runs = (step: Step) => only.has(step);
 
-/** This checkout (the clients, upstreams, relay) and the one MailKit's server.ts runs from. */
-const root = fileURLToPath(new URL('..', import.meta.url));
+/** The checkout MailKit's server.ts runs from (the clients, upstreams and relay are this one's: harness.ts's root). */
 const mailkitDir = resolve(values['mailkit-dir'] ?? root);
 const mailkitRev = (() => {
   try {
@@ -101,59 +93,6 @@ const mailkitRev = (() => {
 /** Older checkouts kept MailKit's state in a snapshot + journal under MAILKIT_DATA_DIR, not a database. */
 const hasDatabase = existsSync(join(mailkitDir, 'src/db/index.ts'));
 
-// Every child and temporary directory of every engine's run, for a clean exit however it comes.
-const children: ChildProcess[] = [];
-const tempDirs: string[] = [];
-const dropDatabases: (() => Promise<void>)[] = [];
-const cleanup = () => {
-  for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
-  for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
-};
-process.on('exit', cleanup);
-process.on('SIGINT', () => {
-  cleanup();
-  void Promise.allSettled(dropDatabases.map((d) => d())).then(() => process.exit(130));
-});
-
-/** A free loopback port (probed, then released: fine for a benchmark). */
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as { port: number };
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
-
-/** A fresh PostgreSQL database next to the one `url` names; dropped by the returned function. */
-async function freshPostgres(url: string): Promise<{ url: string; name: string; drop: () => Promise<void> }> {
-  const name = `mailkit_bench_${randomBytes(4).toString('hex')}`;
-  const admin = async (sql: string) => {
-    const client = new pg.Client({ connectionString: url });
-    await client.connect();
-    try {
-      await client.query(sql);
-    } finally {
-      await client.end();
-    }
-  };
-  await admin(`create database ${name}`);
-  const u = new URL(url);
-  u.pathname = `/${name}`;
-  let dropped = false;
-  const drop = async () => {
-    if (dropped) return;
-    dropped = true;
-    await admin(`drop database if exists ${name} with (force)`);
-  };
-  dropDatabases.push(drop);
-  return { url: u.toString(), name, drop };
-}
-
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
-};
-const epochMs = () => performance.timeOrigin + performance.now();
 const email = { to: 'delivered@resend.dev', subject: 'Bench', html: '<p>bench</p>' };
 
 type Row = { scenario: string; step: Step; requests: number; emailsPerSecond: number; p50: number; p99: number; upstreamCallsPerEmail: number; cpuMsPerEmail: number | null; own: string };
@@ -174,28 +113,9 @@ type EngineResult = { engine: string; state: string; lines: string[]; rows: Row[
 
 /** One engine's whole run: fresh upstreams, MailKit, relay and customers; every selected step. */
 async function benchEngine(engine: 'sqlite' | 'postgres'): Promise<EngineResult> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'mailkit-bench-'));
-  tempDirs.push(dataDir);
+  const dataDir = tempDir();
+  // This engine's children, stopped together at its end (an earlier exit ends the run: harness.ts).
   const mine: ChildProcess[] = [];
-  let finished = false;
-
-  /** Starts `node --import tsx <script>` in `cwd`; stdout goes to `stdout` (a file descriptor) or a pipe. */
-  function start(script: string, args: string[], env: Record<string, string>, stdout: number | 'pipe', preload: string[] = [], cwd = root, nodeFlags: string[] = []): ChildProcess {
-    const child = spawn(process.execPath, [...profileArgs, ...nodeFlags, '--import', 'tsx', ...preload.flatMap((p) => ['--import', p]), script, ...args], {
-      cwd,
-      env: { ...process.env, ...env },
-      stdio: ['ignore', stdout, 'inherit'],
-    });
-    children.push(child);
-    mine.push(child);
-    child.once('exit', (code) => {
-      if (!finished) {
-        console.error(`${script} exited with ${code}`);
-        process.exit(1);
-      }
-    });
-    return child;
-  }
 
   const database = engine === 'postgres' ? await freshPostgres(postgresUrl!) : null;
   const appDir = join(dataDir, 'app');
@@ -207,14 +127,9 @@ async function benchEngine(engine: 'sqlite' | 'postgres'): Promise<EngineResult>
 
   const appPort = await freePort();
   const appUrl = `http://127.0.0.1:${appPort}`;
-  const upstreamProcess = start('bench/upstream.ts', ['--latency', String(latency), '--webhook-url', `${appUrl}/webhooks/dodo`], {}, 'pipe');
-  const upstream = JSON.parse(
-    await new Promise<string>((resolve) => createInterface({ input: upstreamProcess.stdout! }).once('line', resolve)),
-  ) as { port: number; webhookSecret: string };
-  const upstreamUrl = `http://127.0.0.1:${upstream.port}`;
-
-  const dodo = new DodoPayments({ bearerToken: 'bench', baseURL: `${upstreamUrl}/sandbox/dodo`, webhookKey: upstream.webhookSecret });
-  const resend = new Resend('re_bench', { baseUrl: `${upstreamUrl}/sandbox/resend` });
+  const upstream = await startUpstream({ latency, webhookUrl: `${appUrl}/webhooks/dodo`, nodeFlags: profileArgs });
+  mine.push(upstream.process);
+  const { dodo, resend, url: upstreamUrl } = upstream;
   const catalog = await ensureCatalog(dodo);
   const keySecret = randomBytes(32).toString('hex');
 
@@ -223,44 +138,23 @@ async function benchEngine(engine: 'sqlite' | 'postgres'): Promise<EngineResult>
   // MailKit's memory after a full collection, asked for with SIGUSR2 (bench/trace-hook.ts).
   const memoryFile = join(dataDir, 'memory.json');
   // MailKit logs at info, as in production, to /dev/null (reading the lines here would cost this process).
-  const mailkit = start(
-    'server.ts',
-    [],
-    {
-      PORT: String(appPort),
-      HOST: '127.0.0.1',
-      BASE_URL: appUrl,
-      MAILKIT_DATA_DIR: appDir,
-      // Empty selects SQLite even when the caller's environment names a PostgreSQL.
-      DATABASE_URL: database?.url ?? '',
+  const mailkit = startNode({
+    script: 'server.ts',
+    env: {
+      ...mailkitEnv({ port: appPort, dataDir: appDir, databaseUrl: database?.url ?? null, upstream, catalog, keySecret }),
       BENCH_TRACE_FILE: traceFile,
       BENCH_MEMORY_FILE: memoryFile,
-      LOG_LEVEL: 'info',
-      DODO_PAYMENTS_API_KEY: 'bench',
-      DODO_PAYMENTS_BASE_URL: `${upstreamUrl}/sandbox/dodo`,
-      DODO_WEBHOOK_KEY: upstream.webhookSecret,
-      CREDIT_ENTITLEMENT_ID: catalog.creditEntitlementId,
-      PLAN_PRODUCT_ID: catalog.planProductId,
-      TOPUP_PRODUCT_ID: catalog.topupProductId,
-      RESEND_API_KEY: 're_bench',
-      RESEND_BASE_URL: `${upstreamUrl}/sandbox/resend`,
-      MAILKIT_KEY_SECRET: keySecret,
-      RATE_LIMIT_PER_KEY: '1000000',
-      // Required live; the bench's upstream sends no email events, so any well-formed secret does.
-      RESEND_WEBHOOK_SECRET: `whsec_${Buffer.alloc(32, 7).toString('base64')}`,
       // The upstream enforces no quota here; neither does MailKit's budget (live defaults would).
       RESEND_RATE_LIMIT: '0',
       DODO_RATE_LIMIT: '0',
     },
-    openSync('/dev/null', 'w'),
-    [pathToFileURL(join(root, 'bench/trace-hook.ts')).href],
-    mailkitDir,
-    ['--expose-gc'],
-  );
-  for (let ready = false; !ready; ) {
-    ready = await fetch(`${appUrl}/healthz`).then((r) => r.ok, () => false);
-    if (!ready) await new Promise((r) => setTimeout(r, 100));
-  }
+    stdout: openSync('/dev/null', 'w'),
+    preload: [pathToFileURL(join(root, 'bench/trace-hook.ts')).href],
+    cwd: mailkitDir,
+    nodeFlags: [...profileArgs, '--expose-gc'],
+  });
+  mine.push(mailkit);
+  await waitHealthy(appUrl);
 
   /** CPU time (user + system) MailKit's process has used so far, in ms; null where /proc is missing. */
   function mailkitCpuMs(): number | null {
@@ -305,10 +199,6 @@ async function benchEngine(engine: 'sqlite' | 'postgres'): Promise<EngineResult>
   const rssReadyMb = mailkitRssMb();
 
   // One customer per client, subscribed through the hosted checkout, then given plenty of credits.
-  // Keys at epoch 0 need no server state: a throwaway database mints them (the same format the
-  // journal store's MailKit checks, for --mailkit-dir).
-  const keysDb = await openDatabase({ file: ':memory:' });
-  const apiKeys = createApiKeys({ database: keysDb, secret: keySecret, env: 'test' });
   const customers: string[] = [];
   for (let i = 0; i < clients; i++) {
     const session = await dodo.checkoutSessions.create({
@@ -327,12 +217,17 @@ async function benchEngine(engine: 'sqlite' | 'postgres'): Promise<EngineResult>
     });
     customers.push(customer.customer_id);
   }
-  const keys = await Promise.all(customers.map((c) => apiKeys.mint(c)));
-  await keysDb.close();
+  const keys = await mintKeys(keySecret, customers);
 
   // The bare relay (bench/relay.ts): the same two upstream calls behind a do-nothing HTTP server.
-  const relayProcess = start('bench/relay.ts', [], { RELAY_UPSTREAM: upstreamUrl, RELAY_CUSTOMER: customers[0]!, RELAY_ENTITLEMENT: catalog.creditEntitlementId }, 'pipe');
-  const relayUrl = `http://127.0.0.1:${await new Promise<string>((resolve) => createInterface({ input: relayProcess.stdout! }).once('line', resolve))}`;
+  const relayProcess = startNode({
+    script: 'bench/relay.ts',
+    env: { RELAY_UPSTREAM: upstreamUrl, RELAY_CUSTOMER: customers[0]!, RELAY_ENTITLEMENT: catalog.creditEntitlementId },
+    stdout: 'pipe',
+    nodeFlags: profileArgs,
+  });
+  mine.push(relayProcess);
+  const relayUrl = `http://127.0.0.1:${await firstLine(relayProcess)}`;
 
   type Stats = { debits: number; sends: number; pendingWebhooks: number };
   const stats = async (): Promise<Stats> => (await fetch(`${upstreamUrl}/stats`)).json() as Promise<Stats>;
@@ -505,9 +400,7 @@ async function benchEngine(engine: 'sqlite' | 'postgres'): Promise<EngineResult>
     };
   }
 
-  finished = true;
-  for (const c of mine) c.kill('SIGTERM');
-  await Promise.all(mine.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r)))));
+  await stop(mine);
   if (database) await database.drop();
 
   // MailKit's own time per send: each /send's time in MailKit less its waits on Dodo and Resend.
@@ -520,7 +413,7 @@ async function benchEngine(engine: 'sqlite' | 'postgres'): Promise<EngineResult>
     const own = ownIn(window);
     if (own.length) rows[row]!.own = `${pct(own, 50).toFixed(2)} / ${pct(own, 99).toFixed(2)}`;
   }
-  rmSync(dataDir, { recursive: true, force: true });
+  removeTempDir(dataDir);
 
   const lines: string[] = [];
   const out = (s = '') => lines.push(s);

@@ -1,9 +1,9 @@
 /**
  * The benchmark's stand-in for Dodo and Resend: the sandbox alone, in its own process (as the
  * real vendors are on their own machines), with a fixed latency on every API call. Started by
- * bench/send.ts; not for anything else.
+ * bench/send.ts and bench/quotas.ts; not for anything else.
  *
- *   tsx bench/upstream.ts --latency MS --webhook-url URL [--quotas]
+ *   tsx bench/upstream.ts --latency MS --webhook-url URL [--quotas] [--tally-recipients]
  *                         [--resend-rate-limit N] [--dodo-rate-limit N] [--dodo-burst N]
  *
  * Quotas are off unless asked for. --quotas sets the vendors' real defaults: Resend 2 requests a
@@ -11,8 +11,17 @@
  * (requests a second; requests a minute; burst), with or without --quotas.
  *
  * Prints one JSON line on stdout when listening: { port, webhookSecret }.
- * GET /stats answers the API calls counted so far (429s from a quota are not among them), the
- * webhooks still pending, and each quota's state with the 429s it answered (null while off).
+ * GET /stats answers the API calls counted so far (429s from a quota are not among them): debits
+ * and sends, and every Dodo and Resend API call; the webhooks still pending; and each quota's
+ * state with the 429s it answered (null while off).
+ *
+ * POST /quotas { "on": false } lifts both quotas, { "on": true } sets them again as the options
+ * said, the Dodo bucket full and the 429 counts at zero: bench/quotas.ts sets its customers up
+ * with the quotas off, so that the measured run starts where a real day would, with whole quotas.
+ *
+ * With --tally-recipients, GET /accepted answers how many emails Resend accepted for each
+ * recipient address (lower-cased), counted as each is accepted: the outbox keeps only the newest
+ * 5,000, and bench/quotas.ts gives each customer its own address to count its emails by.
  */
 import express from 'express';
 import { createServer } from 'node:http';
@@ -33,6 +42,7 @@ const { values } = parseArgs({
     'resend-rate-limit': { type: 'string' },
     'dodo-rate-limit': { type: 'string' },
     'dodo-burst': { type: 'string' },
+    'tally-recipients': { type: 'boolean', default: false },
   },
 });
 /** A whole number option ≥ min, or the fallback when absent; anything else stops the process. */
@@ -51,6 +61,12 @@ const dodoRateLimit = {
   perMinute: count('dodo-rate-limit', values.quotas ? DODO_TIER_0.perMinute : 0, 0),
   burst: count('dodo-burst', DODO_TIER_0.burst, 1),
 };
+/** Emails Resend accepted, by recipient address (only with --tally-recipients). */
+const accepted = new Map<string, number>();
+const tally = (entry: Record<string, unknown>) => {
+  if (entry.msg !== 'resend.email.accepted' || !Array.isArray(entry.to)) return;
+  for (const to of entry.to as string[]) accepted.set(to.toLowerCase(), (accepted.get(to.toLowerCase()) ?? 0) + 1);
+};
 const webhookSecret = newWebhookSecret();
 const app = express();
 const server = createServer(app);
@@ -64,6 +80,8 @@ const sandbox = createSandbox({
   publicUrl: `http://127.0.0.1:${port}`,
   resendRateLimit,
   dodoRateLimit,
+  // The sandbox's log is its only word on each accepted email; nothing else listens to it here.
+  log: values['tally-recipients'] ? tally : undefined,
 });
 sandbox.dodo.faults.setLatency(Number(values.latency));
 sandbox.resend.faults.setLatency(Number(values.latency));
@@ -72,9 +90,20 @@ app.get('/stats', (_req, res) => {
   res.json({
     debits: sandbox.dodo.faults.requestCount(/^POST .*ledger-entries$/),
     sends: sandbox.resend.faults.requestCount(/^POST \/emails(\/batch)?$/),
+    dodoCalls: sandbox.dodo.faults.requestCount(),
+    resendCalls: sandbox.resend.faults.requestCount(),
     pendingWebhooks: sandbox.dodo.webhooks.list().filter((d) => d.state === 'pending').length,
     quotas: { dodo: sandbox.dodo.rateLimit(), resend: sandbox.resend.rateLimit() },
   });
+});
+app.post('/quotas', express.json(), (req, res) => {
+  const on = (req.body as { on?: unknown }).on === true;
+  sandbox.dodo.setRateLimit(on ? dodoRateLimit : { perMinute: 0 });
+  sandbox.resend.setRateLimit(on ? resendRateLimit : 0);
+  res.json({ dodo: sandbox.dodo.rateLimit(), resend: sandbox.resend.rateLimit() });
+});
+app.get('/accepted', (_req, res) => {
+  res.json(Object.fromEntries(accepted));
 });
 app.use('/sandbox', sandbox.router);
 server.keepAliveTimeout = 65_000;
