@@ -137,7 +137,7 @@ export function createSender(opts: {
           }
           // A retry re-supplies the payload; one already stored (an attempt in doubt) wins.
           await putPayload(database, sendId, payloadText);
-          return { ...(await track(sendId, fingerprint, mine, false)), headers };
+          return { ...(await track(sendId, fingerprint, mine, false, (r) => runSend(ctx, r, payloadText))), headers };
         }
         // Running on another instance: wait for it, then replay its answer or take over.
         if (now() >= waitUntil) {

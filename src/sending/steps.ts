@@ -1,6 +1,6 @@
 import { DodoUnavailable, InsufficientCredits, type Billing } from '../billing/billing';
 import type { Database } from '../db/index';
-import { deleteSend, LostClaim, payloadOf, transitionSend, type SendRow } from '../db/sends';
+import { deleteSend, LostClaim, payloadOf, putPayload, transitionSend, type SendRow } from '../db/sends';
 import { HttpError } from '../errors';
 import { recipientCount, type BatchDelivery, type Delivery, type Mailer, type OutgoingEmail } from '../mail/mailer';
 import type { Logger } from '../logger';
@@ -31,9 +31,14 @@ export interface StepContext {
   now: () => number;
 }
 
-/** Runs a send this instance holds from whatever state it is in to an answer. `fresh`: the row was created or re-armed by this request. */
-export async function runSend(ctx: StepContext, row: SendRow): Promise<StoredResponse> {
-  if (row.state === 'refunding') row = await finishRefund(ctx, row);
+/** Runs a send this instance holds from whatever state it is in to an answer; `payloadText`: the client's request, when a client runs it. */
+export async function runSend(ctx: StepContext, row: SendRow, payloadText?: string): Promise<StoredResponse> {
+  if (row.state === 'refunding') {
+    row = await finishRefund(ctx, row);
+    // The refund ended the attempt and dropped its payload: the client's retry supplied it
+    // again (`payloadText`), for the fresh attempt that follows.
+    if (row.state === 'failed' && payloadText) await putPayload(ctx.database, row.id, payloadText);
+  }
   if (row.state === 'done') return resultOf(row);
   let fresh = false;
   if (row.state === 'failed' || row.state === 'reserving') {

@@ -224,6 +224,25 @@ forEachEngine('the send state machine', ({ engine }) => {
       expect(outboxTo(stack, email.to)).toHaveLength(2);
     });
   });
+
+  describe('6. a retry that finds its send still refunding', () => {
+    it('finishes the refund, then sends afresh with the payload it brought: one email, one credit', async () => {
+      stack = await startTestStack(PER_SEND_DEBIT, { ...QUICK, engine });
+      const c = await customerWith(stack, 10);
+      // Resend refuses every try (nothing sent), and the refund of the credit goes unanswered.
+      stack.sandbox.resend.faults.inject({ status: 500, count: 4, match: /^POST \/emails(\/batch)?$/ });
+      stack.sandbox.dodo.faults.inject({ count: 1, match: /ledger-entries$/ }); // the debit passes
+      stack.sandbox.dodo.faults.inject({ status: 503, count: 1, match: /ledger-entries$/ }); // the refund does not
+      const first = await request(stack.url).post('/send').set(bearer(c.key)).set('Idempotency-Key', 'k6').send(email);
+      expect(first.status).toBe(503);
+      expect((await findSend(stack.database, sendIdFor(c.customerId, 'k6')))?.state).toBe('refunding');
+
+      const again = await request(stack.url).post('/send').set(bearer(c.key)).set('Idempotency-Key', 'k6').send(email);
+      expect(again.status).toBe(200);
+      expect(outboxTo(stack, email.to)).toHaveLength(1);
+      expect(await balanceOf(stack, c.key)).toBe(9);
+    });
+  });
 });
 
 async function waitFor(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
