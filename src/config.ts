@@ -68,6 +68,8 @@ export interface Config {
     readonly resendPerSecond: number;
     /** Dodo API requests a minute (spent evenly: Dodo's burst allowance is left unused). */
     readonly dodoPerMinute: number;
+    /** Dodo's bucket size (tier 0: 40): how many calls it takes at once. */
+    readonly dodoBurst: number;
   };
   /** Who may set the client's address for the rate limits (TRUST_PROXY; default: off in sandbox mode, loopback live). */
   readonly trustProxy: TrustProxy;
@@ -128,6 +130,7 @@ const schema = z.object({
   SANDBOX_DODO_BURST: z.preprocess(blankIsUnset, z.coerce.number().int().min(1).max(1_000_000).default(40)),
   RESEND_RATE_LIMIT: z.preprocess(blankIsUnset, z.coerce.number().int().min(0).max(1_000_000).optional()),
   DODO_RATE_LIMIT: z.preprocess(blankIsUnset, z.coerce.number().int().min(0).max(1_000_000).optional()),
+  DODO_BURST: z.preprocess(blankIsUnset, z.coerce.number().int().min(1).max(1_000_000).optional()),
   // 30 s: a customer's open dashboards cost at most 2 of Dodo's 240 requests a minute (README: Balances).
   BALANCE_MAX_AGE_SECONDS: z.preprocess(blankIsUnset, z.coerce.number().int().min(0).max(3600).default(30)),
   // Issue 13: single sends share Resend batch calls, and credits are debited in leases. `off`
@@ -253,6 +256,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       // Resend: 2 requests a second per team by default. Dodo tier 0: 240 a minute.
       resendPerSecond: e.RESEND_RATE_LIMIT ?? (mode === 'live' ? 2 : e.SANDBOX_RESEND_RATE_LIMIT),
       dodoPerMinute: e.DODO_RATE_LIMIT ?? (mode === 'live' ? 240 : e.SANDBOX_DODO_RATE_LIMIT),
+      dodoBurst: e.DODO_BURST ?? (mode === 'live' ? 40 : e.SANDBOX_DODO_BURST),
     }),
     trustProxy: Array.isArray(trustProxy) ? Object.freeze([...trustProxy]) : trustProxy,
     balanceMaxAgeSeconds: e.BALANCE_MAX_AGE_SECONDS,

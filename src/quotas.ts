@@ -16,9 +16,9 @@ import { sqlCounterStore } from './rate-limits';
  * windows of their own phase (Resend) or a token bucket (Dodo); one call per 1/N s never puts
  * more than N in any second of theirs, where N calls per fixed second of ours could put 2N in
  * one of theirs. A `burst` pool (rate-limiter-flexible's BurstyRateLimiter) lends extra turns
- * when the spaced window has none: Dodo's bucket holds 40, so a pool of 20 a minute lets a
- * burst of 20 through at once (50 customers starting to send need a lease each) while the
- * spaced window and the pool together stay under 240 a minute sustained.
+ * when the spaced window has none: Dodo's bucket holds 40, so a pool of 36 lets a burst
+ * through at once (50 customers starting to send need a lease each), lent again only once the
+ * bucket has refilled them (src/stack.ts, dodoBurstPool).
  *
  * The vendor's own answers adjust it: a 429 from the vendor blocks the budget, for every
  * instance, for as long as the vendor said (Retry-After, or Dodo's X-RateLimit-Reset).

@@ -163,9 +163,7 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
       name: 'Dodo',
       database,
       windows: [{ points: config.quotas.dodoPerMinute, seconds: 60 }],
-      // Dodo's bucket takes bursts (40 at tier 0): a pool of a twelfth of the minute's quota
-      // lends turns at once, and with the spaced turns (the quota less 10 %) stays under it.
-      burst: { points: Math.floor(config.quotas.dodoPerMinute / 12), seconds: 60 },
+      burst: dodoBurstPool(config.quotas.dodoPerMinute, config.quotas.dodoBurst),
     });
     const resendBudget = createBudget({ name: 'Resend', database, windows: [{ points: config.quotas.resendPerSecond, seconds: 1 }] });
 
@@ -281,3 +279,17 @@ function unavailable(res: ServerResponse, code: string, message: string, retryAf
 
 const shuttingDown = (res: ServerResponse) => unavailable(res, 'shutting_down', 'MailKit is restarting; retry in a few seconds.', 5, true);
 const starting: RequestHandler = (_req, res) => unavailable(res, 'starting', 'MailKit is starting; retry in a second.', 1);
+
+/**
+ * The pool of turns lent at once on top of Dodo's spaced ones. Dodo's bucket holds `burst`
+ * calls and refills at the quota's rate; the spaced turns use 1/1.1 of that rate, so the bucket
+ * gains the rest back (0.36 a second at tier 0). The pool lends all but 4 of the bucket at once
+ * (36 of 40), then lends again only once the bucket has gained them back: its window (which
+ * rate-limiter-flexible starts at the first turn lent, not on a clock) lasts that long, 99 s.
+ */
+export function dodoBurstPool(perMinute: number, burst: number): { points: number; seconds: number } | undefined {
+  const points = burst - 4;
+  const spare = (perMinute / 60) * (1 - 1 / 1.1);
+  if (points <= 0 || spare <= 0) return undefined;
+  return { points, seconds: Math.ceil(points / spare) };
+}

@@ -1,6 +1,7 @@
 import request from 'supertest';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createBudget, QuotaExhausted } from '../src/quotas';
+import { dodoBurstPool } from '../src/stack';
 import { forEachEngine } from './support/database';
 import { balanceOf, bearer, customerWith, outboxTo, startTestStack } from './support/stack';
 
@@ -49,6 +50,14 @@ forEachEngine('a vendor budget with a burst pool (Dodo\'s bucket)', (under) => {
     const budget = createBudget({ name: 'BurstyHeld', database, windows: [{ points: 6, seconds: 60 }], burst: { points: 3, seconds: 60 }, maxWaitMs: 100 });
     await budget.penalize(30);
     await expect(budget.take()).rejects.toBeInstanceOf(QuotaExhausted);
+  });
+});
+
+describe('Dodo\'s burst pool', () => {
+  it('lends all but 4 of the bucket, and again only once the bucket has gained them back over the spaced turns', () => {
+    // Tier 0: 4 a second; spaced turns take 4/1.1, so the bucket gains 0.36 a second.
+    expect(dodoBurstPool(240, 40)).toEqual({ points: 36, seconds: 99 });
+    expect(dodoBurstPool(240, 4)).toBeUndefined();
   });
 });
 
