@@ -72,14 +72,15 @@ export interface NewEmailEvent {
  * any of their events that arrived first: an event can beat the send's own bookkeeping.
  */
 export async function recordEmails(database: Database, emails: NewEmail[], at: number): Promise<void> {
-  await recordEmailsIn(database.db, emails, at);
+  await insertEmails(database.db, emails, at);
+  await applyEarlyEvents(database.db, emails, at);
 }
 
 /**
- * recordEmails on a connection or a transaction already open: the send commits its history in
- * the transaction of its own settling transition (db/sends.ts transitionSend).
+ * The first half of recordEmails, on a connection or inside a transaction: the send commits
+ * its history in the transaction of its settling transition (db/sends.ts transitionSend).
  */
-export async function recordEmailsIn(db: Database['db'], emails: NewEmail[], at: number): Promise<void> {
+export async function insertEmails(db: Database['db'], emails: NewEmail[], at: number): Promise<void> {
   if (emails.length === 0) return;
   await db
     .insertInto('emails')
@@ -99,6 +100,16 @@ export async function recordEmailsIn(db: Database['db'], emails: NewEmail[], at:
     )
     .onConflict((oc) => oc.column('id').doNothing())
     .execute();
+}
+
+/**
+ * The second half: applies the events that arrived before these emails were recorded. Run once
+ * the emails are committed, never in the same transaction: an event recorded meanwhile either
+ * finds its email committed (and is applied by its own webhook) or was committed before this
+ * reads (and is applied here), so none is missed (PostgreSQL, read committed).
+ */
+export async function applyEarlyEvents(db: Database['db'], emails: NewEmail[], at: number): Promise<void> {
+  if (emails.length === 0) return;
   const early = await db.selectFrom('emailEvents').selectAll().where('emailId', 'in', emails.map((e) => e.id)).execute();
   for (const event of early) await applyEvent(db, event, at);
 }

@@ -1,5 +1,5 @@
 import type { Selectable, Updateable } from 'kysely';
-import { recordEmailsIn, type NewEmail } from './emails';
+import { applyEarlyEvents, insertEmails, type NewEmail } from './emails';
 import { releaseFlight } from './flights';
 import type { Database } from './index';
 import type { SendsTable } from './schema';
@@ -71,7 +71,7 @@ export interface TransitionOptions {
    * skipped (releasedByTransition).
    */
   release?: boolean;
-  /** Enters the emails Resend accepted in the email history (db/emails.ts recordEmails). */
+  /** Enters the emails Resend accepted in the email history (db/emails.ts; their early events are applied right after the commit). */
   history?: { emails: NewEmail[]; at: number };
 }
 
@@ -92,13 +92,15 @@ export async function transitionSend(database: Database, id: string, owner: stri
       .returningAll()
       .executeTakeFirst();
     if (!row) throw new LostClaim(id);
-    if (opts.history) await recordEmailsIn(db, opts.history.emails, opts.history.at);
+    if (opts.history) await insertEmails(db, opts.history.emails, opts.history.at);
     if (opts.dropPayload) await db.deleteFrom('sendPayloads').where('sendId', '=', id).execute();
     if (row.flightId && row.state !== 'delivering' && from.includes('delivering')) await releaseFlight(db, row.flightId);
     return row;
   };
   const row = await (opts.dropPayload || opts.history ? database.db.transaction().execute((trx) => apply(trx)) : apply(database.db));
   if (opts.release) releasedClaims(database).add(claimKey(id, owner));
+  // Events that beat the history are applied once it is committed (emails.ts applyEarlyEvents).
+  if (opts.history) await applyEarlyEvents(database.db, opts.history.emails, opts.history.at);
   return row;
 }
 
