@@ -129,7 +129,7 @@ export function sqlCounterStore(
     ...(opts.inMemoryBlockOnConsumed ? { inMemoryBlockOnConsumed: opts.inMemoryBlockOnConsumed } : {}),
   };
   const native = database.native;
-  if (native.engine === 'sqlite') return new RateLimiterSQLite({ ...common, storeClient: countingConnection(native.sqlite), storeType: 'better-sqlite3' });
+  if (native.engine === 'sqlite') return new RateLimiterSQLite({ ...common, storeClient: countingConnection(native.sqlite, native.prepare), storeType: 'better-sqlite3' });
   return new RateLimiterPostgres({ ...common, storeClient: native.pool, storeType: 'pool' });
 }
 
@@ -142,9 +142,9 @@ export function sqlCounterStore(
  * transaction already open on the connection (SQLite refuses the pragma there) the count joins
  * that transaction and is committed with it.
  */
-function countingConnection(sqlite: BetterSqlite3.Database) {
+function countingConnection(sqlite: BetterSqlite3.Database, prepare: (sql: string) => BetterSqlite3.Statement) {
   return {
-    prepare: (sql: string) => sqlite.prepare(sql),
+    prepare,
     transaction<A extends unknown[], R>(fn: (...args: A) => R) {
       const run = sqlite.transaction(fn);
       return (...args: A): R => {

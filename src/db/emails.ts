@@ -72,8 +72,17 @@ export interface NewEmailEvent {
  * any of their events that arrived first: an event can beat the send's own bookkeeping.
  */
 export async function recordEmails(database: Database, emails: NewEmail[], at: number): Promise<void> {
+  await insertEmails(database.db, emails, at);
+  await applyEarlyEvents(database.db, emails, at);
+}
+
+/**
+ * The first half of recordEmails, on a connection or inside a transaction: the send commits
+ * its history in the transaction of its settling transition (db/sends.ts transitionSend).
+ */
+export async function insertEmails(db: Database['db'], emails: NewEmail[], at: number): Promise<void> {
   if (emails.length === 0) return;
-  await database.db
+  await db
     .insertInto('emails')
     .values(
       emails.map((e) => ({
@@ -91,8 +100,18 @@ export async function recordEmails(database: Database, emails: NewEmail[], at: n
     )
     .onConflict((oc) => oc.column('id').doNothing())
     .execute();
-  const early = await database.db.selectFrom('emailEvents').selectAll().where('emailId', 'in', emails.map((e) => e.id)).execute();
-  for (const event of early) await applyEvent(database, event, at);
+}
+
+/**
+ * The second half: applies the events that arrived before these emails were recorded. Run once
+ * the emails are committed, never in the same transaction: an event recorded meanwhile either
+ * finds its email committed (and is applied by its own webhook) or was committed before this
+ * reads (and is applied here), so none is missed (PostgreSQL, read committed).
+ */
+export async function applyEarlyEvents(db: Database['db'], emails: NewEmail[], at: number): Promise<void> {
+  if (emails.length === 0) return;
+  const early = await db.selectFrom('emailEvents').selectAll().where('emailId', 'in', emails.map((e) => e.id)).execute();
+  for (const event of early) await applyEvent(db, event, at);
 }
 
 /**
@@ -104,24 +123,24 @@ export async function recordEmailEvent(database: Database, event: NewEmailEvent,
   const row: EmailEventRow = { ...event, receivedAt: at, suppress: event.suppress.length ? JSON.stringify(event.suppress) : null };
   const inserted = await database.db.insertInto('emailEvents').values(row).onConflict((oc) => oc.column('id').doNothing()).executeTakeFirst();
   if (Number(inserted.numInsertedOrUpdatedRows ?? 0) === 0) return false;
-  await applyEvent(database, row, at);
+  await applyEvent(database.db, row, at);
   return true;
 }
 
 /** Raises the email's status to the event's (one conditional update) and records its suppressions. */
-async function applyEvent(database: Database, event: EmailEventRow, at: number): Promise<void> {
+async function applyEvent(db: Database['db'], event: EmailEventRow, at: number): Promise<void> {
   const status = EVENT_STATUS[event.type];
   if (!status) return;
-  const email = await database.db
+  const email = await db
     .updateTable('emails')
     .set({ status, statusRank: STATUS_RANK[status], updatedAt: at })
     .where('id', '=', event.emailId)
     .where('statusRank', '<', STATUS_RANK[status])
     .returning(['customerId'])
     .executeTakeFirst();
-  const customerId = email?.customerId ?? (await database.db.selectFrom('emails').select('customerId').where('id', '=', event.emailId).executeTakeFirst())?.customerId;
+  const customerId = email?.customerId ?? (await db.selectFrom('emails').select('customerId').where('id', '=', event.emailId).executeTakeFirst())?.customerId;
   if (!customerId || !event.suppress) return;
-  await addSuppressions(database.db, customerId, JSON.parse(event.suppress) as string[], SUPPRESSION_REASON[event.type] ?? 'bounced', event.emailId, at);
+  await addSuppressions(db, customerId, JSON.parse(event.suppress) as string[], SUPPRESSION_REASON[event.type] ?? 'bounced', event.emailId, at);
 }
 
 /** A page of the customer's emails, newest first; `after` is the last row of the previous page. */

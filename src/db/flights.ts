@@ -11,6 +11,10 @@ export interface FlightMember {
  * and its offset if this owner still holds it and it is delivering (a conditional update, as
  * every transition); the flight's body is then the emails of the tagged members only. Returns
  * the members that fly, with their offsets; the others are no longer this instance's.
+ *
+ * All members are tagged by one update (each offset computed as if all of them fly). When one
+ * was not tagged (lost to another instance meanwhile: rare), the offsets of the others are set
+ * again, as they are in the body, in the same transaction.
  */
 export async function recordFlight(
   database: Database,
@@ -20,23 +24,48 @@ export async function recordFlight(
   bodyOf: (sendId: string) => unknown[],
   at: number,
 ): Promise<Array<FlightMember & { offset: number }>> {
+  if (members.length === 0) return [];
   return database.db.transaction().execute(async (trx) => {
-    const flying: Array<FlightMember & { offset: number }> = [];
-    const body: unknown[] = [];
-    for (const m of members) {
-      const tagged = await trx
+    const offsets = (ms: FlightMember[]) => {
+      let next = 0;
+      return ms.map((m) => {
+        const offset = next;
+        next += m.count;
+        return { ...m, offset };
+      });
+    };
+    const tag = (ms: Array<FlightMember & { offset: number }>) =>
+      trx
         .updateTable('sends')
-        .set({ flightId, flightOffset: body.length, deliveringSince: at, updatedAt: at })
-        .where('id', '=', m.sendId)
+        .set((eb) => ({
+          flightId,
+          // One member: its offset; several: a CASE on the id (cast: PostgreSQL types a CASE of bare parameters as text).
+          flightOffset:
+            ms.length === 1
+              ? ms[0]!.offset
+              : eb.cast<number>(
+                  ms.slice(1).reduce((c, m) => c.when('id', '=', m.sendId).then(m.offset), eb.case().when('id', '=', ms[0]!.sendId).then(ms[0]!.offset)).end(),
+                  'integer',
+                ),
+          deliveringSince: at,
+          updatedAt: at,
+        }))
+        .where('id', 'in', ms.map((m) => m.sendId))
         .where('owner', '=', owner)
         .where('state', '=', 'delivering')
         .returning('id')
-        .executeTakeFirst();
-      if (!tagged) continue;
-      flying.push({ ...m, offset: body.length });
-      body.push(...bodyOf(m.sendId));
+        .execute();
+    const all = offsets(members);
+    const tagged = new Set((await tag(all)).map((r) => r.id));
+    let flying = all;
+    if (tagged.size < members.length) {
+      flying = offsets(members.filter((m) => tagged.has(m.sendId)));
+      if (flying.some((m) => m.offset !== all.find((a) => a.sendId === m.sendId)!.offset)) await tag(flying);
     }
-    if (flying.length > 0) await trx.insertInto('flights').values({ id: flightId, body: JSON.stringify(body), createdAt: at }).execute();
+    if (flying.length > 0) {
+      const body = flying.flatMap((m) => bodyOf(m.sendId));
+      await trx.insertInto('flights').values({ id: flightId, body: JSON.stringify(body), createdAt: at }).execute();
+    }
     return flying;
   });
 }
@@ -69,13 +98,26 @@ export async function pruneFlights(database: Database, settledBefore: number, cu
 
 /**
  * Forgets the flight that carried `sendId` once none of its sends is still delivering: its
- * outcome is settled for all of them, and its body (the emails themselves) is not kept.
+ * outcome is settled for all of them, and its body (the emails themselves) is not kept. One
+ * statement; nothing to do when the send's own settling transition already forgot it
+ * (releaseFlight, in transitionSend's transaction), as it usually has.
  */
 export async function releaseFlightOf(database: Database, sendId: string): Promise<void> {
-  const row = await database.db.selectFrom('sends').select('flightId').where('id', '=', sendId).executeTakeFirst();
-  const flightId = row?.flightId;
-  if (!flightId) return;
   await database.db
+    .deleteFrom('flights')
+    .where('id', '=', (eb) => eb.selectFrom('sends').select('sends.flightId').where('sends.id', '=', sendId))
+    .where((eb) => eb.not(eb.exists(eb.selectFrom('sends').select('sends.id').whereRef('sends.flightId', '=', 'flights.id').where('sends.state', '=', 'delivering'))))
+    .execute();
+}
+
+/**
+ * Forgets flight `flightId` if none of its sends is still delivering: run by a send's own
+ * transition out of `delivering`, in its transaction. On PostgreSQL two sends of one flight
+ * settling at once may each still see the other delivering; releaseFlightOf, after the commit,
+ * and pruneFlights catch that.
+ */
+export async function releaseFlight(db: Database['db'], flightId: string): Promise<void> {
+  await db
     .deleteFrom('flights')
     .where('id', '=', flightId)
     .where((eb) => eb.not(eb.exists(eb.selectFrom('sends').select('sends.id').where('sends.flightId', '=', flightId).where('sends.state', '=', 'delivering'))))

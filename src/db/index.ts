@@ -29,8 +29,14 @@ export interface Database {
   close(): Promise<void>;
 }
 
-/** The connection Kysely runs on: the one better-sqlite3 handle, or the pg pool. */
-export type NativeClient = { engine: 'sqlite'; sqlite: BetterSqlite3.Database } | { engine: 'postgres'; pool: pg.Pool };
+/**
+ * The connection Kysely runs on: the one better-sqlite3 handle, or the pg pool. On SQLite,
+ * `prepare` is the handle's own with the prepared statements kept (statementCache below):
+ * what Kysely runs on, and what a library given the handle should prepare with.
+ */
+export type NativeClient =
+  | { engine: 'sqlite'; sqlite: BetterSqlite3.Database; prepare: (sql: string) => BetterSqlite3.Statement }
+  | { engine: 'postgres'; pool: pg.Pool };
 
 export interface DatabaseOptions {
   /** A `postgres://` URL selects PostgreSQL; otherwise SQLite at `file`. */
@@ -96,16 +102,42 @@ function openSqlite(file: string): Database {
   sqlite.pragma('synchronous = FULL');
   // Another process (a second server on the same file, the key CLI) may hold the write lock briefly.
   sqlite.pragma('busy_timeout = 5000');
-  const db = new Kysely<Tables>({ dialect: new SqliteDialect({ database: sqlite }), plugins: [new CamelCasePlugin()] });
+  const prepare = statementCache(sqlite);
+  const db = new Kysely<Tables>({ dialect: new SqliteDialect({ database: { prepare, close: () => sqlite.close() } }), plugins: [new CamelCasePlugin()] });
   return {
     db,
     engine: 'sqlite',
     where: file,
-    native: { engine: 'sqlite', sqlite },
+    native: { engine: 'sqlite', sqlite, prepare },
     async ping() {
       sqlite.prepare('select 1').get();
     },
     close: () => db.destroy(),
+  };
+}
+
+/** Most statements kept prepared; MailKit runs a few dozen shapes (more only for `in (…)` lists of other lengths). */
+const STATEMENTS_KEPT = 200;
+
+/**
+ * better-sqlite3 compiles a statement on every `prepare`, and Kysely's driver (like
+ * rate-limiter-flexible) asks for one per query: parsing and planning the same SQL again made
+ * up about a tenth of MailKit's CPU per email on SQLite. Statements are kept here by their SQL
+ * text (Kysely passes values as parameters, so a query's text is its shape). One still being
+ * iterated (a streamed query) is never handed out twice: that call gets a fresh statement. The
+ * oldest shape is dropped past STATEMENTS_KEPT. A PRAGMA is never kept: SQLite applies one that
+ * sets a value (and reads one that reads it) when it is prepared, not when it runs.
+ */
+function statementCache(sqlite: BetterSqlite3.Database): (sql: string) => BetterSqlite3.Statement {
+  const kept = new Map<string, BetterSqlite3.Statement>();
+  return (sql) => {
+    if (/^\s*pragma\b/i.test(sql)) return sqlite.prepare(sql);
+    const hit = kept.get(sql);
+    if (hit) return hit.busy ? sqlite.prepare(sql) : hit;
+    const stmt = sqlite.prepare(sql);
+    if (kept.size >= STATEMENTS_KEPT) kept.delete(kept.keys().next().value!);
+    kept.set(sql, stmt);
+    return stmt;
   };
 }
 

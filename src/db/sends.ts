@@ -1,4 +1,6 @@
 import type { Selectable, Updateable } from 'kysely';
+import { applyEarlyEvents, insertEmails, type NewEmail } from './emails';
+import { releaseFlight } from './flights';
 import type { Database } from './index';
 import type { SendsTable } from './schema';
 
@@ -59,33 +61,69 @@ export async function acquireSend(database: Database, id: string, owner: string,
     .executeTakeFirst();
 }
 
+/** What a transition commits besides the row's new state, in the same transaction. */
+export interface TransitionOptions {
+  /** Deletes the payload (the send has settled: `done` or `failed`). */
+  dropPayload?: boolean;
+  /**
+   * Lets go of the claim in the same update (`owner` and `claimed_until` cleared): for the
+   * transition that ends this instance's run of the send. The run's own release is then
+   * skipped (releasedByTransition).
+   */
+  release?: boolean;
+  /** Enters the emails Resend accepted in the email history (db/emails.ts; their early events are applied right after the commit). */
+  history?: { emails: NewEmail[]; at: number };
+}
+
 /**
  * A state transition: applies `patch` only if `owner` still holds the send and it is in one of
- * `from`. A slow or stale instance therefore can never overwrite a newer state. `dropPayload`
- * deletes the payload in the same transaction (the send has settled).
+ * `from`. A slow or stale instance therefore can never overwrite a newer state. `opts` adds
+ * what commits with it (TransitionOptions); a transition out of `delivering` also forgets the
+ * send's flight when none of its sends is still delivering (db/flights.ts releaseFlight).
  */
-export async function transitionSend(
-  database: Database,
-  id: string,
-  owner: string,
-  from: readonly string[],
-  patch: SendPatch,
-  opts: { dropPayload?: boolean } = {},
-): Promise<SendRow> {
+export async function transitionSend(database: Database, id: string, owner: string, from: readonly string[], patch: SendPatch, opts: TransitionOptions = {}): Promise<SendRow> {
   const apply = async (db: Database['db']) => {
     const row = await db
       .updateTable('sends')
-      .set(patch)
+      .set(opts.release ? { ...patch, owner: null, claimedUntil: null } : patch)
       .where('id', '=', id)
       .where('owner', '=', owner)
       .where('state', 'in', [...from])
       .returningAll()
       .executeTakeFirst();
     if (!row) throw new LostClaim(id);
+    if (opts.history) await insertEmails(db, opts.history.emails, opts.history.at);
     if (opts.dropPayload) await db.deleteFrom('sendPayloads').where('sendId', '=', id).execute();
+    if (row.flightId && row.state !== 'delivering' && from.includes('delivering')) await releaseFlight(db, row.flightId);
     return row;
   };
-  return opts.dropPayload ? database.db.transaction().execute((trx) => apply(trx)) : apply(database.db);
+  const row = await (opts.dropPayload || opts.history ? database.db.transaction().execute((trx) => apply(trx)) : apply(database.db));
+  if (opts.release) releasedClaims(database).add(claimKey(id, owner));
+  // Events that beat the history are applied once it is committed (emails.ts applyEarlyEvents).
+  if (opts.history) await applyEarlyEvents(database.db, opts.history.emails, opts.history.at);
+  return row;
+}
+
+/**
+ * Claims let go of by a transition (`release`), until the run that held them asks: a run ends
+ * with releaseSend unless its last transition already released the claim, which saves a commit
+ * per send. Per database, by owner and send.
+ */
+const released = new WeakMap<Database, Set<string>>();
+const claimKey = (id: string, owner: string) => `${owner}\u0000${id}`;
+function releasedClaims(database: Database): Set<string> {
+  let set = released.get(database);
+  if (!set) released.set(database, (set = new Set()));
+  return set;
+}
+
+/**
+ * True if a transition by `owner` let go of the send's claim since the last call (and forgets
+ * it): the run that held the claim has nothing left to release. A run calls it as it starts
+ * too, so that nothing left from an earlier one counts.
+ */
+export function releasedByTransition(database: Database, id: string, owner: string): boolean {
+  return released.get(database)?.delete(claimKey(id, owner)) ?? false;
 }
 
 /** Deletes a send this owner holds and its payload (a first attempt refused outright: as if it never was). */

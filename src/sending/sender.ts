@@ -2,7 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Billing } from '../billing/billing';
 import type { Database } from '../db/index';
-import { acquireSend, findSend, insertOrGetSend, LostClaim, pruneSends, putPayload, releaseSend, renewClaims, unsettledSends, type SendRow } from '../db/sends';
+import { acquireSend, findSend, insertOrGetSend, LostClaim, pruneSends, putPayload, releasedByTransition, releaseSend, renewClaims, unsettledSends, type SendRow } from '../db/sends';
 import { HttpError } from '../errors';
 import { recipientCount, type Mailer, type OutgoingEmail } from '../mail/mailer';
 import type { Logger } from '../logger';
@@ -153,8 +153,13 @@ export function createSender(opts: {
     }
   }
 
-  /** Runs a send this instance holds, registered so that a request for the same send joins it; lets go of the claim at the end. */
+  /**
+   * Runs a send this instance holds, registered so that a request for the same send joins it;
+   * lets go of the claim at the end, unless the run's last transition did (`done` commits with
+   * the claim let go: db/sends.ts releasedByTransition).
+   */
   async function track(sendId: string, fingerprint: string, row: SendRow, reconciler: boolean, step: (row: SendRow) => Promise<StoredResponse | void> = (r) => runSend(ctx, r)): Promise<StoredResponse> {
+    releasedByTransition(database, sendId, owner); // nothing from an earlier run counts
     const promise = (async () => {
       try {
         return (await step(row)) as StoredResponse;
@@ -166,7 +171,7 @@ export function createSender(opts: {
         }
         throw err;
       } finally {
-        await releaseSend(database, sendId, owner).catch((err: unknown) => log?.warn({ sendId, err }, 'could not release a send claim (it expires by itself)'));
+        if (!releasedByTransition(database, sendId, owner)) await releaseSend(database, sendId, owner).catch((err: unknown) => log?.warn({ sendId, err }, 'could not release a send claim (it expires by itself)'));
       }
     })();
     running.set(sendId, { fingerprint, promise, reconciler });

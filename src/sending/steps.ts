@@ -8,7 +8,7 @@ import { releaseFlightOf } from '../db/flights';
 import type { Dispatcher } from './dispatcher';
 import type { Leases } from './leases';
 import { refundToLease, transitionSendIn } from '../db/leases';
-import { recordAccepted } from './history';
+import { acceptedHistory } from './history';
 import { REDELIVER_WITHIN_MS, upstreamKeys, type SendPayload, type StoredResponse } from './records';
 
 /**
@@ -190,12 +190,12 @@ async function settle(ctx: StepContext, row: SendRow, s: Settlement, inDoubt: bo
     await finishRefund(ctx, row);
     throw s.error;
   }
-  // Issue 14: what Resend accepted enters the customer's email history before the send settles
-  // (a repeat records nothing twice; a failure leaves the send delivering, for a retry).
-  await recordAccepted(ctx.database, row, s.accepted ?? [], at);
+  // Issue 14: what Resend accepted enters the customer's email history in the transaction that
+  // settles the send (a repeat records nothing twice; a failure leaves the send delivering, for a retry).
+  const history = acceptedHistory(row, s.accepted ?? [], at);
   const result = { resultStatus: s.response.status, resultBody: JSON.stringify(s.response.body) };
   if (!s.refund || s.refund.credits <= 0) {
-    await transitionSend(ctx.database, row.id, ctx.owner, ['delivering'], { state: 'done', inDoubt: 0, ...result, updatedAt: at }, { dropPayload: true });
+    await transitionSend(ctx.database, row.id, ctx.owner, ['delivering'], { state: 'done', inDoubt: 0, ...result, updatedAt: at }, { dropPayload: true, release: true, history });
     return s.response;
   }
   row = await transitionSend(ctx.database, row.id, ctx.owner, ['delivering'], {
@@ -206,7 +206,7 @@ async function settle(ctx: StepContext, row: SendRow, s: Settlement, inDoubt: bo
     refundRetryable: 0,
     ...result,
     updatedAt: at,
-  });
+  }, { history });
   try {
     await finishRefund(ctx, row);
   } catch (err) {
