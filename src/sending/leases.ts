@@ -143,7 +143,10 @@ export function createLeases(opts: {
    * reason) and moves the lease on by the answer. Resolves with the lease once active; throws
    * what Dodo answered otherwise.
    */
-  async function debit(lease: LeaseRow): Promise<LeaseRow> {
+  async function debit(lease: LeaseRow, again = false): Promise<LeaseRow> {
+    // Asked again (a lease found reserving: its first ask went unanswered, or its process died
+    // asking), a refusal proves nothing about that first ask.
+    const inDoubt = lease.inDoubt === 1 || again;
     try {
       await billing.reserve(lease.customerId, lease.credits, keysOf(lease).debit, reasonOf(lease), { metadata: { mailkit_lease: lease.id, mailkit_entry: 'lease' } });
     } catch (err) {
@@ -154,13 +157,13 @@ export function createLeases(opts: {
         await transitionLease(database, lease.id, owner, ['reserving'], { inDoubt: 1, claimedUntil: 0, updatedAt: at });
         throw err;
       }
-      if (err instanceof InsufficientCredits || (err instanceof HttpError && err.status === 429 && !lease.inDoubt)) {
+      if (err instanceof InsufficientCredits || (err instanceof HttpError && err.status === 429 && !inDoubt)) {
         // Definite: no debit under this key. Nothing is held, so the lease is as if it never was.
         await deleteLease(database, lease.id, owner);
         throw err;
       }
       // A refusal after an unanswered try proves nothing; left for a later definite answer.
-      await transitionLease(database, lease.id, owner, ['reserving'], { claimedUntil: 0, updatedAt: at });
+      await transitionLease(database, lease.id, owner, ['reserving'], { inDoubt: inDoubt ? 1 : 0, claimedUntil: 0, updatedAt: at });
       throw err;
     }
     const at = now();
@@ -205,7 +208,7 @@ export function createLeases(opts: {
 
   /**
    * Settles this customer's leases left in doubt before taking a new one: only their own key can
-   * say whether they exist, and one that does is spent first. True when one became active.
+   * say whether they exist, and one that does is spent first. Resolves to one that became active.
    */
   async function settleDoubts(customerId: string): Promise<string | undefined> {
     const t = now();
@@ -216,7 +219,7 @@ export function createLeases(opts: {
         if (mine) await settleLease(mine).catch(() => undefined);
         continue;
       }
-      activated = (await debit(mine).then((a) => a.id, () => undefined)) ?? activated;
+      activated = (await debit(mine, true).then((a) => a.id, () => undefined)) ?? activated;
     }
     return activated;
   }
@@ -289,7 +292,7 @@ export function createLeases(opts: {
     if (l.state === 'reserving') {
       // Asking the same debit again settles whether it exists: 201 or 409 leave one debit,
       // which becomes an active lease (returned when idle); 400 means there was none.
-      await debit(l).catch((err: unknown) => {
+      await debit(l, true).catch((err: unknown) => {
         if (!(err instanceof InsufficientCredits)) throw err;
       });
       return;

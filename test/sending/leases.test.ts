@@ -176,6 +176,25 @@ forEachEngine('credit leases', ({ engine }) => {
       expect(outboxTo(stack, email.to)).toHaveLength(0);
     });
 
+    it('a lease whose process died asking (found reserving, never marked in doubt): a 429 to the sweep\'s ask proves nothing, and the lease is kept until its key answers', async () => {
+      stack = await startTestStack({}, { ...QUICK, engine });
+      const c = await customerWith(stack, 10);
+      // The dead instance recorded its lease and its debit landed at Dodo; the answer died with it.
+      const t = Date.now();
+      const lease = { id: 'lse_dead', customerId: c.customerId, nonce: 'n0', state: 'reserving', credits: 3, spent: 0, returnCredits: null, returnExpiresAt: null, emailsAhead: 0, inDoubt: 0, owner: 'dead', claimedUntil: t - 1, createdAt: t, updatedAt: t, lastUsedAt: t };
+      await stack.database.db.insertInto('leases').values(lease).execute();
+      await stack.billing.reserve(c.customerId, 3, 'lse_dead.n0:debit', 'emails: 3 credits for the emails being sent (lease lse_dead)');
+      expect(dodoOf(stack, c.customerId)).toBe(7);
+
+      stack.sandbox.dodo.faults.inject({ status: 429, count: 1, match: /ledger-entries$/ });
+      await stack.sender.reconcile();
+      expect((await leaseRows(stack.database, c.customerId)).map((l) => [l.id, l.state, l.inDoubt])).toEqual([['lse_dead', 'reserving', 1]]);
+
+      await stack.sender.reconcile(); // 409: it exists; it is now a lease to return
+      await stack.sender.returnLeases();
+      expect(dodoOf(stack, c.customerId)).toBe(10);
+    });
+
     it('a debit that never happened (503 before Dodo did anything) is asked again by the sweep and returned: the balance is as it was', async () => {
       stack = await startTestStack({}, { ...QUICK, engine });
       const c = await customerWith(stack, 10);
