@@ -94,6 +94,8 @@ export function createLeases(opts: {
   /** Per customer: the debit still taking joiners, and the one in flight (the next waits for it). */
   const open = new Map<string, Pending>();
   const flying = new Map<string, Promise<void>>();
+  /** Per customer, the expiry its returned credits get (returnExpiry), and until when it is kept. */
+  const expiries = new Map<string, { expiry: string; until: number }>();
   /** Leases just taken, by id: the credits still kept for the sends they were taken for. */
   const fenced = new Map<string, number>();
   /** Credits spent per customer on this instance: [time, credits], the last `rateWindowMs`. */
@@ -307,12 +309,19 @@ export function createLeases(opts: {
    * When returned credits expire: the soonest expiry among the grants Dodo drew from (those not
    * expired with less left than they started with). Dodo makes a credit entry a grant of its
    * own; without an expiry, credits taken from a plan's 30-day grant would come back as credits
-   * that never expire. 'never' when no grant drawn from expires.
+   * that never expire. 'never' when no grant drawn from expires. The answer is kept a minute per
+   * customer (a shutdown returning every customer's lease reads each customer's grants once),
+   * and never past the expiry it names.
    */
   async function returnExpiry(l: LeaseRow): Promise<string> {
+    const known = expiries.get(l.customerId);
+    const t = now();
+    if (known && known.until > t && (known.expiry === 'never' || Date.parse(known.expiry) > t)) return known.expiry;
     const drawn = (await billing.grants(l.customerId)).filter((g) => !g.isExpired && g.remainingAmount < g.initialAmount && g.expiresAt);
-    const soonest = drawn.map((g) => g.expiresAt!).sort((a, b) => Date.parse(a) - Date.parse(b))[0];
-    return soonest ?? 'never';
+    const expiry = drawn.map((g) => g.expiresAt!).sort((a, b) => Date.parse(a) - Date.parse(b))[0] ?? 'never';
+    if (expiries.size >= 10_000) expiries.clear();
+    expiries.set(l.customerId, { expiry, until: t + 60_000 });
+    return expiry;
   }
 
   /** Credits a returning lease's unspent part back under the lease's return key; closes it on a definite answer. */
