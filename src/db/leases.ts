@@ -1,7 +1,7 @@
 import type { Kysely, Selectable } from 'kysely';
 import type { Database } from './index';
 import type { LeasesTable, Tables } from './schema';
-import { LostClaim, type SendPatch, type SendRow } from './sends';
+import { LostClaim, type SendRow } from './sends';
 
 /** A lease as stored (sending/README.md, "Leases"). */
 export type LeaseRow = Selectable<LeasesTable>;
@@ -181,12 +181,4 @@ export async function leaseUnspent(database: Database, customerId: string, ids: 
 export async function pruneLeases(database: Database, cutoff: number): Promise<number> {
   const gone = await database.db.deleteFrom('leases').where('state', '=', 'closed').where('updatedAt', '<', cutoff).executeTakeFirst();
   return Number(gone.numDeletedRows);
-}
-
-/** A send's patch applied inside a transaction (refundToLease's `apply`). */
-export async function transitionSendIn(trx: Kysely<Tables>, id: string, owner: string, from: readonly string[], patch: SendPatch, dropPayload: boolean): Promise<SendRow> {
-  const row = await trx.updateTable('sends').set(patch).where('id', '=', id).where('owner', '=', owner).where('state', 'in', [...from]).returningAll().executeTakeFirst();
-  if (!row) throw new LostClaim(id);
-  if (dropPayload) await trx.deleteFrom('sendPayloads').where('sendId', '=', id).execute();
-  return row;
 }

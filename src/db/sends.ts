@@ -82,25 +82,37 @@ export interface TransitionOptions {
  * send's flight when none of its sends is still delivering (db/flights.ts releaseFlight).
  */
 export async function transitionSend(database: Database, id: string, owner: string, from: readonly string[], patch: SendPatch, opts: TransitionOptions = {}): Promise<SendRow> {
-  const apply = async (db: Database['db']) => {
-    const row = await db
-      .updateTable('sends')
-      .set(opts.release ? { ...patch, owner: null, claimedUntil: null } : patch)
-      .where('id', '=', id)
-      .where('owner', '=', owner)
-      .where('state', 'in', [...from])
-      .returningAll()
-      .executeTakeFirst();
-    if (!row) throw new LostClaim(id);
-    if (opts.history) await insertEmails(db, opts.history.emails, opts.history.at);
-    if (opts.dropPayload) await db.deleteFrom('sendPayloads').where('sendId', '=', id).execute();
-    if (row.flightId && row.state !== 'delivering' && from.includes('delivering')) await releaseFlight(db, row.flightId);
-    return row;
-  };
+  const apply = (db: Database['db']) => applyTransition(db, id, owner, from, patch, opts);
   const row = await (opts.dropPayload || opts.history ? database.db.transaction().execute((trx) => apply(trx)) : apply(database.db));
   if (opts.release) releasedClaims(database).add(claimKey(id, owner));
   // Events that beat the history are applied once it is committed (emails.ts applyEarlyEvents).
   if (opts.history) await applyEarlyEvents(database.db, opts.history.emails, opts.history.at);
+  return row;
+}
+
+/**
+ * A transition inside a transaction the caller holds (a refund into a lease commits with the
+ * lease's update, db/leases.ts refundToLease): the same conditional update as transitionSend,
+ * with the payload dropped in that transaction.
+ */
+export function transitionSendIn(trx: Database['db'], id: string, owner: string, from: readonly string[], patch: SendPatch, opts: { dropPayload?: boolean } = {}): Promise<SendRow> {
+  return applyTransition(trx, id, owner, from, patch, opts);
+}
+
+/** What a transition commits, on `db` (a transaction when it commits more than the row). */
+async function applyTransition(db: Database['db'], id: string, owner: string, from: readonly string[], patch: SendPatch, opts: TransitionOptions): Promise<SendRow> {
+  const row = await db
+    .updateTable('sends')
+    .set(opts.release ? { ...patch, owner: null, claimedUntil: null } : patch)
+    .where('id', '=', id)
+    .where('owner', '=', owner)
+    .where('state', 'in', [...from])
+    .returningAll()
+    .executeTakeFirst();
+  if (!row) throw new LostClaim(id);
+  if (opts.history) await insertEmails(db, opts.history.emails, opts.history.at);
+  if (opts.dropPayload) await db.deleteFrom('sendPayloads').where('sendId', '=', id).execute();
+  if (row.flightId && row.state !== 'delivering' && from.includes('delivering')) await releaseFlight(db, row.flightId);
   return row;
 }
 

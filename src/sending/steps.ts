@@ -1,13 +1,13 @@
 import { DodoUnavailable, InsufficientCredits, type Billing } from '../billing/billing';
 import type { Database } from '../db/index';
-import { deleteSend, LostClaim, payloadOf, putPayload, transitionSend, type SendRow } from '../db/sends';
+import { deleteSend, LostClaim, payloadOf, putPayload, transitionSend, transitionSendIn, type SendRow } from '../db/sends';
 import { HttpError } from '../errors';
 import { recipientCount, type BatchDelivery, type Delivery, type Mailer, type OutgoingEmail } from '../mail/mailer';
 import type { Logger } from '../logger';
 import { releaseFlightOf } from '../db/flights';
 import type { Dispatcher } from './dispatcher';
 import type { Leases } from './leases';
-import { refundToLease, transitionSendIn } from '../db/leases';
+import { refundToLease } from '../db/leases';
 import { acceptedHistory } from './history';
 import { REDELIVER_WITHIN_MS, upstreamKeys, type SendPayload, type StoredResponse } from './records';
 
@@ -231,7 +231,7 @@ export async function finishRefund(ctx: StepContext, row: SendRow): Promise<Send
     // Paid from a lease still active: the credits go back into it, in the same transaction as
     // the row's transition, with no Dodo call. A lease already returning or closed has fixed
     // what it gives back, so the refund goes through Dodo as for a send paid alone.
-    const back = await refundToLease(ctx.database, row.leaseId, row.refundCredits!, (trx) => transitionSendIn(trx, row.id, ctx.owner, ['refunding'], settled(ctx.now()), true));
+    const back = await refundToLease(ctx.database, row.leaseId, row.refundCredits!, (trx) => transitionSendIn(trx, row.id, ctx.owner, ['refunding'], settled(ctx.now()), { dropPayload: true }));
     if (back) return back;
   }
   await ctx.billing.refund(row.customerId, row.refundCredits!, upstreamKeys(row.id, row.nonce, row.attempt).refund, row.refundReason ?? 'refund');
