@@ -5,7 +5,7 @@ import { sendIdFor } from '../../src/sending/records';
 import { createSender } from '../../src/sending/sender';
 import { dodoBalance, fleetKey, fleetStore, spawnInstance, startInstance, startUpstream, instanceEnv, type Upstream } from '../support/fleet';
 import { forEachEngine } from '../support/database';
-import { balanceOf, bearer, customerWith, outboxTo, startTestStack } from '../support/stack';
+import { balanceOf, bearer, customerWith, outboxTo, startTestStack, waitFor } from '../support/stack';
 
 /**
  * The five interleavings of issue 16, each driven through the real SDKs against the sandbox,
@@ -244,11 +244,3 @@ forEachEngine('the send state machine', ({ engine }) => {
     });
   });
 });
-
-async function waitFor(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}

@@ -7,7 +7,7 @@ import { sendIdFor } from '../../src/sending/records';
 import type { Stack } from '../../src/stack';
 import { forEachEngine } from '../support/database';
 import { dodoBalance, fleetKey, fleetStore, instanceEnv, settleFleet, spawnInstance, startInstance, startUpstream, type Upstream } from '../support/fleet';
-import { balanceOf, bearer, customerWith, outboxTo, settle, startTestStack, subscribe } from '../support/stack';
+import { balanceOf, bearer, customerWith, outboxTo, settle, startTestStack, subscribe, waitFor } from '../support/stack';
 
 /**
  * Credit leases (issue 13), through the real SDKs against the sandbox, on every engine: what a
@@ -287,11 +287,3 @@ forEachEngine('credit leases', ({ engine }) => {
     }, 150_000);
   });
 });
-
-async function waitFor(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}

@@ -129,3 +129,12 @@ export async function earlyInClockMinute(latestSecond: number): Promise<void> {
   const second = new Date().getSeconds();
   if (second > latestSecond) await new Promise((r) => setTimeout(r, (61 - second) * 1000));
 }
+
+/** Polls `check` every 50 ms until it holds; throws after `timeoutMs`. */
+export async function waitFor(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
