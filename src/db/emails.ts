@@ -45,14 +45,23 @@ export interface Recipients {
   bcc: string[];
 }
 
-/** An email Resend accepted, as the sender records it. */
+/** An email of a send, as the sender records it. */
 export interface NewEmail {
+  /** The id its send answered: Resend's, or MailKit's own for a send answered once queued. */
   id: string;
+  /** Resend's id once Resend accepted it; null while queued. */
+  providerId: string | null;
   customerId: string;
   sendId: string;
   recipients: Recipients;
   subject: string;
   credits: number;
+}
+
+/** An email Resend refused for good (its credits are refunded): it ends `failed`, with why. */
+export interface RefusedEmail {
+  id: string;
+  reason: string;
 }
 
 /** A verified Resend event, reduced to what MailKit keeps. */
@@ -68,8 +77,9 @@ export interface NewEmailEvent {
 }
 
 /**
- * Records emails Resend accepted (once: a repeat of the same id changes nothing), then applies
- * any of their events that arrived first: an event can beat the send's own bookkeeping.
+ * Records emails (once: a repeat of the same id changes nothing but a Resend id it lacked),
+ * then applies any of their events that arrived first: an event can beat the send's own
+ * bookkeeping.
  */
 export async function recordEmails(database: Database, emails: NewEmail[], at: number): Promise<void> {
   await insertEmails(database.db, emails, at);
@@ -87,6 +97,7 @@ export async function insertEmails(db: Database['db'], emails: NewEmail[], at: n
     .values(
       emails.map((e) => ({
         id: e.id,
+        providerId: e.providerId,
         customerId: e.customerId,
         sendId: e.sendId,
         recipients: JSON.stringify(e.recipients),
@@ -98,6 +109,32 @@ export async function insertEmails(db: Database['db'], emails: NewEmail[], at: n
         updatedAt: at,
       })),
     )
+    // A queued email (recorded when its send was accepted) gets Resend's id when Resend accepts it.
+    .onConflict((oc) =>
+      oc
+        .column('id')
+        .doUpdateSet((eb) => ({ providerId: eb.ref('excluded.providerId') }))
+        .where('emails.providerId', 'is', null),
+    )
+    .execute();
+}
+
+/**
+ * Emails Resend refused for good, inside the transaction that refunds them: each ends `failed`
+ * (unless an event already took it further) with an event of MailKit's own saying why, so the
+ * history shows its fate like any other.
+ */
+export async function refuseEmails(db: Database['db'], refused: RefusedEmail[], at: number): Promise<void> {
+  if (refused.length === 0) return;
+  await db
+    .updateTable('emails')
+    .set({ status: 'failed', statusRank: STATUS_RANK.failed, updatedAt: at })
+    .where('id', 'in', refused.map((r) => r.id))
+    .where('statusRank', '<', STATUS_RANK.failed)
+    .execute();
+  await db
+    .insertInto('emailEvents')
+    .values(refused.map((r) => ({ id: `mailkit:${r.id}:refused`, emailId: r.id, type: 'email.failed', occurredAt: at, receivedAt: at, detail: r.reason, suppress: null })))
     .onConflict((oc) => oc.column('id').doNothing())
     .execute();
 }
@@ -109,8 +146,9 @@ export async function insertEmails(db: Database['db'], emails: NewEmail[], at: n
  * reads (and is applied here), so none is missed (PostgreSQL, read committed).
  */
 export async function applyEarlyEvents(db: Database['db'], emails: NewEmail[], at: number): Promise<void> {
-  if (emails.length === 0) return;
-  const early = await db.selectFrom('emailEvents').selectAll().where('emailId', 'in', emails.map((e) => e.id)).execute();
+  const ids = emails.flatMap((e) => (e.providerId ? [e.providerId] : []));
+  if (ids.length === 0) return;
+  const early = await db.selectFrom('emailEvents').selectAll().where('emailId', 'in', ids).execute();
   for (const event of early) await applyEvent(db, event, at);
 }
 
@@ -127,20 +165,23 @@ export async function recordEmailEvent(database: Database, event: NewEmailEvent,
   return true;
 }
 
-/** Raises the email's status to the event's (one conditional update) and records its suppressions. */
+/**
+ * Raises the email's status to the event's (one conditional update) and records its
+ * suppressions. Resend's events name its own id (`provider_id`).
+ */
 async function applyEvent(db: Database['db'], event: EmailEventRow, at: number): Promise<void> {
   const status = EVENT_STATUS[event.type];
   if (!status) return;
-  const email = await db
-    .updateTable('emails')
-    .set({ status, statusRank: STATUS_RANK[status], updatedAt: at })
-    .where('id', '=', event.emailId)
-    .where('statusRank', '<', STATUS_RANK[status])
-    .returning(['customerId'])
-    .executeTakeFirst();
-  const customerId = email?.customerId ?? (await db.selectFrom('emails').select('customerId').where('id', '=', event.emailId).executeTakeFirst())?.customerId;
-  if (!customerId || !event.suppress) return;
-  await addSuppressions(db, customerId, JSON.parse(event.suppress) as string[], SUPPRESSION_REASON[event.type] ?? 'bounced', event.emailId, at);
+  const email =
+    (await db
+      .updateTable('emails')
+      .set({ status, statusRank: STATUS_RANK[status], updatedAt: at })
+      .where('providerId', '=', event.emailId)
+      .where('statusRank', '<', STATUS_RANK[status])
+      .returning(['id', 'customerId'])
+      .executeTakeFirst()) ?? (await db.selectFrom('emails').select(['id', 'customerId']).where('providerId', '=', event.emailId).executeTakeFirst());
+  if (!email || !event.suppress) return;
+  await addSuppressions(db, email.customerId, JSON.parse(event.suppress) as string[], SUPPRESSION_REASON[event.type] ?? 'bounced', email.id, at);
 }
 
 /** A page of the customer's emails, newest first; `after` is the last row of the previous page. */
@@ -162,7 +203,9 @@ export async function listEmails(
 export async function findEmail(database: Database, customerId: string, id: string): Promise<{ email: EmailRow; events: EmailEventRow[] } | undefined> {
   const email = await database.db.selectFrom('emails').selectAll().where('id', '=', id).where('customerId', '=', customerId).executeTakeFirst();
   if (!email) return undefined;
-  const events = await database.db.selectFrom('emailEvents').selectAll().where('emailId', '=', id).orderBy('occurredAt').orderBy('receivedAt').execute();
+  // Resend's events name its id; MailKit's own (a refusal) name the email's.
+  const names = email.providerId && email.providerId !== id ? [id, email.providerId] : [id];
+  const events = await database.db.selectFrom('emailEvents').selectAll().where('emailId', 'in', names).orderBy('occurredAt').orderBy('receivedAt').execute();
   return { email, events };
 }
 
@@ -174,7 +217,9 @@ export async function forgetOrphanEventsBefore(database: Database, cutoff: numbe
   const gone = await database.db
     .deleteFrom('emailEvents')
     .where('receivedAt', '<', cutoff)
-    .where(({ not, exists, selectFrom }) => not(exists(selectFrom('emails').select('emails.id').whereRef('emails.id', '=', 'emailEvents.emailId'))))
+    .where(({ not, exists, selectFrom }) => not(exists(selectFrom('emails').select('emails.id').whereRef('emails.providerId', '=', 'emailEvents.emailId'))))
+    // MailKit's own events (a refusal) name the email by its own id: they stay with it.
+    .where('id', 'not like', 'mailkit:%')
     .executeTakeFirst();
   return Number(gone.numDeletedRows);
 }

@@ -9,6 +9,7 @@ import * as m003 from './migrations/003_emails';
 import * as m004 from './migrations/004_balance_cache';
 import * as m005 from './migrations/005_flights';
 import * as m006 from './migrations/006_leases';
+import * as m007 from './migrations/007_email_provider_ids';
 import type { Tables } from './schema';
 
 export type { Tables } from './schema';
@@ -60,6 +61,7 @@ const migrations: Record<string, Migration> = {
   '004_balance_cache': m004,
   '005_flights': m005,
   '006_leases': m006,
+  '007_email_provider_ids': m007,
 };
 const provider: MigrationProvider = { getMigrations: async () => migrations };
 

@@ -151,8 +151,10 @@ export interface JournalImportsTable {
 
 /** One email Resend accepted for a customer (a send may hold several): its history row. */
 export interface EmailsTable {
-  /** Resend's email id. */
+  /** The id POST /send answered: Resend's, or MailKit's own for a send answered once queued (`Prefer: respond-async`). */
   id: string;
+  /** Resend's id, once Resend accepted the email (null while it is queued, or if Resend refused it); Resend's events name it. */
+  providerId: string | null;
   customerId: string;
   sendId: string;
   /** JSON `{ to, cc, bcc }`. */

@@ -1,5 +1,5 @@
 import type { Selectable, Updateable } from 'kysely';
-import { applyEarlyEvents, insertEmails, type NewEmail } from './emails';
+import { applyEarlyEvents, insertEmails, refuseEmails, type NewEmail, type RefusedEmail } from './emails';
 import { releaseFlight } from './flights';
 import type { Database } from './index';
 import type { SendsTable } from './schema';
@@ -71,8 +71,11 @@ export interface TransitionOptions {
    * skipped (releasedByTransition).
    */
   release?: boolean;
-  /** Enters the emails Resend accepted in the email history (db/emails.ts; their early events are applied right after the commit). */
-  history?: { emails: NewEmail[]; at: number };
+  /**
+   * Enters the send's emails in the email history (db/emails.ts; their early events are applied
+   * right after the commit); `refused`: those Resend refused for good end failed.
+   */
+  history?: { emails: NewEmail[]; refused?: RefusedEmail[]; at: number };
 }
 
 /**
@@ -110,7 +113,10 @@ async function applyTransition(db: Database['db'], id: string, owner: string, fr
     .returningAll()
     .executeTakeFirst();
   if (!row) throw new LostClaim(id);
-  if (opts.history) await insertEmails(db, opts.history.emails, opts.history.at);
+  if (opts.history) {
+    await insertEmails(db, opts.history.emails, opts.history.at);
+    await refuseEmails(db, opts.history.refused ?? [], opts.history.at);
+  }
   if (opts.dropPayload) await db.deleteFrom('sendPayloads').where('sendId', '=', id).execute();
   if (row.flightId && row.state !== 'delivering' && from.includes('delivering')) await releaseFlight(db, row.flightId);
   return row;

@@ -25,6 +25,15 @@ const batchResult = z.object({
   sent: z.number().int(),
   failed: z.number().int(),
 });
+const queuedResult = z.object({
+  id: z.string().describe("MailKit's email id: GET /emails/{id} follows its fate (queued, then sent, delivered, or failed with its credits refunded)"),
+  status: z.literal('queued'),
+});
+const queuedBatch = z.object({
+  data: z.array(z.union([queuedResult, errorEnvelope])).describe('One entry per email, in request order: its id, or why it was refused (suppressed)'),
+  queued: z.number().int(),
+  failed: z.number().int(),
+});
 const usageDay = z.object({
   date: z.string(),
   emails: z.number().int(),
@@ -81,6 +90,8 @@ interface Op {
   body?: Schema;
   bodyRequired?: boolean;
   idempotent?: boolean;
+  /** A send: with `Prefer: respond-async`, 202 and this body once it is paid and queued. */
+  accepted?: Schema;
   ok: Schema;
   okStatus?: number;
   errors: number[];
@@ -94,11 +105,11 @@ const OPS: Op[] = [
   { method: 'get', path: '/credits/usage', summary: `Usage per UTC day (1–${MAX_USAGE_DAYS} days)`, query: usageQuery, ok: usageBody, errors: [400, ...CUSTOMER_ERRORS] },
   { method: 'get', path: '/credits/{customerId}', summary: 'The tutorial’s balance route (the id must be the key’s own)', params: { customerId: customerIdString }, ok: balanceBody.omit({ customer_id: true }), errors: [400, 403, ...CUSTOMER_ERRORS] },
   {
-    method: 'post', path: '/send', summary: 'Send one email (one credit per recipient: to, cc and bcc)', body: sendBody, bodyRequired: true, idempotent: true, ok: sendResult,
+    method: 'post', path: '/send', summary: 'Send one email (one credit per recipient: to, cc and bcc)', body: sendBody, bodyRequired: true, idempotent: true, ok: sendResult, accepted: queuedResult,
     errors: [400, 402, 403, 409, 413, 415, 422, 429, 502, 503, 401],
   },
   {
-    method: 'post', path: '/send/batch', summary: 'Send up to 100 emails in one call; a suppressed item alone is refused', body: batchBody, bodyRequired: true, idempotent: true, ok: batchResult,
+    method: 'post', path: '/send/batch', summary: 'Send up to 100 emails in one call; a suppressed item alone is refused', body: batchBody, bodyRequired: true, idempotent: true, ok: batchResult, accepted: queuedBatch,
     errors: [400, 402, 403, 409, 413, 415, 422, 429, 502, 503, 401],
   },
   { method: 'get', path: '/emails', summary: 'The key’s emails, newest first, cursor-paginated, by status', query: emailsQuery, ok: emailList, errors: [400, ...CUSTOMER_ERRORS] },
@@ -122,11 +133,21 @@ function operation(op: Op) {
       schema: toJson(schema as Schema, 'input'),
     })),
     ...(op.idempotent ? [{ name: 'Idempotency-Key', in: 'header', required: false, description: 'Retry with the same key and body: one email, one debit, the same answer (24 h)', schema: toJson(idempotencyKeyHeader.unwrap(), 'input') }] : []),
+    ...(op.accepted
+      ? [{ name: 'Prefer', in: 'header', required: false, description: '`respond-async`: answer 202 once the send is paid and queued (MailKit’s ids), not once the email provider accepted it; it is delivered in the background', schema: { type: 'string' } }]
+      : []),
   ];
   const okHeaders = { ...(customer ? rateHeaders(true) : {}), ...(op.idempotent ? SEND_HEADERS : {}) };
   const responses: Record<string, unknown> = {
     [String(op.okStatus ?? 200)]: { description: 'OK', headers: okHeaders, content: { 'application/json': { schema: toJson(op.ok, 'output') } } },
   };
+  if (op.accepted) {
+    responses['202'] = {
+      description: 'Accepted (`Prefer: respond-async`): paid and queued; delivered in the background',
+      headers: { ...okHeaders, 'Preference-Applied': header('`respond-async`', true), Location: header('GET /emails/{id} of a single send') },
+      content: { 'application/json': { schema: toJson(op.accepted, 'output') } },
+    };
+  }
   for (const status of op.errors) {
     const retry = status === 429 || status === 503 || status === 409;
     responses[String(status)] = {

@@ -21,6 +21,14 @@ export const batchBody = z.strictObject({
 });
 
 type EmailInput = z.infer<typeof sendBody>;
+
+/**
+ * `Prefer: respond-async` (RFC 7240): answer once the send is paid and queued, 202 with MailKit's
+ * own ids, instead of once Resend accepted it. The email's fate is then read from GET /emails/:id.
+ */
+export function prefersAsync(prefer: string | undefined): boolean {
+  return prefer !== undefined && prefer.split(',').some((p) => p.split(';')[0]!.trim().toLowerCase() === 'respond-async');
+}
 const list = (v: string | string[] | undefined) => (v === undefined ? undefined : Array.isArray(v) ? v : [v]);
 
 /** The validated request as MailKit hands it to Resend; absent fields stay absent (the idempotency fingerprint is unchanged for old clients). */
@@ -43,6 +51,11 @@ const toEmail = (e: Omit<EmailInput, 'customer_id'>): OutgoingEmail => ({
 export function sendRoutes(deps: { sender: Sender; auth: RequestHandler; database: Database }): Router {
   const router = Router();
   const reply = (res: Parameters<RequestHandler>[1], outcome: SendOutcome) => {
+    if (outcome.status === 202) {
+      res.set('Preference-Applied', 'respond-async');
+      const id = (outcome.body as { id?: unknown }).id;
+      if (typeof id === 'string') res.location(`/emails/${id}`);
+    }
     res.set(outcome.headers).status(outcome.status).json(outcome.body);
   };
 
@@ -59,7 +72,7 @@ export function sendRoutes(deps: { sender: Sender; auth: RequestHandler; databas
       const refusal = (await suppressionCheck(deps.database, customerId, [email]))[0];
       if (refusal) throw refusal;
     }
-    reply(res, await deps.sender.send(customerId, email, key));
+    reply(res, await deps.sender.send(customerId, email, key, { async: prefersAsync(req.get('prefer')) }));
   });
 
   router.post('/send/batch', deps.auth, async (req, res) => {
@@ -73,16 +86,17 @@ export function sendRoutes(deps: { sender: Sender; auth: RequestHandler; databas
     const sendable = emails.filter((_, i) => !refusals[i]);
     const refused = (i: number) => ({ error: { code: refusals[i]!.code, message: refusals[i]!.message } });
     if (sendable.length === 0) {
-      res.status(200).json({ data: emails.map((_, i) => refused(i)), sent: 0, failed: emails.length });
+      res.status(200).json({ data: emails.map((_, i) => refused(i)), ...(prefersAsync(req.get('prefer')) ? { queued: 0 } : { sent: 0 }), failed: emails.length });
       return;
     }
-    const outcome = await deps.sender.sendBatch(customerId, sendable, key);
-    const answer = outcome.body as { data?: unknown[]; sent: number; failed: number };
-    if (outcome.status !== 200 || !Array.isArray(answer?.data) || sendable.length === emails.length) return reply(res, outcome);
+    const outcome = await deps.sender.sendBatch(customerId, sendable, key, { async: prefersAsync(req.get('prefer')) });
+    const answer = outcome.body as { data?: unknown[]; sent?: number; queued?: number; failed: number };
+    if ((outcome.status !== 200 && outcome.status !== 202) || !Array.isArray(answer?.data) || sendable.length === emails.length) return reply(res, outcome);
     let next = 0;
     const data = emails.map((_, i) => (refusals[i] ? refused(i) : answer.data![next++]));
     const failed = answer.failed + (emails.length - sendable.length);
-    reply(res, { ...outcome, body: { data, sent: answer.sent, failed } });
+    const counts = outcome.status === 202 ? { queued: answer.queued } : { sent: answer.sent };
+    reply(res, { ...outcome, body: { data, ...counts, failed } });
   });
 
   return router;

@@ -17,8 +17,12 @@ import { QuotaExhausted } from '../quotas';
  * fills the flights' spare room, never the others' place in them.
  */
 export interface Dispatcher {
-  /** Delivers a send's emails in the next flight; resolves with this send's part of the answer. */
-  deliver(row: SendRow, items: Array<{ email: OutgoingEmail; from: string }>): Promise<BatchDelivery>;
+  /**
+   * Delivers a send's emails in the next flight; resolves with this send's part of the answer.
+   * `patient`: a send already answered (accepted, 202) waits for a turn however long it takes,
+   * instead of being refused after `maxWaitMs`; the sender bounds how many wait.
+   */
+  deliver(row: SendRow, items: Array<{ email: OutgoingEmail; from: string }>, opts?: { patient?: boolean }): Promise<BatchDelivery>;
   /** Re-sends the flight that carried `row` (same body, same key): this send's part, or null if the flight is gone. */
   redeliver(row: SendRow, count: number): Promise<BatchDelivery | null>;
 }
@@ -29,6 +33,7 @@ export const FLIGHT_MAX = 100;
 interface Waiting {
   row: SendRow;
   items: Array<{ email: OutgoingEmail; from: string }>;
+  /** When it is refused for want of a turn (Infinity: patient). */
   deadline: number;
   resolve(d: BatchDelivery): void;
   reject(err: unknown): void;
@@ -95,12 +100,17 @@ export function createDispatcher(opts: {
     return flight;
   }
 
-  /** Refuses every waiting send (nothing of them was sent): Resend's budget has no turn soon enough. */
-  function refuseAll(retryAfterSec: number, onlyExpired: boolean) {
+  /**
+   * Refuses waiting sends (nothing of them was sent): those past their deadline, or every one
+   * that is not patient when Resend's budget has no turn soon enough, or all of them when the
+   * dispatcher itself failed (a patient send is then tried again by its sender).
+   */
+  function refuseAll(retryAfterSec: number, which: 'expired' | 'impatient' | 'all') {
     const now = Date.now();
     for (const [customer, list] of waiting) {
       const keep = list.filter((w) => {
-        if (onlyExpired && w.deadline > now) return true;
+        if (which === 'expired' && w.deadline > now) return true;
+        if (which === 'impatient' && w.deadline === Infinity) return true;
         w.resolve({ kind: 'rejected', retryable: true, status: 429, name: 'quota_exhausted', message: 'Resend quota spent: nothing was sent.', retryAfterSec });
         return false;
       });
@@ -117,14 +127,16 @@ export function createDispatcher(opts: {
     pumping = true;
     try {
       while (waiting.size > 0) {
-        refuseAll(1, true);
+        refuseAll(1, 'expired');
         if (waiting.size === 0) break;
         try {
           await mailer.budget?.take();
         } catch (err) {
           if (!(err instanceof QuotaExhausted)) throw err;
           // No turn within the budget's wait: answer now rather than queue without bound.
-          refuseAll(err.retryAfterSeconds, false);
+          refuseAll(err.retryAfterSeconds, 'impatient');
+          // Patient sends stay; the budget is asked again once a turn may have come.
+          if (waiting.size > 0) await new Promise((r) => setTimeout(r, Math.min(1_000, err.retryAfterSeconds * 1_000)));
           continue;
         }
         const flight = pack();
@@ -132,7 +144,7 @@ export function createDispatcher(opts: {
       }
     } catch (err) {
       log?.error({ err }, 'dispatcher stopped on an unexpected error');
-      refuseAll(1, false);
+      refuseAll(1, 'all');
     } finally {
       pumping = false;
     }
@@ -159,8 +171,9 @@ export function createDispatcher(opts: {
   }
 
   return {
-    deliver(row, items) {
-      return new Promise<BatchDelivery>((resolve, reject) => enqueue({ row, items, deadline: Date.now() + maxWaitMs, resolve, reject }));
+    deliver(row, items, deliverOpts = {}) {
+      const deadline = deliverOpts.patient ? Infinity : Date.now() + maxWaitMs;
+      return new Promise<BatchDelivery>((resolve, reject) => enqueue({ row, items, deadline, resolve, reject }));
     },
 
     async redeliver(row, count) {

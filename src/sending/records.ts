@@ -11,6 +11,12 @@ export interface SendPayload {
   batch: boolean;
   from: string;
   emails: OutgoingEmail[];
+  /**
+   * Answered once paid and queued (`Prefer: respond-async`): the client holds MailKit's own ids
+   * (emailIdsOf), and the send is delivered in the background, through outages, until Resend
+   * answers for good. Absent: answered with Resend's ids once Resend accepted the emails.
+   */
+  async?: boolean;
 }
 
 /** The HTTP answer a finished send gives, replayed verbatim for the same key. */
@@ -31,6 +37,26 @@ export const REDELIVER_WITHIN_MS = KEY_RETENTION_MS - 60 * 60 * 1000;
 /** Internal send id: the client's key scoped to the customer, so two customers' keys never collide. */
 export function sendIdFor(customerId: string, clientKey: string): string {
   return `snd_${createHash('sha256').update(`${customerId}\u0000${clientKey}`).digest('hex').slice(0, 40)}`;
+}
+
+/**
+ * MailKit's own ids for the emails of a send answered once queued: UUID-shaped (like Resend's,
+ * so GET /emails/:id takes either), derived from the row, so every answer and every retry of
+ * the send names the same ids with nothing more stored.
+ */
+export function emailIdsOf(sendId: string, nonce: string, count: number): string[] {
+  return Array.from({ length: count }, (_, i) => {
+    const h = createHash('sha256').update(`${sendId}.${nonce}:email:${i}`).digest('hex');
+    // Version 8 (RFC 9562: custom), variant 10.
+    return `${h.slice(0, 8)}-${h.slice(8, 12)}-8${h.slice(13, 16)}-${((parseInt(h[16]!, 16) & 3) | 8).toString(16)}${h.slice(17, 20)}-${h.slice(20, 32)}`;
+  });
+}
+
+/** The answer of a send accepted for background delivery (202), the same for every retry of its key. */
+export function acceptedAnswer(sendId: string, nonce: string, payload: SendPayload): StoredResponse {
+  const ids = emailIdsOf(sendId, nonce, payload.emails.length);
+  if (!payload.batch) return { status: 202, body: { id: ids[0], status: 'queued' } };
+  return { status: 202, body: { data: ids.map((id) => ({ id, status: 'queued' })), queued: ids.length, failed: 0 } };
 }
 
 /** A stable digest of the request body: the same key with a different body is refused. */

@@ -1,17 +1,20 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Billing } from '../billing/billing';
 import type { Database } from '../db/index';
-import { acquireSend, findSend, insertOrGetSend, LostClaim, pruneSends, putPayload, releasedByTransition, releaseSend, renewClaims, unsettledSends, type SendRow } from '../db/sends';
+import { acquireSend, deleteSend, findSend, insertOrGetSend, LostClaim, payloadOf, pruneSends, putPayload, releasedByTransition, releaseSend, renewClaims, unsettledSends, type SendRow } from '../db/sends';
+import { insertEmails } from '../db/emails';
 import { HttpError } from '../errors';
 import { recipientCount, type Mailer, type OutgoingEmail } from '../mail/mailer';
 import type { Logger } from '../logger';
-import { fingerprintOf, KEY_RETENTION_MS, sendIdFor, type SendPayload, type StoredResponse } from './records';
+import { acceptedAnswer, emailIdsOf, fingerprintOf, KEY_RETENTION_MS, sendIdFor, type SendPayload, type StoredResponse } from './records';
+import { queuedHistory } from './history';
 import { createDispatcher } from './dispatcher';
 import { createLeases, type LeaseOptions, type Leases } from './leases';
 import { pruneLeases } from '../db/leases';
 import { pruneFlights } from '../db/flights';
-import { finishRefund, redeliver, resultOf, runSend, voidReservation, type StepContext } from './steps';
+import { deliver, finishRefund, redeliver, resultOf, runSend, voidReservation, type StepContext } from './steps';
 
 /** What the route writes back: status, body, and the headers that let a client retry safely. */
 export interface SendOutcome extends StoredResponse {
@@ -21,10 +24,19 @@ export interface SendOutcome extends StoredResponse {
 /** One item of a batch as the route validated it. */
 export type BatchItem = OutgoingEmail;
 
+/**
+ * How a send is answered. `async`: once its credits are taken and it is queued (202, MailKit's
+ * own ids, `Prefer: respond-async`); it is then delivered in the background, through outages,
+ * and its fate is read from the email history. Otherwise once Resend accepted it (its ids).
+ */
+export interface SendOptions {
+  async?: boolean;
+}
+
 /** The send itself: idempotency claim → reserve → deliver → settle. */
 export interface Sender {
-  send(customerId: string, email: OutgoingEmail, clientKey: string | undefined): Promise<SendOutcome>;
-  sendBatch(customerId: string, emails: BatchItem[], clientKey: string | undefined): Promise<SendOutcome>;
+  send(customerId: string, email: OutgoingEmail, clientKey: string | undefined, opts?: SendOptions): Promise<SendOutcome>;
+  sendBatch(customerId: string, emails: BatchItem[], clientKey: string | undefined, opts?: SendOptions): Promise<SendOutcome>;
   /**
    * One pass of the reconciler (it also runs on its own every `intervalMs`): claims every send
    * left reserving, delivering or refunding, untouched for `graceMs` and held by nobody, drives
@@ -56,6 +68,14 @@ const DEFAULT_CLAIM_MS = 30_000;
 const WAIT_FOR_OTHER_MS = 10_000;
 /** Closed leases are kept this long: the usage chart (up to 90 days) reads what each one spent. */
 const LEASE_RETENTION_MS = 100 * 86_400_000;
+/**
+ * Emails an instance holds accepted (answered 202) and not yet delivered: 5 s of Resend's
+ * default quota (2 batch calls a second, 100 emails each). Past it, a send to be answered once
+ * queued is refused (429, nothing taken) rather than queued without bound.
+ */
+const DEFAULT_ACCEPT_LIMIT = 1_000;
+/** Longest pause between two tries of an accepted send's delivery (Resend failing, or out of turns). */
+const ACCEPTED_RETRY_MAX_MS = 10_000;
 
 export function createSender(opts: {
   billing: Billing;
@@ -74,6 +94,8 @@ export function createSender(opts: {
   leases?: boolean;
   /** Lease sizing and idle time (tests shorten them). */
   leaseOptions?: LeaseOptions;
+  /** Emails held accepted and undelivered at once by this instance (default 1,000). */
+  acceptLimit?: number;
 }): Sender {
   const { database, mailer, log } = opts;
   const now = () => (opts.now ? opts.now().getTime() : Date.now());
@@ -88,8 +110,13 @@ export function createSender(opts: {
     opts.leases === false ? undefined : createLeases({ database, billing: opts.billing, owner, now, claimMs, log, options: opts.leaseOptions });
   const ctx: StepContext = { database, billing: opts.billing, mailer, dispatcher, leases, log, owner, now };
   /** Runs in this process by send id: a request for the same send joins it. `reconciler` marks the reconciler's own. */
-  const running = new Map<string, { fingerprint: string; promise: Promise<StoredResponse>; reconciler: boolean }>();
+  const running = new Map<string, { fingerprint: string; promise: Promise<StoredResponse>; reconciler: boolean; accepted?: Promise<StoredResponse> }>();
   let stopping = false;
+  /** Wakes accepted sends waiting to try again, at shutdown (they are left to the reconciler). */
+  const stopped = new AbortController();
+  const acceptLimit = opts.acceptLimit ?? DEFAULT_ACCEPT_LIMIT;
+  /** Emails of this instance's accepted sends that are paid and not yet settled. */
+  let acceptedEmails = 0;
   let reconciling: Promise<number> | null = null;
   const timer = intervalMs > 0 ? setInterval(() => void sender.reconcile().catch((err: unknown) => log?.error({ err }, 'reconcile pass failed')), intervalMs) : null;
   // Claims on the sends this process runs are renewed while they run; a process that dies lets them expire.
@@ -118,7 +145,7 @@ export function createSender(opts: {
         if (local) {
           assertSameBody(local.fingerprint, fingerprint);
           // A client's run: answer what it answers. The reconciler's: let it finish, then look again.
-          if (!local.reconciler) return replayed(await local.promise);
+          if (!local.reconciler) return replayed(await (local.accepted ?? local.promise));
           await local.promise.catch(() => undefined);
           continue;
         }
@@ -126,7 +153,7 @@ export function createSender(opts: {
         const credits = payload.emails.reduce((n, e) => n + recipientCount(e), 0);
         const { created, row: existing } = await insertOrGetSend(database, newRow(customerId, key, sendId, fingerprint, credits, t, owner, t + claimMs, leases ? 'lease' : 'debit'), payloadText);
         if (!existing) continue; // deleted between two statements: claim again
-        if (created) return { ...(await track(sendId, fingerprint, existing, false)), headers };
+        if (created) return { ...(await (payload.async ? accept(existing, fingerprint, payload, payloadText) : track(sendId, fingerprint, existing, false))), headers };
         assertSameBody(existing.fingerprint, fingerprint);
         if (existing.state === 'done') return replayed(resultOf(existing));
         const mine = await acquireSend(database, sendId, owner, t, t + claimMs);
@@ -135,9 +162,17 @@ export function createSender(opts: {
             await releaseSend(database, sendId, owner);
             return replayed(resultOf(mine));
           }
-          // A retry re-supplies the payload; one already stored (an attempt in doubt) wins.
+          // A retry re-supplies the payload; one already stored (an attempt in doubt) wins, and
+          // so does how it is answered.
           await putPayload(database, sendId, payloadText);
+          const stored = await storedPayload(sendId);
+          if (stored?.async) return { ...(await accept(mine, fingerprint, stored, payloadText)), headers };
           return { ...(await track(sendId, fingerprint, mine, false, (r) => runSend(ctx, r, payloadText))), headers };
+        }
+        // Accepted and paid, running on another instance: its answer is already known.
+        if (existing.state === 'delivering' || existing.state === 'refunding') {
+          const stored = await storedPayload(sendId);
+          if (stored?.async) return replayed(acceptedAnswer(existing.id, existing.nonce, stored));
         }
         // Running on another instance: wait for it, then replay its answer or take over.
         if (now() >= waitUntil) {
@@ -153,12 +188,93 @@ export function createSender(opts: {
     }
   }
 
+  async function storedPayload(sendId: string): Promise<SendPayload | undefined> {
+    const text = await payloadOf(database, sendId);
+    return text ? (JSON.parse(text) as SendPayload) : undefined;
+  }
+
+  /**
+   * A send this instance holds, answered once it is paid and queued (202, MailKit's ids): its
+   * emails enter the history as queued, and its delivery goes on in the background (below).
+   * Refused (429, nothing taken) when this instance already holds `acceptLimit` emails.
+   */
+  async function accept(row: SendRow, fingerprint: string, payload: SendPayload, payloadText: string): Promise<StoredResponse> {
+    const count = payload.emails.length;
+    if ((row.state === 'reserving' || row.state === 'failed') && acceptedEmails + count > acceptLimit) {
+      // Nothing is held for it yet: a new send is as if it never was.
+      if (row.state === 'reserving' && row.attempt === 0 && !row.inDoubt) await deleteSend(database, row.id, owner);
+      else await releaseSend(database, row.id, owner);
+      const seconds = Math.max(1, Math.ceil(((acceptedEmails + count - acceptLimit) / acceptLimit) * 5));
+      throw new HttpError(429, 'send_queue_full', `MailKit is holding as many emails as the email provider's quota delivers in the next seconds. Nothing was taken; retry after the Retry-After delay.`, {
+        'Retry-After': String(seconds),
+      });
+    }
+    let answer!: (r: StoredResponse) => void;
+    let refuse!: (err: unknown) => void;
+    const accepted = new Promise<StoredResponse>((resolve, reject) => {
+      answer = resolve;
+      refuse = reject;
+    });
+    let held = 0;
+    const onPaid = async (paid: SendRow) => {
+      if (held) return;
+      held = count;
+      acceptedEmails += held;
+      const ids = emailIdsOf(paid.id, paid.nonce, count);
+      // Its fate is visible from now on. Should this fail, the emails are recorded when they settle.
+      await insertEmails(database.db, queuedHistory(paid, ids, payload.emails), now()).catch((err: unknown) => log?.warn({ sendId: paid.id, err }, 'could not record queued emails yet'));
+      answer(acceptedAnswer(paid.id, paid.nonce, payload));
+    };
+    const run = track(row.id, fingerprint, row, false, (r) => deliverAccepted(r, payloadText, onPaid), accepted);
+    void run.then(answer, refuse).finally(() => {
+      acceptedEmails -= held;
+    });
+    return accepted;
+  }
+
+  /**
+   * The delivery of an accepted send: tried until Resend answers for good. A refusal that
+   * proves nothing was sent (no turn, Resend's 429 or 5xx) sends it in a later flight; an
+   * outcome in doubt is asked again under the same key (steps.ts). At shutdown the send is left
+   * to the reconciler, on this instance or another.
+   */
+  async function deliverAccepted(row: SendRow, payloadText: string, onPaid: (row: SendRow) => Promise<void>): Promise<StoredResponse> {
+    let paid = false;
+    const paying = async (r: SendRow) => {
+      paid = true;
+      await onPaid(r);
+    };
+    for (let pause = 1_000; ; pause = Math.min(pause * 2, ACCEPTED_RETRY_MAX_MS)) {
+      try {
+        // Refused with nothing sent: its next try is a fresh one, in the next flight.
+        if (paid && row.state === 'delivering' && !row.inDoubt && !row.flightId) return await deliver(ctx, row, true);
+        return await runSend(ctx, row, payloadText, paying);
+      } catch (err) {
+        if (!paid || stopping || !(err instanceof HttpError) || err.status === 409) throw err;
+        const retryAfter = Number(err.headers['Retry-After']) * 1_000 || 0;
+        await sleep(Math.max(pause, retryAfter), undefined, { signal: stopped.signal }).catch(() => undefined);
+        if (stopping) throw err;
+        const again = await findSend(database, row.id);
+        if (!again || again.owner !== owner) throw err;
+        if (again.state === 'done') return resultOf(again);
+        row = again;
+      }
+    }
+  }
+
   /**
    * Runs a send this instance holds, registered so that a request for the same send joins it;
    * lets go of the claim at the end, unless the run's last transition did (`done` commits with
    * the claim let go: db/sends.ts releasedByTransition).
    */
-  async function track(sendId: string, fingerprint: string, row: SendRow, reconciler: boolean, step: (row: SendRow) => Promise<StoredResponse | void> = (r) => runSend(ctx, r)): Promise<StoredResponse> {
+  async function track(
+    sendId: string,
+    fingerprint: string,
+    row: SendRow,
+    reconciler: boolean,
+    step: (row: SendRow) => Promise<StoredResponse | void> = (r) => runSend(ctx, r),
+    accepted?: Promise<StoredResponse>,
+  ): Promise<StoredResponse> {
     releasedByTransition(database, sendId, owner); // nothing from an earlier run counts
     const promise = (async () => {
       try {
@@ -174,7 +290,7 @@ export function createSender(opts: {
         if (!releasedByTransition(database, sendId, owner)) await releaseSend(database, sendId, owner).catch((err: unknown) => log?.warn({ sendId, err }, 'could not release a send claim (it expires by itself)'));
       }
     })();
-    running.set(sendId, { fingerprint, promise, reconciler });
+    running.set(sendId, { fingerprint, promise, reconciler, accepted });
     try {
       return await promise;
     } finally {
@@ -227,11 +343,11 @@ export function createSender(opts: {
   }
 
   const sender: Sender = {
-    send(customerId, email, clientKey) {
-      return begin(customerId, clientKey, email, { batch: false, from: mailer.from, emails: [email] });
+    send(customerId, email, clientKey, sendOpts = {}) {
+      return begin(customerId, clientKey, email, { batch: false, from: mailer.from, emails: [email], ...(sendOpts.async ? { async: true } : {}) });
     },
-    sendBatch(customerId, emails, clientKey) {
-      return begin(customerId, clientKey, emails, { batch: true, from: mailer.from, emails });
+    sendBatch(customerId, emails, clientKey, sendOpts = {}) {
+      return begin(customerId, clientKey, emails, { batch: true, from: mailer.from, emails, ...(sendOpts.async ? { async: true } : {}) });
     },
     reconcile() {
       // One pass at a time in this process; a pass asked for during one joins it.
@@ -245,6 +361,7 @@ export function createSender(opts: {
     },
     async drain() {
       stopping = true;
+      stopped.abort();
       if (timer) clearInterval(timer);
       await reconciling?.catch(() => undefined);
       await Promise.allSettled([...running.values()].map((r) => r.promise));

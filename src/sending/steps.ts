@@ -8,8 +8,8 @@ import { releaseFlightOf } from '../db/flights';
 import type { Dispatcher } from './dispatcher';
 import type { Leases } from './leases';
 import { refundToLease } from '../db/leases';
-import { acceptedHistory } from './history';
-import { REDELIVER_WITHIN_MS, upstreamKeys, type SendPayload, type StoredResponse } from './records';
+import { settledHistory } from './history';
+import { acceptedAnswer, emailIdsOf, REDELIVER_WITHIN_MS, upstreamKeys, type SendPayload, type StoredResponse } from './records';
 
 /**
  * The steps of one send, each a function of the send's row: reserve, deliver, settle, refund.
@@ -31,8 +31,12 @@ export interface StepContext {
   now: () => number;
 }
 
-/** Runs a send this instance holds from whatever state it is in to an answer; `payloadText`: the client's request, when a client runs it. */
-export async function runSend(ctx: StepContext, row: SendRow, payloadText?: string): Promise<StoredResponse> {
+/**
+ * Runs a send this instance holds from whatever state it is in to an answer; `payloadText`: the
+ * client's request, when a client runs it. `onPaid` is called once the send's credits are
+ * taken (or found taken), before its delivery: a send answered once queued answers there.
+ */
+export async function runSend(ctx: StepContext, row: SendRow, payloadText?: string, onPaid?: (row: SendRow) => Promise<void>): Promise<StoredResponse> {
   if (row.state === 'refunding') {
     row = await finishRefund(ctx, row);
     // The refund ended the attempt and dropped its payload: the client's retry supplied it
@@ -45,6 +49,7 @@ export async function runSend(ctx: StepContext, row: SendRow, payloadText?: stri
     row = await reserve(ctx, row);
     fresh = true;
   }
+  await onPaid?.(row);
   return deliver(ctx, row, fresh);
 }
 
@@ -127,7 +132,7 @@ export async function deliver(ctx: StepContext, row: SendRow, fresh: boolean): P
   const delivery = await callResend(ctx, row, payload, fresh);
   const settlement = payload.batch ? settleBatch(delivery, row.id, payload.emails) : settleSingle(asSingle(delivery), row.id, payload.emails[0]!);
   try {
-    return await settle(ctx, row, settlement, inDoubt);
+    return await settle(ctx, row, settlement, inDoubt, payload.async ? payload : undefined);
   } finally {
     // The last send of a flight to settle lets go of the flight's body.
     await releaseFlightOf(ctx.database, row.id).catch(() => undefined);
@@ -143,7 +148,7 @@ export async function deliver(ctx: StepContext, row: SendRow, fresh: boolean): P
  */
 async function callResend(ctx: StepContext, row: SendRow, payload: SendPayload, fresh: boolean): Promise<BatchDelivery> {
   const items = payload.emails.map((email) => ({ email, from: payload.from }));
-  if (ctx.dispatcher && fresh) return ctx.dispatcher.deliver(row, items);
+  if (ctx.dispatcher && fresh) return ctx.dispatcher.deliver(row, items, { patient: payload.async === true });
   if (row.flightId) {
     const again = ctx.dispatcher ? await ctx.dispatcher.redeliver(row, items.length) : null;
     return again ?? { kind: 'unknown', message: 'the flight that carried this send can no longer be re-sent' };
@@ -164,16 +169,32 @@ function asSingle(d: BatchDelivery): Delivery {
 
 /** How a delivery settles the credits it reserved. */
 type Settlement =
-  /** Final answer; `refund` gives back the credits of items that were not sent. */
-  | { kind: 'done'; response: StoredResponse; refund?: { credits: number; reason: string }; accepted?: Array<{ id: string; email: OutgoingEmail }> }
+  /** Final answer; `refund` gives back the credits of items that were not sent (`refused`, by index). */
+  | {
+      kind: 'done';
+      response: StoredResponse;
+      refund?: { credits: number; reason: string };
+      accepted?: Array<{ id: string; email: OutgoingEmail; index: number }>;
+      refused?: Array<{ index: number; reason: string }>;
+    }
   /** Refused before anything was done (429, 5xx): a later try may work. */
   | { kind: 'retry'; reason: string; error: HttpError }
   /** Nothing can be known: keep the reservation; the same key's retry completes it. */
   | { kind: 'unknown'; conflict?: boolean };
 
-/** Step: settle. Credits follow what Resend did, never what we hoped it did. */
-async function settle(ctx: StepContext, row: SendRow, s: Settlement, inDoubt: boolean): Promise<StoredResponse> {
+/**
+ * Step: settle. Credits follow what Resend did, never what we hoped it did. `accepted`: the
+ * payload of a send answered once queued; its answer stays the one it gave (202, MailKit's
+ * ids) and a refusal that proves nothing was sent keeps it delivering, for its next try.
+ */
+async function settle(ctx: StepContext, row: SendRow, s: Settlement, inDoubt: boolean, accepted?: SendPayload): Promise<StoredResponse> {
   const at = ctx.now();
+  if (accepted && s.kind === 'retry' && !inDoubt) {
+    // Nothing was sent (Resend refused the call, or no turn came): the credits stay taken and
+    // the send waits for its next flight. Its old flight is forgotten (it carried nothing).
+    await transitionSend(ctx.database, row.id, ctx.owner, ['delivering'], { flightId: null, flightOffset: null, updatedAt: at });
+    throw s.error;
+  }
   if (s.kind === 'unknown' || (s.kind === 'retry' && inDoubt)) {
     if (s.kind === 'unknown' && s.conflict) ctx.log?.error({ sendId: row.id }, 'Resend refused the send key for another body: left in doubt, credit kept');
     await transitionSend(ctx.database, row.id, ctx.owner, ['delivering'], { inDoubt: 1, updatedAt: at });
@@ -192,7 +213,9 @@ async function settle(ctx: StepContext, row: SendRow, s: Settlement, inDoubt: bo
   }
   // Issue 14: what Resend accepted enters the customer's email history in the transaction that
   // settles the send (a repeat records nothing twice; a failure leaves the send delivering, for a retry).
-  const history = acceptedHistory(row, s.accepted ?? [], at);
+  const own = accepted && { ids: emailIdsOf(row.id, row.nonce, accepted.emails.length), emails: accepted.emails, refused: s.refused ?? [] };
+  const history = settledHistory(row, s.accepted ?? [], at, own);
+  if (accepted) s = { ...s, response: acceptedAnswer(row.id, row.nonce, accepted) };
   const result = { resultStatus: s.response.status, resultBody: JSON.stringify(s.response.body) };
   if (!s.refund || s.refund.credits <= 0) {
     await transitionSend(ctx.database, row.id, ctx.owner, ['delivering'], { state: 'done', inDoubt: 0, ...result, updatedAt: at }, { dropPayload: true, release: true, history });
@@ -322,7 +345,7 @@ const UNCONFIRMED_FOR_GOOD: StoredResponse = {
 };
 
 function settleSingle(d: Delivery, sendId: string, email: OutgoingEmail): Settlement {
-  if (d.kind === 'sent') return { kind: 'done', response: { status: 200, body: { id: d.id } }, accepted: [{ id: d.id, email }] };
+  if (d.kind === 'sent') return { kind: 'done', response: { status: 200, body: { id: d.id } }, accepted: [{ id: d.id, email, index: 0 }] };
   if (d.kind === 'unknown') return { kind: 'unknown' };
   if (d.retryable) return { kind: 'retry', reason: `refund: email send ${sendId} not accepted (${d.name})`, error: providerBusy(d) };
   if (d.status === 409) return { kind: 'unknown', conflict: true };
@@ -330,6 +353,7 @@ function settleSingle(d: Delivery, sendId: string, email: OutgoingEmail): Settle
     kind: 'done',
     response: { status: 422, body: { error: { code: 'email_rejected', message: `The email provider rejected this email: ${d.message}` } } },
     refund: { credits: recipientCount(email), reason: `refund: email send ${sendId} rejected (${d.name})` },
+    refused: [{ index: 0, reason: `The email provider rejected this email: ${d.message}` }],
   };
 }
 
@@ -344,6 +368,7 @@ function settleBatch(d: BatchDelivery, sendId: string, emails: OutgoingEmail[]):
       kind: 'done',
       response: { status: 422, body: { error: { code: 'email_rejected', message: `The email provider rejected this batch: ${d.message}` } } },
       refund: { credits, reason: `refund: email batch ${sendId} rejected (${d.name})` },
+      refused: emails.map((_, index) => ({ index, reason: `The email provider rejected this batch: ${d.message}` })),
     };
   }
   const messages = new Map(d.errors.map((e) => [e.index, e.message]));
@@ -354,7 +379,8 @@ function settleBatch(d: BatchDelivery, sendId: string, emails: OutgoingEmail[]):
     kind: 'done',
     response: { status: 200, body: { data, sent: count - failed, failed } },
     refund: failed ? { credits: refunded, reason: `refund: ${failed} of ${count} emails in batch ${sendId} rejected` } : undefined,
-    accepted: d.ids.flatMap((id, i) => (id ? [{ id, email: emails[i]! }] : [])),
+    accepted: d.ids.flatMap((id, index) => (id ? [{ id, email: emails[index]!, index }] : [])),
+    refused: d.ids.flatMap((id, index) => (id ? [] : [{ index, reason: `The email provider rejected this email: ${messages.get(index) ?? 'no reason given'}` }])),
   };
 }
 

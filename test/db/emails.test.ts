@@ -4,7 +4,7 @@ import { findEmail, forgetOrphanEventsBefore, recordEmailEvent, recordEmails } f
 import { suppressedAmong } from '../../src/db/suppressions';
 import { ENGINES, freshDatabase } from '../support/stack';
 
-const email = (id: string, to = 'bounced@resend.dev') => ({ id, customerId: 'cus_a', sendId: 'snd_1', recipients: { to: [to], cc: [], bcc: [] }, subject: 'Hi', credits: 1 });
+const email = (id: string, to = 'bounced@resend.dev') => ({ id, providerId: id, customerId: 'cus_a', sendId: 'snd_1', recipients: { to: [to], cc: [], bcc: [] }, subject: 'Hi', credits: 1 });
 const event = (id: string, emailId: string, type: string, suppress: string[] = []) => ({ id, emailId, type, occurredAt: 1_000, detail: null, suppress });
 
 describe.each(ENGINES)('the email history tables (%s)', (engine) => {

@@ -30,7 +30,7 @@ const row = (id: string, owner: string): SendRow => ({
   funding: 'debit',
   leaseId: null,
 });
-const history = (id: string, sendId: string) => ({ emails: [{ id, customerId: 'cus_a', sendId, recipients: { to: ['a@example.com'], cc: [], bcc: [] }, subject: 'Hi', credits: 1 }], at: 5 });
+const history = (id: string, sendId: string) => ({ emails: [{ id, providerId: id, customerId: 'cus_a', sendId, recipients: { to: ['a@example.com'], cc: [], bcc: [] }, subject: 'Hi', credits: 1 }], at: 5 });
 const done = { state: 'done', inDoubt: 0, resultStatus: 200, resultBody: '{}', updatedAt: 5 };
 
 describe.each(ENGINES)('send rows (%s)', (engine) => {

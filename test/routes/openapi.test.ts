@@ -111,6 +111,14 @@ describe('GET /openapi.json', () => {
     conforms(await request(s).post('/send/batch').set(bearer(broke.key)).send({ emails: [{ to: 'delivered@resend.dev', subject: 'A', text: 'a' }] }), 'post', '/send/batch');
     conforms(await request(s).post('/send/batch').send({ emails: [] }), 'post', '/send/batch');
 
+    // Answered once queued (Prefer: respond-async): 202 with MailKit's ids.
+    const queued = await request(s).post('/send').set(auth).set('Prefer', 'respond-async').send({ to: 'delivered@resend.dev', subject: 'Queued', text: 'q' });
+    expect(queued.status).toBe(202);
+    conforms(queued, 'post', '/send');
+    const queuedBatch = await request(s).post('/send/batch').set(auth).set('Prefer', 'respond-async').send({ emails: [{ to: 'delivered@resend.dev', subject: 'A', text: 'a' }, { to: 'bounced@resend.dev', subject: 'B', text: 'b' }] });
+    expect(queuedBatch.status).toBe(202);
+    conforms(queuedBatch, 'post', '/send/batch');
+
     const list = await request(s).get('/emails?limit=2').set(auth);
     conforms(list, 'get', '/emails');
     conforms(await request(s).get(`/emails?status=bounced&cursor=${list.body.next_cursor}`).set(auth), 'get', '/emails');
@@ -150,7 +158,7 @@ describe('GET /openapi.json', () => {
       }
     }
     // And the error statuses a customer meets most.
-    for (const key of ['post /send 400', 'post /send 401', 'post /send 402', 'post /send 403', 'post /send 415', 'post /send 422', 'get /emails/{id} 404', 'get /credits 429', 'delete /suppressions/{email} 404']) {
+    for (const key of ['post /send 202', 'post /send/batch 202', 'post /send 400', 'post /send 401', 'post /send 402', 'post /send 403', 'post /send 415', 'post /send 422', 'get /emails/{id} 404', 'get /credits 429', 'delete /suppressions/{email} 404']) {
       expect(covered.has(key), key).toBe(true);
     }
   });
