@@ -68,6 +68,8 @@ export interface StackOptions {
   reconcile?: ReconcileOptions;
   /** Credit lease sizing and idle time (tests shorten the idle time). */
   leaseOptions?: LeaseOptions;
+  /** Emails this instance holds accepted (202) and undelivered at once (default 1,000). */
+  acceptLimit?: number;
   /** The balance cache's clock (tests move it past the freshness bound). */
   balanceClock?: () => number;
 }
@@ -205,7 +207,7 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
     });
     const billing = createBilling({ dodo, catalog, baseUrl, writeRetries: opts.dodoMaxRetries, observer: balances.observer });
     billingRef = billing;
-    const sender = createSender({ billing, mailer, database, log: log.child({ component: 'sender' }), reconcile: opts.reconcile, dispatch: config.batchDelivery, leases: config.creditLeases, leaseOptions: opts.leaseOptions });
+    const sender = createSender({ billing, mailer, database, log: log.child({ component: 'sender' }), reconcile: opts.reconcile, dispatch: config.batchDelivery, leases: config.creditLeases, leaseOptions: opts.leaseOptions, acceptLimit: opts.acceptLimit });
     const env = sandboxMode || config.dodo.environment === 'test_mode' ? 'test' : 'live';
     const apiKeys = createApiKeys({ database, secret: keySecret, env });
     const readiness = createReadiness({ database, dodo, resend, creditEntitlementId: catalog.creditEntitlementId, vendorTtlMs: opts.readinessVendorTtlMs });
