@@ -3,8 +3,9 @@
  * second, Dodo 240 a minute with bursts of 40, 20 ms per API call), beside a baseline of one
  * Resend call and one Dodo debit per email (BATCH_DELIVERY=off CREDIT_LEASES=off).
  *
- * Three scenarios, each run twice (the baseline, then MailKit as configured by default), every
- * run with fresh processes: the upstream (bench/upstream.ts --quotas --latency 20), MailKit
+ * Three scenarios, each run three times (the baseline; MailKit as configured by default, its
+ * clients waiting for Resend's ids; the same MailKit, its clients asking `Prefer: respond-async`,
+ * answered 202 once their email is paid and queued), every run with fresh processes: the upstream (bench/upstream.ts --quotas --latency 20), MailKit
  * (server.ts, live mode, pointed at it) on a fresh SQLite MAILKIT_DATA_DIR, and again on a fresh
  * PostgreSQL database when --postgres is given.
  *   (a) one customer, 32 clients;
@@ -12,7 +13,7 @@
  *   (c) one customer flat out with 32 clients, plus 20 light customers with one client each.
  *
  * A client is a closed loop: POST /send, one email, its customer's API key, a unique
- * Idempotency-Key; on a 429 it waits Retry-After (at most --retry-after-cap seconds) and sends
+ * Idempotency-Key (and, in the queued run, `Prefer: respond-async`: its 202 counts as its 200); on a 429 it waits Retry-After (at most --retry-after-cap seconds) and sends
  * the same email again under the same key, as a well-behaved client would. MailKit runs with
  * RATE_LIMIT_PER_KEY=1000000: its per-key limit (1,200 a minute) would otherwise be what is
  * measured, not the vendors' quotas.
@@ -39,6 +40,7 @@
  * MailKit still held then.
  *
  * Options: --duration S (30) --baseline-duration S (10) --warmup S (3) --only a,b,c
+ *          --variants baseline,default,queued
  *          --latency MS (20) --retry-after-cap S (5) --settle-timeout S (150)
  *          --postgres URL (or env BENCH_DATABASE_URL): also run on PostgreSQL
  *          --json FILE (also write the figures there)
@@ -60,6 +62,7 @@ const { values } = parseArgs({
     'baseline-duration': { type: 'string', default: '10' },
     warmup: { type: 'string', default: '3' },
     only: { type: 'string' },
+    variants: { type: 'string' },
     latency: { type: 'string', default: '20' },
     'retry-after-cap': { type: 'string', default: '5' },
     'settle-timeout': { type: 'string', default: '150' },
@@ -130,15 +133,25 @@ for (const id of only) {
 }
 
 interface Variant {
-  id: 'baseline' | 'default';
+  id: 'baseline' | 'default' | 'queued';
   label: string;
   env: Record<string, string>;
+  /** Clients ask to be answered once queued (202), not once Resend accepted. */
+  respondAsync: boolean;
 }
-const VARIANTS: Variant[] = [
-  { id: 'baseline', label: 'baseline (BATCH_DELIVERY=off CREDIT_LEASES=off)', env: { BATCH_DELIVERY: 'off', CREDIT_LEASES: 'off' } },
+const ALL_VARIANTS: Variant[] = [
+  { id: 'baseline', label: 'baseline (BATCH_DELIVERY=off CREDIT_LEASES=off)', env: { BATCH_DELIVERY: 'off', CREDIT_LEASES: 'off' }, respondAsync: false },
   // MailKit's own defaults: nothing set, so the run measures what a deployment gets.
-  { id: 'default', label: 'MailKit default', env: {} },
+  { id: 'default', label: "MailKit default, clients waiting for Resend's ids", env: {}, respondAsync: false },
+  { id: 'queued', label: 'MailKit default, clients answered once queued (Prefer: respond-async)', env: {}, respondAsync: true },
 ];
+const VARIANTS = values.variants ? ALL_VARIANTS.filter((v) => values.variants!.split(',').map((x) => x.trim()).includes(v.id)) : ALL_VARIANTS;
+if (VARIANTS.length === 0) {
+  console.error('--variants: none of baseline, default, queued');
+  process.exit(2);
+}
+/** A send's success: 200, or 202 when answered once queued. */
+const ok = (status: number) => status === 200 || status === 202;
 
 const mailkitRev = (() => {
   try {
@@ -269,7 +282,12 @@ async function run(scenario: Scenario, variant: Variant, engine: 'sqlite' | 'pos
         try {
           const r = await fetch(`${appUrl}/send`, {
             method: 'POST',
-            headers: { Authorization: `Bearer ${keys[customer]}`, 'Content-Type': 'application/json', 'Idempotency-Key': `q-${runId}-${client}-${n}` },
+            headers: {
+              Authorization: `Bearer ${keys[customer]}`,
+              'Content-Type': 'application/json',
+              'Idempotency-Key': `q-${runId}-${client}-${n}`,
+              ...(variant.respondAsync ? { Prefer: 'respond-async' } : {}),
+            },
             body,
             signal: AbortSignal.timeout(60_000),
           });
@@ -345,9 +363,9 @@ async function run(scenario: Scenario, variant: Variant, engine: 'sqlite' | 'pos
   const latencyOf = (xs: Answer[]) => {
     const q = (ys: Answer[]): Latency => (ys.length ? { p50: pct(ys.map((a) => a.end - a.start), 50), p99: pct(ys.map((a) => a.end - a.start), 99) } : { p50: Number.NaN, p99: Number.NaN });
     const sent = sentIn(xs);
-    return { all: q(sent), ok: q(sent.filter((a) => a.status === 200)) };
+    return { all: q(sent), ok: q(sent.filter((a) => ok(a.status))) };
   };
-  const okPerSecond = (xs: Answer[]) => answeredIn(xs).filter((a) => a.status === 200).length / windowSeconds;
+  const okPerSecond = (xs: Answer[]) => answeredIn(xs).filter((a) => ok(a.status)).length / windowSeconds;
   // Requests offered in each whole second of the run, by when they were sent, and the 429s
   // answered to the requests of the seconds that offered fewer than the target.
   const perSecond = new Map<number, { offered: number; refused: number }>();
@@ -366,7 +384,7 @@ async function run(scenario: Scenario, variant: Variant, engine: 'sqlite' | 'pos
   }
   const other: Record<string, number> = {};
   for (const a of answers) {
-    if (a.status === 200 || a.status === 429) continue;
+    if (ok(a.status) || a.status === 429) continue;
     const k = a.status === 0 ? 'no answer' : String(a.status);
     other[k] = (other[k] ?? 0) + 1;
   }
@@ -405,7 +423,7 @@ const ms = (x: number) => (Number.isNaN(x) ? '-' : x >= 10_000 ? x.toFixed(0) : 
 const rate = (x: number) => (x >= 100 ? x.toFixed(0) : x.toFixed(1));
 const engineName = (e: RunResult['engine']) => (e === 'postgres' ? 'PostgreSQL' : 'SQLite');
 const titleOf = (id: Scenario['id']) => SCENARIOS.find((s) => s.id === id)!.title;
-const labelOf = (id: Variant['id']) => VARIANTS.find((v) => v.id === id)!.label;
+const labelOf = (id: Variant['id']) => ALL_VARIANTS.find((v) => v.id === id)!.label;
 
 const tally = (t: Tally) => `${t.emails} emails, ${t.netDebits} debited, unpaid ${t.unpaid}, overcharged ${t.overcharged}`;
 
@@ -413,7 +431,7 @@ function describe(r: RunResult): string[] {
   const other = Object.entries(r.otherNon200).map(([s, n]) => `${s} × ${n}`).join(', ') || 'none';
   const lines = [
     `== (${r.scenario}) ${titleOf(r.scenario)}: ${labelOf(r.variant)}, ${engineName(r.engine)}, ${r.seconds} s (the first ${r.warmupSeconds} s warm-up)`,
-    `   ${rate(r.emailsPerSecond)} emails/s, ${rate(r.offeredPerSecond)} requests/s offered; latency p50 ${ms(r.latencyMs.all.p50)} ms, p99 ${ms(r.latencyMs.all.p99)} ms (200s alone: p50 ${ms(r.latencyMs.ok.p50)} ms, p99 ${ms(r.latencyMs.ok.p99)} ms)`,
+    `   ${rate(r.emailsPerSecond)} emails/s, ${rate(r.offeredPerSecond)} requests/s offered; latency p50 ${ms(r.latencyMs.all.p50)} ms, p99 ${ms(r.latencyMs.all.p99)} ms (successes alone: p50 ${ms(r.latencyMs.ok.p50)} ms, p99 ${ms(r.latencyMs.ok.p99)} ms)`,
     `   429s answered ${r.answered429} (${r.answered429BelowTarget} while fewer than ${TARGET.offeredFor429} requests/s were offered); other non-200: ${other}`,
     `   upstream calls per email: Dodo ${r.upstream.dodoCallsPerEmail.toFixed(3)} (${r.upstream.dodoCalls}), Resend ${r.upstream.resendCallsPerEmail.toFixed(3)} (${r.upstream.resendCalls}); the vendors' own 429s: Dodo ${r.upstream.dodo429}, Resend ${r.upstream.resend429}`,
     `   after settling (${r.settlement.how}): ${r.settlement.emails} emails accepted by Resend, ${r.settlement.netDebits} credits debited net: unpaid ${r.settlement.unpaid}, overcharged ${r.settlement.overcharged}`,
@@ -421,14 +439,14 @@ function describe(r: RunResult): string[] {
   ];
   if (r.light) {
     lines.push(
-      `   light customers (20 × 1 client): p99 ${ms(r.light.latencyMs.all.p99)} ms (p50 ${ms(r.light.latencyMs.all.p50)} ms; 200s alone p99 ${ms(r.light.latencyMs.ok.p99)} ms), ${rate(r.light.emailsPerSecond)} emails/s, 429s ${r.light.answered429}`,
+      `   light customers (20 × 1 client): p99 ${ms(r.light.latencyMs.all.p99)} ms (p50 ${ms(r.light.latencyMs.all.p50)} ms; successes alone p99 ${ms(r.light.latencyMs.ok.p99)} ms), ${rate(r.light.emailsPerSecond)} emails/s, 429s ${r.light.answered429}`,
     );
   }
   return lines;
 }
 
 function table(results: RunResult[]): string[] {
-  const header = ['run', 'emails/s', 'offered/s', 'p50 ms', 'p99 ms', 'p99 200s', '429s', '429s <150/s', 'other', 'Dodo/email', 'Resend/email', 'emails', 'net debits', 'unpaid', 'overcharged', 'light p99'];
+  const header = ['run', 'emails/s', 'offered/s', 'p50 ms', 'p99 ms', 'p99 2xx', '429s', '429s <150/s', 'other', 'Dodo/email', 'Resend/email', 'emails', 'net debits', 'unpaid', 'overcharged', 'light p99'];
   const rows = results.map((r) => [
     `(${r.scenario}) ${r.variant}${engines.length > 1 ? ` ${engineName(r.engine)}` : ''}`,
     rate(r.emailsPerSecond),
@@ -472,7 +490,7 @@ function targets(results: RunResult[], variant: Variant['id']): string[] {
 
 if (values['log-dir']) mkdirSync(values['log-dir'], { recursive: true });
 const engines: RunResult['engine'][] = postgresUrl ? ['sqlite', 'postgres'] : ['sqlite'];
-const command = `npm run bench -- --quotas --duration ${duration} --baseline-duration ${baselineDuration} --warmup ${warmup}${values.only ? ` --only ${values.only}` : ''}${postgresUrl ? ' --postgres URL' : ''}`;
+const command = `npm run bench -- --quotas --duration ${duration} --baseline-duration ${baselineDuration} --warmup ${warmup}${values.only ? ` --only ${values.only}` : ''}${values.variants ? ` --variants ${values.variants}` : ''}${postgresUrl ? ' --postgres URL' : ''}`;
 console.log(command);
 console.log(`node ${process.version}, MailKit ${mailkitRev}; upstream: the sandbox with the vendors' quotas (Resend 2 requests/s, Dodo 240/min with bursts of 40), ${latency} ms per API call;`);
 console.log(`MailKit live with its default budgets (RESEND_RATE_LIMIT 2/s, DODO_RATE_LIMIT 240/min) and RATE_LIMIT_PER_KEY=1000000; a client waits Retry-After (at most ${retryAfterCap} s) after a 429`);

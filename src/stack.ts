@@ -207,7 +207,11 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
     });
     const billing = createBilling({ dodo, catalog, baseUrl, writeRetries: opts.dodoMaxRetries, observer: balances.observer });
     billingRef = billing;
-    const sender = createSender({ billing, mailer, database, log: log.child({ component: 'sender' }), reconcile: opts.reconcile, dispatch: config.batchDelivery, leases: config.creditLeases, leaseOptions: opts.leaseOptions, acceptLimit: opts.acceptLimit });
+    const sender = createSender({ billing, mailer, database, log: log.child({ component: 'sender' }), reconcile: opts.reconcile, dispatch: config.batchDelivery, leases: config.creditLeases, leaseOptions: opts.leaseOptions,
+      // Emails held accepted (202) and undelivered: 5 s of flights at Resend's quota (1,000 at
+      // its default 2 calls a second), the default when Resend is not budgeted.
+      acceptLimit: opts.acceptLimit ?? (config.quotas.resendPerSecond > 0 ? config.quotas.resendPerSecond * 100 * 5 : undefined),
+    });
     const env = sandboxMode || config.dodo.environment === 'test_mode' ? 'test' : 'live';
     const apiKeys = createApiKeys({ database, secret: keySecret, env });
     const readiness = createReadiness({ database, dodo, resend, creditEntitlementId: catalog.creditEntitlementId, vendorTtlMs: opts.readinessVendorTtlMs });

@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Billing } from '../billing/billing';
 import type { Database } from '../db/index';
-import { acquireSend, deleteSend, findSend, insertOrGetSend, LostClaim, payloadOf, pruneSends, putPayload, releasedByTransition, releaseSend, renewClaims, unsettledSends, type SendRow } from '../db/sends';
+import { acquireSend, findSend, insertOrGetSend, LostClaim, payloadOf, pruneSends, putPayload, releasedByTransition, releaseSend, renewClaims, unsettledSends, type SendRow } from '../db/sends';
 import { insertEmails } from '../db/emails';
 import { HttpError } from '../errors';
 import { recipientCount, type Mailer, type OutgoingEmail } from '../mail/mailer';
@@ -71,9 +71,12 @@ const LEASE_RETENTION_MS = 100 * 86_400_000;
 /**
  * Emails an instance holds accepted (answered 202) and not yet delivered: 5 s of Resend's
  * default quota (2 batch calls a second, 100 emails each). Past it, a send to be answered once
- * queued is refused (429, nothing taken) rather than queued without bound.
+ * queued waits for room (ACCEPT_WAIT_MS), then is refused (429, nothing taken) rather than
+ * queued without bound.
  */
 const DEFAULT_ACCEPT_LIMIT = 1_000;
+/** How long a send to be answered once queued waits for room before its 429: the flights free 200 places a second at Resend's default quota. */
+const ACCEPT_WAIT_MS = 1_000;
 /** Longest pause between two tries of an accepted send's delivery (Resend failing, or out of turns). */
 const ACCEPTED_RETRY_MAX_MS = 10_000;
 
@@ -115,8 +118,32 @@ export function createSender(opts: {
   /** Wakes accepted sends waiting to try again, at shutdown (they are left to the reconciler). */
   const stopped = new AbortController();
   const acceptLimit = opts.acceptLimit ?? DEFAULT_ACCEPT_LIMIT;
-  /** Emails of this instance's accepted sends that are paid and not yet settled. */
+  /** Emails of this instance's accepted sends (to be answered once queued) not yet settled, and those waiting for room. */
   let acceptedEmails = 0;
+  const roomWaiters = new Set<() => void>();
+  const freed = (n: number) => {
+    acceptedEmails -= n;
+    for (const wake of roomWaiters) wake();
+  };
+  /** Waits up to ACCEPT_WAIT_MS for room for `count` more accepted emails, and holds it; false if none came. */
+  async function holdRoom(count: number): Promise<boolean> {
+    const until = now() + ACCEPT_WAIT_MS;
+    while (acceptedEmails > 0 && acceptedEmails + count > acceptLimit) {
+      const left = until - now();
+      if (left <= 0 || stopping) return false;
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          clearTimeout(timeout);
+          roomWaiters.delete(wake);
+          resolve();
+        };
+        const timeout = setTimeout(wake, left);
+        roomWaiters.add(wake);
+      });
+    }
+    acceptedEmails += count;
+    return true;
+  }
   let reconciling: Promise<number> | null = null;
   const timer = intervalMs > 0 ? setInterval(() => void sender.reconcile().catch((err: unknown) => log?.error({ err }, 'reconcile pass failed')), intervalMs) : null;
   // Claims on the sends this process runs are renewed while they run; a process that dies lets them expire.
@@ -138,6 +165,26 @@ export function createSender(opts: {
     const replayed = (r: StoredResponse): SendOutcome => ({ ...r, headers: { ...headers, 'Idempotent-Replayed': 'true' } });
     const payloadText = JSON.stringify(payload);
     const waitUntil = now() + WAIT_FOR_OTHER_MS;
+    // A send to be answered once queued holds its room among the accepted emails before it is
+    // claimed; without room it is refused with nothing recorded. A run that starts takes the
+    // room over; anything else (a replay, a refusal) gives it back.
+    let room = 0;
+    if (payload.async && !running.has(sendId)) {
+      const count = payload.emails.length;
+      if (!(await holdRoom(count))) {
+        const seconds = Math.max(1, Math.ceil(((acceptedEmails + count - acceptLimit) / acceptLimit) * 5));
+        throw new HttpError(429, 'send_queue_full', "MailKit is holding as many emails as the email provider's quota delivers in the next seconds. Nothing was taken; retry after the Retry-After delay.", {
+          'Retry-After': String(seconds),
+          ...headers,
+        });
+      }
+      room = count;
+    }
+    const takeRoom = () => {
+      const n = room;
+      room = 0;
+      return n;
+    };
 
     try {
       for (;;) {
@@ -153,7 +200,7 @@ export function createSender(opts: {
         const credits = payload.emails.reduce((n, e) => n + recipientCount(e), 0);
         const { created, row: existing } = await insertOrGetSend(database, newRow(customerId, key, sendId, fingerprint, credits, t, owner, t + claimMs, leases ? 'lease' : 'debit'), payloadText);
         if (!existing) continue; // deleted between two statements: claim again
-        if (created) return { ...(await (payload.async ? accept(existing, fingerprint, payload, payloadText) : track(sendId, fingerprint, existing, false))), headers };
+        if (created) return { ...(await (payload.async ? accept(existing, fingerprint, payload, payloadText, takeRoom()) : track(sendId, fingerprint, existing, false))), headers };
         assertSameBody(existing.fingerprint, fingerprint);
         if (existing.state === 'done') return replayed(resultOf(existing));
         const mine = await acquireSend(database, sendId, owner, t, t + claimMs);
@@ -166,7 +213,7 @@ export function createSender(opts: {
           // so does how it is answered.
           await putPayload(database, sendId, payloadText);
           const stored = await storedPayload(sendId);
-          if (stored?.async) return { ...(await accept(mine, fingerprint, stored, payloadText)), headers };
+          if (stored?.async) return { ...(await accept(mine, fingerprint, stored, payloadText, takeRoom())), headers };
           return { ...(await track(sendId, fingerprint, mine, false, (r) => runSend(ctx, r, payloadText))), headers };
         }
         // Accepted and paid, running on another instance: its answer is already known.
@@ -185,6 +232,8 @@ export function createSender(opts: {
     } catch (err) {
       if (err instanceof HttpError) Object.assign(err.headers, headers);
       throw err;
+    } finally {
+      if (room) freed(takeRoom());
     }
   }
 
@@ -196,39 +245,27 @@ export function createSender(opts: {
   /**
    * A send this instance holds, answered once it is paid and queued (202, MailKit's ids): its
    * emails enter the history as queued, and its delivery goes on in the background (below).
-   * Refused (429, nothing taken) when this instance already holds `acceptLimit` emails.
+   * `room`: the places among the accepted emails its request holds, given back when it settles.
    */
-  async function accept(row: SendRow, fingerprint: string, payload: SendPayload, payloadText: string): Promise<StoredResponse> {
+  async function accept(row: SendRow, fingerprint: string, payload: SendPayload, payloadText: string, room: number): Promise<StoredResponse> {
     const count = payload.emails.length;
-    if ((row.state === 'reserving' || row.state === 'failed') && acceptedEmails + count > acceptLimit) {
-      // Nothing is held for it yet: a new send is as if it never was.
-      if (row.state === 'reserving' && row.attempt === 0 && !row.inDoubt) await deleteSend(database, row.id, owner);
-      else await releaseSend(database, row.id, owner);
-      const seconds = Math.max(1, Math.ceil(((acceptedEmails + count - acceptLimit) / acceptLimit) * 5));
-      throw new HttpError(429, 'send_queue_full', `MailKit is holding as many emails as the email provider's quota delivers in the next seconds. Nothing was taken; retry after the Retry-After delay.`, {
-        'Retry-After': String(seconds),
-      });
-    }
     let answer!: (r: StoredResponse) => void;
     let refuse!: (err: unknown) => void;
     const accepted = new Promise<StoredResponse>((resolve, reject) => {
       answer = resolve;
       refuse = reject;
     });
-    let held = 0;
+    let paidOnce = false;
     const onPaid = async (paid: SendRow) => {
-      if (held) return;
-      held = count;
-      acceptedEmails += held;
+      if (paidOnce) return;
+      paidOnce = true;
       const ids = emailIdsOf(paid.id, paid.nonce, count);
       // Its fate is visible from now on. Should this fail, the emails are recorded when they settle.
       await insertEmails(database.db, queuedHistory(paid, ids, payload.emails), now()).catch((err: unknown) => log?.warn({ sendId: paid.id, err }, 'could not record queued emails yet'));
       answer(acceptedAnswer(paid.id, paid.nonce, payload));
     };
     const run = track(row.id, fingerprint, row, false, (r) => deliverAccepted(r, payloadText, onPaid), accepted);
-    void run.then(answer, refuse).finally(() => {
-      acceptedEmails -= held;
-    });
+    void run.then(answer, refuse).finally(() => freed(room));
     return accepted;
   }
 

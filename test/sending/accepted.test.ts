@@ -124,10 +124,19 @@ forEachEngine('sends answered once queued', ({ engine }) => {
     expect(await balanceOf(stack, c.key)).toBe(10 - 1 - 2);
   });
 
-  it('past what Resend’s quota delivers soon: 429 with Retry-After, nothing taken; what was accepted is delivered', async () => {
+  it('at the limit, a send waits for room as the flights free it: every one 202, none refused', async () => {
+    stack = await startTestStack({}, { engine, ...QUICK, acceptLimit: 2 });
+    const c = await customerWith(stack, 20);
+    const all = await Promise.all(Array.from({ length: 8 }, (_, i) => sendAsync(stack!, c.key, `w-${i}`, { ...email, subject: `w-${i}` })));
+    expect(all.map((r) => r.status)).toEqual(Array(8).fill(202));
+    await waitFor(async () => Array.from({ length: 8 }, (_, i) => sentTo(stack!, `w-${i}`)).every((n) => n === 1));
+    expect(await balanceOf(stack, c.key)).toBe(12);
+  });
+
+  it('past what Resend’s quota delivers soon: a wait for room, then 429 with Retry-After, nothing taken; what was accepted is delivered', async () => {
     stack = await startTestStack({}, { engine, ...QUICK, acceptLimit: 2 });
     const c = await customerWith(stack, 10);
-    stack.sandbox.resend.faults.inject({ status: 503, count: 4, match: /^POST \/emails(\/batch)?$/ });
+    stack.sandbox.resend.faults.inject({ status: 503, match: /^POST \/emails(\/batch)?$/ });
     const first = await Promise.all([sendAsync(stack, c.key, 'l-1', { ...email, subject: 'l-1' }), sendAsync(stack, c.key, 'l-2', { ...email, subject: 'l-2' })]);
     expect(first.map((r) => r.status)).toEqual([202, 202]);
     const refused = await sendAsync(stack, c.key, 'l-3', { ...email, subject: 'l-3' });
@@ -135,6 +144,8 @@ forEachEngine('sends answered once queued', ({ engine }) => {
     expect(refused.body.error.code).toBe('send_queue_full');
     expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(1);
     expect(await balanceOf(stack, c.key)).toBe(8);
+    // Resend recovers.
+    stack.sandbox.resend.faults.clear();
     await waitFor(async () => sentTo(stack!, 'l-1') === 1 && sentTo(stack!, 'l-2') === 1, 20_000);
     // The refused key was never a send: the same key goes through now.
     expect((await sendAsync(stack, c.key, 'l-3', { ...email, subject: 'l-3' })).status).toBe(202);
