@@ -97,6 +97,14 @@ export function createBudget(opts: BudgetOptions): Budget {
   let waiting = 0;
   /** Priority callers of this instance waiting for a turn. */
   let urgent = 0;
+  /**
+   * This instance's ordinary callers take their turns in arrival order: each waits for the one
+   * before it to have its turn (or give up) before asking the store. Left to ask at once, each
+   * sleeping until the next token with some jitter, they get turns at random, and under a long
+   * queue (50 customers' first credit leases against Dodo's 4 a second) some lose again and
+   * again until their deadline, while later ones get through.
+   */
+  let line: Promise<void> = Promise.resolve();
 
   /** Ordinary callers step back while a priority caller of this instance waits (within their deadline). */
   async function stepBack(priority: boolean, deadline: number): Promise<void> {
@@ -130,10 +138,26 @@ export function createBudget(opts: BudgetOptions): Budget {
       if (waiting >= maxQueue && !priority) throw new QuotaExhausted(opts.name, 1);
       waiting++;
       if (priority) urgent++;
+      const deadline = Date.now() + (priority ? 5 * maxWaitMs : maxWaitMs);
+      // Priority callers skip the line (the others step back for them: stepBack).
+      const before = priority ? Promise.resolve() : line;
+      let done!: () => void;
+      const mine = new Promise<void>((resolve) => (done = resolve));
+      if (!priority) line = mine;
+      let gaveUp = false;
       try {
-        const deadline = Date.now() + (priority ? 5 * maxWaitMs : maxWaitMs);
+        let timer: NodeJS.Timeout | undefined;
+        const turn = await Promise.race([before.then(() => true), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now()))))]);
+        clearTimeout(timer);
+        if (!turn) {
+          // Still behind others at the deadline: out of the line, which goes on behind the one before.
+          gaveUp = true;
+          void before.then(done);
+          throw new QuotaExhausted(opts.name, Math.max(1, Math.ceil(maxWaitMs / 1000)));
+        }
         for (const store of stores) await consume(store, deadline, priority);
       } finally {
+        if (!gaveUp) done();
         waiting--;
         if (priority) urgent--;
       }

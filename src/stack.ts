@@ -166,6 +166,7 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
       database,
       windows: [{ points: config.quotas.dodoPerMinute, seconds: 60 }],
       burst: dodoBurstPool(config.quotas.dodoPerMinute, config.quotas.dodoBurst),
+      maxWaitMs: 5_000,
     });
     const resendBudget = createBudget({ name: 'Resend', database, windows: [{ points: config.quotas.resendPerSecond, seconds: 1 }] });
 

@@ -113,3 +113,23 @@ describe('sending within the vendors\' quotas', () => {
     expect(await balanceOf(stack, c.key)).toBe(50 - ok.length);
   });
 });
+
+describe("a budget's waiting callers", () => {
+  it('take their turns in the order they came, not at random', async () => {
+    const budget = createBudget({ name: 'Line', windows: [{ points: 20, seconds: 1 }], maxWaitMs: 5_000 });
+    await budget.take(); // the first turn is spent: everyone below waits
+    const order: number[] = [];
+    await Promise.all(Array.from({ length: 8 }, (_, i) => budget.take().then(() => order.push(i))));
+    expect(order).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+  });
+
+  it('one that gives up at its deadline leaves the line going for those behind it', async () => {
+    const budget = createBudget({ name: 'Line2', windows: [{ points: 10, seconds: 1 }], maxWaitMs: 150 });
+    await budget.take();
+    const results = await Promise.allSettled(Array.from({ length: 4 }, () => budget.take()));
+    // One turn every 110 ms: the first in line gets it within 150 ms, the others are refused.
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'rejected', 'rejected']);
+    await new Promise((r) => setTimeout(r, 120));
+    await budget.take(); // and the line is not stuck
+  });
+});
