@@ -9,7 +9,8 @@ import { QuotaExhausted } from '../quotas';
 /**
  * The dispatcher packs the emails of every send waiting for Resend into flights: one
  * `POST /emails/batch` call (up to 100 emails) each time Resend's shared budget gives a turn.
- * When nothing else waits, a lone send flies at once. Each flight is recorded (its exact body,
+ * When nothing else waits, a lone send flies at once, as its own call under its own key (its
+ * retry's; nothing to record). Each flight of several sends is recorded (its exact body,
  * its key) and its sends tagged with it before it flies, so a flight whose answer is lost is
  * re-sent with the same body under the same key: one email per item, whatever happened.
  *
@@ -17,8 +18,11 @@ import { QuotaExhausted } from '../quotas';
  * fills the flights' spare room, never the others' place in them.
  */
 export interface Dispatcher {
-  /** Delivers a send's emails in the next flight; resolves with this send's part of the answer. */
-  deliver(row: SendRow, items: Array<{ email: OutgoingEmail; from: string }>): Promise<BatchDelivery>;
+  /**
+   * Delivers a send's emails in the next flight; resolves with this send's part of the answer.
+   * `alone`: the send's own call (its own key), made instead of a flight when it flies alone.
+   */
+  deliver(row: SendRow, items: Array<{ email: OutgoingEmail; from: string }>, opts?: { alone?: () => Promise<BatchDelivery> }): Promise<BatchDelivery>;
   /** Re-sends the flight that carried `row` (same body, same key): this send's part, or null if the flight is gone. */
   redeliver(row: SendRow, count: number): Promise<BatchDelivery | null>;
 }
@@ -29,6 +33,8 @@ export const FLIGHT_MAX = 100;
 interface Waiting {
   row: SendRow;
   items: Array<{ email: OutgoingEmail; from: string }>;
+  /** The send's own call, with the turn taken (steps.ts ownCall): a flight of this send alone. */
+  alone?: () => Promise<BatchDelivery>;
   deadline: number;
   resolve(d: BatchDelivery): void;
   reject(err: unknown): void;
@@ -139,6 +145,14 @@ export function createDispatcher(opts: {
   }
 
   async function fly(flight: Waiting[]) {
+    const lone = flight.length === 1 ? flight[0]!.alone : undefined;
+    if (lone) {
+      // A send alone goes under its own key, as its retry in doubt would (its row names no
+      // flight): nothing to record first, since that key is the row's own (sending/README.md).
+      const w = flight[0]!;
+      lone().then(w.resolve, w.reject);
+      return;
+    }
     const flightId = `flt_${randomBytes(16).toString('base64url')}`;
     const bySend = new Map(flight.map((w) => [w.row.id, w]));
     let flying: Array<FlightMember & { offset: number }>;
@@ -159,8 +173,8 @@ export function createDispatcher(opts: {
   }
 
   return {
-    deliver(row, items) {
-      return new Promise<BatchDelivery>((resolve, reject) => enqueue({ row, items, deadline: Date.now() + maxWaitMs, resolve, reject }));
+    deliver(row, items, deliverOpts = {}) {
+      return new Promise<BatchDelivery>((resolve, reject) => enqueue({ row, items, alone: deliverOpts.alone, deadline: Date.now() + maxWaitMs, resolve, reject }));
     },
 
     async redeliver(row, count) {
