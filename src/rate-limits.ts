@@ -143,13 +143,16 @@ export function sqlCounterStore(
  * that transaction and is committed with it.
  */
 function countingConnection(sqlite: BetterSqlite3.Database, prepare: (sql: string) => BetterSqlite3.Statement) {
+  // The connection's own level, read once: nothing but this sets it after the database opens.
+  // (A PRAGMA cannot be kept prepared, so each one is compiled anew: one fewer per request.)
+  let connectionLevel: number | undefined;
   return {
     prepare,
     transaction<A extends unknown[], R>(fn: (...args: A) => R) {
       const run = sqlite.transaction(fn);
       return (...args: A): R => {
         if (sqlite.inTransaction) return run(...args);
-        const level = sqlite.pragma('synchronous', { simple: true }) as number;
+        const level = (connectionLevel ??= sqlite.pragma('synchronous', { simple: true }) as number);
         sqlite.pragma('synchronous = NORMAL');
         try {
           return run(...args);

@@ -100,9 +100,12 @@ export async function pruneFlights(database: Database, settledBefore: number, cu
  * Forgets the flight that carried `sendId` once none of its sends is still delivering: its
  * outcome is settled for all of them, and its body (the emails themselves) is not kept. One
  * statement; nothing to do when the send's own settling transition already forgot it
- * (releaseFlight, in transitionSend's transaction), as it usually has.
+ * (releaseFlight, in transitionSend's transaction), as it usually has. On SQLite it always has:
+ * writers take turns, each seeing every commit before its own (a stale one is refused with
+ * SQLITE_BUSY_SNAPSHOT), so the last send of a flight to settle sees the others settled.
  */
 export async function releaseFlightOf(database: Database, sendId: string): Promise<void> {
+  if (database.engine === 'sqlite') return;
   await database.db
     .deleteFrom('flights')
     .where('id', '=', (eb) => eb.selectFrom('sends').select('sends.flightId').where('sends.id', '=', sendId))

@@ -1,5 +1,6 @@
-import type { Kysely, Selectable } from 'kysely';
+import type { Expression, ExpressionBuilder, Kysely, Selectable, SelectQueryBuilder } from 'kysely';
 import type { Database } from './index';
+import { prepared } from './prepared';
 import type { LeasesTable, Tables } from './schema';
 import { LostClaim, type SendRow } from './sends';
 
@@ -27,42 +28,63 @@ export async function findLease(database: Database, id: string): Promise<LeaseRo
 export async function payFromLease(database: Database, send: SendRow, owner: string, at: number, pick: { leaseId?: string; exclude?: string[] } = {}): Promise<SendRow | undefined> {
   const { leaseId, exclude = [] } = pick;
   return database.db.transaction().execute(async (trx) => {
-    const n = send.credits;
-    const lease = await trx
-      .updateTable('leases')
-      .set((eb) => ({ spent: eb('spent', '+', n), lastUsedAt: at }))
-      .where('id', '=', (eb) =>
-        leaseId
-          ? eb.val(leaseId)
-          : eb
-              .selectFrom('leases')
-              .select('id')
-              .where('customerId', '=', send.customerId)
-              .where('state', '=', 'active')
-              .where((e) => e(e('credits', '-', e.ref('spent')), '>=', n))
-              .$if(exclude.length > 0, (q) => q.where('id', 'not in', exclude))
-              .orderBy('createdAt')
-              .limit(1),
-      )
-      .where('customerId', '=', send.customerId)
-      // Checked again on the row itself: another spender may have taken the room meanwhile.
-      .where('state', '=', 'active')
-      .where((e) => e(e('credits', '-', e.ref('spent')), '>=', n))
-      .returning('id')
-      .executeTakeFirst();
+    const spending = { credits: send.credits, at, customerId: send.customerId };
+    const [lease] = leaseId
+      ? await spendFromNamed.run(trx, { ...spending, leaseId })
+      : exclude.length === 0
+        ? await spendFromFirst.run(trx, spending)
+        : await spendFrom(trx, spending, firstWithRoom(spending, exclude)).execute();
     if (!lease) return undefined;
-    const paid = await trx
-      .updateTable('sends')
-      .set({ state: 'delivering', funding: 'lease', leaseId: lease.id, inDoubt: 0, deliveringSince: at, flightId: null, flightOffset: null, updatedAt: at })
-      .where('id', '=', send.id)
-      .where('owner', '=', owner)
-      .where('state', '=', 'reserving')
-      .returningAll()
-      .executeTakeFirst();
+    const [paid] = await payWith.run(trx, { sendId: send.id, owner, leaseId: lease.id, at });
     if (!paid) throw new LostClaim(send.id); // rolls the spending back
     return paid;
   });
 }
+
+type Spending = { credits: number; at: number; customerId: string };
+
+/** `credits` more spent from the lease `which` names, if it is still the customer's, active, with that room. */
+function spendFrom(db: Kysely<Tables>, v: Spending, which: (eb: ExpressionBuilder<Tables, 'leases'>) => Expression<string> | SelectQueryBuilder<Tables, 'leases', { id: string }>) {
+  return (
+    db
+      .updateTable('leases')
+      .set((eb) => ({ spent: eb('spent', '+', v.credits), lastUsedAt: v.at }))
+      .where('id', '=', which)
+      .where('customerId', '=', v.customerId)
+      // Checked again on the row itself: another spender may have taken the room meanwhile.
+      .where('state', '=', 'active')
+      .where((e) => e(e('credits', '-', e.ref('spent')), '>=', v.credits))
+      .returning('id')
+  );
+}
+
+/** The customer's oldest active lease with room for `credits`, but for those in `exclude`. */
+function firstWithRoom(v: Spending, exclude: string[]) {
+  return (eb: ExpressionBuilder<Tables, 'leases'>) =>
+    eb
+      .selectFrom('leases')
+      .select('id')
+      .where('customerId', '=', v.customerId)
+      .where('state', '=', 'active')
+      .where((e) => e(e('credits', '-', e.ref('spent')), '>=', v.credits))
+      .$if(exclude.length > 0, (q) => q.where('id', 'not in', exclude))
+      .orderBy('createdAt')
+      .limit(1);
+}
+
+// Every send runs one of the first two and the third: compiled once (db/prepared.ts).
+const spendFromNamed = prepared((db, v: Spending & { leaseId: string }) => spendFrom(db, v, (eb) => eb.val(v.leaseId)));
+const spendFromFirst = prepared((db, v: Spending) => spendFrom(db, v, firstWithRoom(v, [])));
+/** The send moves from reserving to delivering, paid by the lease. */
+const payWith = prepared((db, v: { sendId: string; owner: string; leaseId: string; at: number }) =>
+  db
+    .updateTable('sends')
+    .set({ state: 'delivering', funding: 'lease', leaseId: v.leaseId, inDoubt: 0, deliveringSince: v.at, flightId: null, flightOffset: null, updatedAt: v.at })
+    .where('id', '=', v.sendId)
+    .where('owner', '=', v.owner)
+    .where('state', '=', 'reserving')
+    .returningAll(),
+);
 
 /** The room left in a customer's active leases, but for those named in `exclude`. */
 export async function roomFor(database: Database, customerId: string, exclude: string[]): Promise<number> {

@@ -2,6 +2,7 @@ import type { Selectable, Updateable } from 'kysely';
 import { applyEarlyEvents, insertEmails, refuseEmails, type NewEmail, type RefusedEmail } from './emails';
 import { releaseFlight } from './flights';
 import type { Database } from './index';
+import { prepared, type Prepared, type Scalar } from './prepared';
 import type { SendsTable } from './schema';
 
 /** A send as stored. */
@@ -26,14 +27,9 @@ export class LostClaim extends Error {
  */
 export async function insertOrGetSend(database: Database, row: SendRow, payload: string): Promise<{ created: boolean; row: SendRow | undefined }> {
   return database.db.transaction().execute(async (trx) => {
-    const inserted = await trx
-      .insertInto('sends')
-      .values(row)
-      .onConflict((oc) => oc.column('id').doNothing())
-      .returningAll()
-      .executeTakeFirst();
+    const [inserted] = await claimQuery(Object.keys(row) as Array<keyof SendRow>).run(trx, row);
     if (inserted) {
-      await trx.insertInto('sendPayloads').values({ sendId: row.id, body: payload }).onConflict((oc) => oc.column('sendId').doNothing()).execute();
+      await storePayload.run(trx, { sendId: row.id, body: payload });
       return { created: true, row: inserted };
     }
     const existing = await trx.selectFrom('sends').selectAll().where('id', '=', row.id).executeTakeFirst();
@@ -104,14 +100,9 @@ export function transitionSendIn(trx: Database['db'], id: string, owner: string,
 
 /** What a transition commits, on `db` (a transaction when it commits more than the row). */
 async function applyTransition(db: Database['db'], id: string, owner: string, from: readonly string[], patch: SendPatch, opts: TransitionOptions): Promise<SendRow> {
-  const row = await db
-    .updateTable('sends')
-    .set(opts.release ? { ...patch, owner: null, claimedUntil: null } : patch)
-    .where('id', '=', id)
-    .where('owner', '=', owner)
-    .where('state', 'in', [...from])
-    .returningAll()
-    .executeTakeFirst();
+  const set = opts.release ? { ...patch, owner: null, claimedUntil: null } : patch;
+  const columns = Object.keys(set).filter((c) => set[c as keyof typeof set] !== undefined) as Array<keyof typeof set>;
+  const [row] = await transitionQuery(columns, from).run(db, { ...Object.fromEntries(columns.map((c) => [`set:${c}`, set[c] as Scalar])), id, owner });
   if (!row) throw new LostClaim(id);
   if (opts.history) {
     await insertEmails(db, opts.history.emails, opts.history.at);
@@ -120,6 +111,49 @@ async function applyTransition(db: Database['db'], id: string, owner: string, fr
   if (opts.dropPayload) await db.deleteFrom('sendPayloads').where('sendId', '=', id).execute();
   if (row.flightId && row.state !== 'delivering' && from.includes('delivering')) await releaseFlight(db, row.flightId);
   return row;
+}
+
+/**
+ * The conditional update of a transition, one per shape: the columns it sets and the states it
+ * moves from (a transition's text depends on both; a send runs a few shapes, always the same).
+ */
+const transitions = new Map<string, Prepared<Record<string, Scalar>, SendRow>>();
+function transitionQuery(columns: string[], from: readonly string[]): Prepared<Record<string, Scalar>, SendRow> {
+  const shape = `${columns.join(',')}|${from.join(',')}`;
+  let query = transitions.get(shape);
+  if (!query) {
+    // Values: `set:<column>` for the columns set (owner among them, when the claim is let go),
+    // `id` and `owner` for the row's conditions.
+    query = prepared((db, v: Record<string, Scalar>) =>
+      db
+        .updateTable('sends')
+        .set(Object.fromEntries(columns.map((c) => [c, v[`set:${c}`]])))
+        .where('id', '=', v.id as string)
+        .where('owner', '=', v.owner as string)
+        .where('state', 'in', [...from])
+        .returningAll(),
+    );
+    transitions.set(shape, query);
+  }
+  return query;
+}
+
+/** The claim's insert, per list of columns (a new row always has the same: sender.ts newRow). */
+const claims = new Map<string, Prepared<SendRow, SendRow>>();
+function claimQuery(columns: Array<keyof SendRow>): Prepared<SendRow, SendRow> {
+  const shape = columns.join(',');
+  let query = claims.get(shape);
+  if (!query) {
+    query = prepared((db, row: SendRow) =>
+      db
+        .insertInto('sends')
+        .values(Object.fromEntries(columns.map((c) => [c, row[c]])) as SendRow)
+        .onConflict((oc) => oc.column('id').doNothing())
+        .returningAll(),
+    );
+    claims.set(shape, query);
+  }
+  return query;
 }
 
 /**
@@ -164,14 +198,24 @@ export async function renewClaims(database: Database, owner: string, ids: string
 }
 
 export async function payloadOf(database: Database, id: string): Promise<string | undefined> {
-  const row = await database.db.selectFrom('sendPayloads').select('body').where('sendId', '=', id).executeTakeFirst();
+  const [row] = await payloadQuery.run(database.db, { sendId: id });
   return row?.body;
 }
 
 /** Stores the payload unless one is there: an attempt in doubt must be retried with exactly the bytes it first sent. */
 export async function putPayload(database: Database, id: string, body: string): Promise<void> {
-  await database.db.insertInto('sendPayloads').values({ sendId: id, body }).onConflict((oc) => oc.column('sendId').doNothing()).execute();
+  await storePayload.run(database.db, { sendId: id, body });
 }
+
+// What every send runs, compiled once (db/prepared.ts): its claim (claimQuery), its payload
+// stored and read back, its transitions (transitionQuery).
+const storePayload = prepared((db, v: { sendId: string; body: string }) =>
+  db
+    .insertInto('sendPayloads')
+    .values({ sendId: v.sendId, body: v.body })
+    .onConflict((oc) => oc.column('sendId').doNothing()),
+);
+const payloadQuery = prepared((db, v: { sendId: string }) => db.selectFrom('sendPayloads').select('body').where('sendId', '=', v.sendId));
 
 /** Unsettled sends untouched since `touchedBefore` and held by nobody (or by a claim that expired), oldest first. */
 export async function unsettledSends(database: Database, touchedBefore: number, now: number, limit: number): Promise<SendRow[]> {

@@ -1,5 +1,6 @@
 import type { Selectable } from 'kysely';
 import type { Database } from './index';
+import { prepared } from './prepared';
 import type { SuppressionsTable } from './schema';
 
 export type SuppressionRow = Selectable<SuppressionsTable>;
@@ -26,8 +27,14 @@ export async function addSuppressions(
 export async function suppressedAmong(database: Database, customerId: string, addresses: string[]): Promise<SuppressionRow[]> {
   const unique = [...new Set(addresses.map((a) => a.toLowerCase()))];
   if (unique.length === 0) return [];
+  // Every send asks, most often for one address: that query is compiled once (db/prepared.ts).
+  if (unique.length === 1) return oneSuppressed.run(database.db, { customerId, address: unique[0]! });
   return database.db.selectFrom('suppressions').selectAll().where('customerId', '=', customerId).where('address', 'in', unique).execute();
 }
+
+const oneSuppressed = prepared((db, v: { customerId: string; address: string }) =>
+  db.selectFrom('suppressions').selectAll().where('customerId', '=', v.customerId).where('address', '=', v.address),
+);
 
 /** A page of the customer's list, newest first; `after` is the last row of the previous page. */
 export async function listSuppressions(

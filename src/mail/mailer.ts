@@ -46,10 +46,12 @@ export interface Mailer {
   /**
    * One email; `from` overrides the configured sender (a retry repeats the first try's).
    * `priority`: MailKit's own emails take Resend's turns before customers' flights.
+   * `tokenTaken`: the caller already took this call's turn (a send flying alone: the
+   * dispatcher took it); its retries take their own.
    */
-  deliver(email: OutgoingEmail, idempotencyKey: string, from?: string, opts?: { priority?: boolean }): Promise<Delivery>;
-  /** One Resend batch call in permissive mode: valid items are sent, invalid ones reported by index. */
-  deliverBatch(emails: OutgoingEmail[], idempotencyKey: string, from?: string): Promise<BatchDelivery>;
+  deliver(email: OutgoingEmail, idempotencyKey: string, from?: string, opts?: { priority?: boolean; tokenTaken?: boolean }): Promise<Delivery>;
+  /** One Resend batch call in permissive mode: valid items are sent, invalid ones reported by index. `tokenTaken` as for deliver. */
+  deliverBatch(emails: OutgoingEmail[], idempotencyKey: string, from?: string, opts?: { tokenTaken?: boolean }): Promise<BatchDelivery>;
   /**
    * One Resend batch call for a flight (emails of several sends, each with its own sender).
    * `tokenTaken`: the caller already took this call's turn from the budget (the dispatcher
@@ -135,14 +137,14 @@ export function createMailer(opts: MailerOptions): Mailer {
             idempotencyKey,
             signal,
           }),
-        false,
+        deliverOpts.tokenTaken ?? false,
         deliverOpts.priority ?? false,
       );
       return 'ok' in r ? { kind: 'sent', id: (r.ok as { id: string }).id } : r.failed;
     },
 
-    deliverBatch(emails, idempotencyKey, sender = from) {
-      return batchCall(emails.map((e) => resendBody(e, sender)), idempotencyKey, false);
+    deliverBatch(emails, idempotencyKey, sender = from, callOpts = {}) {
+      return batchCall(emails.map((e) => resendBody(e, sender)), idempotencyKey, callOpts.tokenTaken ?? false);
     },
 
     deliverFlight(items, idempotencyKey, callOpts = {}) {

@@ -9,7 +9,8 @@ import { QuotaExhausted } from '../quotas';
 /**
  * The dispatcher packs the emails of every send waiting for Resend into flights: one
  * `POST /emails/batch` call (up to 100 emails) each time Resend's shared budget gives a turn.
- * When nothing else waits, a lone send flies at once. Each flight is recorded (its exact body,
+ * When nothing else waits, a lone send flies at once, as its own call under its own key (its
+ * retry's; nothing to record). Each flight of several sends is recorded (its exact body,
  * its key) and its sends tagged with it before it flies, so a flight whose answer is lost is
  * re-sent with the same body under the same key: one email per item, whatever happened.
  *
@@ -20,9 +21,10 @@ export interface Dispatcher {
   /**
    * Delivers a send's emails in the next flight; resolves with this send's part of the answer.
    * `patient`: a send already answered (accepted, 202) waits for a turn however long it takes,
-   * instead of being refused after `maxWaitMs`; the sender bounds how many wait.
+   * instead of being refused after `maxWaitMs`; the sender bounds how many wait. `alone`: the
+   * send's own call (its own key), made instead of a flight when it flies alone.
    */
-  deliver(row: SendRow, items: Array<{ email: OutgoingEmail; from: string }>, opts?: { patient?: boolean }): Promise<BatchDelivery>;
+  deliver(row: SendRow, items: Array<{ email: OutgoingEmail; from: string }>, opts?: { patient?: boolean; alone?: () => Promise<BatchDelivery> }): Promise<BatchDelivery>;
   /** Re-sends the flight that carried `row` (same body, same key): this send's part, or null if the flight is gone. */
   redeliver(row: SendRow, count: number): Promise<BatchDelivery | null>;
 }
@@ -33,6 +35,8 @@ export const FLIGHT_MAX = 100;
 interface Waiting {
   row: SendRow;
   items: Array<{ email: OutgoingEmail; from: string }>;
+  /** The send's own call, with the turn taken (steps.ts ownCall): a flight of this send alone. */
+  alone?: () => Promise<BatchDelivery>;
   /** When it is refused for want of a turn (Infinity: patient). */
   deadline: number;
   resolve(d: BatchDelivery): void;
@@ -151,6 +155,14 @@ export function createDispatcher(opts: {
   }
 
   async function fly(flight: Waiting[]) {
+    const lone = flight.length === 1 ? flight[0]!.alone : undefined;
+    if (lone) {
+      // A send alone goes under its own key, as its retry in doubt would (its row names no
+      // flight): nothing to record first, since that key is the row's own (sending/README.md).
+      const w = flight[0]!;
+      lone().then(w.resolve, w.reject);
+      return;
+    }
     const flightId = `flt_${randomBytes(16).toString('base64url')}`;
     const bySend = new Map(flight.map((w) => [w.row.id, w]));
     let flying: Array<FlightMember & { offset: number }>;
@@ -173,7 +185,7 @@ export function createDispatcher(opts: {
   return {
     deliver(row, items, deliverOpts = {}) {
       const deadline = deliverOpts.patient ? Infinity : Date.now() + maxWaitMs;
-      return new Promise<BatchDelivery>((resolve, reject) => enqueue({ row, items, deadline, resolve, reject }));
+      return new Promise<BatchDelivery>((resolve, reject) => enqueue({ row, items, alone: deliverOpts.alone, deadline, resolve, reject }));
     },
 
     async redeliver(row, count) {

@@ -141,22 +141,31 @@ export async function deliver(ctx: StepContext, row: SendRow, fresh: boolean): P
 
 /**
  * The Resend call of a delivery. First try: the send's emails join the dispatcher's next
- * flight. In doubt: the same call again, as it was first made: the flight that carried them
- * (same body, same key), or, for a send that never flew in one (it was delivered one call per
- * send, or never left), its own key. A flight that is gone (older than Resend's key window)
- * cannot be re-sent safely: the outcome stays unknown.
+ * flight, or, flying alone, go under the send's own key (`alone`). In doubt: the same call
+ * again, as it was first made: the flight that carried them (same body, same key), or, for a
+ * send that flew in none (alone, delivered one call per send, or never left), its own call. A
+ * flight that is gone (older than Resend's key window) cannot be re-sent safely: the outcome
+ * stays unknown.
  */
 async function callResend(ctx: StepContext, row: SendRow, payload: SendPayload, fresh: boolean): Promise<BatchDelivery> {
   const items = payload.emails.map((email) => ({ email, from: payload.from }));
-  if (ctx.dispatcher && fresh) return ctx.dispatcher.deliver(row, items, { patient: payload.async === true });
+  if (ctx.dispatcher && fresh) return ctx.dispatcher.deliver(row, items, { patient: payload.async === true, alone: () => ownCall(ctx, row, payload, true) });
   if (row.flightId) {
     const again = ctx.dispatcher ? await ctx.dispatcher.redeliver(row, items.length) : null;
     return again ?? { kind: 'unknown', message: 'the flight that carried this send can no longer be re-sent' };
   }
+  return ownCall(ctx, row, payload);
+}
+
+/**
+ * A send's own Resend call, under its own key: the endpoint and body follow the payload alone,
+ * so a retry in doubt repeats exactly the call first made. `tokenTaken`: the dispatcher took
+ * the call's turn from Resend's budget (a send flying alone).
+ */
+function ownCall(ctx: StepContext, row: SendRow, payload: SendPayload, tokenTaken = false): Promise<BatchDelivery> {
   const key = upstreamKeys(row.id, row.nonce, row.attempt).resend;
-  if (payload.batch) return ctx.mailer.deliverBatch(payload.emails, key, payload.from);
-  const one = await ctx.mailer.deliver(payload.emails[0]!, key, payload.from);
-  return one.kind === 'sent' ? { kind: 'sent', ids: [one.id], errors: [] } : one;
+  if (payload.batch) return ctx.mailer.deliverBatch(payload.emails, key, payload.from, { tokenTaken });
+  return ctx.mailer.deliver(payload.emails[0]!, key, payload.from, { tokenTaken }).then((one) => (one.kind === 'sent' ? { kind: 'sent', ids: [one.id], errors: [] } : one));
 }
 
 /** A one-email answer from a batch-shaped one: its id, or the reason Resend refused it. */

@@ -1,5 +1,5 @@
 import request from 'supertest';
-import { afterEach, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { forEachEngine } from '../support/database';
 import { balanceOf, bearer, customerWith, outboxTo, startTestStack } from '../support/stack';
 
@@ -12,6 +12,8 @@ const QUOTA = { SANDBOX_RESEND_RATE_LIMIT: '2' };
 const OPTS = { mailer: { timeoutMs: 5_000, maxBackoffMs: 200 } };
 const one = (to: string, subject: string) => ({ to, subject, html: '<p>d</p>' });
 const batchCalls = (stack: TestStack) => stack.sandbox.resend.faults.requestCount(/^POST \/emails\/batch$/);
+const singleCalls = (stack: TestStack) => stack.sandbox.resend.faults.requestCount(/^POST \/emails$/);
+const EITHER = /^POST \/emails(\/batch)?$/;
 
 forEachEngine('the dispatcher', ({ engine }) => {
   let stack: TestStack | undefined;
@@ -44,8 +46,8 @@ forEachEngine('the dispatcher', ({ engine }) => {
   it('a flight whose answer is lost: each send is retried with the same flight, same key, one email each', async () => {
     stack = await startTestStack(QUOTA, { ...OPTS, engine, mailer: { timeoutMs: 1_000, maxBackoffMs: 100 } });
     const c = await customerWith(stack, 10);
-    // Pack three sends into one flight: the first call is slowed, the three wait behind it.
-    stack.sandbox.resend.faults.inject({ latencyMs: 300, count: 1, match: /^POST \/emails\/batch$/ });
+    // Pack three sends into one flight: the first call (a lone send, its own) is slowed, the three wait behind it.
+    stack.sandbox.resend.faults.inject({ latencyMs: 300, count: 1, match: EITHER });
     await request(stack.url).post('/send').set(bearer(c.key)).send(one('warmup@example.com', 'w')).expect(200);
     stack.sandbox.resend.faults.inject({ dropAfterProcessing: true, count: 1, match: /^POST \/emails\/batch$/ });
     const send = (k: number) => request(stack!.url).post('/send').set(bearer(c.key)).set('Idempotency-Key', `lost-${k}`).send(one('lost@example.com', `l${k}`));
@@ -67,6 +69,46 @@ forEachEngine('the dispatcher', ({ engine }) => {
     expect(sent).toHaveLength(3);
     expect(retried.map((r) => r.body.id).sort()).toEqual(sent.map((m) => m.id).sort());
     expect(await balanceOf(stack, c.key)).toBe(6);
+  });
+
+  describe('a send alone', () => {
+    it('makes its own call, the one its retry would make: POST /emails for /send, POST /emails/batch for /send/batch, no flight recorded', async () => {
+      stack = await startTestStack(QUOTA, { ...OPTS, engine });
+      const c = await customerWith(stack, 10);
+      const [singles, batches] = [singleCalls(stack), batchCalls(stack)];
+      await request(stack.url).post('/send').set(bearer(c.key)).send(one('alone@example.com', 's')).expect(200);
+      expect([singleCalls(stack) - singles, batchCalls(stack) - batches]).toEqual([1, 0]);
+      const b = await request(stack.url).post('/send/batch').set(bearer(c.key)).send({ emails: [one('alone@example.com', 'b')] }).expect(200);
+      expect(b.body.sent).toBe(1);
+      expect([singleCalls(stack) - singles, batchCalls(stack) - batches]).toEqual([1, 1]);
+      expect(await stack.database.db.selectFrom('sends').select('flightId').where('flightId', 'is not', null).execute()).toEqual([]);
+      expect(await stack.database.db.selectFrom('flights').select('id').execute()).toEqual([]);
+      expect(outboxTo(stack, 'alone@example.com')).toHaveLength(2);
+      expect(await balanceOf(stack, c.key)).toBe(8);
+    });
+
+    // The retry goes under the send's own key to the endpoint its payload names: a first call
+    // under another key, or to the other endpoint (Resend scopes keys by endpoint), would make
+    // the retry a second email.
+    for (const route of ['/send', '/send/batch'] as const) {
+      it(`${route}: its answer lost, the retry under the same key gives the first email's id: one email, one credit`, async () => {
+        stack = await startTestStack(QUOTA, { ...OPTS, engine, mailer: { timeoutMs: 1_000, maxBackoffMs: 100 } });
+        const c = await customerWith(stack, 10);
+        const body = route === '/send' ? one('lost-alone@example.com', 'l') : { emails: [one('lost-alone@example.com', 'l')] };
+        const post = () => request(stack!.url).post(route).set(bearer(c.key)).set('Idempotency-Key', `alone-${route}`).send(body);
+        stack.sandbox.resend.faults.inject({ dropAfterProcessing: true, count: 1, match: EITHER });
+        const first = await post();
+        expect(first.status).toBe(503);
+        expect(first.body.error.code).toBe('delivery_unconfirmed');
+        expect(outboxTo(stack, 'lost-alone@example.com')).toHaveLength(1); // it did go out
+        const retried = await post();
+        expect(retried.status).toBe(200);
+        const sent = outboxTo(stack, 'lost-alone@example.com');
+        expect(sent).toHaveLength(1);
+        expect(route === '/send' ? retried.body.id : retried.body.data[0].id).toBe(sent[0]!.id);
+        expect(await balanceOf(stack, c.key)).toBe(9);
+      });
+    }
   });
 
   it('a customer sending flat out does not hold the others back: a light customer rides an early flight', async () => {
