@@ -17,7 +17,6 @@ import type { Config } from './config';
 import { errorMiddleware } from './errors';
 import { createLogger, type Logger } from './logger';
 import { createMailer, type Mailer } from './mail/mailer';
-import { ResendClient } from './mail/resend-client';
 import { createSandbox, type Sandbox } from './sandbox';
 import { createSender, type ReconcileOptions, type Sender } from './sending/sender';
 import type { LeaseOptions } from './sending/leases';
@@ -185,11 +184,9 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
       // Every Dodo call, reads included, spends the shared Dodo budget first.
       fetch: budgetedFetch(createHttpFetch(), dodoBudget),
     });
-    const resend = new ResendClient(
-      sandboxMode ? 're_sandbox_key' : config.resend.apiKey!,
-      { baseUrl: sandboxMode ? `${loopback}/sandbox/resend` : (config.resend.baseUrl ?? undefined) },
-      createHttpFetch(),
-    );
+    const resend = new Resend(sandboxMode ? 're_sandbox_key' : config.resend.apiKey!, {
+      baseUrl: sandboxMode ? `${loopback}/sandbox/resend` : (config.resend.baseUrl ?? undefined),
+    });
 
     const catalog: Catalog = sandboxMode
       ? await ensureCatalog(dodo)
