@@ -142,10 +142,29 @@ export async function startReturn(database: Database, id: string, owner: string,
   return q.returningAll().executeTakeFirst();
 }
 
-/** Active leases nothing was spent from since `idleBefore` (any owner's), or this owner's whatever their use. */
+/**
+ * Active leases nothing was spent from since `idleBefore` of customers that spent from none of
+ * their leases since then (any owner's: a lease taken ahead of the one being spent is not
+ * idle, its customer is not), or this owner's whatever their use.
+ */
 export async function leasesToReturn(database: Database, opts: { idleBefore?: number; owner?: string }, limit: number): Promise<LeaseRow[]> {
   let q = database.db.selectFrom('leases').selectAll().where('state', '=', 'active');
-  if (opts.idleBefore !== undefined) q = q.where('lastUsedAt', '<', opts.idleBefore);
+  const idleBefore = opts.idleBefore;
+  if (idleBefore !== undefined) {
+    q = q
+      .where('lastUsedAt', '<', idleBefore)
+      .where(({ not, exists, selectFrom }) =>
+        not(
+          exists(
+            selectFrom('leases as used')
+              .select('used.id')
+              .whereRef('used.customerId', '=', 'leases.customerId')
+              .where('used.state', '=', 'active')
+              .where('used.lastUsedAt', '>=', idleBefore),
+          ),
+        ),
+      );
+  }
   if (opts.owner !== undefined) q = q.where('owner', '=', opts.owner);
   return q.orderBy('lastUsedAt').limit(limit).execute();
 }

@@ -91,6 +91,8 @@ export function createLeases(opts: {
   const horizonMs = opts.options?.horizonMs ?? 60_000;
   const maxCredits = opts.options?.maxCredits ?? 20_000;
   const rateWindowMs = opts.options?.rateWindowMs ?? 10_000;
+  /** A customer's next lease is taken ahead once its leases hold less than this long of its sending (a third of the horizon). */
+  const refillAheadMs = horizonMs / 3;
   /** Per customer: the debit still taking joiners, and the one in flight (the next waits for it). */
   const open = new Map<string, Pending>();
   const flying = new Map<string, Promise<void>>();
@@ -177,9 +179,13 @@ export function createLeases(opts: {
     return active;
   }
 
-  /** Takes a lease of `demand` credits (and some ahead when `ahead`) for this customer: recorded, then debited. Resolves to its id. */
-  async function take(customerId: string, demand: number, ahead: boolean): Promise<string> {
+  /**
+   * Takes a lease of `demand` credits (and some ahead when `ahead`) for this customer: recorded,
+   * then debited. Resolves to its id (undefined: nothing to take, no demand and none ahead).
+   */
+  async function take(customerId: string, demand: number, ahead: boolean): Promise<string | undefined> {
     const extra = ahead ? await aheadFor(customerId, demand) : 0;
+    if (demand + extra <= 0) return undefined;
     const t = now();
     const lease: LeaseRow = {
       id: `lse_${randomBytes(12).toString('base64url')}`,
@@ -201,7 +207,7 @@ export function createLeases(opts: {
     await insertLease(database, lease);
     try {
       await debit(lease);
-      fence(lease.id, demand);
+      if (demand > 0) fence(lease.id, demand);
       return lease.id;
     } catch (err) {
       // Taken ahead and refused for want of credits: the balance known was off. The emails
@@ -274,6 +280,37 @@ export function createLeases(opts: {
     p.demand += credits;
     p.joiners++;
     return p.done;
+  }
+
+  /** Per customer: when this instance last looked whether to take its next lease ahead (refill). */
+  const refillChecked = new Map<string, number>();
+
+  /**
+   * Takes the customer's next lease before its leases run out: when what is left in them covers
+   * less than a third of the horizon at its rate, a lease of credits ahead (no email waiting for it) is
+   * debited in the background, so a customer sending steadily never waits for Dodo's turn (50
+   * customers renewing at once queue many turns: Dodo takes 4 a second). Looked at once a
+   * second per customer, never while a debit of this customer's is under way here; sized like
+   * any lease ahead (its rate over the horizon, under its balance above the floor), and only
+   * when that is at least what it would cover.
+   */
+  function refill(customerId: string) {
+    const t = now();
+    if ((refillChecked.get(customerId) ?? -Infinity) > t - 1_000) return;
+    if (refillChecked.size >= 10_000) refillChecked.clear();
+    refillChecked.set(customerId, t);
+    if (open.has(customerId) || flying.has(customerId)) return;
+    const lowWater = (rateOf(customerId) * refillAheadMs) / 1000;
+    if (lowWater <= 0) return;
+    const landed = (async () => {
+      if ((await roomFor(database, customerId, [])) >= lowWater) return;
+      if ((await aheadFor(customerId, 0)) < lowWater) return;
+      await take(customerId, 0, true);
+    })().catch((err: unknown) => log?.info({ customerId, err }, 'could not take the next lease ahead yet'));
+    flying.set(customerId, landed);
+    void landed.then(() => {
+      if (flying.get(customerId) === landed) flying.delete(customerId);
+    });
   }
 
   /**
@@ -395,6 +432,7 @@ export function createLeases(opts: {
           (await payFromLease(database, send, owner, now(), { exclude: [...fenced.keys()] }));
         if (paid) {
           noteSpent(send.customerId, send.credits);
+          refill(send.customerId);
           return paid;
         }
         try {

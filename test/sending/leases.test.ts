@@ -45,6 +45,20 @@ forEachEngine('credit leases', ({ engine }) => {
   });
 
   describe('what a lease holds', () => {
+    it('a customer sending steadily gets its next lease before the current one runs out', async () => {
+      // A short horizon: leases of about 3 s of sending, the next taken with 1 s left.
+      stack = await startTestStack({}, { ...QUICK, engine, leaseOptions: { horizonMs: 3_000 } });
+      const c = await customerWith(stack, 3000);
+      const until = Date.now() + 4_000;
+      for (let i = 0; Date.now() < until; i++) await send(stack, c.key, `steady-${i}`, { ...email, subject: `steady-${i}` }).expect(200);
+      const leases = await leaseRows(stack.database, c.customerId);
+      // Taken ahead, with no email waiting for it: its whole debit is credits ahead.
+      expect(leases.some((l) => l.credits > 0 && l.emailsAhead === l.credits)).toBe(true);
+      await stack.sender.returnLeases();
+      const sent = stack.sandbox.resend.messages().filter((m) => m.subject.startsWith('steady-')).length;
+      expect(dodoOf(stack, c.customerId)).toBe(3000 - sent);
+    });
+
     it('a fast sender gets credits ahead: Dodo is asked far less than once per email, GET /credits shows Dodo\'s balance plus the unspent credits, and the usage chart counts emails', async () => {
       stack = await startTestStack({}, { ...QUICK, engine });
       const c = await customerWith(stack, 3000);
