@@ -289,8 +289,8 @@ export function createLeases(opts: {
    * Takes the customer's next lease before its leases run out: when what is left in them covers
    * less than a third of the horizon at its rate, a lease of credits ahead (no email waiting for it) is
    * debited in the background, so a customer sending steadily never waits for Dodo's turn (50
-   * customers renewing at once queue many turns: Dodo takes 4 a second). Looked at once a
-   * second per customer, never while a debit of this customer's is under way here; sized like
+   * customers renewing at once queue many turns: Dodo takes 4 a second). Only for a customer
+   * sending steadily; looked at once a second per customer, never while a debit of this customer's is under way here; sized like
    * any lease ahead (its rate over the horizon, under its balance above the floor), and only
    * when that is at least what it would cover.
    */
@@ -300,6 +300,10 @@ export function createLeases(opts: {
     if (refillChecked.size >= 10_000) refillChecked.clear();
     refillChecked.set(customerId, t);
     if (open.has(customerId) || flying.has(customerId)) return;
+    // Only for a customer sending steadily (10 sends over 2 s at least, in the rate's window):
+    // a send now and then is paid by a lease of its own, with nothing ahead left to return.
+    const recent = spending.get(customerId) ?? [];
+    if (recent.length < 10 || t - recent[0]![0] < 2_000) return;
     const lowWater = (rateOf(customerId) * refillAheadMs) / 1000;
     if (lowWater <= 0) return;
     const landed = (async () => {

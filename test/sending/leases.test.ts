@@ -46,10 +46,10 @@ forEachEngine('credit leases', ({ engine }) => {
 
   describe('what a lease holds', () => {
     it('a customer sending steadily gets its next lease before the current one runs out', async () => {
-      // A short horizon: leases of about 3 s of sending, the next taken with 1 s left.
-      stack = await startTestStack({}, { ...QUICK, engine, leaseOptions: { horizonMs: 3_000 } });
+      // A short horizon: leases of about 6 s of sending, the next taken with 2 s left.
+      stack = await startTestStack({}, { ...QUICK, engine, leaseOptions: { horizonMs: 6_000 } });
       const c = await customerWith(stack, 3000);
-      const until = Date.now() + 4_000;
+      const until = Date.now() + 7_000;
       for (let i = 0; Date.now() < until; i++) await send(stack, c.key, `steady-${i}`, { ...email, subject: `steady-${i}` }).expect(200);
       const leases = await leaseRows(stack.database, c.customerId);
       // Taken ahead, with no email waiting for it: its whole debit is credits ahead.
