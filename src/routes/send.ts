@@ -81,15 +81,16 @@ export function sendRoutes(deps: { sender: Sender; auth: RequestHandler; databas
     assertSameCustomer(req, body.customer_id);
     const emails = body.emails.map(toEmail);
     const customerId = customerOf(req);
+    const queued = prefersAsync(req.get('prefer'));
     // A suppressed item alone is refused (and costs nothing); the others go as one batch.
     const refusals = await batchRefusals(deps.database, customerId, emails, key);
     const sendable = emails.filter((_, i) => !refusals[i]);
     const refused = (i: number) => ({ error: { code: refusals[i]!.code, message: refusals[i]!.message } });
     if (sendable.length === 0) {
-      res.status(200).json({ data: emails.map((_, i) => refused(i)), ...(prefersAsync(req.get('prefer')) ? { queued: 0 } : { sent: 0 }), failed: emails.length });
+      res.status(200).json({ data: emails.map((_, i) => refused(i)), ...(queued ? { queued: 0 } : { sent: 0 }), failed: emails.length });
       return;
     }
-    const outcome = await deps.sender.sendBatch(customerId, sendable, key, { async: prefersAsync(req.get('prefer')) });
+    const outcome = await deps.sender.sendBatch(customerId, sendable, key, { async: queued });
     const answer = outcome.body as { data?: unknown[]; sent?: number; queued?: number; failed: number };
     if ((outcome.status !== 200 && outcome.status !== 202) || !Array.isArray(answer?.data) || sendable.length === emails.length) return reply(res, outcome);
     let next = 0;
