@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { BurstyRateLimiter, RateLimiterMemory, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { Database } from './db/index';
 import { sqlCounterStore } from './rate-limits';
@@ -31,11 +32,21 @@ export interface Budget {
    * Takes one token, waiting in the queue if need be; rejects with QuotaExhausted. `priority`
    * (MailKit's own emails: API keys, low-balance alerts): this instance's other callers step
    * back while it waits, and it waits five times as long, so customers' traffic never starves it.
+   * `spare` (work done ahead, nobody waiting for it: the next credit lease of a customer sending
+   * steadily): a turn only if one is free now and no caller of this instance is in line; it never
+   * waits, so it never takes a turn from a send.
    */
-  take(opts?: { priority?: boolean }): Promise<void>;
+  take(opts?: { priority?: boolean; spare?: boolean }): Promise<void>;
   /** The vendor answered 429: nobody calls it for `seconds`. */
   penalize(seconds: number): Promise<void>;
 }
+
+/**
+ * How the calls made inside `spareTurns.run(...)` take their budget's turns: only spare ones
+ * (Budget.take's `spare`). For calls made through an SDK (budgetedFetch), which cannot pass an
+ * option of ours to its transport.
+ */
+export const spareTurns = new AsyncLocalStorage<true>();
 
 /** A window of a quota: at most `points` calls per `seconds`. */
 export interface QuotaWindow {
@@ -134,6 +145,19 @@ export function createBudget(opts: BudgetOptions): Budget {
     name: opts.name,
     limited: true,
     async take(takeOpts = {}) {
+      if (takeOpts.spare && !takeOpts.priority) {
+        // No line to join: a free turn now, or none.
+        if (waiting > 0) throw new QuotaExhausted(opts.name, 1);
+        for (const store of stores) {
+          try {
+            await store.consume(KEY);
+          } catch (rejection) {
+            if (!(rejection instanceof RateLimiterRes)) throw Object.assign(new QuotaExhausted(opts.name, 1), { cause: rejection });
+            throw new QuotaExhausted(opts.name, Math.max(1, Math.ceil(rejection.msBeforeNext / 1000)));
+          }
+        }
+        return;
+      }
       const priority = takeOpts.priority === true;
       if (waiting >= maxQueue && !priority) throw new QuotaExhausted(opts.name, 1);
       waiting++;
@@ -199,7 +223,7 @@ export function budgetedFetch(fetch: (input: string | URL | Request, init?: Requ
   if (!budget.limited) return fetch;
   return async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
     try {
-      await budget.take();
+      await budget.take({ spare: spareTurns.getStore() === true });
     } catch (err) {
       if (!(err instanceof QuotaExhausted)) throw err;
       return new Response(JSON.stringify({ code: 'TOO_MANY_REQUESTS', message: `MailKit's ${budget.name} budget is spent; nothing was sent.` }), {

@@ -134,7 +134,11 @@ export function createBilling(opts: {
         const unanswered = err instanceof DodoPayments.APIConnectionError || (err instanceof DodoPayments.APIError && (err.status ?? 0) >= 500);
         if (!limited && !unanswered) throw err; // a definite 4xx: the caller reads it
         inDoubt ||= unanswered;
-        if (attempt < writeRetries) {
+        // MailKit's own budget refused the call (nothing was sent) after its caller waited its
+        // longest in the budget's line: trying again would only wait that long once more, at the
+        // back of the line, and answer the send later for nothing.
+        const ownBudget = limited && err.headers?.get('x-mailkit-budget') != null;
+        if (attempt < writeRetries && !ownBudget) {
           await sleep(retryDelayMs(err, attempt));
           continue;
         }

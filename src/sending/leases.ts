@@ -19,6 +19,7 @@ import {
 import type { SendRow } from '../db/sends';
 import { HttpError } from '../errors';
 import type { Logger } from '../logger';
+import { spareTurns } from '../quotas';
 
 /**
  * Credit leases (issue 13). Dodo takes about 4 ledger writes a second (240 a minute, every
@@ -55,6 +56,9 @@ export interface LeaseOptions {
   /** The rate is measured over this window (default 10 s). */
   rateWindowMs?: number;
 }
+
+/** The shortest span a customer's rate is measured over (rateOf). */
+const RATE_MIN_SPAN_MS = 250;
 
 /** How long a shutdown spends returning this instance's leases. */
 const DRAIN_MS = 8_000;
@@ -117,13 +121,18 @@ export function createLeases(opts: {
     spending.set(customerId, list);
   }
 
-  /** Credits a second this customer spent here lately (over at least 1 s, so a first burst does not read as a flood). */
+  /**
+   * Credits a second this customer spent here lately, over at least RATE_MIN_SPAN_MS: a second
+   * send soon after a first reads as 4 a second, not as a flood (two sends 10 ms apart are not
+   * 100 a second), and not as 1 a second either (a lease sized so would run out within seconds for a
+   * customer sending steadily, and its next debit would wait in Dodo's line with its sends).
+   */
   function rateOf(customerId: string): number {
     const t = now();
     const list = (spending.get(customerId) ?? []).filter(([at]) => at >= t - rateWindowMs);
     if (!list.length) return 0;
     const total = list.reduce((n, [, c]) => n + c, 0);
-    return total / Math.max(1, (t - list[0]![0]) / 1000);
+    return total / (Math.max(RATE_MIN_SPAN_MS, t - list[0]![0]) / 1000);
   }
 
   /** How much ahead of `demand` a lease may take: the recent rate over the horizon, under the balance above the floor. */
@@ -207,6 +216,7 @@ export function createLeases(opts: {
     await insertLease(database, lease);
     try {
       await debit(lease);
+      log?.info({ leaseId: lease.id, customerId, credits: lease.credits, ahead: extra, ms: now() - t }, 'credit lease taken');
       if (demand > 0) fence(lease.id, demand);
       return lease.id;
     } catch (err) {
@@ -309,8 +319,13 @@ export function createLeases(opts: {
     const landed = (async () => {
       if ((await roomFor(database, customerId, [])) >= lowWater) return;
       if ((await aheadFor(customerId, 0)) < lowWater) return;
-      await take(customerId, 0, true);
-    })().catch((err: unknown) => log?.info({ customerId, err }, 'could not take the next lease ahead yet'));
+      // On Dodo's spare turns only: a send waiting for a lease of its own goes first.
+      await spareTurns.run(true, () => take(customerId, 0, true));
+    })().catch((err: unknown) => {
+      // No spare turn now (Dodo's line is busy): looked at again at a later send.
+      if (err instanceof HttpError && err.status === 429) log?.debug({ customerId }, 'no spare Dodo turn for the next lease yet');
+      else log?.info({ customerId, err }, 'could not take the next lease ahead yet');
+    });
     flying.set(customerId, landed);
     void landed.then(() => {
       if (flying.get(customerId) === landed) flying.delete(customerId);
