@@ -1,6 +1,9 @@
+import DodoPayments from 'dodopayments';
 import request from 'supertest';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createBudget, QuotaExhausted } from '../src/quotas';
+import { createBilling } from '../src/billing/billing';
+import { HttpError } from '../src/errors';
+import { budgetedFetch, createBudget, QuotaExhausted, spareTurns } from '../src/quotas';
 import { dodoBurstPool } from '../src/stack';
 import { forEachEngine } from './support/database';
 import { balanceOf, bearer, customerWith, outboxTo, startTestStack } from './support/stack';
@@ -131,5 +134,69 @@ describe("a budget's waiting callers", () => {
     expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'rejected', 'rejected']);
     await new Promise((r) => setTimeout(r, 120));
     await budget.take(); // and the line is not stuck
+  });
+});
+
+describe('a spare-turn caller (work done ahead: the next credit lease)', () => {
+  it('takes a turn free now, never waits for one, and never goes before a caller in line', async () => {
+    const budget = createBudget({ name: 'Spare', windows: [{ points: 10, seconds: 1 }], maxWaitMs: 2_000 });
+    await budget.take({ spare: true }); // the first turn is free
+    // The next turn is 110 ms away: refused at once rather than waited for.
+    const asked = Date.now();
+    await expect(budget.take({ spare: true })).rejects.toBeInstanceOf(QuotaExhausted);
+    expect(Date.now() - asked).toBeLessThan(50);
+    // An ordinary caller waits for that turn; while it does, no spare turn is taken either, even
+    // once the turn is due.
+    const waiting = budget.take();
+    await new Promise((r) => setTimeout(r, 150));
+    await expect(budget.take({ spare: true })).rejects.toBeInstanceOf(QuotaExhausted);
+    await waiting;
+    await new Promise((r) => setTimeout(r, 120));
+    await budget.take({ spare: true }); // the line is empty and a turn is free again
+  });
+
+  it('asks through an SDK inside spareTurns.run: refused as the vendor would (429, MailKit\'s budget named), nothing sent', async () => {
+    const budget = createBudget({ name: 'SpareFetch', windows: [{ points: 10, seconds: 1 }], maxWaitMs: 2_000 });
+    let calls = 0;
+    const fetch = budgetedFetch(async () => {
+      calls++;
+      return new Response('{}', { status: 200 });
+    }, budget);
+    expect((await spareTurns.run(true, () => fetch('http://vendor.test/a'))).status).toBe(200);
+    const refused = await spareTurns.run(true, () => fetch('http://vendor.test/b'));
+    expect(refused.status).toBe(429);
+    expect(refused.headers.get('x-mailkit-budget')).toBe('SpareFetch');
+    expect(calls).toBe(1);
+    // Outside the context the same call waits for its turn as usual.
+    expect((await fetch('http://vendor.test/c')).status).toBe(200);
+    expect(calls).toBe(2);
+  });
+});
+
+describe("a ledger write MailKit's own Dodo budget refused", () => {
+  it('is answered 429 at once, not asked again: its caller already waited its longest in the line', async () => {
+    const budget = createBudget({ name: 'Dodo', windows: [{ points: 1, seconds: 60 }], maxWaitMs: 100 });
+    await budget.take(); // the minute's only turn is spent
+    let takes = 0;
+    const counting = { ...budget, take: (o?: { priority?: boolean; spare?: boolean }) => (takes++, budget.take(o)) };
+    let sent = 0;
+    const dodo = new DodoPayments({
+      bearerToken: 'unused',
+      baseURL: 'http://127.0.0.1:9', // never reached: the budget refuses before sending
+      maxRetries: 0,
+      fetch: budgetedFetch(async () => {
+        sent++;
+        return new Response('{}', { status: 500 });
+      }, counting),
+    });
+    const billing = createBilling({ dodo, catalog: { creditEntitlementId: 'cde_x', planProductId: 'pdt_p', topupProductId: 'pdt_t' }, baseUrl: 'http://localhost' });
+    const asked = Date.now();
+    const err = await billing.reserve('cus_x', 1, 'key-1', 'one email').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(HttpError);
+    expect((err as HttpError).status).toBe(429);
+    expect((err as HttpError).headers['Retry-After']).toBeDefined();
+    expect(takes).toBe(1);
+    expect(sent).toBe(0);
+    expect(Date.now() - asked).toBeLessThan(1_000);
   });
 });

@@ -10,6 +10,7 @@ import { recipientCount, type Mailer, type OutgoingEmail } from '../mail/mailer'
 import type { Logger } from '../logger';
 import { acceptedAnswer, emailIdsOf, fingerprintOf, KEY_RETENTION_MS, sendIdFor, type SendPayload, type StoredResponse } from './records';
 import { queuedHistory } from './history';
+import { createAcceptRoom } from './room';
 import { createDispatcher } from './dispatcher';
 import { createLeases, type LeaseOptions, type Leases } from './leases';
 import { pruneLeases } from '../db/leases';
@@ -118,68 +119,8 @@ export function createSender(opts: {
   /** Wakes accepted sends waiting to try again, at shutdown (they are left to the reconciler). */
   const stopped = new AbortController();
   const acceptLimit = opts.acceptLimit ?? DEFAULT_ACCEPT_LIMIT;
-  /** Emails of this instance's accepted sends (to be answered once queued) not yet settled, in all and per customer. */
-  let acceptedEmails = 0;
-  const heldBy = new Map<string, number>();
-  /** Sends waiting for room, granted it by `grantRoom`. */
-  const roomWaiters: Array<{ customerId: string; count: number; grant: () => void }> = [];
-  const fits = (count: number) => acceptedEmails === 0 || acceptedEmails + count <= acceptLimit;
-  const hold = (customerId: string, count: number) => {
-    acceptedEmails += count;
-    heldBy.set(customerId, (heldBy.get(customerId) ?? 0) + count);
-  };
-  /**
-   * Gives freed room to the sends waiting for it, fairly across customers: first the send of
-   * the customer holding the fewest accepted emails (the longest waiting among equals), so a
-   * customer sending flat out, whose sends take every place freed, does not keep the others
-   * out; the flights share Resend's calls across customers the same way (dispatcher.ts).
-   */
-  function grantRoom() {
-    while (roomWaiters.length) {
-      let best = 0;
-      for (let i = 1; i < roomWaiters.length; i++) {
-        if ((heldBy.get(roomWaiters[i]!.customerId) ?? 0) < (heldBy.get(roomWaiters[best]!.customerId) ?? 0)) best = i;
-      }
-      const w = roomWaiters[best]!;
-      if (!fits(w.count)) return;
-      roomWaiters.splice(best, 1);
-      hold(w.customerId, w.count);
-      w.grant();
-    }
-  }
-  const freed = (customerId: string, n: number) => {
-    if (n <= 0) return;
-    acceptedEmails -= n;
-    const left = (heldBy.get(customerId) ?? 0) - n;
-    if (left > 0) heldBy.set(customerId, left);
-    else heldBy.delete(customerId);
-    grantRoom();
-  };
-  /** Waits up to ACCEPT_WAIT_MS for room for `count` more accepted emails of this customer, and holds it; false if none came. */
-  async function holdRoom(customerId: string, count: number): Promise<boolean> {
-    if (!roomWaiters.length && fits(count)) {
-      hold(customerId, count);
-      return true;
-    }
-    if (stopping) return false;
-    return new Promise<boolean>((resolve) => {
-      const waiter = {
-        customerId,
-        count,
-        grant: () => {
-          clearTimeout(timeout);
-          resolve(true);
-        },
-      };
-      const timeout = setTimeout(() => {
-        const i = roomWaiters.indexOf(waiter);
-        if (i >= 0) roomWaiters.splice(i, 1);
-        resolve(false);
-      }, ACCEPT_WAIT_MS);
-      roomWaiters.push(waiter);
-      grantRoom();
-    });
-  }
+  /** Room for the emails of accepted sends not yet settled (room.ts). */
+  const acceptRoom = createAcceptRoom({ limit: acceptLimit, waitMs: ACCEPT_WAIT_MS });
   let reconciling: Promise<number> | null = null;
   const timer = intervalMs > 0 ? setInterval(() => void sender.reconcile().catch((err: unknown) => log?.error({ err }, 'reconcile pass failed')), intervalMs) : null;
   // Claims on the sends this process runs are renewed while they run; a process that dies lets them expire.
@@ -207,8 +148,8 @@ export function createSender(opts: {
     let room = 0;
     if (payload.async && !running.has(sendId)) {
       const count = payload.emails.length;
-      if (!(await holdRoom(customerId, count))) {
-        const seconds = Math.max(1, Math.ceil(((acceptedEmails + count - acceptLimit) / acceptLimit) * 5));
+      if (!(await acceptRoom.hold(customerId, count))) {
+        const seconds = Math.max(1, Math.ceil(((acceptRoom.held() + count - acceptLimit) / acceptLimit) * 5));
         throw new HttpError(429, 'send_queue_full', "MailKit is holding as many emails as the email provider's quota delivers in the next seconds. Nothing was taken; retry after the Retry-After delay.", {
           'Retry-After': String(seconds),
           ...headers,
@@ -269,7 +210,7 @@ export function createSender(opts: {
       if (err instanceof HttpError) Object.assign(err.headers, headers);
       throw err;
     } finally {
-      if (room) freed(customerId, takeRoom());
+      if (room) acceptRoom.free(customerId, takeRoom());
     }
   }
 
@@ -301,7 +242,7 @@ export function createSender(opts: {
       answer(acceptedAnswer(paid.id, paid.nonce, payload));
     };
     const run = track(row.id, fingerprint, row, false, (r) => deliverAccepted(r, payloadText, onPaid), accepted);
-    void run.then(answer, refuse).finally(() => freed(row.customerId, room));
+    void run.then(answer, refuse).finally(() => acceptRoom.free(row.customerId, room));
     return accepted;
   }
 
@@ -434,6 +375,7 @@ export function createSender(opts: {
     },
     async drain() {
       stopping = true;
+      acceptRoom.close();
       stopped.abort();
       if (timer) clearInterval(timer);
       await reconciling?.catch(() => undefined);

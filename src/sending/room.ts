@@ -1,0 +1,93 @@
+/**
+ * The room an instance keeps for sends answered once queued (202) and not yet delivered: at
+ * most `limit` emails (5 s of Resend's quota by default, sender.ts). A send past it waits for
+ * room, up to `waitMs`, then is refused by its caller (429, nothing taken) rather than queued
+ * without bound.
+ *
+ * Freed room goes to the waiting sends fairly across customers: first the send of the customer
+ * holding the fewest accepted emails (the longest waiting among equals). In arrival order, a
+ * customer sending flat out, whose sends are answered in milliseconds and come straight back,
+ * would take every place as it is freed and keep the others out; the flights share Resend's
+ * calls across customers the same way (dispatcher.ts).
+ */
+export interface AcceptRoom {
+  /** Waits up to `waitMs` for room for `count` more emails of this customer and holds it; false if none came (or the room is closed). */
+  hold(customerId: string, count: number): Promise<boolean>;
+  /** Gives back room held for this customer (its send settled, or was refused). */
+  free(customerId: string, count: number): void;
+  /** Emails held now, in all. */
+  held(): number;
+  /** No more waiting: a send asking for room from now on is refused unless it fits at once. */
+  close(): void;
+}
+
+interface Waiter {
+  customerId: string;
+  count: number;
+  grant: () => void;
+}
+
+export function createAcceptRoom(opts: { limit: number; waitMs: number }): AcceptRoom {
+  let total = 0;
+  let closed = false;
+  const byCustomer = new Map<string, number>();
+  const waiters: Waiter[] = [];
+  const heldBy = (customerId: string) => byCustomer.get(customerId) ?? 0;
+  // One send larger than the whole room still gets it when nothing else is held.
+  const fits = (count: number) => total === 0 || total + count <= opts.limit;
+  const take = (customerId: string, count: number) => {
+    total += count;
+    byCustomer.set(customerId, heldBy(customerId) + count);
+  };
+
+  function grant() {
+    while (waiters.length) {
+      let best = 0;
+      for (let i = 1; i < waiters.length; i++) if (heldBy(waiters[i]!.customerId) < heldBy(waiters[best]!.customerId)) best = i;
+      const w = waiters[best]!;
+      if (!fits(w.count)) return;
+      waiters.splice(best, 1);
+      take(w.customerId, w.count);
+      w.grant();
+    }
+  }
+
+  return {
+    hold(customerId, count) {
+      if (!waiters.length && fits(count)) {
+        take(customerId, count);
+        return Promise.resolve(true);
+      }
+      if (closed) return Promise.resolve(false);
+      return new Promise<boolean>((resolve) => {
+        const waiter: Waiter = {
+          customerId,
+          count,
+          grant: () => {
+            clearTimeout(timeout);
+            resolve(true);
+          },
+        };
+        const timeout = setTimeout(() => {
+          const i = waiters.indexOf(waiter);
+          if (i >= 0) waiters.splice(i, 1);
+          resolve(false);
+        }, opts.waitMs);
+        waiters.push(waiter);
+        grant();
+      });
+    },
+    free(customerId, count) {
+      if (count <= 0) return;
+      total -= count;
+      const left = heldBy(customerId) - count;
+      if (left > 0) byCustomer.set(customerId, left);
+      else byCustomer.delete(customerId);
+      grant();
+    },
+    held: () => total,
+    close() {
+      closed = true;
+    },
+  };
+}

@@ -1,0 +1,62 @@
+import { describe, expect, it } from 'vitest';
+import { createAcceptRoom } from '../../src/sending/room';
+
+/** The room kept for accepted, undelivered emails (src/sending/room.ts). */
+describe('the room for accepted emails', () => {
+  it('holds up to its limit at once; past it a send waits, and is refused when no room comes in time', async () => {
+    const room = createAcceptRoom({ limit: 3, waitMs: 100 });
+    expect(await room.hold('cus_a', 2)).toBe(true);
+    expect(await room.hold('cus_a', 1)).toBe(true);
+    const asked = Date.now();
+    expect(await room.hold('cus_b', 1)).toBe(false);
+    expect(Date.now() - asked).toBeGreaterThanOrEqual(90);
+    expect(room.held()).toBe(3);
+  });
+
+  it('one send larger than the whole room gets it when nothing else is held', async () => {
+    const room = createAcceptRoom({ limit: 3, waitMs: 50 });
+    expect(await room.hold('cus_a', 10)).toBe(true);
+    room.free('cus_a', 10);
+    expect(room.held()).toBe(0);
+  });
+
+  it('gives freed room first to the customer holding the fewest, not to whoever asked first', async () => {
+    const room = createAcceptRoom({ limit: 4, waitMs: 2_000 });
+    // A customer sending flat out fills the room, and asks again at once.
+    for (let i = 0; i < 4; i++) expect(await room.hold('cus_heavy', 1)).toBe(true);
+    const order: string[] = [];
+    const heavyAgain = room.hold('cus_heavy', 1).then((ok) => ok && order.push('heavy'));
+    const light = room.hold('cus_light', 1).then((ok) => ok && order.push('light'));
+    // One place frees: the light customer, holding none, gets it although it asked second.
+    room.free('cus_heavy', 1);
+    await light;
+    expect(order).toEqual(['light']);
+    // The next place goes to the heavy customer's waiting send.
+    room.free('cus_heavy', 1);
+    await heavyAgain;
+    expect(order).toEqual(['light', 'heavy']);
+    expect(room.held()).toBe(4);
+  });
+
+  it('among customers holding as many, the longest waiting goes first', async () => {
+    const room = createAcceptRoom({ limit: 1, waitMs: 2_000 });
+    expect(await room.hold('cus_x', 1)).toBe(true);
+    const order: string[] = [];
+    const waits = ['cus_a', 'cus_b', 'cus_c'].map((c) => room.hold(c, 1).then(() => order.push(c)));
+    for (const c of ['cus_x', 'cus_a', 'cus_b']) {
+      room.free(c, 1);
+      await new Promise((r) => setImmediate(r));
+    }
+    await Promise.all(waits);
+    expect(order).toEqual(['cus_a', 'cus_b', 'cus_c']);
+  });
+
+  it('once closed (shutdown), a send that does not fit is refused at once', async () => {
+    const room = createAcceptRoom({ limit: 1, waitMs: 5_000 });
+    expect(await room.hold('cus_a', 1)).toBe(true);
+    room.close();
+    const asked = Date.now();
+    expect(await room.hold('cus_b', 1)).toBe(false);
+    expect(Date.now() - asked).toBeLessThan(100);
+  });
+});
