@@ -29,24 +29,35 @@ export interface Budget {
   /** False when no quota is configured: take() never waits and never touches the database. */
   readonly limited: boolean;
   /**
-   * Takes one token, waiting in the queue if need be; rejects with QuotaExhausted. `priority`
-   * (MailKit's own emails: API keys, low-balance alerts): this instance's other callers step
-   * back while it waits, and it waits five times as long, so customers' traffic never starves it.
-   * `spare` (work done ahead, nobody waiting for it: the next credit lease of a customer sending
-   * steadily): a turn only if one is free now and no caller of this instance is in line; it never
-   * waits, so it never takes a turn from a send.
+   * Takes one token, waiting in the queue if need be; rejects with QuotaExhausted. See TakeOptions.
    */
-  take(opts?: { priority?: boolean; spare?: boolean }): Promise<void>;
+  take(opts?: TakeOptions): Promise<void>;
   /** The vendor answered 429: nobody calls it for `seconds`. */
   penalize(seconds: number): Promise<void>;
 }
 
+/** How a caller takes its turn. */
+export interface TakeOptions {
+  /**
+   * MailKit's own emails (API keys, low-balance alerts): this instance's other callers step back
+   * while it waits, and it waits five times as long, so customers' traffic never starves it.
+   */
+  priority?: boolean;
+  /**
+   * Work done ahead that nobody waits for (the next credit lease of a customer sending
+   * steadily): a turn only if one is free now and no caller of this instance is in line. It never
+   * waits, so it never takes a turn from a send.
+   */
+  spare?: boolean;
+  /** How long this caller may wait for its turn, instead of the budget's `maxWaitMs`. */
+  maxWaitMs?: number;
+}
+
 /**
- * How the calls made inside `spareTurns.run(...)` take their budget's turns: only spare ones
- * (Budget.take's `spare`). For calls made through an SDK (budgetedFetch), which cannot pass an
- * option of ours to its transport.
+ * The TakeOptions of the calls made inside `budgetTurns.run(options, ...)`: for calls made
+ * through an SDK (budgetedFetch), which cannot pass an option of ours to its transport.
  */
-export const spareTurns = new AsyncLocalStorage<true>();
+export const budgetTurns = new AsyncLocalStorage<TakeOptions>();
 
 /** A window of a quota: at most `points` calls per `seconds`. */
 export interface QuotaWindow {
@@ -144,7 +155,7 @@ export function createBudget(opts: BudgetOptions): Budget {
   return {
     name: opts.name,
     limited: true,
-    async take(takeOpts = {}) {
+    async take(takeOpts: TakeOptions = {}) {
       if (takeOpts.spare && !takeOpts.priority) {
         // No line to join: a free turn now, or none.
         if (waiting > 0) throw new QuotaExhausted(opts.name, 1);
@@ -162,7 +173,8 @@ export function createBudget(opts: BudgetOptions): Budget {
       if (waiting >= maxQueue && !priority) throw new QuotaExhausted(opts.name, 1);
       waiting++;
       if (priority) urgent++;
-      const deadline = Date.now() + (priority ? 5 * maxWaitMs : maxWaitMs);
+      const wait = takeOpts.maxWaitMs ?? maxWaitMs;
+      const deadline = Date.now() + (priority ? 5 * wait : wait);
       // Priority callers skip the line (the others step back for them: stepBack).
       const before = priority ? Promise.resolve() : line;
       let done!: () => void;
@@ -177,7 +189,7 @@ export function createBudget(opts: BudgetOptions): Budget {
           // Still behind others at the deadline: out of the line, which goes on behind the one before.
           gaveUp = true;
           void before.then(done);
-          throw new QuotaExhausted(opts.name, Math.max(1, Math.ceil(maxWaitMs / 1000)));
+          throw new QuotaExhausted(opts.name, Math.max(1, Math.ceil(wait / 1000)));
         }
         for (const store of stores) await consume(store, deadline, priority);
       } finally {
@@ -223,7 +235,7 @@ export function budgetedFetch(fetch: (input: string | URL | Request, init?: Requ
   if (!budget.limited) return fetch;
   return async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
     try {
-      await budget.take({ spare: spareTurns.getStore() === true });
+      await budget.take(budgetTurns.getStore());
     } catch (err) {
       if (!(err instanceof QuotaExhausted)) throw err;
       return new Response(JSON.stringify({ code: 'TOO_MANY_REQUESTS', message: `MailKit's ${budget.name} budget is spent; nothing was sent.` }), {

@@ -3,7 +3,7 @@ import request from 'supertest';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createBilling } from '../src/billing/billing';
 import { HttpError } from '../src/errors';
-import { budgetedFetch, createBudget, QuotaExhausted, spareTurns } from '../src/quotas';
+import { budgetedFetch, createBudget, QuotaExhausted, budgetTurns, type TakeOptions } from '../src/quotas';
 import { dodoBurstPool } from '../src/stack';
 import { forEachEngine } from './support/database';
 import { balanceOf, bearer, customerWith, outboxTo, startTestStack } from './support/stack';
@@ -155,15 +155,15 @@ describe('a spare-turn caller (work done ahead: the next credit lease)', () => {
     await budget.take({ spare: true }); // the line is empty and a turn is free again
   });
 
-  it('asks through an SDK inside spareTurns.run: refused as the vendor would (429, MailKit\'s budget named), nothing sent', async () => {
+  it('asks through an SDK inside budgetTurns.run: refused as the vendor would (429, MailKit\'s budget named), nothing sent', async () => {
     const budget = createBudget({ name: 'SpareFetch', windows: [{ points: 10, seconds: 1 }], maxWaitMs: 2_000 });
     let calls = 0;
     const fetch = budgetedFetch(async () => {
       calls++;
       return new Response('{}', { status: 200 });
     }, budget);
-    expect((await spareTurns.run(true, () => fetch('http://vendor.test/a'))).status).toBe(200);
-    const refused = await spareTurns.run(true, () => fetch('http://vendor.test/b'));
+    expect((await budgetTurns.run({ spare: true }, () => fetch('http://vendor.test/a'))).status).toBe(200);
+    const refused = await budgetTurns.run({ spare: true }, () => fetch('http://vendor.test/b'));
     expect(refused.status).toBe(429);
     expect(refused.headers.get('x-mailkit-budget')).toBe('SpareFetch');
     expect(calls).toBe(1);
@@ -178,7 +178,7 @@ describe("a ledger write MailKit's own Dodo budget refused", () => {
     const budget = createBudget({ name: 'Dodo', windows: [{ points: 1, seconds: 60 }], maxWaitMs: 100 });
     await budget.take(); // the minute's only turn is spent
     let takes = 0;
-    const counting = { ...budget, take: (o?: { priority?: boolean; spare?: boolean }) => (takes++, budget.take(o)) };
+    const counting = { ...budget, take: (o?: TakeOptions) => (takes++, budget.take(o)) };
     let sent = 0;
     const dodo = new DodoPayments({
       bearerToken: 'unused',

@@ -19,7 +19,7 @@ import {
 import type { SendRow } from '../db/sends';
 import { HttpError } from '../errors';
 import type { Logger } from '../logger';
-import { spareTurns } from '../quotas';
+import { budgetTurns } from '../quotas';
 
 /**
  * Credit leases (issue 13). Dodo takes about 4 ledger writes a second (240 a minute, every
@@ -59,6 +59,16 @@ export interface LeaseOptions {
 
 /** The shortest span a customer's rate is measured over (rateOf). */
 const RATE_MIN_SPAN_MS = 250;
+
+/**
+ * How long a lease's debit, with sends waiting for it, may wait for its turn in Dodo's budget
+ * (other Dodo calls wait 5 s). One debit pays many sends, and Dodo's turns are the one thing that
+ * cannot be had faster: 50 customers starting together need about 100 debits (a first lease each,
+ * then one sized by their rate), 16 s of Dodo's 4 a second beyond its burst of 40. A debit that
+ * keeps its place is paid in its turn; one refused at 5 s would come back, with its send's retry,
+ * at the end of the line, and be refused again.
+ */
+const LEASE_DEBIT_WAIT_MS = 15_000;
 
 /** How long a shutdown spends returning this instance's leases. */
 const DRAIN_MS = 8_000;
@@ -254,7 +264,7 @@ export function createLeases(opts: {
    * refused for want of credits, each send finds out whether its own credits are there).
    */
   function obtain(customerId: string, credits: number, alone: boolean): Promise<string | undefined> {
-    if (alone) return take(customerId, credits, false);
+    if (alone) return budgetTurns.run({ maxWaitMs: LEASE_DEBIT_WAIT_MS }, () => take(customerId, credits, false));
     let p = open.get(customerId);
     if (!p) {
       const next: Pending = { demand: 0, joiners: 0, started: false, done: Promise.resolve(undefined) };
@@ -271,7 +281,7 @@ export function createLeases(opts: {
           const found = await settleDoubts(customerId);
           if (found) return found;
           if ((await roomFor(database, customerId, [...fenced.keys()])) >= next.demand) return undefined;
-          return await take(customerId, next.demand, true);
+          return await budgetTurns.run({ maxWaitMs: LEASE_DEBIT_WAIT_MS }, () => take(customerId, next.demand, true));
         } catch (err) {
           throw err instanceof InsufficientCredits && next.joiners > 1 ? new SharedRefusal() : err;
         }
@@ -320,7 +330,7 @@ export function createLeases(opts: {
       if ((await roomFor(database, customerId, [])) >= lowWater) return;
       if ((await aheadFor(customerId, 0)) < lowWater) return;
       // On Dodo's spare turns only: a send waiting for a lease of its own goes first.
-      await spareTurns.run(true, () => take(customerId, 0, true));
+      await budgetTurns.run({ spare: true }, () => take(customerId, 0, true));
     })().catch((err: unknown) => {
       // No spare turn now (Dodo's line is busy): looked at again at a later send.
       if (err instanceof HttpError && err.status === 429) log?.debug({ customerId }, 'no spare Dodo turn for the next lease yet');
