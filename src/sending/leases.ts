@@ -503,7 +503,10 @@ export function createLeases(opts: {
       const deadline = Date.now() + DRAIN_MS;
       const worker = async () => {
         for (let l = queue.shift(); l && Date.now() < deadline; l = queue.shift()) {
-          await giveBack(l).catch((err: unknown) => log?.warn({ leaseId: l!.id, err }, 'lease left for a sweep to return'));
+          // Its Dodo calls wait for a turn only until the deadline, so the shutdown keeps to it.
+          await budgetTurns
+            .run({ maxWaitMs: Math.max(0, deadline - Date.now()) }, () => giveBack(l!))
+            .catch((err: unknown) => log?.warn({ leaseId: l!.id, err }, 'lease left for a sweep to return'));
         }
       };
       await Promise.all(Array.from({ length: 8 }, worker));
