@@ -51,6 +51,8 @@ export interface TakeOptions {
   spare?: boolean;
   /** How long this caller may wait for its turn, instead of the budget's `maxWaitMs`. */
   maxWaitMs?: number;
+  /** The latest time (epoch ms) this caller waits until, whatever its `maxWaitMs` (a shutdown's deadline). */
+  until?: number;
 }
 
 /**
@@ -173,7 +175,7 @@ export function createBudget(opts: BudgetOptions): Budget {
       if (waiting >= maxQueue && !priority) throw new QuotaExhausted(opts.name, 1);
       waiting++;
       if (priority) urgent++;
-      const wait = takeOpts.maxWaitMs ?? maxWaitMs;
+      const wait = Math.min(takeOpts.maxWaitMs ?? maxWaitMs, takeOpts.until === undefined ? Infinity : Math.max(0, takeOpts.until - Date.now()));
       const deadline = Date.now() + (priority ? 5 * wait : wait);
       // Priority callers skip the line (the others step back for them: stepBack).
       const before = priority ? Promise.resolve() : line;

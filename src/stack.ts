@@ -239,12 +239,15 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
       sandbox,
       close() {
         closing ??= (async () => {
+          const closeStarted = Date.now();
           draining = true;
           // Live: stop accepting at once. Sandbox: keep listening until the sends in flight
           // are done, for their upstream calls come back to this server.
           let stopped = sandboxMode ? undefined : stopListening(server);
           if (inFlight.size > 0) await new Promise<void>((resolve) => (drained = resolve));
-          await sender.drain();
+          // The leases' return stops 12 s after the signal (server.ts forces the exit at 15 s):
+          // what is left then is returned by the next sweep, of any instance.
+          await sender.drain(closeStarted + 12_000);
           await sandbox?.close();
           await database.close();
           stopped ??= stopListening(server);

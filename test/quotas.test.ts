@@ -200,3 +200,18 @@ describe("a ledger write MailKit's own Dodo budget refused", () => {
     expect(Date.now() - asked).toBeLessThan(1_000);
   });
 });
+
+describe('a caller with a deadline (a shutdown returning leases)', () => {
+  it('waits for its turn only until then, however long the budget would let it wait', async () => {
+    const budget = createBudget({ name: 'Until', windows: [{ points: 1, seconds: 10 }], maxWaitMs: 20_000 });
+    await budget.take(); // the next turn is 11 s away
+    const asked = Date.now();
+    await expect(budget.take({ until: asked + 150 })).rejects.toBeInstanceOf(QuotaExhausted);
+    expect(Date.now() - asked).toBeLessThan(1_000);
+    // Through an SDK's transport, inside budgetTurns.run.
+    const fetch = budgetedFetch(async () => new Response('{}'), budget);
+    const again = Date.now();
+    expect((await budgetTurns.run({ until: again + 150 }, () => fetch('http://vendor.test/'))).status).toBe(429);
+    expect(Date.now() - again).toBeLessThan(1_000);
+  });
+});

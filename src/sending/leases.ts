@@ -42,8 +42,8 @@ export interface Leases {
   sweep(): Promise<void>;
   /** Returns every active lease now, whoever took it, and settles unfinished calls: Dodo's balance is then the customer's whole. */
   returnAll(): Promise<void>;
-  /** Returns every active lease this instance took (shutdown); resolves when done or left for another instance's sweep. */
-  drain(): Promise<void>;
+  /** Returns every active lease this instance took (shutdown), for 8 s at most and not past `until`; resolves when done or left for another instance's sweep. */
+  drain(until?: number): Promise<void>;
 }
 
 export interface LeaseOptions {
@@ -490,7 +490,7 @@ export function createLeases(opts: {
       for (const l of await leasesToReturn(database, {}, 10_000)) await giveBack(l);
       await leases.sweep();
     },
-    async drain() {
+    async drain(until = Infinity) {
       // (The server stops taking requests first; a send still arriving after this takes a new
       // lease, which the next sweep of any instance, or of this one restarted, returns.)
       clearInterval(timer);
@@ -500,12 +500,13 @@ export function createLeases(opts: {
       // has no turn for by then stays recorded, and any instance's sweep (or this one's, once
       // restarted) returns it.
       const queue = await leasesToReturn(database, { owner }, 1000);
-      const deadline = Date.now() + DRAIN_MS;
+      const deadline = Math.min(Date.now() + DRAIN_MS, until);
       const worker = async () => {
         for (let l = queue.shift(); l && Date.now() < deadline; l = queue.shift()) {
-          // Its Dodo calls wait for a turn only until the deadline, so the shutdown keeps to it.
+          // Its Dodo calls (the grants read, the credit) wait for a turn only until the deadline,
+          // so the shutdown keeps to it.
           await budgetTurns
-            .run({ maxWaitMs: Math.max(0, deadline - Date.now()) }, () => giveBack(l!))
+            .run({ until: deadline }, () => giveBack(l!))
             .catch((err: unknown) => log?.warn({ leaseId: l!.id, err }, 'lease left for a sweep to return'));
         }
       };

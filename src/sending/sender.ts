@@ -51,8 +51,8 @@ export interface Sender {
    * a balance by hand. Sending goes on; later sends take new leases.
    */
   returnLeases(): Promise<void>;
-  /** Stops the reconciler; resolves once every send in flight in this process has finished (graceful shutdown). */
-  drain(): Promise<void>;
+  /** Stops the reconciler; resolves once every send in flight in this process has finished and its leases are returned, or left for a sweep at `until` (graceful shutdown). */
+  drain(until?: number): Promise<void>;
 }
 
 /** When the reconciler looks, and how long a send is left to its own client first. */
@@ -373,7 +373,7 @@ export function createSender(opts: {
     async returnLeases() {
       await leases?.returnAll();
     },
-    async drain() {
+    async drain(until?: number) {
       stopping = true;
       acceptRoom.close();
       stopped.abort();
@@ -382,7 +382,7 @@ export function createSender(opts: {
       await Promise.allSettled([...running.values()].map((r) => r.promise));
       // Then every lease this instance took goes back (what another instance still spends from
       // is taken again there, as needed).
-      await leases?.drain().catch((err: unknown) => log?.warn({ err }, 'could not return every lease at shutdown'));
+      await leases?.drain(until).catch((err: unknown) => log?.warn({ err }, 'could not return every lease at shutdown'));
       clearInterval(renewer);
     },
   };
