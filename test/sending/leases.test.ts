@@ -50,7 +50,10 @@ forEachEngine('credit leases', ({ engine }) => {
       stack = await startTestStack({}, { ...QUICK, engine, leaseOptions: { horizonMs: 6_000 } });
       const c = await customerWith(stack, 3000);
       const until = Date.now() + 7_000;
-      for (let i = 0; Date.now() < until; i++) await send(stack, c.key, `steady-${i}`, { ...email, subject: `steady-${i}` }).expect(200);
+      for (let i = 0; Date.now() < until; i++) {
+        const r = await send(stack, c.key, `steady-${i}`, { ...email, subject: `steady-${i}` });
+        expect(r.status, JSON.stringify(r.body)).toBe(200);
+      }
       const leases = await leaseRows(stack.database, c.customerId);
       // Taken ahead, with no email waiting for it: its whole debit is credits ahead.
       expect(leases.some((l) => l.credits > 0 && l.emailsAhead === l.credits)).toBe(true);
