@@ -175,8 +175,8 @@ export function createBudget(opts: BudgetOptions): Budget {
       if (waiting >= maxQueue && !priority) throw new QuotaExhausted(opts.name, 1);
       waiting++;
       if (priority) urgent++;
-      const wait = Math.min(takeOpts.maxWaitMs ?? maxWaitMs, takeOpts.until === undefined ? Infinity : Math.max(0, takeOpts.until - Date.now()));
-      const deadline = Date.now() + (priority ? 5 * wait : wait);
+      const wait = takeOpts.maxWaitMs ?? maxWaitMs;
+      const deadline = Math.min(Date.now() + (priority ? 5 * wait : wait), takeOpts.until ?? Infinity);
       // Priority callers skip the line (the others step back for them: stepBack).
       const before = priority ? Promise.resolve() : line;
       let done!: () => void;

@@ -8,7 +8,8 @@
  * holding the fewest accepted emails (the longest waiting among equals). In arrival order, a
  * customer sending flat out, whose sends are answered in milliseconds and come straight back,
  * would take every place as it is freed and keep the others out; the flights share Resend's
- * calls across customers the same way (dispatcher.ts).
+ * calls across customers the same way (dispatcher.ts). The send first in that order waits for
+ * room enough for all its emails, and those behind it wait with it (until it fits, or gives up).
  */
 export interface AcceptRoom {
   /** Waits up to `waitMs` for room for `count` more emails of this customer and holds it; false if none came (or the room is closed). */
@@ -72,6 +73,8 @@ export function createAcceptRoom(opts: { limit: number; waitMs: number }): Accep
           const i = waiters.indexOf(waiter);
           if (i >= 0) waiters.splice(i, 1);
           resolve(false);
+          // It may have been the one first in line that did not fit: the others may.
+          grant();
         }, opts.waitMs);
         waiters.push(waiter);
         grant();

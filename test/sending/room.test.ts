@@ -60,3 +60,15 @@ describe('the room for accepted emails', () => {
     expect(Date.now() - asked).toBeLessThan(100);
   });
 });
+
+describe('the room for accepted emails, first in line too large', () => {
+  it('a large send first in line that gives up lets the smaller ones behind it in', async () => {
+    const room = createAcceptRoom({ limit: 10, waitMs: 100 });
+    expect(await room.hold('cus_a', 9)).toBe(true);
+    room.free('cus_a', 1); // 8 held, 2 free
+    const big = room.hold('cus_b', 5); // holds none: first in line, does not fit
+    const small = room.hold('cus_a', 1); // behind it
+    expect(await big).toBe(false);
+    expect(await small).toBe(true);
+  });
+});
