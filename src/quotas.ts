@@ -36,6 +36,9 @@ export interface Budget {
   penalize(seconds: number): Promise<void>;
 }
 
+/** How long a Dodo call waits for a turn of MailKit's Dodo budget, unless its caller says otherwise (src/stack.ts). */
+export const DODO_WAIT_MS = 5_000;
+
 /** How a caller takes its turn. */
 export interface TakeOptions {
   /**
@@ -53,6 +56,8 @@ export interface TakeOptions {
   maxWaitMs?: number;
   /** The latest time (epoch ms) this caller waits until, whatever its `maxWaitMs` (a shutdown's deadline). */
   until?: number;
+  /** Gives up waiting once aborted (the SDK's own timeout, which counts the wait for a turn too). */
+  signal?: AbortSignal;
 }
 
 /**
@@ -139,8 +144,9 @@ export function createBudget(opts: BudgetOptions): Budget {
   }
 
   /** Consumes one token of `store`, sleeping while the next one is due within the deadline. */
-  async function consume(store: RateLimiterAbstract, deadline: number, priority: boolean): Promise<void> {
+  async function consume(store: RateLimiterAbstract, deadline: number, priority: boolean, signal?: AbortSignal): Promise<void> {
     for (;;) {
+      if (signal?.aborted) throw new QuotaExhausted(opts.name, 1);
       await stepBack(priority, deadline);
       try {
         await store.consume(KEY);
@@ -185,15 +191,24 @@ export function createBudget(opts: BudgetOptions): Budget {
       let gaveUp = false;
       try {
         let timer: NodeJS.Timeout | undefined;
-        const turn = await Promise.race([before.then(() => true), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now()))))]);
+        let onAbort: (() => void) | undefined;
+        const turn = await Promise.race([
+          before.then(() => true),
+          new Promise<boolean>((resolve) => {
+            timer = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now()));
+            onAbort = () => resolve(false);
+            takeOpts.signal?.addEventListener('abort', onAbort, { once: true });
+          }),
+        ]);
         clearTimeout(timer);
+        if (onAbort) takeOpts.signal?.removeEventListener('abort', onAbort);
         if (!turn) {
           // Still behind others at the deadline: out of the line, which goes on behind the one before.
           gaveUp = true;
           void before.then(done);
           throw new QuotaExhausted(opts.name, Math.max(1, Math.ceil(wait / 1000)));
         }
-        for (const store of stores) await consume(store, deadline, priority);
+        for (const store of stores) await consume(store, deadline, priority, takeOpts.signal);
       } finally {
         if (!gaveUp) done();
         waiting--;
@@ -237,7 +252,10 @@ export function budgetedFetch(fetch: (input: string | URL | Request, init?: Requ
   if (!budget.limited) return fetch;
   return async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
     try {
-      await budget.take(budgetTurns.getStore());
+      await budget.take({ ...budgetTurns.getStore(), signal: init?.signal ?? undefined });
+      // The SDK's timeout ran out while the call waited for its turn: it was never sent, and
+      // must not look unanswered (an unanswered write is in doubt until asked again).
+      if (init?.signal?.aborted) throw new QuotaExhausted(budget.name, 1);
     } catch (err) {
       if (!(err instanceof QuotaExhausted)) throw err;
       return new Response(JSON.stringify({ code: 'TOO_MANY_REQUESTS', message: `MailKit's ${budget.name} budget is spent; nothing was sent.` }), {

@@ -23,7 +23,7 @@ import type { LeaseOptions } from './sending/leases';
 import { openDatabase, type Database } from './db/index';
 import { importJournal } from './db/import-journal';
 import { generatedSecret } from './db/secrets';
-import { budgetedFetch, createBudget } from './quotas';
+import { budgetedFetch, createBudget, DODO_WAIT_MS } from './quotas';
 import { newWebhookSecret } from './lib/webhook-secret';
 
 /** A running MailKit: the HTTP server, the app, its services and (in sandbox mode) the sandbox. */
@@ -166,7 +166,7 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
       database,
       windows: [{ points: config.quotas.dodoPerMinute, seconds: 60 }],
       burst: dodoBurstPool(config.quotas.dodoPerMinute, config.quotas.dodoBurst),
-      maxWaitMs: 5_000,
+      maxWaitMs: DODO_WAIT_MS,
     });
     const resendBudget = createBudget({ name: 'Resend', database, windows: [{ points: config.quotas.resendPerSecond, seconds: 1 }] });
 

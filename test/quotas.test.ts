@@ -215,3 +215,27 @@ describe('a caller with a deadline (a shutdown returning leases)', () => {
     expect(Date.now() - again).toBeLessThan(1_000);
   });
 });
+
+describe("an SDK's timeout that runs out while its call waits for a turn", () => {
+  it('is answered as a refusal with nothing sent (429), never as an unanswered call', async () => {
+    const budget = createBudget({ name: 'Dodo', windows: [{ points: 1, seconds: 60 }], maxWaitMs: 5_000 });
+    await budget.take(); // the next turn is a minute away
+    let sent = 0;
+    const dodo = new DodoPayments({
+      bearerToken: 'unused',
+      baseURL: 'http://127.0.0.1:9',
+      maxRetries: 0,
+      timeout: 200,
+      fetch: budgetedFetch(async () => {
+        sent++;
+        return new Response('{}', { status: 500 });
+      }, budget),
+    });
+    const asked = Date.now();
+    const err = await dodo.products.list().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(DodoPayments.RateLimitError);
+    expect((err as InstanceType<typeof DodoPayments.RateLimitError>).headers?.get('x-mailkit-budget')).toBe('Dodo');
+    expect(sent).toBe(0);
+    expect(Date.now() - asked).toBeLessThan(2_000);
+  });
+});

@@ -1,6 +1,7 @@
 import DodoPayments from 'dodopayments';
 import type { CreditLedgerEntry } from 'dodopayments/resources/credit-entitlements/balances';
 import { HttpError } from '../errors';
+import { budgetTurns, DODO_WAIT_MS } from '../quotas';
 
 /** The Dodo ids MailKit sells: the Email Credits entitlement, the plan and the top-up pack. */
 export interface Catalog {
@@ -121,7 +122,9 @@ export function createBilling(opts: {
         const entry = await ledgerEntries.createLedgerEntry(
           customerId,
           { credit_entitlement_id: catalog.creditEntitlementId, amount: String(amount), entry_type: entryType, reason, idempotency_key: key, ...(extra.metadata ? { metadata: extra.metadata } : {}), ...(extra.expiresAt ? { expires_at: extra.expiresAt } : {}) },
-          { maxRetries: 0 },
+          // The SDK's timeout counts the wait for a turn of MailKit's Dodo budget too (a lease's
+          // debit may wait longer than other calls): the call itself keeps its 10 s.
+          { maxRetries: 0, timeout: 10_000 + (budgetTurns.getStore()?.maxWaitMs ?? DODO_WAIT_MS) },
         );
         // ---- balance cache: Dodo's answer carries the balance; recording it never fails the write.
         await observe(() =>
