@@ -155,7 +155,17 @@ export function createBudget(opts: BudgetOptions): Budget {
         if (!(rejection instanceof RateLimiterRes)) throw Object.assign(new QuotaExhausted(opts.name, 1), { cause: rejection });
         const wait = Math.max(1, rejection.msBeforeNext);
         if (Date.now() + wait > deadline) throw new QuotaExhausted(opts.name, Math.max(1, Math.ceil(wait / 1000)));
-        await new Promise((r) => setTimeout(r, wait + Math.floor(Math.random() * 10)));
+        await new Promise<void>((r) => {
+          const woken = () => {
+            clearTimeout(timer);
+            r();
+          };
+          const timer = setTimeout(() => {
+            signal?.removeEventListener('abort', woken);
+            r();
+          }, wait + Math.floor(Math.random() * 10));
+          signal?.addEventListener('abort', woken, { once: true });
+        });
       }
     }
   }
