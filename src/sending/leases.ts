@@ -199,11 +199,10 @@ export function createLeases(opts: {
   }
 
   /**
-   * Takes a lease of `demand` credits (and some ahead when `ahead`) for this customer: recorded,
+   * Takes a lease of `demand` credits and `extra` ahead (aheadFor) for this customer: recorded,
    * then debited. Resolves to its id (undefined: nothing to take, no demand and none ahead).
    */
-  async function take(customerId: string, demand: number, ahead: boolean): Promise<string | undefined> {
-    const extra = ahead ? await aheadFor(customerId, demand) : 0;
+  async function take(customerId: string, demand: number, extra: number): Promise<string | undefined> {
     if (demand + extra <= 0) return undefined;
     const t = now();
     const lease: LeaseRow = {
@@ -232,7 +231,7 @@ export function createLeases(opts: {
     } catch (err) {
       // Taken ahead and refused for want of credits: the balance known was off. The emails
       // waiting may still fit; ask for exactly them.
-      if (err instanceof InsufficientCredits && extra > 0) return take(customerId, demand, false);
+      if (err instanceof InsufficientCredits && extra > 0) return take(customerId, demand, 0);
       throw err;
     }
   }
@@ -264,7 +263,7 @@ export function createLeases(opts: {
    * refused for want of credits, each send finds out whether its own credits are there).
    */
   function obtain(customerId: string, credits: number, alone: boolean): Promise<string | undefined> {
-    if (alone) return budgetTurns.run({ maxWaitMs: LEASE_DEBIT_WAIT_MS }, () => take(customerId, credits, false));
+    if (alone) return budgetTurns.run({ maxWaitMs: LEASE_DEBIT_WAIT_MS }, () => take(customerId, credits, 0));
     let p = open.get(customerId);
     if (!p) {
       const next: Pending = { demand: 0, joiners: 0, started: false, done: Promise.resolve(undefined) };
@@ -281,7 +280,7 @@ export function createLeases(opts: {
           const found = await settleDoubts(customerId);
           if (found) return found;
           if ((await roomFor(database, customerId, [...fenced.keys()])) >= next.demand) return undefined;
-          return await budgetTurns.run({ maxWaitMs: LEASE_DEBIT_WAIT_MS }, () => take(customerId, next.demand, true));
+          return await budgetTurns.run({ maxWaitMs: LEASE_DEBIT_WAIT_MS }, async () => take(customerId, next.demand, await aheadFor(customerId, next.demand)));
         } catch (err) {
           throw err instanceof InsufficientCredits && next.joiners > 1 ? new SharedRefusal() : err;
         }
@@ -328,9 +327,10 @@ export function createLeases(opts: {
     if (lowWater <= 0) return;
     const landed = (async () => {
       if ((await roomFor(database, customerId, [])) >= lowWater) return;
-      if ((await aheadFor(customerId, 0)) < lowWater) return;
+      const extra = await aheadFor(customerId, 0);
+      if (extra < lowWater) return;
       // On Dodo's spare turns only: a send waiting for a lease of its own goes first.
-      await budgetTurns.run({ spare: true }, () => take(customerId, 0, true));
+      await budgetTurns.run({ spare: true }, () => take(customerId, 0, extra));
     })().catch((err: unknown) => {
       // No spare turn now (Dodo's line is busy): looked at again at a later send.
       if (err instanceof HttpError && err.status === 429) log?.debug({ customerId }, 'no spare Dodo turn for the next lease yet');
