@@ -59,7 +59,7 @@ export interface StackOptions {
   /** Sandbox webhook retry schedule (tests shorten it). */
   webhookRetryDelaysMs?: number[];
   /** Mailer tuning (tests shorten timeouts). */
-  mailer?: { timeoutMs?: number; maxRetries?: number; maxBackoffMs?: number };
+  mailer?: { timeoutMs?: number; maxRetries?: number; maxBackoffMs?: number; pauseProbeMs?: number };
   /** Dodo SDK retries, and billing's own retries of ledger writes (default 2, the SDK's own). */
   dodoMaxRetries?: number;
   /** How long /readyz reuses the vendors' answers (default 30 s). */
@@ -196,7 +196,7 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
           topupProductId: config.dodo.topupProductId!,
         };
 
-    const mailer = createMailer({ resend, from: config.mailFrom, budget: resendBudget, ...opts.mailer });
+    const mailer = createMailer({ resend, from: config.mailFrom, budget: resendBudget, log, ...opts.mailer });
     // The balance cache learns from billing's own writes, and reads Dodo through billing.
     let billingRef: Billing | undefined;
     const balances = createBalanceCache({
@@ -215,7 +215,7 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
     });
     const env = sandboxMode || config.dodo.environment === 'test_mode' ? 'test' : 'live';
     const apiKeys = createApiKeys({ database, secret: keySecret, env });
-    const readiness = createReadiness({ database, dodo, resend, creditEntitlementId: catalog.creditEntitlementId, vendorTtlMs: opts.readinessVendorTtlMs });
+    const readiness = createReadiness({ database, dodo, resend, creditEntitlementId: catalog.creditEntitlementId, vendorTtlMs: opts.readinessVendorTtlMs, sendingPaused: () => mailer.paused() });
     const app = createApp({ mode: config.mode, baseUrl, dodo, webhookKey, billing, balances, mailer, sender, apiKeys, database, log, readiness, sandbox, rateLimits: config.rateLimits, trustProxy: config.trustProxy, allowedHosts, resend, resendWebhookSecret });
     handler = app as unknown as RequestHandler;
 

@@ -156,9 +156,12 @@ async function openPostgres(url: string, opts: DatabaseOptions): Promise<Databas
     types: { getTypeParser: ((oid: number, format?: 'text' | 'binary') => (oid === 20 ? Number : pg.types.getTypeParser(oid, format))) as typeof pg.types.getTypeParser },
     ...(schema ? { options: `-c search_path=${schema}` } : {}),
   });
-  // An idle client losing its server must not crash the process: the next query fails and is
-  // answered 503, and the pool reconnects.
+  // A client losing its server must not crash the process: the pool listens on its idle
+  // clients, and this on the ones checked out (a transaction's, whose connection drops between
+  // its queries, emits 'error' with nobody else listening). The query under way fails and is
+  // answered 503; the pool drops the broken client and connects anew.
   pool.on('error', () => undefined);
+  pool.on('connect', (client) => client.on('error', () => undefined));
   if (schema) {
     const client = await pool.connect();
     try {
@@ -193,5 +196,5 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   // PostgreSQL classes 08 (connection), 53 (resources), 57P (shutdown, cannot connect now).
   if (/^(08|53|57P)/.test(code)) return true;
   const message = e.message ?? '';
-  return /Connection terminated|timeout exceeded when trying to connect|Cannot use a pool after calling end|driver has already been destroyed/i.test(message);
+  return /Connection terminated|not queryable|timeout exceeded when trying to connect|Cannot use a pool after calling end|driver has already been destroyed/i.test(message);
 }

@@ -178,11 +178,18 @@ export function releasedByTransition(database: Database, id: string, owner: stri
   return released.get(database)?.delete(claimKey(id, owner)) ?? false;
 }
 
-/** Deletes a send this owner holds and its payload (a first attempt refused outright: as if it never was). */
-export async function deleteSend(database: Database, id: string, owner: string): Promise<void> {
-  await database.db.transaction().execute(async (trx) => {
-    const gone = await trx.deleteFrom('sends').where('id', '=', id).where('owner', '=', owner).executeTakeFirst();
-    if (Number(gone.numDeletedRows) > 0) await trx.deleteFrom('sendPayloads').where('sendId', '=', id).execute();
+/**
+ * Deletes a send this owner holds in one of `from` (a first attempt refused outright: as if it
+ * never was), with its payload. Conditional like every transition: a row that moved on meanwhile
+ * (its payment committed, though the commit's acknowledgement was lost) is left alone, and
+ * false says so.
+ */
+export async function deleteSend(database: Database, id: string, owner: string, from: readonly SendRow['state'][]): Promise<boolean> {
+  return database.db.transaction().execute(async (trx) => {
+    const gone = await trx.deleteFrom('sends').where('id', '=', id).where('owner', '=', owner).where('state', 'in', [...from]).executeTakeFirst();
+    if (Number(gone.numDeletedRows) === 0) return false;
+    await trx.deleteFrom('sendPayloads').where('sendId', '=', id).execute();
+    return true;
   });
 }
 

@@ -1,6 +1,7 @@
 import type DodoPayments from 'dodopayments';
 import type { Resend } from 'resend';
 import type { Database } from '../db/index';
+import type { SendingPause } from '../mail/mailer';
 
 type Check = { ok: boolean; reason?: string };
 
@@ -16,8 +17,18 @@ export interface Readiness {
  * refused a read, which still shows the API is reachable). Short timeouts, no retries. The
  * vendors' answers are reused for `vendorTtlMs` (default 30 s): every call spends the same
  * quota as sending (Dodo: 240 a minute), and a load balancer probing every second must not.
+ * While Resend refuses MailKit's key for sending (`sendingPaused`), Resend is not ready either,
+ * and the reason says so.
  */
-export function createReadiness(opts: { database: Database; dodo: DodoPayments; resend: Resend; creditEntitlementId: string; timeoutMs?: number; vendorTtlMs?: number }) {
+export function createReadiness(opts: {
+  database: Database;
+  dodo: DodoPayments;
+  resend: Resend;
+  creditEntitlementId: string;
+  timeoutMs?: number;
+  vendorTtlMs?: number;
+  sendingPaused?: () => SendingPause | null;
+}) {
   const timeoutMs = opts.timeoutMs ?? 3_000;
   const vendorTtlMs = opts.vendorTtlMs ?? 30_000;
   let vendors: { at: number; result: Promise<{ dodo: Check; resend: Check }> } | null = null;
@@ -53,9 +64,13 @@ export function createReadiness(opts: { database: Database; dodo: DodoPayments; 
     if (!vendors || Date.now() - vendors.at > vendorTtlMs) {
       vendors = { at: Date.now(), result: Promise.all([checkDodo(), checkResend()]).then(([dodo, resend]) => ({ dodo, resend })) };
     }
-    const [database, { dodo, resend }] = await Promise.all([checkDatabase(), vendors.result]);
+    const [database, { dodo, resend: reachable }] = await Promise.all([checkDatabase(), vendors.result]);
+    const paused = opts.sendingPaused?.();
+    const resend = paused
+      ? { ok: false, reason: `Resend refused MailKit's API key (${paused.status} ${paused.name}) since ${new Date(paused.since).toISOString()}: sending is paused` }
+      : reachable;
     // A failed vendor check is not cached: the next probe asks again.
-    if (!dodo.ok || !resend.ok) vendors = null;
+    if (!dodo.ok || !reachable.ok) vendors = null;
     return { ready: database.ok && dodo.ok && resend.ok, checks: { database, dodo, resend } };
   };
 }

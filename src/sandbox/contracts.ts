@@ -21,6 +21,13 @@ export interface FaultSpec {
    * client may time out (its outcome in doubt) while the change is already made.
    */
   holdAnswerMs?: number;
+  /**
+   * Accept and process the request, then answer this status instead of its answer (with the
+   * vendor's error envelope, or `html`): a gateway failing after the vendor acted.
+   */
+  statusAfterProcessing?: number;
+  /** The faulted status comes as a gateway's HTML page, not the vendor's JSON envelope. */
+  html?: boolean;
   /** How many requests this fault applies to; omitted means until cleared. */
   count?: number;
   /** Only requests whose `METHOD path` (path relative to the API root) matches this. */

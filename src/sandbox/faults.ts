@@ -45,12 +45,22 @@ export function createFaults(errorBody: (status: number) => unknown): {
     seen.set(line, (seen.get(line) ?? 0) + 1);
     const fault = take(line);
     const delay = latencyMs + (fault?.latencyMs ?? 0);
+    const answer = (status: number, json: (body: unknown) => unknown) => {
+      res.status(status);
+      if (status === 429) res.set('retry-after', '1');
+      if (fault?.html) res.type('html').send(gatewayPage(status));
+      else json(errorBody(status));
+    };
     const go = () => {
       if (fault?.status) {
-        res.status(fault.status);
-        if (fault.status === 429) res.set('retry-after', '1');
-        res.json(errorBody(fault.status));
+        answer(fault.status, (body) => res.json(body));
         return;
+      }
+      if (fault?.statusAfterProcessing) {
+        // Let the route do its work, then answer the fault's status instead of what it wrote.
+        const status = fault.statusAfterProcessing;
+        const json = res.json.bind(res);
+        res.json = (() => (answer(status, json), res)) as Response['json'];
       }
       if (fault?.holdAnswerMs) {
         // Let the route do its work, then hold what it writes back.
@@ -77,4 +87,9 @@ export function createFaults(errorBody: (status: number) => unknown): {
   };
 
   return { control, middleware };
+}
+
+/** What a gateway in front of the vendor answers on its own: HTML, whatever the API speaks. */
+function gatewayPage(status: number): string {
+  return `<html><head><title>${status}</title></head><body><center><h1>${status} Gateway Error</h1></center><hr><center>nginx</center></body></html>\n`;
 }

@@ -258,13 +258,16 @@ export function createSender(opts: {
       paid = true;
       await onPaid(r);
     };
+    /** Resend refused MailKit's key last time: the next try is under the same key (sending/README.md). */
+    let sameKey = false;
     for (let pause = 1_000; ; pause = Math.min(pause * 2, ACCEPTED_RETRY_MAX_MS)) {
       try {
         // Refused with nothing sent: its next try is a fresh one, in the next flight.
-        if (paid && row.state === 'delivering' && !row.inDoubt && !row.flightId) return await deliver(ctx, row, true);
+        if (paid && !sameKey && row.state === 'delivering' && !row.inDoubt && !row.flightId) return await deliver(ctx, row, true);
         return await runSend(ctx, row, payloadText, paying);
       } catch (err) {
         if (!paid || stopping || !(err instanceof HttpError) || err.status === 409) throw err;
+        sameKey = err.code === 'email_sending_paused';
         const retryAfter = Number(err.headers['Retry-After']) * 1_000 || 0;
         await sleep(Math.max(pause, retryAfter), undefined, { signal: stopped.signal }).catch(() => undefined);
         if (stopping) throw err;

@@ -85,7 +85,7 @@ export async function reserve(ctx: StepContext, row: SendRow): Promise<SendRow> 
       // Definite: no debit under this key (Dodo checks the key before the balance). Nothing is
       // held, so nothing stays in flight: a first attempt is as if it never was; a later one
       // ends failed with new keys for the next.
-      if (row.attempt === 0 && !row.inDoubt) await deleteSend(ctx.database, row.id, ctx.owner);
+      if (row.attempt === 0 && !row.inDoubt) await dropFirstAttempt(ctx, row);
       else await transitionSend(ctx.database, row.id, ctx.owner, ['reserving'], { state: 'failed', attempt: row.attempt + 1, inDoubt: 0, updatedAt: ctx.now() }, { dropPayload: true });
       throw err;
     }
@@ -114,8 +114,17 @@ async function reserveFromLease(ctx: StepContext, leases: Leases, row: SendRow):
 
 /** A lease-funded send that was never paid: nothing is held for it, so nothing stays in flight. */
 async function dropUnpaid(ctx: StepContext, row: SendRow): Promise<void> {
-  if (row.attempt === 0 && !row.inDoubt) await deleteSend(ctx.database, row.id, ctx.owner);
+  if (row.attempt === 0 && !row.inDoubt) await dropFirstAttempt(ctx, row);
   else await transitionSend(ctx.database, row.id, ctx.owner, ['reserving'], { state: 'failed', attempt: row.attempt + 1, inDoubt: 0, updatedAt: ctx.now() }, { dropPayload: true });
+}
+
+/** A first attempt refused before anything was held: its row goes, unless it moved on meanwhile. */
+async function dropFirstAttempt(ctx: StepContext, row: SendRow): Promise<void> {
+  if (!(await deleteSend(ctx.database, row.id, ctx.owner, ['reserving']))) {
+    // Paid after all (the commit's acknowledgement was lost): the row is the truth, and the
+    // client's retry under the same key carries it on.
+    ctx.log?.warn({ sendId: row.id }, 'a send thought unpaid had moved on: kept');
+  }
 }
 
 /**
@@ -129,8 +138,12 @@ export async function deliver(ctx: StepContext, row: SendRow, fresh: boolean): P
   if (!payloadText) throw new Error(`send ${row.id} is delivering without a payload`);
   const payload = JSON.parse(payloadText) as SendPayload;
   const inDoubt = !fresh || row.inDoubt === 1;
+  // Resend forgets keys after 24 h: past the window, the same key could send a second email.
+  // Checked here, on every path that calls again under a key (a client's retry, the queued
+  // loop, the reconciler, an instance taking a send over).
+  if (!fresh && ctx.now() - (row.deliveringSince ?? row.createdAt) > REDELIVER_WITHIN_MS) return unconfirmedForGood(ctx, row);
   const delivery = await callResend(ctx, row, payload, fresh);
-  const settlement = payload.batch ? settleBatch(delivery, row.id, payload.emails) : settleSingle(asSingle(delivery), row.id, payload.emails[0]!);
+  const settlement = settlementOf(delivery, row.id, payload, inDoubt);
   try {
     return await settle(ctx, row, settlement, inDoubt, payload.async ? payload : undefined);
   } finally {
@@ -168,15 +181,7 @@ function ownCall(ctx: StepContext, row: SendRow, payload: SendPayload, tokenTake
   return ctx.mailer.deliver(payload.emails[0]!, key, payload.from, { tokenTaken }).then((one) => (one.kind === 'sent' ? { kind: 'sent', ids: [one.id], errors: [] } : one));
 }
 
-/** A one-email answer from a batch-shaped one: its id, or the reason Resend refused it. */
-function asSingle(d: BatchDelivery): Delivery {
-  if (d.kind !== 'sent') return d;
-  const id = d.ids[0];
-  if (id) return { kind: 'sent', id };
-  return { kind: 'rejected', retryable: false, status: 422, name: 'validation_error', message: d.errors[0]?.message ?? 'Rejected by the email provider.' };
-}
-
-/** How a delivery settles the credits it reserved. */
+/** How a delivery settles the credits it reserved (sending/README.md, "What Resend's answers prove"). */
 type Settlement =
   /** Final answer; `refund` gives back the credits of items that were not sent (`refused`, by index). */
   | {
@@ -186,10 +191,12 @@ type Settlement =
       accepted?: Array<{ id: string; email: OutgoingEmail; index: number }>;
       refused?: Array<{ index: number; reason: string }>;
     }
-  /** Refused before anything was done (429, 5xx): a later try may work. */
+  /** Refused with nothing sent, under a key never in doubt (Resend's 429, no turn): a later try may work. */
   | { kind: 'retry'; reason: string; error: HttpError }
-  /** Nothing can be known: keep the reservation; the same key's retry completes it. */
-  | { kind: 'unknown'; conflict?: boolean };
+  /** Nothing can be known: keep the credits; only the same key, asked again, completes it. */
+  | { kind: 'unknown'; conflict?: boolean; retryAfterSec?: number }
+  /** Resend refused MailKit's credentials: the credits stay, the key stays, sending is paused. */
+  | { kind: 'paused'; error: HttpError };
 
 /**
  * Step: settle. Credits follow what Resend did, never what we hoped it did. `accepted`: the
@@ -198,16 +205,23 @@ type Settlement =
  */
 async function settle(ctx: StepContext, row: SendRow, s: Settlement, inDoubt: boolean, accepted?: SendPayload): Promise<StoredResponse> {
   const at = ctx.now();
-  if (accepted && s.kind === 'retry' && !inDoubt) {
-    // Nothing was sent (Resend refused the call, or no turn came): the credits stay taken and
-    // the send waits for its next flight. Its old flight is forgotten (it carried nothing).
-    await transitionSend(ctx.database, row.id, ctx.owner, ['delivering'], { flightId: null, flightOffset: null, updatedAt: at });
+  if (accepted && s.kind === 'retry') {
+    // Nothing was sent (Resend's limiter refused the call, or no turn came): the credits stay
+    // taken and the send waits for its next flight, a fresh call whose key Resend has never
+    // stored, so its 23 h window starts again. Its old flight is forgotten (it carried nothing).
+    await transitionSend(ctx.database, row.id, ctx.owner, ['delivering'], { flightId: null, flightOffset: null, deliveringSince: at, updatedAt: at });
     throw s.error;
   }
-  if (s.kind === 'unknown' || (s.kind === 'retry' && inDoubt)) {
-    if (s.kind === 'unknown' && s.conflict) ctx.log?.error({ sendId: row.id }, 'Resend refused the send key for another body: left in doubt, credit kept');
+  if (s.kind === 'paused') {
+    // Nothing about the email: it keeps its credits, its key and its flight, and goes out once
+    // Resend accepts MailKit's key again (this client's retry, the queued loop, the reconciler).
+    await transitionSend(ctx.database, row.id, ctx.owner, ['delivering'], { updatedAt: at });
+    throw s.error;
+  }
+  if (s.kind === 'unknown') {
+    if (s.conflict) ctx.log?.error({ sendId: row.id }, 'Resend refused the send key for another body: left in doubt, credit kept');
     await transitionSend(ctx.database, row.id, ctx.owner, ['delivering'], { inDoubt: 1, updatedAt: at });
-    throw unconfirmed(s.kind === 'retry' ? s.error.headers['Retry-After'] : undefined);
+    throw unconfirmed(s.retryAfterSec !== undefined ? String(Math.max(1, Math.ceil(s.retryAfterSec))) : undefined);
   }
   if (s.kind === 'retry') {
     row = await transitionSend(ctx.database, row.id, ctx.owner, ['delivering'], {
@@ -302,25 +316,29 @@ export async function voidReservation(ctx: StepContext, row: SendRow): Promise<v
 }
 
 /**
- * Step, without a client: an unconfirmed delivery. Redelivered under the same attempt's
- * Resend key while Resend still remembers it (23 h from the attempt's first call); past that
- * a redelivery could be a second email, so the send ends 502 with its credit kept.
+ * Step, without a client: an unconfirmed (or paused) delivery, redelivered under the same
+ * attempt's Resend key while Resend still remembers it (deliver checks the 23 h window).
  */
 export async function redeliver(ctx: StepContext, row: SendRow): Promise<void> {
-  if (ctx.now() - (row.deliveringSince ?? row.createdAt) > REDELIVER_WITHIN_MS) {
-    await transitionSend(ctx.database, row.id, ctx.owner, ['delivering'], {
-      state: 'done',
-      resultStatus: UNCONFIRMED_FOR_GOOD.status,
-      resultBody: JSON.stringify(UNCONFIRMED_FOR_GOOD.body),
-      updatedAt: ctx.now(),
-    }, { dropPayload: true });
-    ctx.log?.error({ sendId: row.id, customerId: row.customerId, credits: row.credits }, 'send left unconfirmed for good: credit kept, check Resend');
-    return;
-  }
   await deliver(ctx, row, false).catch((err: unknown) => {
     // A definite rejection (refunded) is an end like any other; anything else is for the next pass.
-    if (!(err instanceof HttpError) || err.code === 'delivery_unconfirmed') throw err;
+    if (!(err instanceof HttpError) || err.code === 'delivery_unconfirmed' || err.code === 'email_sending_paused') throw err;
   });
+}
+
+/**
+ * A send in doubt past Resend's key window (23 h from its first call under the key): a call
+ * now could be a second email, so it ends 502 with its credit kept, and an operator is told.
+ */
+async function unconfirmedForGood(ctx: StepContext, row: SendRow): Promise<StoredResponse> {
+  await transitionSend(ctx.database, row.id, ctx.owner, ['delivering'], {
+    state: 'done',
+    resultStatus: UNCONFIRMED_FOR_GOOD.status,
+    resultBody: JSON.stringify(UNCONFIRMED_FOR_GOOD.body),
+    updatedAt: ctx.now(),
+  }, { dropPayload: true });
+  ctx.log?.error({ sendId: row.id, customerId: row.customerId, credits: row.credits }, 'send left unconfirmed for good: credit kept, check Resend');
+  return UNCONFIRMED_FOR_GOOD;
 }
 
 /** The stored answer of a finished send. */
@@ -337,7 +355,7 @@ export function unconfirmed(retryAfter = '2'): HttpError {
   return new HttpError(
     503,
     'delivery_unconfirmed',
-    'We could not confirm whether the email provider accepted this email. Retry with the same Idempotency-Key: it completes exactly once, with no second email and no second charge.',
+    'We could not confirm whether the email provider accepted this email. Its credit is held and MailKit keeps trying under the same provider key; retry with the same Idempotency-Key to get its result: it completes exactly once, with no second email and no second charge.',
     { 'Retry-After': retryAfter },
   );
 }
@@ -353,49 +371,65 @@ const UNCONFIRMED_FOR_GOOD: StoredResponse = {
   },
 };
 
-function settleSingle(d: Delivery, sendId: string, email: OutgoingEmail): Settlement {
-  if (d.kind === 'sent') return { kind: 'done', response: { status: 200, body: { id: d.id } }, accepted: [{ id: d.id, email, index: 0 }] };
-  if (d.kind === 'unknown') return { kind: 'unknown' };
-  if (d.retryable) return { kind: 'retry', reason: `refund: email send ${sendId} not accepted (${d.name})`, error: providerBusy(d) };
-  if (d.status === 409) return { kind: 'unknown', conflict: true };
-  return {
-    kind: 'done',
-    response: { status: 422, body: { error: { code: 'email_rejected', message: `The email provider rejected this email: ${d.message}` } } },
-    refund: { credits: recipientCount(email), reason: `refund: email send ${sendId} rejected (${d.name})` },
-    refused: [{ index: 0, reason: `The email provider rejected this email: ${d.message}` }],
-  };
-}
-
-function settleBatch(d: BatchDelivery, sendId: string, emails: OutgoingEmail[]): Settlement {
-  const count = emails.length;
-  const credits = emails.reduce((n, e) => n + recipientCount(e), 0);
-  if (d.kind === 'unknown') return { kind: 'unknown' };
+/**
+ * What a delivery's answer settles. `inDoubt`: an earlier call under this key may have sent
+ * the emails (its answer was lost, a 5xx, or this run did not make it), so only Resend's ids
+ * settle it; a refusal (429, a validation error) then proves nothing about that call.
+ */
+function settlementOf(d: BatchDelivery, sendId: string, payload: SendPayload, inDoubt: boolean): Settlement {
+  const { emails, batch } = payload;
+  const what = batch ? `email batch ${sendId}` : `email send ${sendId}`;
+  if (d.kind === 'unknown') return { kind: 'unknown', conflict: d.conflict, retryAfterSec: d.retryAfterSec };
+  if (d.kind === 'paused') return { kind: 'paused', error: sendingPaused(d.retryAfterSec) };
   if (d.kind === 'rejected') {
-    if (d.retryable) return { kind: 'retry', reason: `refund: email batch ${sendId} not accepted (${d.name})`, error: providerBusy(d) };
-    if (d.status === 409) return { kind: 'unknown', conflict: true };
+    if (inDoubt) return { kind: 'unknown', retryAfterSec: d.retryAfterSec };
+    if (d.retryable) return { kind: 'retry', reason: `refund: ${what} not accepted (${d.name})`, error: providerBusy(d) };
+    const message = `The email provider rejected this ${batch ? 'batch' : 'email'}: ${d.message}`;
     return {
       kind: 'done',
-      response: { status: 422, body: { error: { code: 'email_rejected', message: `The email provider rejected this batch: ${d.message}` } } },
-      refund: { credits, reason: `refund: email batch ${sendId} rejected (${d.name})` },
-      refused: emails.map((_, index) => ({ index, reason: `The email provider rejected this batch: ${d.message}` })),
+      response: { status: 422, body: { error: { code: 'email_rejected', message } } },
+      refund: { credits: emails.reduce((n, e) => n + recipientCount(e), 0), reason: `refund: ${what} rejected (${d.name})` },
+      refused: emails.map((_, index) => ({ index, reason: message })),
     };
   }
+  // Resend's answer with ids: definite, its items refused included (a replay of the first
+  // call's answer, or this call's own).
   const messages = new Map(d.errors.map((e) => [e.index, e.message]));
-  const data = d.ids.map((id, index) => (id ? { id } : { error: { code: 'email_rejected', message: messages.get(index) ?? 'Rejected by the email provider.' } }));
-  const failed = data.filter((item) => 'error' in item).length;
+  const accepted = d.ids.flatMap((id, index) => (id ? [{ id, email: emails[index]!, index }] : []));
+  const refused = d.ids.flatMap((id, index) => (id ? [] : [{ index, reason: `The email provider rejected this email: ${messages.get(index) ?? 'no reason given'}` }]));
   const refunded = emails.reduce((n, e, i) => (d.ids[i] ? n : n + recipientCount(e)), 0);
+  if (!batch) {
+    if (accepted[0]) return { kind: 'done', response: { status: 200, body: { id: accepted[0].id } }, accepted };
+    const message = `The email provider rejected this email: ${messages.get(0) ?? 'no reason given'}`;
+    return {
+      kind: 'done',
+      response: { status: 422, body: { error: { code: 'email_rejected', message } } },
+      refund: { credits: refunded, reason: `refund: ${what} rejected (validation_error)` },
+      refused: [{ index: 0, reason: message }],
+    };
+  }
+  const data = d.ids.map((id, index) => (id ? { id } : { error: { code: 'email_rejected', message: messages.get(index) ?? 'Rejected by the email provider.' } }));
+  const failed = refused.length;
   return {
     kind: 'done',
-    response: { status: 200, body: { data, sent: count - failed, failed } },
-    refund: failed ? { credits: refunded, reason: `refund: ${failed} of ${count} emails in batch ${sendId} rejected` } : undefined,
-    accepted: d.ids.flatMap((id, index) => (id ? [{ id, email: emails[index]!, index }] : [])),
-    refused: d.ids.flatMap((id, index) => (id ? [] : [{ index, reason: `The email provider rejected this email: ${messages.get(index) ?? 'no reason given'}` }])),
+    response: { status: 200, body: { data, sent: emails.length - failed, failed } },
+    refund: failed ? { credits: refunded, reason: `refund: ${failed} of ${emails.length} emails in batch ${sendId} rejected` } : undefined,
+    accepted,
+    refused,
   };
 }
 
-function providerBusy(d: { status: number; retryAfterSec?: number }): HttpError {
+/** The answer while Resend refuses MailKit's credentials: nothing about the email, which is kept. */
+function sendingPaused(retryAfterSec: number): HttpError {
+  return new HttpError(
+    503,
+    'email_sending_paused',
+    'Sending is paused: the email provider refused MailKit\'s credentials. Your email is kept with its credit and goes out once sending resumes; retry with the same Idempotency-Key to get its result.',
+    { 'Retry-After': String(Math.max(1, Math.ceil(retryAfterSec))) },
+  );
+}
+
+function providerBusy(d: { retryAfterSec?: number }): HttpError {
   const retryAfter = String(Math.max(1, Math.ceil(d.retryAfterSec ?? 2)));
-  return d.status === 429
-    ? new HttpError(429, 'email_rate_limited', 'The email provider is rate limiting us. Nothing was sent or charged; retry after the Retry-After delay.', { 'Retry-After': retryAfter })
-    : new HttpError(503, 'email_provider_unavailable', 'The email provider is failing right now. Nothing was sent or charged; retry shortly.', { 'Retry-After': retryAfter });
+  return new HttpError(429, 'email_rate_limited', 'The email provider is rate limiting us. Nothing was sent or charged; retry after the Retry-After delay.', { 'Retry-After': retryAfter });
 }

@@ -81,14 +81,30 @@ describe('POST /send keeps money exact', () => {
   });
 
   describe('when an upstream fails', () => {
-    it('Resend 500 on every try: 503, nothing sent, the credit comes back', async () => {
+    it('Resend 500 on every try: 503 in doubt (a 5xx may follow a sent email), the credit held; the same key completes it once', async () => {
       stack = await startTestStack();
       const c = await customerWith(stack, 10);
       stack.sandbox.resend.faults.inject({ status: 500, match: /^POST \/emails(\/batch)?$/ });
       const r = await request(stack.url).post('/send').set(bearer(c.key)).send(email);
       expect(r.status).toBe(503);
       expect(r.headers['retry-after']).toBeDefined();
-      expect(r.body.error.code).toBe('email_provider_unavailable');
+      expect(r.body.error.code).toBe('delivery_unconfirmed');
+      expect(sentTo(stack)).toBe(0);
+      expect(await balanceOf(stack, c.key)).toBe(9);
+      stack.sandbox.resend.faults.clear();
+      await request(stack.url).post('/send').set(bearer(c.key)).set('Idempotency-Key', r.headers['idempotency-key']!).send(email).expect(200);
+      expect(sentTo(stack)).toBe(1);
+      expect(await balanceOf(stack, c.key)).toBe(9);
+    });
+
+    it('Resend 429 on every try: 429, nothing sent, the credit comes back', async () => {
+      stack = await startTestStack();
+      const c = await customerWith(stack, 10);
+      stack.sandbox.resend.faults.inject({ status: 429, match: /^POST \/emails(\/batch)?$/ });
+      const r = await request(stack.url).post('/send').set(bearer(c.key)).send(email);
+      expect(r.status).toBe(429);
+      expect(r.headers['retry-after']).toBeDefined();
+      expect(r.body.error.code).toBe('email_rate_limited');
       expect(sentTo(stack)).toBe(0);
       expect(await balanceOf(stack, c.key)).toBe(10);
     });

@@ -229,8 +229,8 @@ forEachEngine('the send state machine', ({ engine }) => {
     it('finishes the refund, then sends afresh with the payload it brought: one email, one credit', async () => {
       stack = await startTestStack(PER_SEND_DEBIT, { ...QUICK, engine });
       const c = await customerWith(stack, 10);
-      // Resend refuses every try (nothing sent), and the refund of the credit goes unanswered.
-      stack.sandbox.resend.faults.inject({ status: 500, count: 4, match: /^POST \/emails(\/batch)?$/ });
+      // Resend's limiter refuses every try (nothing sent), and the refund of the credit goes unanswered.
+      stack.sandbox.resend.faults.inject({ status: 429, count: 1, match: /^POST \/emails(\/batch)?$/ });
       stack.sandbox.dodo.faults.inject({ count: 1, match: /ledger-entries$/ }); // the debit passes
       stack.sandbox.dodo.faults.inject({ status: 503, count: 1, match: /ledger-entries$/ }); // the refund does not
       const first = await request(stack.url).post('/send').set(bearer(c.key)).set('Idempotency-Key', 'k6').send(email);
