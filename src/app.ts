@@ -8,7 +8,7 @@ import helmet from 'helmet';
 import { requireAllowedHost } from './allowed-hosts';
 import type { ApiKeys } from './auth/api-keys';
 import { requireCustomer } from './auth/middleware';
-import type { BalanceCache } from './billing/balance-cache';
+import type { Credits } from './billing/credits';
 import type { Billing } from './billing/billing';
 import type { Mode, TrustProxy } from './config';
 import { errorMiddleware, HttpError, notFound } from './errors';
@@ -42,8 +42,8 @@ export interface AppDeps {
   /** Secret the Dodo webhooks are verified with. */
   webhookKey: string;
   billing: Billing;
-  /** Balances and usage served within a freshness bound (src/billing/balance-cache.ts). */
-  balances: BalanceCache;
+  /** The balance MailKit keeps, settled to Dodo in arrears (src/billing/credits.ts). */
+  credits: Credits;
   mailer: Mailer;
   sender: Sender;
   apiKeys: ApiKeys;
@@ -154,7 +154,7 @@ export function createApp(deps: AppDeps): Express {
       webhookKey: deps.webhookKey,
       database: deps.database,
       log: deps.log,
-      handlers: createWebhookHandlers({ apiKeys: deps.apiKeys, billing: deps.billing, balances: deps.balances, mailer: deps.mailer, baseUrl: deps.baseUrl }),
+      handlers: createWebhookHandlers({ apiKeys: deps.apiKeys, billing: deps.billing, credits: deps.credits, mailer: deps.mailer, baseUrl: deps.baseUrl }),
     }),
   );
 
@@ -177,8 +177,8 @@ export function createApp(deps: AppDeps): Express {
     res.json({ mode: deps.mode, outbox_url: deps.sandbox ? '/sandbox/outbox' : null, sandbox_url: deps.sandbox ? '/sandbox' : null });
   });
   app.use(checkoutRoutes({ billing: deps.billing, auth, publicLimit }));
-  app.use(usageRoutes({ billing: deps.billing, balances: deps.balances, database: deps.database, auth })); // before /credits/:customerId
-  app.use(creditRoutes({ balances: deps.balances, auth }));
+  app.use(usageRoutes({ credits: deps.credits, database: deps.database, auth })); // before /credits/:customerId
+  app.use(creditRoutes({ credits: deps.credits, auth }));
   app.use(sendRoutes({ sender: deps.sender, auth, database: deps.database }));
   app.use(accountRoutes({ billing: deps.billing, apiKeys: deps.apiKeys, auth }));
   app.use(emailRoutes({ database: deps.database, auth }));

@@ -73,12 +73,10 @@ export interface Config {
   };
   /** Who may set the client's address for the rate limits (TRUST_PROXY; default: off in sandbox mode, loopback live). */
   readonly trustProxy: TrustProxy;
-  /** How long a balance (and usage chart) Dodo gave is served before Dodo is read again, seconds (0: every request reads). */
-  readonly balanceMaxAgeSeconds: number;
+  /** How often, at most, a customer's spends are settled with Dodo while it sends, seconds (SETTLE_EVERY_SECONDS, default 5). */
+  readonly settleEverySeconds: number;
   /** Single sends packed into shared Resend batch calls (BATCH_DELIVERY, default on). */
   readonly batchDelivery: boolean;
-  /** Credits debited from Dodo in leases, spent locally (CREDIT_LEASES, default on). */
-  readonly creditLeases: boolean;
   /** MailKit's own limits, requests per minute (see src/rate-limits.ts). */
   readonly rateLimits: {
     readonly perKey: number;
@@ -131,12 +129,10 @@ const schema = z.object({
   RESEND_RATE_LIMIT: z.preprocess(blankIsUnset, z.coerce.number().int().min(0).max(1_000_000).optional()),
   DODO_RATE_LIMIT: z.preprocess(blankIsUnset, z.coerce.number().int().min(0).max(1_000_000).optional()),
   DODO_BURST: z.preprocess(blankIsUnset, z.coerce.number().int().min(1).max(1_000_000).optional()),
-  // 30 s: a customer's open dashboards cost at most 2 of Dodo's 240 requests a minute (README: Balances).
-  BALANCE_MAX_AGE_SECONDS: z.preprocess(blankIsUnset, z.coerce.number().int().min(0).max(3600).default(30)),
-  // Issue 13: single sends share Resend batch calls, and credits are debited in leases. `off`
-  // gives one Resend call and one Dodo debit per send (the benchmark's baseline).
+  // A customer's spends are debited from Dodo in one entry at most this often while it sends (src/billing/README.md).
+  SETTLE_EVERY_SECONDS: z.preprocess(blankIsUnset, z.coerce.number().int().min(1).max(300).default(5)),
+  // Single sends share Resend batch calls. `off` gives one Resend call per send (the benchmark's baseline).
   BATCH_DELIVERY: z.preprocess(blankIsUnset, z.enum(['on', 'off']).default('on')),
-  CREDIT_LEASES: z.preprocess(blankIsUnset, z.enum(['on', 'off']).default('on')),
   RATE_LIMIT_PER_KEY: z.coerce.number().int().min(1).default(1200),
   RATE_LIMIT_PUBLIC_PER_IP: z.coerce.number().int().min(1).default(60),
   RATE_LIMIT_AUTH_FAILURES_PER_IP: z.coerce.number().int().min(1).default(60),
@@ -259,9 +255,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       dodoBurst: e.DODO_BURST ?? (mode === 'live' ? 40 : e.SANDBOX_DODO_BURST),
     }),
     trustProxy: Array.isArray(trustProxy) ? Object.freeze([...trustProxy]) : trustProxy,
-    balanceMaxAgeSeconds: e.BALANCE_MAX_AGE_SECONDS,
+    settleEverySeconds: e.SETTLE_EVERY_SECONDS,
     batchDelivery: e.BATCH_DELIVERY === 'on',
-    creditLeases: e.CREDIT_LEASES === 'on',
     rateLimits: Object.freeze({
       perKey: e.RATE_LIMIT_PER_KEY,
       publicPerIp: e.RATE_LIMIT_PUBLIC_PER_IP,

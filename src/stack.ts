@@ -1,6 +1,7 @@
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import DodoPayments from 'dodopayments';
 import { Resend } from 'resend';
@@ -8,8 +9,9 @@ import express, { type Express, type RequestHandler } from 'express';
 import { allowedHostNames, requireAllowedHost } from './allowed-hosts';
 import { createApp } from './app';
 import { createApiKeys, type ApiKeys } from './auth/api-keys';
-import { createBalanceCache, type BalanceCache } from './billing/balance-cache';
 import { createBilling, type Billing, type Catalog } from './billing/billing';
+import { createCredits, type Credits, type CreditsOptions } from './billing/credits';
+import { settleLegacyLeases } from './billing/legacy-leases';
 import { ensureCatalog } from './billing/catalog';
 import { createReadiness } from './health/readiness';
 import { createHttpFetch } from './lib/http-fetch';
@@ -19,7 +21,6 @@ import { createLogger, type Logger } from './logger';
 import { createMailer, type Mailer } from './mail/mailer';
 import { createSandbox, type Sandbox } from './sandbox';
 import { createSender, type ReconcileOptions, type Sender } from './sending/sender';
-import type { LeaseOptions } from './sending/leases';
 import { openDatabase, type Database } from './db/index';
 import { importJournal } from './db/import-journal';
 import { generatedSecret } from './db/secrets';
@@ -39,7 +40,8 @@ export interface Stack {
   resend: Resend;
   catalog: Catalog;
   billing: Billing;
-  balances: BalanceCache;
+  /** The balance MailKit keeps, settled to Dodo in arrears. */
+  credits: Credits;
   mailer: Mailer;
   sender: Sender;
   apiKeys: ApiKeys;
@@ -66,12 +68,10 @@ export interface StackOptions {
   readinessVendorTtlMs?: number;
   /** The sender's reconciler timing (tests call stack.sender.reconcile() themselves). */
   reconcile?: ReconcileOptions;
-  /** Credit lease sizing and idle time (tests shorten the idle time). */
-  leaseOptions?: LeaseOptions;
+  /** Settlement timing (tests shorten it, or call stack.credits.tick() themselves). */
+  credits?: CreditsOptions;
   /** Emails this instance holds accepted (202) and undelivered at once (default 1,000). */
   acceptLimit?: number;
-  /** The balance cache's clock (tests move it past the freshness bound). */
-  balanceClock?: () => number;
 }
 
 /**
@@ -197,18 +197,18 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
         };
 
     const mailer = createMailer({ resend, from: config.mailFrom, budget: resendBudget, log, ...opts.mailer });
-    // The balance cache learns from billing's own writes, and reads Dodo through billing.
-    let billingRef: Billing | undefined;
-    const balances = createBalanceCache({
+    const billing = createBilling({ dodo, catalog, baseUrl, writeRetries: opts.dodoMaxRetries });
+    // Leases from before the balance MailKit keeps: settled with Dodo once, then their table goes.
+    await settleLegacyLeases({ database, billing, log });
+    const owner = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
+    const credits = createCredits({
       database,
-      billing: () => billingRef!,
-      maxAgeMs: config.balanceMaxAgeSeconds * 1000,
-      now: opts.balanceClock,
-      log: log.child({ component: 'balances' }),
+      billing,
+      owner,
+      log: log.child({ component: 'credits' }),
+      options: { settleEveryMs: config.settleEverySeconds * 1000, ...opts.credits },
     });
-    const billing = createBilling({ dodo, catalog, baseUrl, writeRetries: opts.dodoMaxRetries, observer: balances.observer });
-    billingRef = billing;
-    const sender = createSender({ billing, mailer, database, log: log.child({ component: 'sender' }), reconcile: opts.reconcile, dispatch: config.batchDelivery, leases: config.creditLeases, leaseOptions: opts.leaseOptions,
+    const sender = createSender({ billing, credits, mailer, database, log: log.child({ component: 'sender' }), reconcile: opts.reconcile, dispatch: config.batchDelivery, instanceId: owner,
       // Emails held accepted (202) and undelivered: 5 s of flights at Resend's quota (1,000 at
       // its default 2 calls a second), the default when Resend is not budgeted.
       acceptLimit: opts.acceptLimit ?? (config.quotas.resendPerSecond > 0 ? config.quotas.resendPerSecond * 100 * 5 : undefined),
@@ -216,7 +216,7 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
     const env = sandboxMode || config.dodo.environment === 'test_mode' ? 'test' : 'live';
     const apiKeys = createApiKeys({ database, secret: keySecret, env });
     const readiness = createReadiness({ database, dodo, resend, creditEntitlementId: catalog.creditEntitlementId, vendorTtlMs: opts.readinessVendorTtlMs, sendingPaused: () => mailer.paused() });
-    const app = createApp({ mode: config.mode, baseUrl, dodo, webhookKey, billing, balances, mailer, sender, apiKeys, database, log, readiness, sandbox, rateLimits: config.rateLimits, trustProxy: config.trustProxy, allowedHosts, resend, resendWebhookSecret });
+    const app = createApp({ mode: config.mode, baseUrl, dodo, webhookKey, billing, credits, mailer, sender, apiKeys, database, log, readiness, sandbox, rateLimits: config.rateLimits, trustProxy: config.trustProxy, allowedHosts, resend, resendWebhookSecret });
     handler = app as unknown as RequestHandler;
 
     let closing: Promise<void> | undefined;
@@ -230,7 +230,7 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
       resend,
       catalog,
       billing,
-      balances,
+      credits,
       mailer,
       sender,
       apiKeys,
@@ -245,9 +245,10 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
           // are done, for their upstream calls come back to this server.
           let stopped = sandboxMode ? undefined : stopListening(server);
           if (inFlight.size > 0) await new Promise<void>((resolve) => (drained = resolve));
-          // The leases' return stops 12 s after the signal (server.ts forces the exit at 15 s):
-          // what is left then is returned by the next sweep, of any instance.
-          await sender.drain(closeStarted + 12_000);
+          // Then what was spent is settled with Dodo, until 12 s after the signal (server.ts forces
+          // the exit at 15 s): what is left then is settled by another instance, or this one restarted.
+          await sender.drain();
+          await credits.settleAll(closeStarted + 12_000);
           await sandbox?.close();
           await database.close();
           stopped ??= stopListening(server);

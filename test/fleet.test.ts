@@ -58,7 +58,7 @@ forEachEngine('two instances on one database', ({ engine }) => {
     expect(outboxFor(to)).toHaveLength(1);
     expect([...ids][0]).toBe(outboxFor(to)[0]!.id);
     // One credit, net, once the leases' unspent credits are back.
-    await a.sender.returnLeases();
+    await a.credits.settleNow();
     expect(await dodoBalance(upstream, c.customerId)).toBe(9);
   });
 

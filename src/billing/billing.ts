@@ -1,5 +1,4 @@
 import DodoPayments from 'dodopayments';
-import type { CreditLedgerEntry } from 'dodopayments/resources/credit-entitlements/balances';
 import { HttpError } from '../errors';
 import { budgetTurns, DODO_WAIT_MS } from '../quotas';
 
@@ -39,6 +38,11 @@ export interface Billing {
   balance(customerId: string): Promise<string>;
   /** The same read, with Dodo's time of its newest ledger entry (null: none). */
   balanceRead(customerId: string): Promise<{ balance: string; lastTransactionAt: string | null }>;
+  /**
+   * Debits `amount` credits under `key` (a settlement): Dodo's balance right after it, or
+   * 'exists' when Dodo has an entry with that key already (a retry of an answer lost).
+   */
+  debit(customerId: string, amount: number, key: string, reason: string, metadata: Record<string, string>): Promise<{ balanceAfter: string; createdAt: string } | 'exists'>;
   /** Debits `amount` credits under `key`. 'already' when Dodo has an entry with that key (a retry). */
   reserve(customerId: string, amount: number, key: string, reason: string, extra?: LedgerExtra): Promise<'reserved' | 'already'>;
   /** Credits `amount` back under `key`; a repeat with the same key is a no-op. */
@@ -46,16 +50,11 @@ export interface Billing {
   /** The customer's credit grants (what Dodo spends first to last, each with its expiry). */
   grants(customerId: string): Promise<CreditGrant[]>;
   customer(customerId: string): Promise<{ email: string; name: string }>;
-  /**
-   * The customer's ledger entries, newest first as Dodo lists them, up to `limit`; with
-   * `since`, only entries created at or after it (for the dashboard's usage chart).
-   */
-  ledger(customerId: string, limit: number, opts?: { since?: Date }): Promise<CreditLedgerEntry[]>;
 }
 
 /** What a ledger write may carry besides its amount and reason. */
 export interface LedgerExtra {
-  /** Echoed on the ledger entry (the usage chart finds leases by it). */
+  /** Echoed on the ledger entry (MailKit finds its own settlements by it in Dodo's webhooks). */
   metadata?: Record<string, string>;
   /** A credit only: when the credits it adds expire (ISO 8601). */
   expiresAt?: string | null;
@@ -63,33 +62,12 @@ export interface LedgerExtra {
 
 /** One of a customer's credit grants, as far as MailKit reads them. */
 export interface CreditGrant {
+  id: string;
   createdAt: string;
   expiresAt: string | null;
   isExpired: boolean;
   initialAmount: number;
   remainingAmount: number;
-}
-
-/**
- * Dodo's answer to one of MailKit's own ledger writes: the balance right after it. `issuedAt`
- * is when the request that got this answer was sent (MailKit's clock).
- */
-export interface LedgerWriteObserved {
-  customerId: string;
-  kind: 'debit' | 'credit';
-  balanceAfter: string;
-  createdAt: string;
-  issuedAt: number;
-}
-
-/** What billing tells the balance cache: the answers to its own writes, and debits refused. */
-export interface BillingObserver {
-  now(): number;
-  ledgerWrite(entry: LedgerWriteObserved): Promise<void>;
-  /** Dodo refused a debit of `amount` for want of credits. */
-  debitRefused(customerId: string, amount: number): Promise<void>;
-  /** A write went unanswered: the balance may have moved. */
-  writeInDoubt(customerId: string): Promise<void>;
 }
 
 export function createBilling(opts: {
@@ -99,10 +77,8 @@ export function createBilling(opts: {
   /** Retries of a ledger write that was refused (429) or unanswered (default 2, as the SDK's own). */
   writeRetries?: number;
   sleep?: (ms: number) => Promise<void>;
-  /** Told of every balance Dodo's answers carry (the balance cache); its failures are ignored. */
-  observer?: BillingObserver;
 }): Billing {
-  const { dodo, catalog, baseUrl, observer } = opts;
+  const { dodo, catalog, baseUrl } = opts;
   const writeRetries = opts.writeRetries ?? 2;
   const sleep = opts.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const ledgerEntries = dodo.creditEntitlements.balances;
@@ -118,20 +94,13 @@ export function createBilling(opts: {
     let inDoubt = false;
     for (let attempt = 0; ; attempt++) {
       try {
-        const issuedAt = observer?.now() ?? Date.now();
-        const entry = await ledgerEntries.createLedgerEntry(
+        return await ledgerEntries.createLedgerEntry(
           customerId,
           { credit_entitlement_id: catalog.creditEntitlementId, amount: String(amount), entry_type: entryType, reason, idempotency_key: key, ...(extra.metadata ? { metadata: extra.metadata } : {}), ...(extra.expiresAt ? { expires_at: extra.expiresAt } : {}) },
-          // The SDK's timeout counts the wait for a turn of MailKit's Dodo budget too (a lease's
-          // debit may wait longer than other calls): the call itself keeps its 10 s.
+          // The SDK's timeout counts the wait for a turn of MailKit's Dodo budget too: the call
+          // itself keeps its 10 s.
           { maxRetries: 0, timeout: 10_000 + (budgetTurns.getStore()?.maxWaitMs ?? DODO_WAIT_MS) },
         );
-        // ---- balance cache: Dodo's answer carries the balance; recording it never fails the write.
-        await observe(() =>
-          observer?.ledgerWrite({ customerId, kind: entryType, balanceAfter: entry.balance_after, createdAt: entry.created_at, issuedAt }),
-        );
-        // ---- end balance cache
-        return entry;
       } catch (err) {
         const limited = err instanceof DodoPayments.RateLimitError;
         const unanswered = err instanceof DodoPayments.APIConnectionError || (err instanceof DodoPayments.APIError && (err.status ?? 0) >= 500);
@@ -145,10 +114,7 @@ export function createBilling(opts: {
           await sleep(retryDelayMs(err, attempt));
           continue;
         }
-        if (inDoubt) {
-          await observe(() => observer?.writeInDoubt(customerId)); // balance cache
-          throw new DodoUnavailable();
-        }
+        if (inDoubt) throw new DodoUnavailable();
         return guard(() => Promise.reject(err)); // 429 to every try: nothing was done
       }
     }
@@ -181,6 +147,19 @@ export function createBilling(opts: {
     balance: async (customerId) => (await balanceRead(customerId)).balance,
     balanceRead,
 
+    async debit(customerId, amount, key, reason, metadata) {
+      try {
+        const entry = await ledgerEntry(customerId, 'debit', amount, key, reason, { metadata });
+        return { balanceAfter: entry.balance_after, createdAt: entry.created_at };
+      } catch (err) {
+        // 409 on our own key: this debit exists (its first answer was lost).
+        if (err instanceof DodoPayments.ConflictError) return 'exists';
+        // 400: more than the balance (overage is disabled); 404: no credits ever. Nothing changed.
+        if (err instanceof DodoPayments.BadRequestError || err instanceof DodoPayments.NotFoundError) throw new InsufficientCredits();
+        throw err;
+      }
+    },
+
     async reserve(customerId, amount, key, reason, extra) {
       try {
         await ledgerEntry(customerId, 'debit', amount, key, reason, extra);
@@ -190,10 +169,7 @@ export function createBilling(opts: {
         if (err instanceof DodoPayments.ConflictError) return 'already';
         // Dodo answers 400 when a debit exceeds the balance (overage disabled) and 404 when
         // the customer never had credits: both mean "no credits", with nothing changed.
-        if (err instanceof DodoPayments.BadRequestError || err instanceof DodoPayments.NotFoundError) {
-          await observe(() => observer?.debitRefused(customerId, amount)); // balance cache
-          throw new InsufficientCredits();
-        }
+        if (err instanceof DodoPayments.BadRequestError || err instanceof DodoPayments.NotFoundError) throw new InsufficientCredits();
         throw err;
       }
     },
@@ -211,7 +187,7 @@ export function createBilling(opts: {
       const out: CreditGrant[] = [];
       await guard(async () => {
         for await (const g of ledgerEntries.listGrants(customerId, { credit_entitlement_id: catalog.creditEntitlementId, page_size: 100 }, { maxRetries: 0 })) {
-          out.push({ createdAt: g.created_at, expiresAt: g.expires_at ?? null, isExpired: g.is_expired, initialAmount: Number(g.initial_amount), remainingAmount: Number(g.remaining_amount) });
+          out.push({ id: g.id, createdAt: g.created_at, expiresAt: g.expires_at ?? null, isExpired: g.is_expired, initialAmount: Number(g.initial_amount), remainingAmount: Number(g.remaining_amount) });
           if (out.length >= 1000) break;
         }
       });
@@ -222,46 +198,7 @@ export function createBilling(opts: {
       const c = await guard(() => dodo.customers.retrieve(customerId));
       return { email: c.email, name: c.name };
     },
-
-    async ledger(customerId, limit, opts = {}) {
-      const out: CreditLedgerEntry[] = [];
-      const seen = new Set<string>();
-      // Every page is a request of its own, so the whole walk runs under guard(), not just
-      // the first page.
-      await guard(async () => {
-        const first = await ledgerEntries.listLedger(customerId, {
-          credit_entitlement_id: catalog.creditEntitlementId,
-          page_number: 0,
-          page_size: Math.min(limit, 100),
-          ...(opts.since ? { start_date: opts.since.toISOString() } : {}),
-        });
-        for await (const page of first.iterPages()) {
-          let fresh = 0;
-          for (const entry of page.getPaginatedItems()) {
-            // A page number is an offset into a list that grows at its head while we read it:
-            // an entry written meanwhile shifts the rest by one, so the next page repeats one.
-            if (seen.has(entry.id)) continue;
-            seen.add(entry.id);
-            out.push(entry);
-            fresh++;
-            if (out.length >= limit) return;
-          }
-          // A page with nothing new means the list is not moving forward: stop rather than loop.
-          if (!fresh) return;
-        }
-      });
-      return out;
-    },
   };
-}
-
-/** Runs a balance-cache callback: a cache that cannot record must never fail a ledger write. */
-async function observe(call: () => Promise<void> | undefined): Promise<void> {
-  try {
-    await call();
-  } catch {
-    // The cache keeps what it had: its freshness bound limits how long that may lag behind Dodo.
-  }
 }
 
 /** How long to wait before retrying a ledger write: Dodo's Retry-After when it gave one (capped at 2 s), else 0.25 s, 0.5 s, … */

@@ -10,6 +10,7 @@ import * as m004 from './migrations/004_balance_cache';
 import * as m005 from './migrations/005_flights';
 import * as m006 from './migrations/006_leases';
 import * as m007 from './migrations/007_email_provider_ids';
+import * as m008 from './migrations/008_credit_balances';
 import type { Tables } from './schema';
 
 export type { Tables } from './schema';
@@ -62,6 +63,7 @@ const migrations: Record<string, Migration> = {
   '005_flights': m005,
   '006_leases': m006,
   '007_email_provider_ids': m007,
+  '008_credit_balances': m008,
 };
 const provider: MigrationProvider = { getMigrations: async () => migrations };
 

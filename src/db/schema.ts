@@ -18,8 +18,10 @@ export interface Tables {
   emailEvents: EmailEventsTable;
   suppressions: SuppressionsTable;
   batchRefusals: BatchRefusalsTable;
-  balanceCache: BalanceCacheTable;
-  usageCache: UsageCacheTable;
+  creditBalances: CreditBalancesTable;
+  settlements: SettlementsTable;
+  creditDays: CreditDaysTable;
+  dodoEntries: DodoEntriesTable;
 }
 
 /** A send: one client request (one email or one batch) and its way through the state machine (sending/README.md). */
@@ -204,28 +206,69 @@ export interface BatchRefusalsTable {
   createdAt: number;
 }
 
-/** The newest balance MailKit knows per customer (src/db/balances.ts says which fact wins). */
-export interface BalanceCacheTable {
+/**
+ * The balance MailKit keeps per customer (src/billing/README.md): what sends are paid from, in
+ * their own transaction, and how it stands against Dodo's grants.
+ */
+export interface CreditBalancesTable {
   customerId: string;
-  /** A decimal string, as Dodo gives it. */
-  balance: string;
-  /** Dodo's time of the fact, microseconds since the epoch: what orders facts. */
-  asOfUs: number;
-  /** read | debit | credit | webhook:<event type> */
-  source: string;
-  /** MailKit's clock: when this value was written. */
-  recordedAt: number;
-  /** MailKit's clock: when Dodo last answered MailKit directly with the balance; null: never (webhooks only). */
-  confirmedAt: number | null;
+  /** What the customer can spend now: the spendable grants less what is owed to Dodo. */
+  available: number;
+  /** Paid by sends still in flight (delivering): settled once they end, given back if refused. */
+  held: number;
+  /** Spent by sends that ended, not yet in a settlement. */
+  unsettled: number;
+  /** In the settlement being asked of Dodo. */
+  settling: number;
+  /** Of `held`, what Dodo already has: a grant lapsed with them in it. */
+  prepaid: number;
+  /** JSON `[{ id, expiresAt, remaining }]`: Dodo's unexpired grants, in the order it draws from them. */
+  grants: string;
+  /** When a grant next enters its expiry margin or expires (epoch ms): the balance is looked at again then. */
+  nextCheck: number | null;
+  /** When the grants were last read from Dodo (null: never, the row is not seeded). */
+  syncedAt: number | null;
+  /** 1 when Dodo's grants changed in a way MailKit did not make (a webhook said so). */
+  needsSync: number;
+  /** The instance settling or syncing this customer, and until when. */
+  owner: string | null;
+  ownerUntil: number | null;
+  lastSettledAt: number;
+  lastSpentAt: number;
+  updatedAt: number;
 }
 
-/** The dashboard's usage chart, folded, per customer and window length. */
-export interface UsageCacheTable {
+/** One debit to Dodo for what a customer spent, recorded before it is asked (its id is its key). */
+export interface SettlementsTable {
+  id: string;
   customerId: string;
-  days: number;
-  /** JSON, as the route computed it. */
-  body: string;
-  fetchedAt: number;
-  /** The balance's asOfUs when the ledger read began: a newer balance means newer entries. */
-  balanceAsOfUs: number;
+  credits: number;
+  /** asking | done */
+  state: string;
+  /** 1 once an ask went unanswered. */
+  inDoubt: number;
+  /** Set when Dodo refused the whole for want of credits: what it held then, debited under `<id>.part`. */
+  partial: number | null;
+  /** What Dodo took: `credits`, or less (the rest is unpaid, logged for the operator). */
+  paid: number | null;
+  balanceAfter: string | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** A customer's credit movements per UTC day: what the usage chart draws. */
+export interface CreditDaysTable {
+  customerId: string;
+  /** YYYY-MM-DD (UTC). */
+  day: string;
+  emails: number;
+  adjusted: number;
+  expired: number;
+  credits: number;
+}
+
+/** A Dodo ledger entry (not MailKit's own) counted in credit_days: counted once, however often its webhook comes. */
+export interface DodoEntriesTable {
+  id: string;
+  recordedAt: number;
 }

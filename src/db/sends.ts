@@ -1,4 +1,5 @@
 import type { Selectable, Updateable } from 'kysely';
+import { endSpendIn, type SpendEnd } from './credits';
 import { applyEarlyEvents, insertEmails, refuseEmails, type NewEmail, type RefusedEmail } from './emails';
 import { releaseFlight } from './flights';
 import type { Database } from './index';
@@ -72,6 +73,8 @@ export interface TransitionOptions {
    * right after the commit); `refused`: those Resend refused for good end failed.
    */
   history?: { emails: NewEmail[]; refused?: RefusedEmail[]; at: number };
+  /** The send's end in its customer's balance (db/credits.ts): what it held is owed to Dodo or given back. */
+  spend?: SpendEnd;
 }
 
 /**
@@ -81,29 +84,21 @@ export interface TransitionOptions {
  * send's flight when none of its sends is still delivering (db/flights.ts releaseFlight).
  */
 export async function transitionSend(database: Database, id: string, owner: string, from: readonly string[], patch: SendPatch, opts: TransitionOptions = {}): Promise<SendRow> {
-  const apply = (db: Database['db']) => applyTransition(db, id, owner, from, patch, opts);
-  const row = await (opts.dropPayload || opts.history ? database.db.transaction().execute((trx) => apply(trx)) : apply(database.db));
+  const apply = (db: Database['db']) => applyTransition(db, database.engine, id, owner, from, patch, opts);
+  const row = await (opts.dropPayload || opts.history || opts.spend ? database.db.transaction().execute((trx) => apply(trx)) : apply(database.db));
   if (opts.release) releasedClaims(database).add(claimKey(id, owner));
   // Events that beat the history are applied once it is committed (emails.ts applyEarlyEvents).
   if (opts.history) await applyEarlyEvents(database.db, opts.history.emails, opts.history.at);
   return row;
 }
 
-/**
- * A transition inside a transaction the caller holds (a refund into a lease commits with the
- * lease's update, db/leases.ts refundToLease): the same conditional update as transitionSend,
- * with the payload dropped in that transaction.
- */
-export function transitionSendIn(trx: Database['db'], id: string, owner: string, from: readonly string[], patch: SendPatch, opts: { dropPayload?: boolean } = {}): Promise<SendRow> {
-  return applyTransition(trx, id, owner, from, patch, opts);
-}
-
 /** What a transition commits, on `db` (a transaction when it commits more than the row). */
-async function applyTransition(db: Database['db'], id: string, owner: string, from: readonly string[], patch: SendPatch, opts: TransitionOptions): Promise<SendRow> {
+async function applyTransition(db: Database['db'], engine: Database['engine'], id: string, owner: string, from: readonly string[], patch: SendPatch, opts: TransitionOptions): Promise<SendRow> {
   const set = opts.release ? { ...patch, owner: null, claimedUntil: null } : patch;
   const columns = Object.keys(set).filter((c) => set[c as keyof typeof set] !== undefined) as Array<keyof typeof set>;
   const [row] = await transitionQuery(columns, from).run(db, { ...Object.fromEntries(columns.map((c) => [`set:${c}`, set[c] as Scalar])), id, owner });
   if (!row) throw new LostClaim(id);
+  if (opts.spend) await endSpendIn(db, engine, opts.spend);
   if (opts.history) {
     await insertEmails(db, opts.history.emails, opts.history.at);
     await refuseEmails(db, opts.history.refused ?? [], opts.history.at);

@@ -1,29 +1,30 @@
 import { Router, type RequestHandler } from 'express';
 import { assertSameCustomer, customerOf } from '../auth/middleware';
-import { freshnessHeaders, type BalanceCache } from '../billing/balance-cache';
+import type { Credits } from '../billing/credits';
 import { customerIdString, parse } from './validate';
 
 /**
  * GET /credits/:customerId → { balance } (the tutorial's route; the id must be the key's
- * own) and GET /credits for the key's customer. Served from the balance cache: what Dodo last
- * gave (a read, the answer to a debit or refund, a credit.* webhook), read again from Dodo
- * once older than the bound; `Age` and `Cache-Status` say how old it is.
+ * own) and GET /credits for the key's customer. The balance MailKit keeps: what the customer
+ * can spend now, every send paid so far counted (Dodo's balance equals it once the spends are
+ * settled, within seconds). A decimal string, as Dodo and the tutorial give it. GET /credits
+ * adds `pending`: credits of emails still on their way, given back if the provider refuses them.
  */
-export function creditRoutes(deps: { balances: BalanceCache; auth: RequestHandler }): Router {
+export function creditRoutes(deps: { credits: Credits; auth: RequestHandler }): Router {
   const router = Router();
 
   router.get('/credits', deps.auth, async (req, res) => {
     const customerId = customerOf(req);
-    const served = await deps.balances.balance(customerId);
-    res.set(freshnessHeaders(served));
-    res.json({ customer_id: customerId, balance: served.value });
+    const b = await deps.credits.balance(customerId);
+    res.set('Cache-Control', 'no-store');
+    res.json({ customer_id: customerId, balance: String(b.available), pending: String(b.held) });
   });
 
   router.get('/credits/:customerId', deps.auth, async (req, res) => {
     assertSameCustomer(req, parse(customerIdString, req.params.customerId, 'customerId'));
-    const served = await deps.balances.balance(customerOf(req));
-    res.set(freshnessHeaders(served));
-    res.json({ balance: served.value });
+    const b = await deps.credits.balance(customerOf(req));
+    res.set('Cache-Control', 'no-store');
+    res.json({ balance: String(b.available) });
   });
 
   return router;

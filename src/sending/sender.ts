@@ -2,6 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Billing } from '../billing/billing';
+import type { Credits } from '../billing/credits';
 import type { Database } from '../db/index';
 import { acquireSend, findSend, insertOrGetSend, LostClaim, payloadOf, pruneSends, putPayload, releasedByTransition, releaseSend, renewClaims, unsettledSends, type SendRow } from '../db/sends';
 import { insertEmails } from '../db/emails';
@@ -12,8 +13,6 @@ import { acceptedAnswer, emailIdsOf, fingerprintOf, KEY_RETENTION_MS, sendIdFor,
 import { queuedHistory } from './history';
 import { createAcceptRoom } from './room';
 import { createDispatcher } from './dispatcher';
-import { createLeases, type LeaseOptions, type Leases } from './leases';
-import { pruneLeases } from '../db/leases';
 import { pruneFlights } from '../db/flights';
 import { deliver, finishRefund, redeliver, resultOf, runSend, voidReservation, type StepContext } from './steps';
 
@@ -45,14 +44,8 @@ export interface Sender {
    * sends it settled.
    */
   reconcile(): Promise<number>;
-  /**
-   * Returns every credit lease's unspent credits to Dodo now (any instance's), so Dodo's own
-   * balance and grants show exactly what was spent: before reading Dodo directly, or adjusting
-   * a balance by hand. Sending goes on; later sends take new leases.
-   */
-  returnLeases(): Promise<void>;
-  /** Stops the reconciler; resolves once every send in flight in this process has finished and its leases are returned, or left for a sweep at `until` (graceful shutdown). */
-  drain(until?: number): Promise<void>;
+  /** Stops the reconciler; resolves once every send in flight in this process has finished (graceful shutdown). */
+  drain(): Promise<void>;
 }
 
 /** When the reconciler looks, and how long a send is left to its own client first. */
@@ -67,8 +60,6 @@ export interface ReconcileOptions {
 const DEFAULT_CLAIM_MS = 30_000;
 /** How long a request waits for the same key running on another instance before answering 409. */
 const WAIT_FOR_OTHER_MS = 10_000;
-/** Closed leases are kept this long: the usage chart (up to 90 days) reads what each one spent. */
-const LEASE_RETENTION_MS = 100 * 86_400_000;
 /**
  * Emails an instance holds accepted (answered 202) and not yet delivered: 5 s of Resend's
  * default quota (2 batch calls a second, 100 emails each). Past it, a send to be answered once
@@ -83,6 +74,8 @@ const ACCEPTED_RETRY_MAX_MS = 10_000;
 
 export function createSender(opts: {
   billing: Billing;
+  /** The balance sends are paid from. */
+  credits: Credits;
   mailer: Mailer;
   database: Database;
   log?: Logger;
@@ -94,10 +87,6 @@ export function createSender(opts: {
   claimMs?: number;
   /** false: one Resend call per send instead of shared flights (default true). */
   dispatch?: boolean;
-  /** false: one Dodo debit per send instead of credit leases (default true). */
-  leases?: boolean;
-  /** Lease sizing and idle time (tests shorten them). */
-  leaseOptions?: LeaseOptions;
   /** Emails held accepted and undelivered at once by this instance (default 1,000). */
   acceptLimit?: number;
 }): Sender {
@@ -109,10 +98,7 @@ export function createSender(opts: {
   const owner = opts.instanceId ?? `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
   // First tries of every send share Resend batch calls (flights); see dispatcher.ts.
   const dispatcher = opts.dispatch === false ? undefined : createDispatcher({ database, mailer, log, owner });
-  // Sends are paid from credit leases (leases.ts): a Dodo debit per lease, not per send.
-  const leases: Leases | undefined =
-    opts.leases === false ? undefined : createLeases({ database, billing: opts.billing, owner, now, claimMs, log, options: opts.leaseOptions });
-  const ctx: StepContext = { database, billing: opts.billing, mailer, dispatcher, leases, log, owner, now };
+  const ctx: StepContext = { database, billing: opts.billing, credits: opts.credits, mailer, dispatcher, log, owner, now };
   /** Runs in this process by send id: a request for the same send joins it. `reconciler` marks the reconciler's own. */
   const running = new Map<string, { fingerprint: string; promise: Promise<StoredResponse>; reconciler: boolean; accepted?: Promise<StoredResponse> }>();
   let stopping = false;
@@ -175,7 +161,7 @@ export function createSender(opts: {
         }
         const t = now();
         const credits = payload.emails.reduce((n, e) => n + recipientCount(e), 0);
-        const { created, row: existing } = await insertOrGetSend(database, newRow(customerId, key, sendId, fingerprint, credits, t, owner, t + claimMs, leases ? 'lease' : 'debit'), payloadText);
+        const { created, row: existing } = await insertOrGetSend(database, newRow(customerId, key, sendId, fingerprint, credits, t, owner, t + claimMs), payloadText);
         if (!existing) continue; // deleted between two statements: claim again
         if (created) return { ...(await (payload.async ? accept(existing, fingerprint, payload, payloadText, takeRoom()) : track(sendId, fingerprint, existing, false))), headers };
         assertSameBody(existing.fingerprint, fingerprint);
@@ -323,10 +309,6 @@ export function createSender(opts: {
     await pruneSends(database, now() - KEY_RETENTION_MS);
     // A flight's body is kept while one of its sends is still delivering, a minute at least.
     await pruneFlights(database, now() - 60_000, now() - KEY_RETENTION_MS);
-    // Closed leases are kept as long as the usage chart looks back (it reads what each spent).
-    await pruneLeases(database, now() - LEASE_RETENTION_MS);
-    // Leases: idle ones returned, and calls a dead instance left unfinished settled.
-    await leases?.sweep().catch((err: unknown) => log?.warn({ err }, 'lease sweep failed'));
     let settled = 0;
     for (;;) {
       if (stopping) break;
@@ -373,19 +355,13 @@ export function createSender(opts: {
       });
       return reconciling;
     },
-    async returnLeases() {
-      await leases?.returnAll();
-    },
-    async drain(until?: number) {
+    async drain() {
       stopping = true;
       acceptRoom.close();
       stopped.abort();
       if (timer) clearInterval(timer);
       await reconciling?.catch(() => undefined);
       await Promise.allSettled([...running.values()].map((r) => r.promise));
-      // Then every lease this instance took goes back (what another instance still spends from
-      // is taken again there, as needed).
-      await leases?.drain(until).catch((err: unknown) => log?.warn({ err }, 'could not return every lease at shutdown'));
       clearInterval(renewer);
     },
   };
@@ -393,7 +369,7 @@ export function createSender(opts: {
 }
 
 /** A new send, claimed by `owner` from the start: the insert is the claim. */
-function newRow(customerId: string, clientKey: string, id: string, fingerprint: string, credits: number, at: number, owner: string, claimedUntil: number, funding: 'lease' | 'debit'): SendRow {
+function newRow(customerId: string, clientKey: string, id: string, fingerprint: string, credits: number, at: number, owner: string, claimedUntil: number): SendRow {
   return {
     id,
     customerId,
@@ -416,7 +392,7 @@ function newRow(customerId: string, clientKey: string, id: string, fingerprint: 
     deliveringSince: null,
     flightId: null,
     flightOffset: null,
-    funding,
+    funding: 'balance',
     leaseId: null,
   };
 }

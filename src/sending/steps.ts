@@ -1,13 +1,13 @@
 import { DodoUnavailable, InsufficientCredits, type Billing } from '../billing/billing';
 import type { Database } from '../db/index';
-import { deleteSend, LostClaim, payloadOf, putPayload, transitionSend, transitionSendIn, type SendRow } from '../db/sends';
+import { deleteSend, findSend, LostClaim, payloadOf, putPayload, transitionSend, type SendRow } from '../db/sends';
 import { HttpError } from '../errors';
 import { recipientCount, type BatchDelivery, type Delivery, type Mailer, type OutgoingEmail } from '../mail/mailer';
 import type { Logger } from '../logger';
 import { releaseFlightOf } from '../db/flights';
 import type { Dispatcher } from './dispatcher';
-import type { Leases } from './leases';
-import { refundToLease } from '../db/leases';
+import { findBalance, payFromBalance, type SpendEnd } from '../db/credits';
+import type { Credits } from '../billing/credits';
 import { settledHistory } from './history';
 import { acceptedAnswer, emailIdsOf, REDELIVER_WITHIN_MS, upstreamKeys, type SendPayload, type StoredResponse } from './records';
 
@@ -21,8 +21,9 @@ export interface StepContext {
   database: Database;
   /** Packs first tries into shared Resend batch calls; absent: one call per send. */
   dispatcher?: Dispatcher;
-  /** Pays sends from credit leases; absent: one Dodo debit per send. */
-  leases?: Leases;
+  /** The balance sends are paid from (seeded from Dodo on a customer's first send). */
+  credits: Credits;
+  /** Dodo, for what sends paid by a Dodo debit of their own (before balances) still owe. */
   billing: Billing;
   mailer: Mailer;
   log?: Logger;
@@ -54,65 +55,34 @@ export async function runSend(ctx: StepContext, row: SendRow, payloadText?: stri
 }
 
 /**
- * Step: reserve. Dodo's 400 on a short balance is the atomic guard; there is no pre-flight
- * balance read. The row is `reserving` (committed) before the debit is asked for, so a crash
- * during the call leaves a row the reconciler voids.
+ * Step: reserve. The send's credits are taken from its customer's balance, the one MailKit
+ * keeps (src/billing/README.md), and the row moves to delivering, in one transaction with no
+ * Dodo call: a short balance is a 402 at once, with nothing held. The first send of a customer
+ * MailKit has no balance for yet reads it from Dodo once. A row left reserving by a Dodo debit
+ * of its own (from before balances) is voided first.
  */
 export async function reserve(ctx: StepContext, row: SendRow): Promise<SendRow> {
-  // A new attempt is paid from a lease when leases are on. A reserving row paid by its own
-  // debit keeps that debit's key: it may have been asked for already.
-  if (ctx.leases && (row.state === 'failed' || row.funding === 'lease')) return reserveFromLease(ctx, ctx.leases, row);
-  if (row.state === 'failed' || row.funding === 'lease') {
-    // (A lease-funded row holds nothing until it is delivering: it may switch to a debit.)
-    row = await transitionSend(ctx.database, row.id, ctx.owner, [row.state], { state: 'reserving', funding: 'debit', leaseId: null, inDoubt: 0, updatedAt: ctx.now() });
+  if (row.state === 'reserving' && row.funding === 'debit') {
+    await voidReservation(ctx, row);
+    row = (await findSend(ctx.database, row.id))!;
   }
-  const keys = upstreamKeys(row.id, row.nonce, row.attempt);
+  if (row.state === 'failed') row = await transitionSend(ctx.database, row.id, ctx.owner, ['failed'], { state: 'reserving', funding: 'balance', leaseId: null, inDoubt: 0, updatedAt: ctx.now() });
   try {
-    await ctx.billing.reserve(row.customerId, row.credits, keys.debit, reserveReason(row));
+    let paid = await payFromBalance(ctx.database, row, ctx.owner, ctx.now());
+    if (!paid && !(await findBalance(ctx.database, row.customerId))) {
+      await ctx.credits.ensure(row.customerId);
+      paid = await payFromBalance(ctx.database, row, ctx.owner, ctx.now());
+    }
+    if (!paid) throw new InsufficientCredits();
+    return paid;
   } catch (err) {
-    if (err instanceof DodoUnavailable) {
-      // No answer: the debit may exist. It stays in doubt until a definite answer for this
-      // same key (the client's retry, or the reconciler's void) settles it.
-      await transitionSend(ctx.database, row.id, ctx.owner, ['reserving'], { inDoubt: 1, updatedAt: ctx.now() });
-      throw err;
-    }
-    if (err instanceof HttpError && err.status === 429 && row.inDoubt) {
-      // Refused now, after an earlier try went unanswered: proves nothing about that try.
-      await transitionSend(ctx.database, row.id, ctx.owner, ['reserving'], { updatedAt: ctx.now() });
-      throw err;
-    }
-    if (err instanceof InsufficientCredits || (err instanceof HttpError && err.status === 429)) {
-      // Definite: no debit under this key (Dodo checks the key before the balance). Nothing is
-      // held, so nothing stays in flight: a first attempt is as if it never was; a later one
-      // ends failed with new keys for the next.
-      if (row.attempt === 0 && !row.inDoubt) await dropFirstAttempt(ctx, row);
-      else await transitionSend(ctx.database, row.id, ctx.owner, ['reserving'], { state: 'failed', attempt: row.attempt + 1, inDoubt: 0, updatedAt: ctx.now() }, { dropPayload: true });
-      throw err;
-    }
-    throw err;
-  }
-  const at = ctx.now();
-  return transitionSend(ctx.database, row.id, ctx.owner, ['reserving'], { state: 'delivering', inDoubt: 0, deliveringSince: at, flightId: null, flightOffset: null, updatedAt: at });
-}
-
-/**
- * Step: reserve, from a lease. The send's credits are spent from a lease of its customer and
- * the row moves to delivering in one transaction (leases.ts), so until then nothing is held
- * for this send, whatever happened to the lease's own debit (its doubt is the lease's, settled
- * by the lease's key). A send that could not be paid is as if it never was (attempt 0), or
- * failed with the next attempt's keys.
- */
-async function reserveFromLease(ctx: StepContext, leases: Leases, row: SendRow): Promise<SendRow> {
-  if (row.state === 'failed') row = await transitionSend(ctx.database, row.id, ctx.owner, ['failed'], { state: 'reserving', funding: 'lease', leaseId: null, inDoubt: 0, updatedAt: ctx.now() });
-  try {
-    return await leases.pay(row);
-  } catch (err) {
+    // Nothing is held for a send that was not paid: nothing stays in flight.
     if (!(err instanceof LostClaim)) await dropUnpaid(ctx, row);
     throw err;
   }
 }
 
-/** A lease-funded send that was never paid: nothing is held for it, so nothing stays in flight. */
+/** A send that was never paid: a first attempt is as if it never was; a later one ends failed, with the next attempt's keys. */
 async function dropUnpaid(ctx: StepContext, row: SendRow): Promise<void> {
   if (row.attempt === 0 && !row.inDoubt) await dropFirstAttempt(ctx, row);
   else await transitionSend(ctx.database, row.id, ctx.owner, ['reserving'], { state: 'failed', attempt: row.attempt + 1, inDoubt: 0, updatedAt: ctx.now() }, { dropPayload: true });
@@ -224,6 +194,11 @@ async function settle(ctx: StepContext, row: SendRow, s: Settlement, inDoubt: bo
     throw unconfirmed(s.retryAfterSec !== undefined ? String(Math.max(1, Math.ceil(s.retryAfterSec))) : undefined);
   }
   if (s.kind === 'retry') {
+    if (paidHere(row)) {
+      // Nothing was sent: its credits go back in the transition that ends the attempt.
+      await transitionSend(ctx.database, row.id, ctx.owner, ['delivering'], { state: 'failed', attempt: row.attempt + 1, inDoubt: 0, updatedAt: at }, { dropPayload: true, spend: spendEnd(row, 0) });
+      throw s.error;
+    }
     row = await transitionSend(ctx.database, row.id, ctx.owner, ['delivering'], {
       state: 'refunding',
       refundCredits: row.credits,
@@ -240,15 +215,19 @@ async function settle(ctx: StepContext, row: SendRow, s: Settlement, inDoubt: bo
   const history = settledHistory(row, s.accepted ?? [], at, own);
   if (accepted) s = { ...s, response: acceptedAnswer(row.id, row.nonce, accepted) };
   const result = { resultStatus: s.response.status, resultBody: JSON.stringify(s.response.body) };
-  if (!s.refund || s.refund.credits <= 0) {
-    await transitionSend(ctx.database, row.id, ctx.owner, ['delivering'], { state: 'done', inDoubt: 0, ...result, updatedAt: at }, { dropPayload: true, release: true, history });
+  const refunded = s.refund && s.refund.credits > 0 ? s.refund.credits : 0;
+  if (!refunded || paidHere(row)) {
+    // What was sent is owed to Dodo (settled in arrears), what was refused goes back: both in the
+    // transaction that ends the send.
+    const spend = paidHere(row) ? spendEnd(row, row.credits - refunded) : undefined;
+    await transitionSend(ctx.database, row.id, ctx.owner, ['delivering'], { state: 'done', inDoubt: 0, ...result, updatedAt: at }, { dropPayload: true, release: true, history, spend });
     return s.response;
   }
   row = await transitionSend(ctx.database, row.id, ctx.owner, ['delivering'], {
     state: 'refunding',
     inDoubt: 0,
-    refundCredits: s.refund.credits,
-    refundReason: s.refund.reason,
+    refundCredits: refunded,
+    refundReason: s.refund!.reason,
     refundRetryable: 0,
     ...result,
     updatedAt: at,
@@ -263,26 +242,28 @@ async function settle(ctx: StepContext, row: SendRow, s: Settlement, inDoubt: bo
   return s.response;
 }
 
-/** Gives back the credits the row records; then either a fresh attempt may start (failed) or the result stands (done). */
+/**
+ * Gives back the credits a send paid by a Dodo debit of its own (before balances) records, under
+ * its refund key; then either a fresh attempt may start (failed) or the result stands (done).
+ * (A send paid from the balance never waits here: its refund is part of its last transition.)
+ */
 export async function finishRefund(ctx: StepContext, row: SendRow): Promise<SendRow> {
-  const settled = (at: number): Parameters<typeof transitionSend>[4] => ({
+  await ctx.billing.refund(row.customerId, row.refundCredits!, upstreamKeys(row.id, row.nonce, row.attempt).refund, row.refundReason ?? 'refund');
+  return transitionSend(ctx.database, row.id, ctx.owner, ['refunding'], {
     refundCredits: null,
     refundReason: null,
     refundRetryable: null,
     inDoubt: 0,
-    updatedAt: at,
+    updatedAt: ctx.now(),
     ...(row.refundRetryable ? { state: 'failed', attempt: row.attempt + 1 } : { state: 'done' }),
-  });
-  if (row.funding === 'lease' && row.leaseId) {
-    // Paid from a lease still active: the credits go back into it, in the same transaction as
-    // the row's transition, with no Dodo call. A lease already returning or closed has fixed
-    // what it gives back, so the refund goes through Dodo as for a send paid alone.
-    const back = await refundToLease(ctx.database, row.leaseId, row.refundCredits!, (trx) => transitionSendIn(trx, row.id, ctx.owner, ['refunding'], settled(ctx.now()), { dropPayload: true }));
-    if (back) return back;
-  }
-  await ctx.billing.refund(row.customerId, row.refundCredits!, upstreamKeys(row.id, row.nonce, row.attempt).refund, row.refundReason ?? 'refund');
-  return transitionSend(ctx.database, row.id, ctx.owner, ['refunding'], settled(ctx.now()), { dropPayload: true });
+  }, { dropPayload: true });
 }
+
+/** Paid from the balance MailKit keeps (not by a Dodo debit of its own, or a lease, from before). */
+const paidHere = (row: SendRow) => row.funding === 'balance';
+
+/** How a send paid from the balance ends in it: `sent` credits owed to Dodo, the rest given back. */
+const spendEnd = (row: SendRow, sent: number): SpendEnd => ({ customerId: row.customerId, held: row.credits, sent, refunded: row.credits - sent });
 
 /**
  * Step, without a client: a debit that may exist (its answer was lost, or its process died
@@ -292,8 +273,8 @@ export async function finishRefund(ctx: StepContext, row: SendRow): Promise<Send
  * before the balance, as the sandbox does (the spec does not say).
  */
 export async function voidReservation(ctx: StepContext, row: SendRow): Promise<void> {
-  // Paid from a lease: a row still reserving was never paid (paying moves it on atomically).
-  if (row.funding === 'lease') return dropUnpaid(ctx, row);
+  // Paid from the balance (or a lease): a row still reserving was never paid (paying moves it on atomically).
+  if (row.funding !== 'debit') return dropUnpaid(ctx, row);
   const keys = upstreamKeys(row.id, row.nonce, row.attempt);
   try {
     await ctx.billing.reserve(row.customerId, row.credits, keys.debit, reserveReason(row));
@@ -336,7 +317,7 @@ async function unconfirmedForGood(ctx: StepContext, row: SendRow): Promise<Store
     resultStatus: UNCONFIRMED_FOR_GOOD.status,
     resultBody: JSON.stringify(UNCONFIRMED_FOR_GOOD.body),
     updatedAt: ctx.now(),
-  }, { dropPayload: true });
+  }, { dropPayload: true, spend: paidHere(row) ? spendEnd(row, row.credits) : undefined });
   ctx.log?.error({ sendId: row.id, customerId: row.customerId, credits: row.credits }, 'send left unconfirmed for good: credit kept, check Resend');
   return UNCONFIRMED_FOR_GOOD;
 }

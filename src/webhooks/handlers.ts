@@ -1,6 +1,6 @@
 import type { ApiKeys } from '../auth/api-keys';
-import type { BalanceCache } from '../billing/balance-cache';
 import type { Billing } from '../billing/billing';
+import type { Credits } from '../billing/credits';
 import { escapeHtml } from '../lib/html';
 import type { Mailer, OutgoingEmail } from '../mail/mailer';
 import type { DodoEvent, WebhookContext, WebhookHandlers } from './dodo-webhooks';
@@ -20,8 +20,8 @@ type LedgerEventType =
  * Resend idempotency key derived from the webhook-id, so a redelivery, or a second server
  * instance handling the same delivery, cannot send them twice.
  */
-export function createWebhookHandlers(deps: { apiKeys: ApiKeys; billing: Billing; balances: BalanceCache; mailer: Mailer; baseUrl: string }): WebhookHandlers {
-  const { apiKeys, billing, balances, mailer, baseUrl } = deps;
+export function createWebhookHandlers(deps: { apiKeys: ApiKeys; billing: Billing; credits: Credits; mailer: Mailer; baseUrl: string }): WebhookHandlers {
+  const { apiKeys, billing, credits, mailer, baseUrl } = deps;
   /** Only MailKit's own entitlement: Dodo sends every entitlement's events to the endpoint. */
   const ours = (creditEntitlementId: string) => creditEntitlementId === billing.catalog.creditEntitlementId;
 
@@ -46,9 +46,9 @@ export function createWebhookHandlers(deps: { apiKeys: ApiKeys; billing: Billing
 
   const onLedgerEntry = async (event: DodoEvent<LedgerEventType>, ctx: WebhookContext) => {
     const d = event.data;
-    // The entry's balance_after, dated by the entry itself: a late or out-of-order delivery
-    // never overwrites a newer balance (src/db/balances.ts).
-    if (ours(d.credit_entitlement_id)) await balances.recordWebhook(d.customer_id, d.balance_after, d.created_at, event.type);
+    // A change MailKit did not make (a purchase, an expiry, an adjustment in Dodo's dashboard):
+    // counted in the usage chart, and the balance MailKit keeps reads Dodo's grants again.
+    if (ours(d.credit_entitlement_id)) await credits.dodoChanged(d);
     ctx.log.info(
       {
         customerId: d.customer_id,
@@ -78,15 +78,24 @@ export function createWebhookHandlers(deps: { apiKeys: ApiKeys; billing: Billing
 
     'credit.balance_low': async (event, ctx) => {
       const d = event.data;
-      // No ledger entry to date it by (the event's timestamp may be later than debits made
-      // since): it never replaces the cached balance, only makes one that disagrees be read again.
-      if (ours(d.credit_entitlement_id)) await balances.recordUndated(d.customer_id, d.available_balance, event.type);
+      // Dodo sees the crossing when a settlement reaches it, seconds after the emails that made
+      // it: the alert says what the customer holds now, from the balance MailKit keeps (once,
+      // for Dodo fires once per crossing and MailKit never credits Dodo back for refunds).
+      let available = d.available_balance;
+      if (ours(d.credit_entitlement_id)) {
+        const now = await credits.balance(d.customer_id);
+        if (now.available >= Number(d.threshold_amount)) {
+          ctx.log.info({ customerId: d.customer_id, available: now.available }, 'low-balance alert skipped: the balance is above the threshold again');
+          return;
+        }
+        available = String(now.available);
+      }
       ctx.log.info(
-        { customerId: d.customer_id, available: d.available_balance, thresholdPercent: d.threshold_percent },
-        `[low-balance] ${d.customer_id} has ${d.available_balance} ${d.credit_entitlement_name} left (under ${d.threshold_percent}%)`,
+        { customerId: d.customer_id, available, thresholdPercent: d.threshold_percent },
+        `[low-balance] ${d.customer_id} has ${available} ${d.credit_entitlement_name} left (under ${d.threshold_percent}%)`,
       );
       const customer = await billing.customer(d.customer_id);
-      await notify(lowBalanceEmail(customer.email, d.credit_entitlement_name, d.available_balance, d.threshold_percent, baseUrl), ctx, 'low-balance');
+      await notify(lowBalanceEmail(customer.email, d.credit_entitlement_name, available, d.threshold_percent, baseUrl), ctx, 'low-balance');
     },
 
     'credit.added': onLedgerEntry,

@@ -72,7 +72,7 @@ describe.each(ENGINES)('the full send API: text, cc, bcc, reply_to, tags, header
   it('a batch of 100 emails of 3 recipients each is refused 402 when 300 credits are not there, sending nothing', async () => {
     // The sends above may have left credits leased ahead: back to Dodo first, so that its
     // balance is all the customer has.
-    await stack.sender.returnLeases();
+    await stack.credits.settleNow();
     await stack.sandbox.dodo.adjustBalance(c.customerId, stack.catalog.creditEntitlementId, -(await balanceOf(stack, c.key)) + 299, 'test');
     await stack.sandbox.dodo.webhooks.idle();
     const sent = stack.sandbox.resend.messages().length;

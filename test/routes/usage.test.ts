@@ -98,7 +98,7 @@ describe('GET /credits/usage', () => {
       await send(stack, dave.key);
       // A lease's spending is charted on the day of its debit (Dodo's clock): returned first, so
       // that the jump of two days does not fall inside one lease's life.
-      await stack.sender.returnLeases();
+      await stack.credits.settleNow();
       await stack.sandbox.dodo.advanceClock(2 * DAY);
       await send(stack, dave.key);
       await settle(stack);
@@ -125,7 +125,7 @@ describe('GET /credits/usage when credits expire', () => {
     const erin = await subscribe(stack, 'erin-usage@example.com', 'Erin');
     await send(stack, erin.key);
     await send(stack, erin.key);
-    await stack.sender.returnLeases(); // (the whole balance in Dodo's grants, see above)
+    await stack.credits.settleNow(); // (the whole balance in Dodo's grants, see above)
     await stack.sandbox.dodo.adjustBalance(erin.customerId, stack.catalog.creditEntitlementId, -100, 'by hand');
     // Past the grant's 30-day expiry: what is left of the first cycle's 5,000 lapses.
     await stack.sandbox.dodo.advanceClock(31 * DAY);

@@ -74,7 +74,7 @@ describe('a lost COMMIT acknowledgement (PostgreSQL)', () => {
     // Anything left unsettled is settled; then the customer paid exactly one credit per email.
     await stack!.sender.reconcile();
     expect(await balanceOf(stack!, c.key)).toBe(100 - COMMITS_TRIED);
-    await stack!.sender.returnLeases();
+    await stack!.credits.settleNow();
     expect(Number(await stack!.billing.balance(c.customerId))).toBe(100 - COMMITS_TRIED);
   });
 });

@@ -38,7 +38,7 @@ forEachEngine('the send state machine', ({ engine }) => {
       stack = await startTestStack({}, { ...QUICK, engine });
       const c = await customerWith(stack, 10);
       const clock = { now: Date.now() };
-      const sender = createSender({ billing: stack.billing, mailer: stack.mailer, database: stack.database, now: () => new Date(clock.now), reconcile: { intervalMs: 0 } });
+      const sender = createSender({ billing: stack.billing, credits: stack.credits, mailer: stack.mailer, database: stack.database, now: () => new Date(clock.now), reconcile: { intervalMs: 0 } });
       const first = await sender.send(c.customerId, mail('day one'), 'reused-key');
       clock.now += 25 * 60 * 60 * 1000;
       await sender.reconcile(); // prunes the day-old record
@@ -57,7 +57,7 @@ forEachEngine('the send state machine', ({ engine }) => {
       stack = await startTestStack({}, { ...QUICK, engine });
       const c = await customerWith(stack, 10);
       const clock = { now: Date.now() };
-      const sender = createSender({ billing: stack.billing, mailer: stack.mailer, database: stack.database, now: () => new Date(clock.now), reconcile: { intervalMs: 0 } });
+      const sender = createSender({ billing: stack.billing, credits: stack.credits, mailer: stack.mailer, database: stack.database, now: () => new Date(clock.now), reconcile: { intervalMs: 0 } });
       // Attempt 0: Resend refuses outright (nothing sent), the credit comes back.
       stack.sandbox.resend.faults.inject({ status: 500, match: /^POST \/emails(\/batch)?$/ });
       await expect(sender.send(c.customerId, mail('late'), 'late-key')).rejects.toMatchObject({ status: 503 });
@@ -174,7 +174,7 @@ forEachEngine('the send state machine', ({ engine }) => {
       stack.sandbox.resend.faults.inject({ dropAfterProcessing: true, count: 1, match: /^POST \/emails(\/batch)?$/ });
       const first = await stack.sender.send(c.customerId, mail('from'), 'k4-from').catch((e: unknown) => e);
       expect(first).toMatchObject({ code: 'delivery_unconfirmed' });
-      const moved = createSender({ billing: stack.billing, mailer: { ...stack.mailer, from: 'Other <other@example.com>' }, database: stack.database, reconcile: { intervalMs: 0 } });
+      const moved = createSender({ billing: stack.billing, credits: stack.credits, mailer: { ...stack.mailer, from: 'Other <other@example.com>' }, database: stack.database, reconcile: { intervalMs: 0 } });
       const done = await moved.send(c.customerId, mail('from'), 'k4-from');
       expect(done.status).toBe(200);
       expect(sentWith('from')).toHaveLength(1);

@@ -180,7 +180,7 @@ forEachEngine('what Resend’s answers prove', ({ engine }) => {
       stack = await startTestStack({}, { engine, ...QUICK });
       const c = await customerWith(stack, 10);
       const clock = { now: Date.now() };
-      const sender = createSender({ billing: stack.billing, mailer: stack.mailer, database: stack.database, now: () => new Date(clock.now), reconcile: { intervalMs: 0 } });
+      const sender = createSender({ billing: stack.billing, credits: stack.credits, mailer: stack.mailer, database: stack.database, now: () => new Date(clock.now), reconcile: { intervalMs: 0 } });
       const email = { to: ['delivered@resend.dev'], subject: 'day-old', html: '<p>x</p>' };
       stack.sandbox.resend.faults.inject({ status: 500, count: 4, match: SENDS });
       await expect(sender.send(c.customerId, email, 'day-old')).rejects.toMatchObject({ status: 503, code: 'delivery_unconfirmed' });
@@ -198,7 +198,7 @@ forEachEngine('what Resend’s answers prove', ({ engine }) => {
       stack = await startTestStack({}, { engine, ...QUICK });
       const c = await customerWith(stack, 10);
       const clock = { now: Date.now() };
-      const sender = createSender({ billing: stack.billing, mailer: stack.mailer, database: stack.database, now: () => new Date(clock.now), reconcile: { intervalMs: 0 } });
+      const sender = createSender({ billing: stack.billing, credits: stack.credits, mailer: stack.mailer, database: stack.database, now: () => new Date(clock.now), reconcile: { intervalMs: 0 } });
       const email = { to: ['delivered@resend.dev'], subject: 'day-old-queued', html: '<p>x</p>' };
       stack.sandbox.resend.faults.inject({ status: 500, count: 4, match: SENDS });
       const before = stack.sandbox.resend.faults.requestCount(SENDS);

@@ -238,7 +238,7 @@ describe('the send reconciler', () => {
       const c = await customerWith(stack, 10);
       // A sender on the stack's real billing and mailer, with a clock the test moves.
       const clock = { now: Date.now() };
-      const sender = createSender({ billing: stack.billing, mailer: stack.mailer, database: stack.database, now: () => new Date(clock.now), reconcile: { intervalMs: 0, graceMs: 0 } });
+      const sender = createSender({ billing: stack.billing, credits: stack.credits, mailer: stack.mailer, database: stack.database, now: () => new Date(clock.now), reconcile: { intervalMs: 0, graceMs: 0 } });
       stack.sandbox.resend.faults.inject({ latencyMs: 500, status: 503, count: 1, match: /^POST \/emails(\/batch)?$/ });
       const mail = { to: [email.to], subject: email.subject, html: email.html };
       await expect(sender.send(c.customerId, mail, 'old-one')).rejects.toMatchObject({ code: 'delivery_unconfirmed' });
@@ -262,7 +262,7 @@ describe('the send reconciler', () => {
       stack = await startTestStack({}, NOW);
       const c = await customerWith(stack, 10);
       const clock = { now: Date.now() };
-      const sender = createSender({ billing: stack.billing, mailer: stack.mailer, database: stack.database, now: () => new Date(clock.now), reconcile: { intervalMs: 0, graceMs: 60 * 60 * 1000 } });
+      const sender = createSender({ billing: stack.billing, credits: stack.credits, mailer: stack.mailer, database: stack.database, now: () => new Date(clock.now), reconcile: { intervalMs: 0, graceMs: 60 * 60 * 1000 } });
       const mail = { to: [email.to], subject: email.subject, html: email.html };
       await sender.send(c.customerId, mail, 'old-done');
       stack.sandbox.resend.faults.inject({ dropAfterProcessing: true, count: 1, match: /^POST \/emails(\/batch)?$/ });

@@ -176,5 +176,5 @@ export async function settleFleet(instance: Stack, database: Database, timeoutMs
     if (Date.now() > deadline) throw new Error(`${sends.length} sends and ${leases.length} leases still unsettled`);
     await new Promise((r) => setTimeout(r, 500));
   }
-  await instance.sender.returnLeases();
+  await instance.credits.settleNow();
 }
