@@ -186,9 +186,16 @@ export function createBilling(opts: {
     async grants(customerId) {
       const out: CreditGrant[] = [];
       await guard(async () => {
-        for await (const g of ledgerEntries.listGrants(customerId, { credit_entitlement_id: catalog.creditEntitlementId, page_size: 100 }, { maxRetries: 0 })) {
-          out.push({ id: g.id, createdAt: g.created_at, expiresAt: g.expires_at ?? null, isExpired: g.is_expired, initialAmount: Number(g.initial_amount), remainingAmount: Number(g.remaining_amount) });
-          if (out.length >= 1000) break;
+        // Page by page, stopping at a page that is not full: the SDK's iterator asks for one more
+        // (empty) page, a Dodo call of the budget for nothing.
+        let page = await ledgerEntries.listGrants(customerId, { credit_entitlement_id: catalog.creditEntitlementId, page_size: 100 }, { maxRetries: 0 });
+        for (;;) {
+          const items = page.getPaginatedItems();
+          for (const g of items) {
+            out.push({ id: g.id, createdAt: g.created_at, expiresAt: g.expires_at ?? null, isExpired: g.is_expired, initialAmount: Number(g.initial_amount), remainingAmount: Number(g.remaining_amount) });
+          }
+          if (items.length < 100 || out.length >= 1000 || !page.hasNextPage()) break;
+          page = await page.getNextPage();
         }
       });
       return out;

@@ -204,7 +204,7 @@ export async function updateSettlement(database: Database, id: string, patch: Pa
 export async function closeSettlement(
   database: Database,
   s: SettlementRow,
-  answer: { paid: number; balanceAfter: string | null; at: number },
+  answer: { paid: number; balanceAfter: string | null; at: number; day: string },
   apply: (row: BalanceRow) => BalancePatch,
 ): Promise<boolean> {
   return database.db.transaction().execute(async (trx) => {
@@ -217,7 +217,7 @@ export async function closeSettlement(
     if (Number(closed.numUpdatedRows) === 0) return false;
     const row = await lockedBalance(trx, database.engine, s.customerId);
     if (row) await trx.updateTable('creditBalances').set(apply(row)).where('customerId', '=', s.customerId).execute();
-    await addToDay(trx, s.customerId, utcDay(answer.at), 'emails', s.credits);
+    await addToDay(trx, s.customerId, answer.day, 'emails', s.credits);
     return true;
   });
 }

@@ -57,6 +57,7 @@ export function usageRoutes(deps: { credits: Credits; database: Database; auth: 
     const balance = await deps.credits.balance(customerId);
     const now = Date.now();
     const start = utcMidnight(now) - (days - 1) * DAY_MS;
+    // (From the window's start by this machine's clock: a sandbox clock ahead of it moves the end, never the start.)
     const [rows, first] = await Promise.all([creditDays(deps.database, customerId, isoDate(start)), firstCreditDay(deps.database, customerId)]);
     res.set('Cache-Control', 'no-store');
     res.json({
@@ -81,7 +82,9 @@ export function foldDays(
   opts: { days: number; now: number; first: string | null; available: number; owed: number },
 ): UsageDay[] {
   const byDay = new Map(rows.map((r) => [r.day, r]));
-  const end = utcMidnight(opts.now);
+  // Today, or the newest day recorded when Dodo's clock runs ahead of ours (a sandbox whose clock was advanced).
+  const newest = rows.reduce((max, r) => (r.day > max ? r.day : max), '');
+  const end = Math.max(utcMidnight(opts.now), newest ? Date.parse(`${newest}T00:00:00Z`) : 0);
   const out: UsageDay[] = [];
   for (let d = opts.days - 1; d >= 0; d--) {
     const date = isoDate(end - d * DAY_MS);

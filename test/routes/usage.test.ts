@@ -1,7 +1,6 @@
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CreditLedgerEntry } from 'dodopayments/resources/credit-entitlements/balances';
-import { foldByDay, LOW_BALANCE_THRESHOLD } from '../../src/routes/usage';
+import { foldDays, LOW_BALANCE_THRESHOLD } from '../../src/routes/usage';
 import { bearer, settle, startTestStack, subscribe } from '../support/stack';
 
 type TestStack = Awaited<ReturnType<typeof startTestStack>>;
@@ -37,9 +36,10 @@ describe('GET /credits/usage', () => {
       expect(res.body.truncated).toBe(false);
       expect(res.body.days).toHaveLength(30);
       const last = res.body.days.at(-1);
+      // Today's emails count those not settled with Dodo yet.
       expect(last).toEqual({ date: today(), emails: 3, adjusted: 0, expired: 0, credits: 5000, balance: '4997' });
-      // Before the subscription, the balance was 0 and nothing moved.
-      expect(res.body.days[0]).toEqual({ date: expect.stringMatching(/^\d{4}-\d{2}-\d{2}$/), emails: 0, adjusted: 0, expired: 0, credits: 0, balance: '0' });
+      // Before the subscription the customer had no balance at all: none is drawn.
+      expect(res.body.days[0]).toEqual({ date: expect.stringMatching(/^\d{4}-\d{2}-\d{2}$/), emails: 0, adjusted: 0, expired: 0, credits: 0, balance: null });
     });
 
     it('answers ?days=7 with 7 consecutive days ending today', async () => {
@@ -79,15 +79,15 @@ describe('GET /credits/usage', () => {
     });
   });
 
-  describe('with more ledger entries than one page', () => {
-    it('reads every page: 120 adjustments and a send all count, each in its own column', async () => {
+  describe('with many changes made in Dodo', () => {
+    it('120 adjustments and a send all count, each in its own column, with no Dodo read for the chart', async () => {
       const carol = await subscribe(stack, 'carol-usage@example.com', 'Carol');
       for (let i = 0; i < 120; i++) await stack.sandbox.dodo.adjustBalance(carol.customerId, stack.catalog.creditEntitlementId, -1, `adj ${i}`);
       await send(stack, carol.key);
       await settle(stack);
       const res = await request(stack.url).get('/credits/usage').set(bearer(carol.key)).expect(200);
       expect(res.body.days.at(-1)).toEqual({ date: today(), emails: 1, adjusted: 120, expired: 0, credits: 5000, balance: '4879' });
-      expect(res.body.days[0].balance).toBe('0');
+      expect(res.body.days[0].balance).toBeNull();
     });
   });
 
@@ -96,17 +96,17 @@ describe('GET /credits/usage', () => {
       const dave = await subscribe(stack, 'dave-usage@example.com', 'Dave');
       await send(stack, dave.key);
       await send(stack, dave.key);
-      // A lease's spending is charted on the day of its debit (Dodo's clock): returned first, so
-      // that the jump of two days does not fall inside one lease's life.
+      // Emails are charted on the day Dodo was debited for them (its clock): settled before the jump.
       await stack.credits.settleNow();
       await stack.sandbox.dodo.advanceClock(2 * DAY);
       await send(stack, dave.key);
+      await stack.credits.settleNow();
       await settle(stack);
       const res = await request(stack.url).get('/credits/usage?days=5').set(bearer(dave.key)).expect(200);
       const days = res.body.days as Array<{ emails: number; balance: string }>;
       // The window ends on the sandbox's "today", two days ahead of this machine's.
       expect(days.map((d) => d.emails)).toEqual([0, 0, 2, 0, 1]);
-      expect(days.map((d) => d.balance)).toEqual(['0', '0', '4998', '4998', '4997']);
+      expect(days.map((d) => d.balance)).toEqual([null, null, '4998', '4998', '4997']);
       expect(res.body.balance).toBe('4997');
     });
   });
@@ -125,7 +125,7 @@ describe('GET /credits/usage when credits expire', () => {
     const erin = await subscribe(stack, 'erin-usage@example.com', 'Erin');
     await send(stack, erin.key);
     await send(stack, erin.key);
-    await stack.credits.settleNow(); // (the whole balance in Dodo's grants, see above)
+    await stack.credits.settleNow(); // (every spend in Dodo's grants before the clock moves)
     await stack.sandbox.dodo.adjustBalance(erin.customerId, stack.catalog.creditEntitlementId, -100, 'by hand');
     // Past the grant's 30-day expiry: what is left of the first cycle's 5,000 lapses.
     await stack.sandbox.dodo.advanceClock(31 * DAY);
@@ -142,52 +142,34 @@ describe('GET /credits/usage when credits expire', () => {
   });
 });
 
-describe('foldByDay', () => {
+describe('foldDays', () => {
   const now = Date.parse('2026-03-10T12:00:00Z');
-  const entry = (at: string, amount: number, isCredit: boolean, before: number, type: CreditLedgerEntry['transaction_type'] = isCredit ? 'credit_added' : 'credit_deducted'): CreditLedgerEntry =>
-    ({
-      id: `cle_${at}_${amount}`,
-      amount: String(amount),
-      is_credit: isCredit,
-      transaction_type: type,
-      balance_before: String(before),
-      balance_after: String(isCredit ? before + amount : before - amount),
-      created_at: at,
-    }) as CreditLedgerEntry;
+  const row = (day: string, r: Partial<{ emails: number; adjusted: number; expired: number; credits: number }>) => ({ day, emails: 0, adjusted: 0, expired: 0, credits: 0, ...r });
 
-  it('with no entries, every day ends on the live balance', () => {
-    const days = foldByDay([], { days: 3, now, truncated: false, liveBalance: '1234' });
-    const quiet = { emails: 0, adjusted: 0, expired: 0, credits: 0, balance: '1234' };
+  it('walks each day’s closing balance back from the live one; before the first movement, none', () => {
+    const days = foldDays([row('2026-03-08', { credits: 1000 }), row('2026-03-09', { emails: 300 })], { days: 4, now, first: '2026-03-08', available: 699, owed: 1 });
     expect(days).toEqual([
-      { date: '2026-03-08', ...quiet },
-      { date: '2026-03-09', ...quiet },
-      { date: '2026-03-10', ...quiet },
+      { date: '2026-03-07', emails: 0, adjusted: 0, expired: 0, credits: 0, balance: null },
+      { date: '2026-03-08', emails: 0, adjusted: 0, expired: 0, credits: 1000, balance: '1000' },
+      { date: '2026-03-09', emails: 300, adjusted: 0, expired: 0, credits: 0, balance: '700' },
+      // Today: the one email spent and not settled yet counts.
+      { date: '2026-03-10', emails: 1, adjusted: 0, expired: 0, credits: 0, balance: '699' },
     ]);
   });
 
-  it('when truncated, days before the oldest entry seen have an unknown balance', () => {
-    const newestFirst = [entry('2026-03-10T08:00:00Z', 1, false, 700), entry('2026-03-09T08:00:00Z', 300, false, 1000)];
-    const days = foldByDay(newestFirst, { days: 3, now, truncated: true, liveBalance: '699' });
-    expect(days.map((d) => d.balance)).toEqual([null, '700', '699']);
-    expect(days.map((d) => d.emails)).toEqual([0, 300, 1]);
+  it('with nothing recorded (a customer from before these records), today’s balance alone is known', () => {
+    const days = foldDays([], { days: 2, now, first: null, available: 1234, owed: 0 });
+    expect(days.map((d) => d.balance)).toEqual([null, '1234']);
   });
 
-  it('entries at the same instant keep Dodo’s newest-first order', () => {
-    const t = '2026-03-10T08:00:00Z';
-    const newestFirst = [entry(t, 2, false, 98), entry(t, 100, true, 0)];
-    const days = foldByDay(newestFirst, { days: 1, now, truncated: false, liveBalance: '96' });
-    expect(days).toEqual([{ date: '2026-03-10', emails: 2, adjusted: 0, expired: 0, credits: 100, balance: '96' }]);
-  });
-
-  it('sorts debits by transaction type: sends, adjustments by hand, expiries', () => {
-    const newestFirst = [
-      entry('2026-03-10T09:00:00Z', 40, false, 100, 'credit_expired'),
-      entry('2026-03-10T08:30:00Z', 5, false, 105, 'rollover_forfeited'),
-      entry('2026-03-10T08:20:00Z', 300, false, 405, 'manual_adjustment'),
-      entry('2026-03-10T08:10:00Z', 3, false, 408, 'credit_deducted'),
-    ];
-    const [day] = foldByDay(newestFirst, { days: 1, now, truncated: false, liveBalance: '60' });
+  it('keeps adjustments and expiries apart from emails', () => {
+    const [day] = foldDays([row('2026-03-10', { emails: 3, adjusted: 300, expired: 45 })], { days: 1, now, first: '2026-03-01', available: 60, owed: 0 });
     expect(day).toEqual({ date: '2026-03-10', emails: 3, adjusted: 300, expired: 45, credits: 0, balance: '60' });
+  });
+
+  it('ends on the newest day recorded when Dodo’s clock runs ahead', () => {
+    const days = foldDays([row('2026-03-12', { emails: 1 })], { days: 3, now, first: '2026-03-01', available: 10, owed: 0 });
+    expect(days.map((d) => d.date)).toEqual(['2026-03-10', '2026-03-11', '2026-03-12']);
   });
 
   it('the threshold is 20% of the plan’s 5,000 credits', () => {

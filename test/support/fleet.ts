@@ -162,19 +162,19 @@ export async function dodoBalance(upstream: Upstream, customerId: string): Promi
 }
 
 /**
- * Drives `instance`'s reconciler until no send and no lease is left unfinished (a dead
- * instance's claims expire after 30 s), then returns every lease's unspent credits: Dodo's own
- * balance then says exactly what was spent. "After settling", as the issues put it.
+ * Drives `instance`'s reconciler and settlements until no send is unfinished and nothing spent
+ * is left unsettled (a dead instance's claims expire after 30 s): Dodo's own balance then says
+ * exactly what was spent. "After settling", as the issues put it.
  */
 export async function settleFleet(instance: Stack, database: Database, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     await instance.sender.reconcile();
+    await instance.credits.settleNow();
     const sends = await database.db.selectFrom('sends').select('id').where('state', 'in', ['reserving', 'delivering', 'refunding']).execute();
-    const leases = await database.db.selectFrom('leases').select('id').where('state', 'in', ['reserving', 'returning']).execute();
-    if (sends.length === 0 && leases.length === 0) break;
-    if (Date.now() > deadline) throw new Error(`${sends.length} sends and ${leases.length} leases still unsettled`);
+    const owed = await database.db.selectFrom('creditBalances').select('customerId').where((eb) => eb.or([eb('held', '>', 0), eb('unsettled', '>', 0), eb('settling', '>', 0)])).execute();
+    if (sends.length === 0 && owed.length === 0) break;
+    if (Date.now() > deadline) throw new Error(`${sends.length} sends unfinished and ${owed.length} balances unsettled`);
     await new Promise((r) => setTimeout(r, 500));
   }
-  await instance.credits.settleNow();
 }
