@@ -17,7 +17,11 @@ import { customerIdString, emptyBody, idempotencyKeyHeader } from './validate';
 /** The one error envelope every route answers with. */
 export const errorEnvelope = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
 
-const balanceBody = z.object({ customer_id: z.string(), balance: z.string().describe('Decimal string, as Dodo reports it') });
+const balanceBody = z.object({
+  customer_id: z.string(),
+  balance: z.string().describe('What the customer can spend now, as a decimal string (as Dodo gives balances): the balance MailKit keeps, which Dodo holds too once the spends are settled (within seconds)'),
+  pending: z.string().describe('Credits of emails still on their way to the email provider: spent, or given back if it refuses them'),
+});
 const checkoutBody = z.object({ checkout_url: z.url() });
 const sendResult = z.object({ id: z.string().describe("Resend's email id: GET /emails/{id} follows it") });
 const batchResult = z.object({
@@ -101,9 +105,9 @@ const CUSTOMER_ERRORS = [401, 429, 503];
 const OPS: Op[] = [
   { method: 'post', path: '/checkout/subscribe', summary: 'Start a subscription: a Dodo checkout link', auth: false, body: subscribeBody, bodyRequired: true, ok: checkoutBody, errors: [400, 413, 415, 429, 503] },
   { method: 'post', path: '/checkout/topup', summary: 'A top-up checkout link for the key’s customer', body: topupBody, ok: checkoutBody, errors: [400, 403, ...CUSTOMER_ERRORS] },
-  { method: 'get', path: '/credits', summary: 'The key’s balance (Dodo’s, read live)', ok: balanceBody, errors: CUSTOMER_ERRORS },
+  { method: 'get', path: '/credits', summary: 'The key’s balance', ok: balanceBody, errors: CUSTOMER_ERRORS },
   { method: 'get', path: '/credits/usage', summary: `Usage per UTC day (1–${MAX_USAGE_DAYS} days)`, query: usageQuery, ok: usageBody, errors: [400, ...CUSTOMER_ERRORS] },
-  { method: 'get', path: '/credits/{customerId}', summary: 'The tutorial’s balance route (the id must be the key’s own)', params: { customerId: customerIdString }, ok: balanceBody.omit({ customer_id: true }), errors: [400, 403, ...CUSTOMER_ERRORS] },
+  { method: 'get', path: '/credits/{customerId}', summary: 'The tutorial’s balance route (the id must be the key’s own)', params: { customerId: customerIdString }, ok: balanceBody.omit({ customer_id: true, pending: true }), errors: [400, 403, ...CUSTOMER_ERRORS] },
   {
     method: 'post', path: '/send', summary: 'Send one email (one credit per recipient: to, cc and bcc)', body: sendBody, bodyRequired: true, idempotent: true, ok: sendResult, accepted: queuedResult,
     errors: [400, 402, 403, 409, 413, 415, 422, 429, 502, 503, 401],

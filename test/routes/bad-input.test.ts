@@ -122,8 +122,9 @@ describe('bad input on every route', () => {
     await stack?.close();
   });
 
-  /** What a bad request must leave unchanged. */
+  /** What a bad request must leave unchanged (what was spent settled first: Dodo's balance is then the customer's). */
   const snapshot = async () => ({
+    settled: await stack.credits.settleNow(),
     sent: stack.sandbox.resend.messages().length,
     resendCalls: stack.sandbox.resend.faults.requestCount(),
     checkouts: stack.sandbox.dodo.faults.requestCount(/^POST \/checkouts/),

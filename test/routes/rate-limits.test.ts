@@ -41,7 +41,8 @@ describe('rate limits', () => {
     expect429(over);
     expect(stack.sandbox.resend.messages().length).toBe(sentBefore);
     expect(await balanceOf(stack, bob.key)).toBe(5000); // bob's own budget is untouched
-    // Alice's balance, read from Dodo directly (her key is out of requests): one send, one credit.
+    // Alice's balance, read from Dodo directly once settled (her key is out of requests): one send, one credit.
+    await stack.credits.settleNow();
     const b = await stack.dodo.creditEntitlements.balances.retrieve(alice.customerId, { credit_entitlement_id: stack.catalog.creditEntitlementId });
     expect(b.balance).toBe('4999');
   });

@@ -16,12 +16,11 @@ type TestStack = Awaited<ReturnType<typeof startTestStack>>;
 const email = { to: 'delivered@resend.dev', subject: 'Hole', html: '<p>x</p>' };
 const QUICK = { reconcile: { intervalMs: 0, graceMs: 0 }, mailer: { timeoutMs: 300, maxBackoffMs: 50 }, dodoMaxRetries: 0 };
 const mail = (subject: string) => ({ to: [email.to], subject, html: email.html });
-/**
- * Holes 2, 3 and 5 are about a send's own Dodo debit and refund, which MailKit makes with
- * CREDIT_LEASES=off; with leases, the same doubts fall on a lease's debit and return, and
- * test/sending/leases.test.ts drives them there.
+/*
+ * Holes 2, 3, 5 and 6 were about a send's own Dodo debit and refund. Sends are paid from the
+ * balance MailKit keeps now, with no Dodo call; the same doubts fall on a settlement's debit,
+ * which test/billing/credits.test.ts drives.
  */
-const PER_SEND_DEBIT = { CREDIT_LEASES: 'off' };
 
 forEachEngine('the send state machine', ({ engine }) => {
   let stack: TestStack | undefined;
@@ -73,76 +72,6 @@ forEachEngine('the send state machine', ({ engine }) => {
       expect(await balanceOf(stack, c.key)).toBe(9);
       await sender.drain();
     });
-  });
-
-  describe('2. a debit whose answer was lost, then a refusal (a send paid by its own debit)', () => {
-    it('stays in doubt: the refusal of a retry does not forget it, and the same key completes it once', async () => {
-      stack = await startTestStack(PER_SEND_DEBIT, { ...QUICK, engine });
-      const c = await customerWith(stack, 10);
-      stack.sandbox.dodo.faults.inject({ dropAfterProcessing: true, count: 1, match: /ledger-entries$/ });
-      const lost = await request(stack.url).post('/send').set(bearer(c.key)).set('Idempotency-Key', 'k2').send(email);
-      expect(lost.status).toBe(503);
-      expect(await balanceOf(stack, c.key)).toBe(9); // Dodo made the debit
-      stack.sandbox.dodo.faults.inject({ status: 429, count: 1, match: /ledger-entries$/ });
-      const refused = await request(stack.url).post('/send').set(bearer(c.key)).set('Idempotency-Key', 'k2').send(email);
-      expect(refused.status).toBe(429);
-      expect((await findSend(stack.database, sendIdFor(c.customerId, 'k2')))?.state).toBe('reserving');
-
-      const done = await request(stack.url).post('/send').set(bearer(c.key)).set('Idempotency-Key', 'k2').send(email);
-      expect(done.status).toBe(200);
-      expect(outboxTo(stack, email.to)).toHaveLength(1);
-      expect(await balanceOf(stack, c.key)).toBe(9);
-    });
-
-    it('with no retry, the reconciler gives the credit back', async () => {
-      stack = await startTestStack(PER_SEND_DEBIT, { ...QUICK, engine });
-      const c = await customerWith(stack, 10);
-      stack.sandbox.dodo.faults.inject({ dropAfterProcessing: true, count: 1, match: /ledger-entries$/ });
-      expect((await request(stack.url).post('/send').set(bearer(c.key)).set('Idempotency-Key', 'k2b').send(email)).status).toBe(503);
-      stack.sandbox.dodo.faults.inject({ status: 429, count: 1, match: /ledger-entries$/ });
-      expect((await request(stack.url).post('/send').set(bearer(c.key)).set('Idempotency-Key', 'k2b').send(email)).status).toBe(429);
-      expect(await balanceOf(stack, c.key)).toBe(9);
-      expect(await stack.sender.reconcile()).toBe(1);
-      expect(await balanceOf(stack, c.key)).toBe(10);
-      expect(outboxTo(stack, email.to)).toHaveLength(0);
-    });
-  });
-
-  describe('3. an instance that dies while its debit is being answered (a send paid by its own debit)', () => {
-    it('leaves a row the reconciler of another instance settles: the debit is refunded, no email', async () => {
-      upstream = await startUpstream();
-      const store = await fleetStore(engine);
-      const database = await store.open();
-      try {
-        const c = await customerWith(upstream, 10);
-        const doomed = await spawnInstance({ ...(await instanceEnv(upstream, PER_SEND_DEBIT)), ...store.env });
-        // Dodo applies the debit and holds its answer; the instance dies waiting for it.
-        upstream.sandbox.dodo.faults.inject({ holdAnswerMs: 3_000, count: 1, match: /ledger-entries$/ });
-        const key = await fleetKey(database, c.customerId);
-        const inFlight = fetch(`${doomed.url}/send`, {
-          method: 'POST',
-          headers: { ...bearer(key), 'Content-Type': 'application/json', 'Idempotency-Key': 'dies' },
-          body: JSON.stringify(email),
-        }).catch(() => null);
-        await waitFor(async () => (await dodoBalance(upstream!, c.customerId)) === 9);
-        await doomed.kill();
-        await inFlight;
-        expect((await findSend(database, sendIdFor(c.customerId, 'dies')))?.state).toBe('reserving');
-
-        // Another instance, once the dead one's claim has expired.
-        const survivor = await startInstance(upstream, database, { reconcile: { intervalMs: 0, graceMs: 0 } }, PER_SEND_DEBIT);
-        try {
-          await waitFor(async () => (await survivor.sender.reconcile()) === 1, 40_000);
-          expect(await dodoBalance(upstream, c.customerId)).toBe(10);
-          expect(outboxTo(upstream, email.to)).toHaveLength(0);
-        } finally {
-          await survivor.close();
-        }
-      } finally {
-        await database.close();
-        await store.drop();
-      }
-    }, 90_000);
   });
 
   describe('4. a lost Resend answer, then refusals of the redelivery', () => {
@@ -204,43 +133,4 @@ forEachEngine('the send state machine', ({ engine }) => {
     });
   });
 
-  describe('5. a partly sent batch whose refund fails (a send paid by its own debit)', () => {
-    it('answers what was sent (200), and the reconciler finishes the refund later', async () => {
-      stack = await startTestStack(PER_SEND_DEBIT, { ...QUICK, engine });
-      const c = await customerWith(stack, 10);
-      // The debit passes; every ledger write after it fails until cleared.
-      stack.sandbox.dodo.faults.inject({ count: 1, match: /ledger-entries$/ });
-      stack.sandbox.dodo.faults.inject({ status: 503, match: /ledger-entries$/ });
-      const items = [mail('b1'), { ...mail('b2'), to: ['not an address'] }, mail('b3')];
-      const r = await stack.sender.sendBatch(c.customerId, items, 'k5');
-      expect(r.status).toBe(200);
-      expect(r.body).toMatchObject({ sent: 2, failed: 1 });
-      expect(await balanceOf(stack, c.key)).toBe(7); // the refund of one is owed
-      stack.sandbox.dodo.faults.clear();
-      expect(await stack.sender.reconcile()).toBe(1);
-      expect(await balanceOf(stack, c.key)).toBe(8);
-      const replay = await stack.sender.sendBatch(c.customerId, items, 'k5');
-      expect(replay.body).toEqual(r.body);
-      expect(outboxTo(stack, email.to)).toHaveLength(2);
-    });
-  });
-
-  describe('6. a retry that finds its send still refunding', () => {
-    it('finishes the refund, then sends afresh with the payload it brought: one email, one credit', async () => {
-      stack = await startTestStack(PER_SEND_DEBIT, { ...QUICK, engine });
-      const c = await customerWith(stack, 10);
-      // Resend's limiter refuses every try (nothing sent), and the refund of the credit goes unanswered.
-      stack.sandbox.resend.faults.inject({ status: 429, count: 1, match: /^POST \/emails(\/batch)?$/ });
-      stack.sandbox.dodo.faults.inject({ count: 1, match: /ledger-entries$/ }); // the debit passes
-      stack.sandbox.dodo.faults.inject({ status: 503, count: 1, match: /ledger-entries$/ }); // the refund does not
-      const first = await request(stack.url).post('/send').set(bearer(c.key)).set('Idempotency-Key', 'k6').send(email);
-      expect(first.status).toBe(503);
-      expect((await findSend(stack.database, sendIdFor(c.customerId, 'k6')))?.state).toBe('refunding');
-
-      const again = await request(stack.url).post('/send').set(bearer(c.key)).set('Idempotency-Key', 'k6').send(email);
-      expect(again.status).toBe(200);
-      expect(outboxTo(stack, email.to)).toHaveLength(1);
-      expect(await balanceOf(stack, c.key)).toBe(9);
-    });
-  });
 });

@@ -125,64 +125,6 @@ describe('the send reconciler', () => {
     });
   });
 
-  describe('when Dodo never answered the debit and the client never retries', () => {
-    // A send's own debit (CREDIT_LEASES=off); a lease's debit in doubt: test/sending/leases.test.ts.
-    it('a debit that did happen is refunded: the credit comes back, nothing was sent', async () => {
-      stack = await startTestStack({ CREDIT_LEASES: 'off' }, { ...NOW, dodoMaxRetries: 0 });
-      const c = await customerWith(stack, 10);
-      stack.sandbox.dodo.faults.inject({ dropAfterProcessing: true, count: 1, match: /ledger-entries$/ });
-      const r = await send(stack, c.key, 'debit-lost');
-      expect(r.status).toBe(503);
-      expect(r.body.error.code).toBe('billing_unavailable');
-      expect(await balanceOf(stack, c.key)).toBe(9); // Dodo did take it
-
-      expect(await stack.sender.reconcile()).toBe(1);
-      expect(await balanceOf(stack, c.key)).toBe(10);
-      expect(sentTo(stack)).toHaveLength(0);
-      // A later retry with the key is a fresh attempt: one email, one credit.
-      await send(stack, c.key, 'debit-lost').expect(200);
-      expect(sentTo(stack)).toHaveLength(1);
-      expect(await balanceOf(stack, c.key)).toBe(9);
-    });
-
-    it('a debit that did not happen leaves the balance as it was', async () => {
-      stack = await startTestStack({ CREDIT_LEASES: 'off' }, { ...NOW, dodoMaxRetries: 0 });
-      const c = await customerWith(stack, 10);
-      stack.sandbox.dodo.faults.inject({ status: 503, count: 1, match: /ledger-entries$/ });
-      expect((await send(stack, c.key, 'debit-refused')).status).toBe(503);
-      expect(await balanceOf(stack, c.key)).toBe(10);
-
-      expect(await stack.sender.reconcile()).toBe(1);
-      expect(await balanceOf(stack, c.key)).toBe(10);
-      expect(sentTo(stack)).toHaveLength(0);
-      expect(await stack.sender.reconcile()).toBe(0);
-    });
-
-    it('with the balance now short: the key is refused, so there was no debit, and nothing changes', async () => {
-      stack = await startTestStack({ CREDIT_LEASES: 'off' }, { ...NOW, dodoMaxRetries: 0 });
-      const c = await customerWith(stack, 1);
-      stack.sandbox.dodo.faults.inject({ status: 503, count: 1, match: /ledger-entries$/ });
-      expect((await send(stack, c.key, 'short-now')).status).toBe(503);
-      await send(stack, c.key, 'spends-the-last').expect(200);
-      expect(await balanceOf(stack, c.key)).toBe(0);
-
-      expect(await stack.sender.reconcile()).toBe(1);
-      expect(await balanceOf(stack, c.key)).toBe(0);
-      expect(sentTo(stack)).toHaveLength(1);
-    });
-
-    it('within the grace period the client\'s retry completes it: Dodo answers 409 on the key, one email, one credit', async () => {
-      stack = await startTestStack({ CREDIT_LEASES: 'off' }, { ...NOW, dodoMaxRetries: 0, reconcile: { intervalMs: 0 } });
-      const c = await customerWith(stack, 10);
-      stack.sandbox.dodo.faults.inject({ dropAfterProcessing: true, count: 1, match: /ledger-entries$/ });
-      expect((await send(stack, c.key, 'retried')).status).toBe(503);
-      expect(await stack.sender.reconcile()).toBe(0);
-      await send(stack, c.key, 'retried').expect(200);
-      expect(sentTo(stack)).toHaveLength(1);
-      expect(await balanceOf(stack, c.key)).toBe(9);
-    });
-  });
-
   describe('when the client comes back', () => {
     it('within the grace period, the send is left to it', async () => {
       stack = await startTestStack({}, { ...NOW, reconcile: { intervalMs: 0 } }); // the default 60 s grace
