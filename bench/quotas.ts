@@ -1,7 +1,7 @@
 /**
  * `npm run bench -- --quotas`: MailKit under the vendors' real quotas (Resend 2 requests a
  * second, Dodo 240 a minute with bursts of 40, 20 ms per API call), beside a baseline of one
- * Resend call and one Dodo debit per email (BATCH_DELIVERY=off CREDIT_LEASES=off).
+ * Resend call per email (BATCH_DELIVERY=off).
  *
  * Three scenarios, each run three times (the baseline; MailKit as configured by default, its
  * clients waiting for Resend's ids; the same MailKit, its clients asking `Prefer: respond-async`,
@@ -140,7 +140,7 @@ interface Variant {
   respondAsync: boolean;
 }
 const ALL_VARIANTS: Variant[] = [
-  { id: 'baseline', label: 'baseline (BATCH_DELIVERY=off CREDIT_LEASES=off)', env: { BATCH_DELIVERY: 'off', CREDIT_LEASES: 'off' }, respondAsync: false },
+  { id: 'baseline', label: 'baseline (BATCH_DELIVERY=off)', env: { BATCH_DELIVERY: 'off' }, respondAsync: false },
   // MailKit's own defaults: nothing set, so the run measures what a deployment gets.
   { id: 'default', label: "MailKit default, clients waiting for Resend's ids", env: {}, respondAsync: false },
   { id: 'queued', label: 'MailKit default, clients answered once queued (Prefer: respond-async)', env: {}, respondAsync: true },

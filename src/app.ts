@@ -9,6 +9,7 @@ import { requireAllowedHost } from './allowed-hosts';
 import type { ApiKeys } from './auth/api-keys';
 import { requireCustomer } from './auth/middleware';
 import type { Credits } from './billing/credits';
+import { metricsRoute, type Metrics } from './metrics';
 import type { Billing } from './billing/billing';
 import type { Mode, TrustProxy } from './config';
 import { errorMiddleware, HttpError, notFound } from './errors';
@@ -37,6 +38,9 @@ import { openApiRoutes } from './routes/openapi';
 /** Everything the app needs, built by the caller (server.ts, or a test). */
 export interface AppDeps {
   mode: Mode;
+  /** What GET /metrics shows, and the token it takes live (null: no /metrics live). */
+  metrics: Metrics;
+  metricsToken: string | null;
   baseUrl: string;
   dodo: DodoPayments;
   /** Secret the Dodo webhooks are verified with. */
@@ -138,6 +142,8 @@ export function createApp(deps: AppDeps): Express {
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
   });
+
+  app.get('/metrics', metricsRoute(deps.metrics, deps.metricsToken, deps.mode === 'sandbox'));
 
   app.get('/readyz', async (_req, res) => {
     const r = await deps.readiness();

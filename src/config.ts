@@ -73,6 +73,8 @@ export interface Config {
   };
   /** Who may set the client's address for the rate limits (TRUST_PROXY; default: off in sandbox mode, loopback live). */
   readonly trustProxy: TrustProxy;
+  /** The bearer token GET /metrics takes in live mode (METRICS_TOKEN; unset: no /metrics live). */
+  readonly metricsToken: string | null;
   /** How often, at most, a customer's spends are settled with Dodo while it sends, seconds (SETTLE_EVERY_SECONDS, default 5). */
   readonly settleEverySeconds: number;
   /** Single sends packed into shared Resend batch calls (BATCH_DELIVERY, default on). */
@@ -130,6 +132,7 @@ const schema = z.object({
   DODO_RATE_LIMIT: z.preprocess(blankIsUnset, z.coerce.number().int().min(0).max(1_000_000).optional()),
   DODO_BURST: z.preprocess(blankIsUnset, z.coerce.number().int().min(1).max(1_000_000).optional()),
   // A customer's spends are debited from Dodo in one entry at most this often while it sends (src/billing/README.md).
+  METRICS_TOKEN: z.preprocess(blankIsUnset, z.string().min(16, 'must be at least 16 characters').optional()),
   SETTLE_EVERY_SECONDS: z.preprocess(blankIsUnset, z.coerce.number().int().min(1).max(300).default(5)),
   // Single sends share Resend batch calls. `off` gives one Resend call per send (the benchmark's baseline).
   BATCH_DELIVERY: z.preprocess(blankIsUnset, z.enum(['on', 'off']).default('on')),
@@ -256,6 +259,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     }),
     trustProxy: Array.isArray(trustProxy) ? Object.freeze([...trustProxy]) : trustProxy,
     settleEverySeconds: e.SETTLE_EVERY_SECONDS,
+    metricsToken: e.METRICS_TOKEN ?? null,
     batchDelivery: e.BATCH_DELIVERY === 'on',
     rateLimits: Object.freeze({
       perKey: e.RATE_LIMIT_PER_KEY,

@@ -18,6 +18,7 @@ import { createHttpFetch } from './lib/http-fetch';
 import type { Config } from './config';
 import { errorMiddleware } from './errors';
 import { createLogger, type Logger } from './logger';
+import { createMetrics } from './metrics';
 import { createMailer, type Mailer } from './mail/mailer';
 import { createSandbox, type Sandbox } from './sandbox';
 import { createSender, type ReconcileOptions, type Sender } from './sending/sender';
@@ -201,10 +202,12 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
     // Leases from before the balance MailKit keeps: settled with Dodo once, then their table goes.
     await settleLegacyLeases({ database, billing, log });
     const owner = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
+    const metrics = createMetrics();
     const credits = createCredits({
       database,
       billing,
       owner,
+      metrics,
       log: log.child({ component: 'credits' }),
       options: { settleEveryMs: config.settleEverySeconds * 1000, ...opts.credits },
     });
@@ -216,7 +219,7 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
     const env = sandboxMode || config.dodo.environment === 'test_mode' ? 'test' : 'live';
     const apiKeys = createApiKeys({ database, secret: keySecret, env });
     const readiness = createReadiness({ database, dodo, resend, creditEntitlementId: catalog.creditEntitlementId, vendorTtlMs: opts.readinessVendorTtlMs, sendingPaused: () => mailer.paused() });
-    const app = createApp({ mode: config.mode, baseUrl, dodo, webhookKey, billing, credits, mailer, sender, apiKeys, database, log, readiness, sandbox, rateLimits: config.rateLimits, trustProxy: config.trustProxy, allowedHosts, resend, resendWebhookSecret });
+    const app = createApp({ mode: config.mode, metrics, metricsToken: config.metricsToken, baseUrl, dodo, webhookKey, billing, credits, mailer, sender, apiKeys, database, log, readiness, sandbox, rateLimits: config.rateLimits, trustProxy: config.trustProxy, allowedHosts, resend, resendWebhookSecret });
     handler = app as unknown as RequestHandler;
 
     let closing: Promise<void> | undefined;

@@ -20,6 +20,7 @@ import {
 import type { Database } from '../db/index';
 import { HttpError } from '../errors';
 import type { Logger } from '../logger';
+import type { Metrics } from '../metrics';
 import { DodoUnavailable, InsufficientCredits, type Billing } from './billing';
 import { drawn, grantsOf, lapsedOwed, nextCheckOf, owedOf, rebalanced, spendable, type Grant } from './credit-math';
 
@@ -65,8 +66,15 @@ const PARALLEL = 4;
 const SETTLEMENT_RETENTION_MS = 7 * 86_400_000;
 const DAYS_RETENTION_MS = 100 * 86_400_000;
 const PRUNE_EVERY_MS = 10 * 60_000;
+/**
+ * A customer that spent in the last hour has Dodo's grants read again when Dodo has not
+ * confirmed them (a settlement's balance_after matching them, a sync) for this long: a change
+ * whose webhook never came (the endpoint not subscribed to credit.*) shows within it.
+ */
+const REFRESH_MS = 15 * 60_000;
+const ACTIVE_MS = 60 * 60_000;
 
-export function createCredits(deps: { database: Database; billing: Billing; owner: string; now?: () => number; log?: Logger; options?: CreditsOptions }): Credits {
+export function createCredits(deps: { database: Database; billing: Billing; owner: string; now?: () => number; log?: Logger; metrics?: Metrics; options?: CreditsOptions }): Credits {
   const { database, billing, owner, log } = deps;
   const now = deps.now ?? Date.now;
   const settleEveryMs = deps.options?.settleEveryMs ?? 5_000;
@@ -182,11 +190,13 @@ export function createCredits(deps: { database: Database; billing: Billing; owne
       // Dodo's balance after the debit should be what the mirror holds; anything else (a change
       // not heard of yet, a debit that drew other grants than the mirror assumed) is read back.
       mismatch = answer === 'exists' || answer === null || (answer !== null && Math.floor(Number(answer.balanceAfter)) !== mirrored);
-      return { ...patch, settling: 0, lastSettledAt: t, needsSync: mismatch ? 1 : row.needsSync };
+      // A match confirms the mirror as a read would.
+      return { ...patch, settling: 0, lastSettledAt: t, needsSync: mismatch ? 1 : row.needsSync, ...(mismatch ? {} : { syncedAt: t }) };
     });
     if (!closedNow) return;
+    deps.metrics?.settled.inc({ outcome: paid < s.credits ? 'partial' : 'paid' }, paid);
     if (paid < s.credits) {
-      unpaid += s.credits - paid;
+      deps.metrics?.unpaid.inc(s.credits - paid);
       log?.error({ customerId: s.customerId, settlementId: s.id, credits: s.credits, paid, unpaid: s.credits - paid }, 'settlement: Dodo held less than was spent; the rest is unpaid');
     } else log?.debug({ customerId: s.customerId, settlementId: s.id, credits: s.credits }, 'settled with Dodo');
   }
@@ -204,7 +214,7 @@ export function createCredits(deps: { database: Database; billing: Billing; owne
       }
       const expiring = row.nextCheck !== null && row.nextCheck <= t;
       if (expiring) await expire(customerId);
-      if (row.needsSync) await sync(customerId);
+      if (row.needsSync || (row.lastSpentAt >= t - ACTIVE_MS && (row.syncedAt ?? 0) < t - REFRESH_MS)) await sync(customerId);
       const current = await findBalance(database, customerId);
       if (current && current.unsettled > 0 && (all || expiring || current.lastSettledAt <= t - settleEveryMs)) {
         const s = await recordSettlement(database, customerId, `stl_${randomBytes(12).toString('base64url')}`, now());
@@ -225,7 +235,7 @@ export function createCredits(deps: { database: Database; billing: Billing; owne
       prunedAt = t;
       await pruneCredits(database, t - SETTLEMENT_RETENTION_MS, utcDay(t - DAYS_RETENTION_MS));
     }
-    const due = await dueBalances(database, { now: t, settleBefore: t - settleEveryMs, all: opts.all }, 100);
+    const due = await dueBalances(database, { now: t, settleBefore: t - settleEveryMs, refreshBefore: t - REFRESH_MS, activeSince: t - ACTIVE_MS, all: opts.all }, 100);
     const queue = [...due];
     const worker = async () => {
       for (let c = queue.shift(); c && now() < (opts.until ?? Infinity); c = queue.shift()) await work(c, opts.all ?? false);
@@ -233,7 +243,6 @@ export function createCredits(deps: { database: Database; billing: Billing; owne
     await Promise.all(Array.from({ length: PARALLEL }, worker));
   }
 
-  let unpaid = 0;
   const timer = intervalMs > 0 ? setInterval(() => void credits.tick().catch((err: unknown) => log?.warn({ err }, 'credit pass failed')), intervalMs) : null;
   timer?.unref();
 

@@ -149,9 +149,10 @@ export async function markNeedsSync(database: Database, customerId: string): Pro
 /**
  * Customers whose balance has work, held by nobody: a settlement left asking, spends to settle
  * (last settled before `settleBefore`, or a grant about to expire: `nextCheck` passed), a sync
- * asked for. Those settled longest ago first, so Dodo's turns go round the customers fairly.
+ * asked for, or a refresh (active since `activeSince`, grants confirmed before `refreshBefore`).
+ * Those settled longest ago first, so Dodo's turns go round the customers fairly.
  */
-export async function dueBalances(database: Database, opts: { now: number; settleBefore: number; all?: boolean }, limit: number): Promise<string[]> {
+export async function dueBalances(database: Database, opts: { now: number; settleBefore: number; refreshBefore: number; activeSince: number; all?: boolean }, limit: number): Promise<string[]> {
   const { now, settleBefore } = opts;
   const rows = await database.db
     .selectFrom('creditBalances')
@@ -163,6 +164,8 @@ export async function dueBalances(database: Database, opts: { now: number; settl
         eb('needsSync', '=', 1),
         eb('nextCheck', '<=', now),
         eb.and([eb('unsettled', '>', 0), opts.all ? eb.lit(true) : eb('lastSettledAt', '<=', settleBefore)]),
+        // A customer spending lately whose grants Dodo has not confirmed for a while: read again.
+        eb.and([eb('lastSpentAt', '>=', opts.activeSince), eb('syncedAt', '<', opts.refreshBefore)]),
       ]),
     )
     .orderBy('lastSettledAt')

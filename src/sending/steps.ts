@@ -69,8 +69,9 @@ export async function reserve(ctx: StepContext, row: SendRow): Promise<SendRow> 
   if (row.state === 'failed') row = await transitionSend(ctx.database, row.id, ctx.owner, ['failed'], { state: 'reserving', funding: 'balance', leaseId: null, inDoubt: 0, updatedAt: ctx.now() });
   try {
     let paid = await payFromBalance(ctx.database, row, ctx.owner, ctx.now());
-    if (!paid && !(await findBalance(ctx.database, row.customerId))) {
-      await ctx.credits.ensure(row.customerId);
+    if (!paid) {
+      // No balance yet (the customer's first send), or one seeded meanwhile by a send beside this one: once more.
+      if (!(await findBalance(ctx.database, row.customerId))) await ctx.credits.ensure(row.customerId);
       paid = await payFromBalance(ctx.database, row, ctx.owner, ctx.now());
     }
     if (!paid) throw new InsufficientCredits();

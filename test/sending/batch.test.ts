@@ -10,7 +10,7 @@ describe('POST /send/batch', () => {
     await stack?.close();
   });
 
-  it('100 emails: one debit of 100, one Resend batch call, 100 ids', async () => {
+  it('100 emails: one Resend batch call, 100 ids, and once settled one debit of 100', async () => {
     stack = await startTestStack();
     const c = await subscribe(stack, 'batch@example.com');
     const calls = stack.sandbox.resend.faults.requestCount(/^POST \/emails\/batch$/);
@@ -21,6 +21,7 @@ describe('POST /send/batch', () => {
     expect(r.body.data).toHaveLength(100);
     expect(stack.sandbox.resend.faults.requestCount(/^POST \/emails\/batch$/) - calls).toBe(1);
     expect(await balanceOf(stack, c.key)).toBe(4900);
+    await stack.credits.settleNow();
     const debits = [];
     for await (const e of stack.dodo.creditEntitlements.balances.listLedger(c.customerId, { credit_entitlement_id: stack.catalog.creditEntitlementId, page_number: 0 })) {
       if (e.transaction_type === 'credit_deducted') debits.push(Number(e.amount));
