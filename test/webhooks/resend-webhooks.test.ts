@@ -26,6 +26,7 @@ describe.each(ENGINES)('POST /webhooks/resend (%s)', (engine) => {
 
   const post = (e: ReturnType<typeof signedEvent>) => request(stack.url).post('/webhooks/resend').set(e.headers).send(e.body);
   const email = async (id: string) => (await request(stack.url).get(`/emails/${id}`).set(bearer(key)).expect(200)).body;
+  const suppressed = async () => (await request(stack.url).get('/suppressions').set(bearer(key)).expect(200)).body.data.map((s: { email: string }) => s.email).sort();
   let n = 0;
   const send = async (to = `r${++n}@example.com`) =>
     (await request(stack.url).post('/send').set(bearer(key)).send({ to, subject: 'Hi', html: '<p>Hi</p>' }).expect(200)).body.id as string;
@@ -116,6 +117,32 @@ describe.each(ENGINES)('POST /webhooks/resend (%s)', (engine) => {
       const suppressed = { reason: 'previous_bounce', type: 'OnAccountSuppressionList', message: 'The address is on the account suppression list.', diagnosticCode: [] };
       await post(signedEvent(secret, { type: 'email.suppressed', emailId: suppressedId, extra: { to: ['gone@example.com'], suppressed } })).expect(200);
       expect((await email(suppressedId)).status).toBe('suppressed');
+    });
+
+    it('a bounce suppresses the recipient it names, never an address its diagnostic text mentions', async () => {
+      const before = await suppressed();
+      const id = await send('real@example.com');
+      const bounce = {
+        type: 'Permanent',
+        subType: 'General',
+        message: 'Rejected',
+        // Text written by the remote mail server: it may name any address it likes.
+        diagnosticCode: ['smtp; 550 5.1.1 <victim@example.com>: Recipient address rejected', 'smtp; 550 forwarded to <boss@example.com> failed'],
+      };
+      await post(signedEvent(secret, { type: 'email.bounced', emailId: id, extra: { to: ['real@example.com'], bounce } })).expect(200);
+      expect((await email(id)).status).toBe('bounced');
+      expect((await suppressed()).filter((a: string) => !before.includes(a))).toEqual(['real@example.com']);
+      await request(stack.url).delete('/suppressions/real%40example.com').set(bearer(key)).expect(200);
+    });
+
+    it('an event naming several recipients suppresses none of them (which one bounced or complained is unknown), and says so', async () => {
+      const before = await suppressed();
+      const id = await send('one@example.com');
+      await post(signedEvent(secret, { type: 'email.complained', emailId: id, extra: { to: ['one@example.com', 'two@example.com'] } })).expect(200);
+      const after = await email(id);
+      expect(after.status).toBe('complained');
+      expect(after.events.at(-1).detail).toMatch(/names 2 recipients: none suppressed/);
+      expect(await suppressed()).toEqual(before);
     });
 
     it('a malformed email event is 400; a type MailKit does not track is 200; neither changes anything', async () => {
