@@ -29,7 +29,8 @@ const UNSUPPORTED: Record<string, string> = {
   attachments: 'attachments are not supported (Resend refuses them in batch sends, which MailKit delivers through)',
   scheduled_at: 'scheduled sending is not supported (Resend refuses it in batch sends, which MailKit delivers through)',
 };
-const unknownFields = (keys: string[]) => keys.map((k) => UNSUPPORTED[k]).find(Boolean) ?? `unknown field(s): ${keys.join(', ')}`;
+// Own entries only: an unknown field named `constructor` must not find Object's.
+const unknownFields = (keys: string[]) => keys.map((k) => (Object.hasOwn(UNSUPPORTED, k) ? UNSUPPORTED[k] : undefined)).find(Boolean) ?? `unknown field(s): ${keys.join(', ')}`;
 
 const noLineBreaks = (v: string) => !/[\r\n]/.test(v);
 /** C0 controls (tab aside) and DEL: never legitimate in a header-bound value such as a subject or a name. */

@@ -89,7 +89,8 @@ export function createDodoWebhookRouter(opts: {
   });
 
   async function dispatch(event: DodoEvent, webhookId: string) {
-    const handler = handlers[event.type] as ((e: DodoEvent, ctx: WebhookContext) => Promise<void>) | undefined;
+    // Only the table's own entries: `__proto__` or `toString` would be found on its prototype.
+    const handler = (Object.hasOwn(handlers, event.type) ? handlers[event.type] : undefined) as ((e: DodoEvent, ctx: WebhookContext) => Promise<void>) | undefined;
     const ctx = { webhookId, log: log.child({ webhookId, eventType: event.type }) };
     if (!handler) {
       ctx.log.info('webhook acknowledged (no handler for this type)');

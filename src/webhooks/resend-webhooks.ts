@@ -2,7 +2,7 @@ import express, { Router } from 'express';
 import type { Resend } from 'resend';
 import { z } from 'zod';
 import type { Database } from '../db/index';
-import { EVENT_STATUS, forgetOrphanEventsBefore, recordEmailEvent, type NewEmailEvent } from '../db/emails';
+import { eventStatus, forgetOrphanEventsBefore, recordEmailEvent, type NewEmailEvent } from '../db/emails';
 import { HttpError } from '../errors';
 import type { Logger } from '../logger';
 
@@ -92,7 +92,7 @@ export function createResendWebhookRouter(opts: { resend: Resend; secret: string
       throw new HttpError(401, 'invalid_signature', 'The webhook signature, or its timestamp, did not verify.');
     }
     const type = (payload as { type?: unknown } | null)?.type;
-    if (typeof type === 'string' && !EVENT_STATUS[type]) {
+    if (typeof type === 'string' && !eventStatus(type)) {
       // Opens, clicks, contacts, domains…: not part of an email's delivery status.
       log.info({ svixId: headers.id, eventType: type }, 'resend webhook acknowledged (no handler for this type)');
       res.json({ received: true });

@@ -103,6 +103,7 @@ describe.each(ENGINES)('the full send API: text, cc, bcc, reply_to, tags, header
       ['attachments', { attachments: [{ filename: 'a.txt', content: 'aGk=' }] }, 'body', 'attachments are not supported'],
       ['scheduled sending', { scheduled_at: 'in 1 hour' }, 'body', 'scheduled sending is not supported'],
       ['a from field', { from: 'ceo@bank.com' }, 'body', 'unknown field(s): from'],
+      ['an unknown field named after a built-in object property', { constructor: 'x' }, 'body', 'unknown field(s): constructor'],
     ];
     it.each(cases)('%s', async (_name, patch, field, message) => {
       const before = stack.sandbox.resend.messages().length;

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { sql } from 'kysely';
 import request from 'supertest';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -143,6 +144,42 @@ describe.each(ENGINES)('POST /webhooks/resend (%s)', (engine) => {
       expect(after.status).toBe('complained');
       expect(after.events.at(-1).detail).toMatch(/names 2 recipients: none suppressed/);
       expect(await suppressed()).toEqual(before);
+    });
+
+    it('event types named after built-in object properties are acknowledged and ignored, every time they are delivered', async () => {
+      const id = await send();
+      for (const type of ['constructor', 'toString', '__proto__', 'hasOwnProperty', 'valueOf']) {
+        const first = signedEvent(secret, { type, emailId: id });
+        expect((await post(first).expect(200)).body).toEqual({ received: true });
+        // Nothing was recorded under its svix-id: a redelivery is not taken for a duplicate.
+        const again = signedEvent(secret, { type, emailId: id }, { id: first.id });
+        expect((await post(again).expect(200)).body).toEqual({ received: true });
+      }
+      expect(await email(id)).toMatchObject({ status: 'queued', events: [] });
+      const real = signedEvent(secret, { type: 'email.delivered', emailId: id });
+      expect((await post(real).expect(200)).body).toEqual({ received: true });
+      expect((await email(id)).status).toBe('delivered');
+    });
+
+    it('an event that could not be applied is not recorded: its redelivery applies it', async () => {
+      const id = await send();
+      const failUpdates = engine === 'sqlite'
+        ? ["create temp trigger fail_email_update before update on emails begin select raise(abort, 'injected failure'); end"]
+        : [
+            "create or replace function fail_email_update() returns trigger language plpgsql as $$ begin raise exception 'injected failure'; end $$",
+            'create trigger fail_email_update before update on emails for each row execute function fail_email_update()',
+          ];
+      const healUpdates = engine === 'sqlite' ? ['drop trigger fail_email_update'] : ['drop trigger fail_email_update on emails', 'drop function fail_email_update()'];
+      const event = signedEvent(secret, { type: 'email.delivered', emailId: id });
+      for (const statement of failUpdates) await sql.raw(statement).execute(stack.database.db);
+      try {
+        expect((await post(event)).status).toBe(500);
+      } finally {
+        for (const statement of healUpdates) await sql.raw(statement).execute(stack.database.db);
+      }
+      const redelivery = signedEvent(secret, { type: 'email.delivered', emailId: id }, { id: event.id });
+      expect((await post(redelivery).expect(200)).body).toEqual({ received: true });
+      expect(await email(id)).toMatchObject({ status: 'delivered', events: [expect.objectContaining({ type: 'email.delivered' })] });
     });
 
     it('a malformed email event is 400; a type MailKit does not track is 200; neither changes anything', async () => {
