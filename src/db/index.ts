@@ -1,4 +1,3 @@
-import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import pg from 'pg';
@@ -11,6 +10,7 @@ import * as m005 from './migrations/005_flights';
 import * as m006 from './migrations/006_leases';
 import * as m007 from './migrations/007_email_provider_ids';
 import type { Tables } from './schema';
+import { createPrivateFile, makePrivate, makePrivateDir } from '../lib/private-files';
 
 export type { Tables } from './schema';
 
@@ -98,7 +98,13 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
  * returned survives a power loss, not only a process crash (the README's durability table).
  */
 function openSqlite(file: string): Database {
-  if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
+  if (file !== ':memory:') {
+    makePrivateDir(dirname(file));
+    // SQLite creates the -wal and -shm files with the database file's own mode: a database
+    // created 0600 here keeps all three private.
+    createPrivateFile(file);
+    makePrivate(file, `${file}-wal`, `${file}-shm`, `${file}-journal`);
+  }
   const sqlite = new BetterSqlite3(file);
   sqlite.pragma('journal_mode = WAL');
   sqlite.pragma('synchronous = FULL');
