@@ -12,6 +12,7 @@ import type { BalanceCache } from './billing/balance-cache';
 import type { Billing } from './billing/billing';
 import type { Mode, TrustProxy } from './config';
 import { errorMiddleware, HttpError, notFound } from './errors';
+import { bytesOf, refuseDeclaredOverLimit } from './lib/body-limit';
 import { jsonShapeProblem } from './lib/json-shape';
 import type { Logger } from './logger';
 import type { Readiness } from './health/readiness';
@@ -78,13 +79,14 @@ const jsonBodiesOnly: RequestHandler = (req, _res, next) => {
  * values is refused (400) before JSON.parse could block the event loop on it.
  */
 function jsonBody(limit: string): RequestHandler {
-  return express.json({
+  const parse = express.json({
     limit,
     verify(_req, _res, buf) {
       const problem = jsonShapeProblem(buf, { maxDepth: LIMITS.jsonMaxDepth, maxValues: LIMITS.jsonMaxValues });
       if (problem) throw new HttpError(400, 'json_too_complex', `The JSON body ${problem}; no MailKit request needs that.`);
     },
   });
+  return inTurn(refuseDeclaredOverLimit(bytesOf(limit)), parse);
 }
 
 /** `first`, then `second` if `first` let the request through; either may call next() later (async). */

@@ -79,6 +79,8 @@ export interface Config {
   readonly batchDelivery: boolean;
   /** Credits debited from Dodo in leases, spent locally (CREDIT_LEASES, default on). */
   readonly creditLeases: boolean;
+  /** Connections one client address may hold open at once (0: no cap; loopback and trusted proxies are never capped). */
+  readonly connectionsPerAddress: number;
   /** MailKit's own limits, requests per minute (see src/rate-limits.ts). */
   readonly rateLimits: {
     readonly perKey: number;
@@ -137,6 +139,8 @@ const schema = z.object({
   // gives one Resend call and one Dodo debit per send (the benchmark's baseline).
   BATCH_DELIVERY: z.preprocess(blankIsUnset, z.enum(['on', 'off']).default('on')),
   CREDIT_LEASES: z.preprocess(blankIsUnset, z.enum(['on', 'off']).default('on')),
+  // 100: a client's pool of keep-alive connections fits, a slow client's pile of sockets does not.
+  MAX_CONNECTIONS_PER_ADDRESS: z.preprocess(blankIsUnset, z.coerce.number().int().min(0).max(1_000_000).default(100)),
   RATE_LIMIT_PER_KEY: z.coerce.number().int().min(1).default(1200),
   RATE_LIMIT_PUBLIC_PER_IP: z.coerce.number().int().min(1).default(60),
   RATE_LIMIT_AUTH_FAILURES_PER_IP: z.coerce.number().int().min(1).default(60),
@@ -262,6 +266,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     balanceMaxAgeSeconds: e.BALANCE_MAX_AGE_SECONDS,
     batchDelivery: e.BATCH_DELIVERY === 'on',
     creditLeases: e.CREDIT_LEASES === 'on',
+    connectionsPerAddress: e.MAX_CONNECTIONS_PER_ADDRESS,
     rateLimits: Object.freeze({
       perKey: e.RATE_LIMIT_PER_KEY,
       publicPerIp: e.RATE_LIMIT_PUBLIC_PER_IP,

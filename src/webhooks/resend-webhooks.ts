@@ -1,10 +1,11 @@
-import express, { Router } from 'express';
+import { Router } from 'express';
 import type { Resend } from 'resend';
 import { z } from 'zod';
 import type { Database } from '../db/index';
 import { eventStatus, forgetOrphanEventsBefore, recordEmailEvent, type NewEmailEvent } from '../db/emails';
 import { HttpError } from '../errors';
 import type { Logger } from '../logger';
+import { signedWebhookBody } from './signed-body';
 
 /** The part of Resend's email event MailKit reads (`OutboundEmailEventData` in Resend's spec); the rest is ignored. */
 const emailEvent = z.object({
@@ -79,7 +80,8 @@ export function createResendWebhookRouter(opts: { resend: Resend; secret: string
   let recordedCount = 0;
   const router = Router();
 
-  router.post('/', express.raw({ type: () => true, limit: '1mb' }), async (req, res) => {
+  const body = signedWebhookBody({ headers: { id: 'svix-id', timestamp: 'svix-timestamp', signature: 'svix-signature' }, log, what: 'resend webhook' });
+  router.post('/', ...body, async (req, res) => {
     const raw = Buffer.isBuffer(req.body) ? req.body.toString('utf8') : '';
     const headers = { id: req.get('svix-id') ?? '', timestamp: req.get('svix-timestamp') ?? '', signature: req.get('svix-signature') ?? '' };
     let payload: unknown;
