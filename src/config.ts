@@ -86,6 +86,7 @@ export interface Config {
     readonly perKey: number;
     readonly publicPerIp: number;
     readonly authFailuresPerIp: number;
+    readonly checkoutsPerCustomer: number;
   };
 }
 
@@ -144,6 +145,8 @@ const schema = z.object({
   RATE_LIMIT_PER_KEY: z.coerce.number().int().min(1).default(1200),
   RATE_LIMIT_PUBLIC_PER_IP: z.coerce.number().int().min(1).default(60),
   RATE_LIMIT_AUTH_FAILURES_PER_IP: z.coerce.number().int().min(1).default(60),
+  // 10: a customer buys a top-up pack now and then; each checkout is one of Dodo's 240 calls a minute.
+  RATE_LIMIT_CHECKOUTS_PER_CUSTOMER: z.preprocess(blankIsUnset, z.coerce.number().int().min(1).default(10)),
   TRUST_PROXY: optionalString,
 });
 
@@ -271,6 +274,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       perKey: e.RATE_LIMIT_PER_KEY,
       publicPerIp: e.RATE_LIMIT_PUBLIC_PER_IP,
       authFailuresPerIp: e.RATE_LIMIT_AUTH_FAILURES_PER_IP,
+      checkoutsPerCustomer: e.RATE_LIMIT_CHECKOUTS_PER_CUSTOMER,
     }),
   });
 }
