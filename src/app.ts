@@ -13,6 +13,7 @@ import { metricsRoute, type Metrics } from './metrics';
 import type { Billing } from './billing/billing';
 import type { Mode, TrustProxy } from './config';
 import { errorMiddleware, HttpError, notFound } from './errors';
+import { bytesOf, refuseDeclaredOverLimit } from './lib/body-limit';
 import { jsonShapeProblem } from './lib/json-shape';
 import type { Logger } from './logger';
 import type { Readiness } from './health/readiness';
@@ -23,7 +24,8 @@ import { creditRoutes } from './routes/credits';
 import { sendRoutes } from './routes/send';
 import { usageRoutes } from './routes/usage';
 import { LIMITS } from './routes/validate';
-import { createRateLimiters, customerGate, type RateLimits } from './rate-limits';
+import { budgetParty } from './quotas';
+import { clientAddressKey, createRateLimiters, customerGate, type RateLimits } from './rate-limits';
 import { requestLog } from './request-log';
 import type { Sandbox } from './sandbox';
 import type { Sender } from './sending/sender';
@@ -82,13 +84,23 @@ const jsonBodiesOnly: RequestHandler = (req, _res, next) => {
  * values is refused (400) before JSON.parse could block the event loop on it.
  */
 function jsonBody(limit: string): RequestHandler {
-  return express.json({
+  const parse = express.json({
     limit,
     verify(_req, _res, buf) {
       const problem = jsonShapeProblem(buf, { maxDepth: LIMITS.jsonMaxDepth, maxValues: LIMITS.jsonMaxValues });
       if (problem) throw new HttpError(400, 'json_too_complex', `The JSON body ${problem}; no MailKit request needs that.`);
     },
   });
+  return inTurn(refuseDeclaredOverLimit(bytesOf(limit)), parse);
+}
+
+/**
+ * The rest of the request runs as `partyOf(req)`'s (budgetParty): the Dodo calls it causes take
+ * their turns of MailKit's Dodo budget as that party's. Last before the route: the async steps
+ * before it (reading the body) may resume outside this context.
+ */
+function dodoParty(partyOf: (req: Parameters<RequestHandler>[0]) => string): RequestHandler {
+  return (req, _res, next) => budgetParty.run(partyOf(req), next);
 }
 
 /** `first`, then `second` if `first` let the request through; either may call next() later (async). */
@@ -175,14 +187,20 @@ export function createApp(deps: AppDeps): Express {
   // Authenticate and count the request against its limits first, then read the body: a request
   // without a valid key, or over a limit, costs no parsing at all, and the 8 MiB batch limit is
   // for customers only. Each step may finish asynchronously (key verification may read a database).
-  const auth = inTurn(customerGate(requireCustomer(deps.apiKeys), limiters), (req, res, next) =>
-    (req.route?.path === '/send/batch' ? body.batch : body.send)(req, res, next),
+  // Last, the request's Dodo calls are made its customer's (or client address's): they share
+  // MailKit's Dodo budget fairly with everyone else's (src/quotas.ts).
+  const gate = customerGate(requireCustomer(deps.apiKeys), limiters);
+  const auth = inTurn(
+    inTurn(gate, (req, res, next) => (req.route?.path === '/send/batch' ? body.batch : body.send)(req, res, next)),
+    dodoParty((req) => `customer:${req.customerId}`),
   );
-  const publicLimit = inTurn(limiters.publicPerIp, body.public);
+  // A checkout is a Dodo call: a customer's are limited to fit in Dodo's budget (a few a minute).
+  const checkoutAuth = inTurn(inTurn(inTurn(gate, limiters.checkoutsPerCustomer), body.public), dodoParty((req) => `customer:${req.customerId}`));
+  const publicLimit = inTurn(inTurn(limiters.publicPerIp, body.public), dodoParty((req) => `address:${clientAddressKey(req.ip)}`));
   app.get('/config', (_req, res) => {
     res.json({ mode: deps.mode, outbox_url: deps.sandbox ? '/sandbox/outbox' : null, sandbox_url: deps.sandbox ? '/sandbox' : null });
   });
-  app.use(checkoutRoutes({ billing: deps.billing, auth, publicLimit }));
+  app.use(checkoutRoutes({ billing: deps.billing, auth: checkoutAuth, publicLimit }));
   app.use(usageRoutes({ credits: deps.credits, database: deps.database, auth })); // before /credits/:customerId
   app.use(creditRoutes({ credits: deps.credits, auth }));
   app.use(sendRoutes({ sender: deps.sender, auth, database: deps.database }));

@@ -79,11 +79,14 @@ export interface Config {
   readonly settleEverySeconds: number;
   /** Single sends packed into shared Resend batch calls (BATCH_DELIVERY, default on). */
   readonly batchDelivery: boolean;
+  /** Connections one client address may hold open at once (0: no cap; loopback and trusted proxies are never capped). */
+  readonly connectionsPerAddress: number;
   /** MailKit's own limits, requests per minute (see src/rate-limits.ts). */
   readonly rateLimits: {
     readonly perKey: number;
     readonly publicPerIp: number;
     readonly authFailuresPerIp: number;
+    readonly checkoutsPerCustomer: number;
   };
 }
 
@@ -131,14 +134,18 @@ const schema = z.object({
   RESEND_RATE_LIMIT: z.preprocess(blankIsUnset, z.coerce.number().int().min(0).max(1_000_000).optional()),
   DODO_RATE_LIMIT: z.preprocess(blankIsUnset, z.coerce.number().int().min(0).max(1_000_000).optional()),
   DODO_BURST: z.preprocess(blankIsUnset, z.coerce.number().int().min(1).max(1_000_000).optional()),
-  // A customer's spends are debited from Dodo in one entry at most this often while it sends (src/billing/README.md).
   METRICS_TOKEN: z.preprocess(blankIsUnset, z.string().min(16, 'must be at least 16 characters').optional()),
+  // A customer's spends are debited from Dodo in one entry at most this often while it sends (src/billing/README.md).
   SETTLE_EVERY_SECONDS: z.preprocess(blankIsUnset, z.coerce.number().int().min(1).max(300).default(5)),
   // Single sends share Resend batch calls. `off` gives one Resend call per send (the benchmark's baseline).
   BATCH_DELIVERY: z.preprocess(blankIsUnset, z.enum(['on', 'off']).default('on')),
+  // 100: a client's pool of keep-alive connections fits, a slow client's pile of sockets does not.
+  MAX_CONNECTIONS_PER_ADDRESS: z.preprocess(blankIsUnset, z.coerce.number().int().min(0).max(1_000_000).default(100)),
   RATE_LIMIT_PER_KEY: z.coerce.number().int().min(1).default(1200),
   RATE_LIMIT_PUBLIC_PER_IP: z.coerce.number().int().min(1).default(60),
   RATE_LIMIT_AUTH_FAILURES_PER_IP: z.coerce.number().int().min(1).default(60),
+  // 10: a customer buys a top-up pack now and then; each checkout is one of Dodo's 240 calls a minute.
+  RATE_LIMIT_CHECKOUTS_PER_CUSTOMER: z.preprocess(blankIsUnset, z.coerce.number().int().min(1).default(10)),
   TRUST_PROXY: optionalString,
 });
 
@@ -261,10 +268,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     settleEverySeconds: e.SETTLE_EVERY_SECONDS,
     metricsToken: e.METRICS_TOKEN ?? null,
     batchDelivery: e.BATCH_DELIVERY === 'on',
+    connectionsPerAddress: e.MAX_CONNECTIONS_PER_ADDRESS,
     rateLimits: Object.freeze({
       perKey: e.RATE_LIMIT_PER_KEY,
       publicPerIp: e.RATE_LIMIT_PUBLIC_PER_IP,
       authFailuresPerIp: e.RATE_LIMIT_AUTH_FAILURES_PER_IP,
+      checkoutsPerCustomer: e.RATE_LIMIT_CHECKOUTS_PER_CUSTOMER,
     }),
   });
 }

@@ -1,6 +1,7 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import { isDatabaseUnavailable } from './db/index';
 import { clientErrorMessage, clientErrorStatus } from './lib/client-error';
+import { closeWithAnswer } from './lib/close-unread';
 
 /**
  * The one error shape MailKit answers with: `{ "error": { "code", "message" } }`.
@@ -35,6 +36,8 @@ export function errorMiddleware(log: (err: unknown, req: Parameters<ErrorRequest
     const http = toHttpError(err);
     if (http.status >= 500) log(err, req);
     res.set(http.headers);
+    // Refused before its body was read (401, 429, 413, 415…): the body will never be used.
+    if (!req.complete) closeWithAnswer(req, res);
     res.status(http.status).json({ error: { code: http.code, message: http.message } });
   };
 }

@@ -23,6 +23,12 @@ import { sqlCounterStore } from './rate-limits';
  *
  * The vendor's own answers adjust it: a 429 from the vendor blocks the budget, for every
  * instance, for as long as the vendor said (Retry-After, or Dodo's X-RateLimit-Reset).
+ *
+ * Turns are shared fairly between the parties waiting (a customer, for the calls its requests
+ * cause; see budgetParty): the line goes round them, one turn each, in arrival order within
+ * each. One customer with forty calls waiting and another with one: the other's call is at most
+ * one of the first one's turns away, not forty. A party may have `maxQueuePerParty` calls
+ * waiting at once; one more is refused at once.
  */
 export interface Budget {
   readonly name: string;
@@ -58,6 +64,8 @@ export interface TakeOptions {
   until?: number;
   /** Gives up waiting once aborted (the SDK's own timeout, which counts the wait for a turn too). */
   signal?: AbortSignal;
+  /** Whose call this is (a customer's requests, a client address's): turns go round the parties waiting. None: MailKit's own work, one party. */
+  party?: string;
 }
 
 /**
@@ -65,6 +73,13 @@ export interface TakeOptions {
  * through an SDK (budgetedFetch), which cannot pass an option of ours to its transport.
  */
 export const budgetTurns = new AsyncLocalStorage<TakeOptions>();
+
+/**
+ * The party (TakeOptions.party) the calls made inside `budgetParty.run(party, ...)` are made
+ * for: set once per request for its customer (src/app.ts). Apart from budgetTurns, so that a
+ * caller setting its own options there (a lease's longer wait) keeps the request's party.
+ */
+export const budgetParty = new AsyncLocalStorage<string>();
 
 /** A window of a quota: at most `points` calls per `seconds`. */
 export interface QuotaWindow {
@@ -95,12 +110,15 @@ export interface BudgetOptions {
   maxWaitMs?: number;
   /** Callers allowed to wait at once, per instance (default 1,000). */
   maxQueue?: number;
+  /** Callers of one named party allowed to wait at once, per instance (default 50). */
+  maxQueuePerParty?: number;
 }
 
 export function createBudget(opts: BudgetOptions): Budget {
   const windows = opts.windows.filter((w) => w.points > 0 && w.seconds > 0);
   const maxWaitMs = opts.maxWaitMs ?? 2_000;
   const maxQueue = opts.maxQueue ?? 1_000;
+  const maxQueuePerParty = opts.maxQueuePerParty ?? 50;
   if (windows.length === 0) return { name: opts.name, limited: false, take: async () => undefined, penalize: async () => undefined };
 
   // One call per (seconds / points): spaced, so no window of the vendor's sees a burst of ours.
@@ -127,13 +145,13 @@ export function createBudget(opts: BudgetOptions): Budget {
   /** Priority callers of this instance waiting for a turn. */
   let urgent = 0;
   /**
-   * This instance's ordinary callers take their turns in arrival order: each waits for the one
-   * before it to have its turn (or give up) before asking the store. Left to ask at once, each
-   * sleeping until the next token with some jitter, they get turns at random, and under a long
-   * queue (50 customers' first credit leases against Dodo's 4 a second) some lose again and
-   * again until their deadline, while later ones get through.
+   * This instance's ordinary callers ask the store one at a time, in the line's order: each waits
+   * for the one before it to have its turn (or give up). Left to ask at once, each sleeping until
+   * the next token with some jitter, they get turns at random, and under a long queue (50
+   * customers' first credit leases against Dodo's 4 a second) some lose again and again until
+   * their deadline, while later ones get through.
    */
-  let line: Promise<void> = Promise.resolve();
+  const line = createFairLine();
 
   /** Ordinary callers step back while a priority caller of this instance waits (within their deadline). */
   async function stepBack(priority: boolean, deadline: number): Promise<void> {
@@ -189,38 +207,41 @@ export function createBudget(opts: BudgetOptions): Budget {
       }
       const priority = takeOpts.priority === true;
       if (waiting >= maxQueue && !priority) throw new QuotaExhausted(opts.name, 1);
+      const party = takeOpts.party ?? '';
+      // One party cannot fill the line: its calls past its share of places are refused at once.
+      if (!priority && takeOpts.party !== undefined && line.waiting(party) >= maxQueuePerParty) throw new QuotaExhausted(opts.name, 1);
       waiting++;
       if (priority) urgent++;
       const wait = takeOpts.maxWaitMs ?? maxWaitMs;
       const deadline = Math.min(Date.now() + (priority ? 5 * wait : wait), takeOpts.until ?? Infinity);
       // Priority callers skip the line (the others step back for them: stepBack).
-      const before = priority ? Promise.resolve() : line;
-      let done!: () => void;
-      const mine = new Promise<void>((resolve) => (done = resolve));
-      if (!priority) line = mine;
-      let gaveUp = false;
+      const place = priority ? null : line.join(party);
+      let holding = false;
       try {
-        let timer: NodeJS.Timeout | undefined;
-        let onAbort: (() => void) | undefined;
-        const turn = await Promise.race([
-          before.then(() => true),
-          new Promise<boolean>((resolve) => {
-            timer = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now()));
-            onAbort = () => resolve(false);
-            takeOpts.signal?.addEventListener('abort', onAbort, { once: true });
-          }),
-        ]);
-        clearTimeout(timer);
-        if (onAbort) takeOpts.signal?.removeEventListener('abort', onAbort);
-        if (!turn) {
-          // Still behind others at the deadline: out of the line, which goes on behind the one before.
-          gaveUp = true;
-          void before.then(done);
-          throw new QuotaExhausted(opts.name, Math.max(1, Math.ceil(wait / 1000)));
+        if (place) {
+          let timer: NodeJS.Timeout | undefined;
+          let onAbort: (() => void) | undefined;
+          const turn = await Promise.race([
+            place.turn.then(() => true),
+            new Promise<boolean>((resolve) => {
+              timer = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now()));
+              onAbort = () => resolve(false);
+              takeOpts.signal?.addEventListener('abort', onAbort, { once: true });
+            }),
+          ]);
+          clearTimeout(timer);
+          if (onAbort) takeOpts.signal?.removeEventListener('abort', onAbort);
+          if (!turn) {
+            // Still behind others at the deadline: out of the line. Given the turn meanwhile, it
+            // passes it on.
+            if (!place.leave()) line.next();
+            throw new QuotaExhausted(opts.name, Math.max(1, Math.ceil(wait / 1000)));
+          }
+          holding = true;
         }
         for (const store of stores) await consume(store, deadline, priority, takeOpts.signal);
       } finally {
-        if (!gaveUp) done();
+        if (holding) line.next();
         waiting--;
         if (priority) urgent--;
       }
@@ -233,6 +254,65 @@ export function createBudget(opts: BudgetOptions): Budget {
 }
 
 const KEY = 'budget';
+
+/**
+ * The line of one instance's ordinary callers: one of them at a time holds the turn to ask the
+ * store. Turns go round the parties waiting, one each (the party just served goes to the back
+ * of the round), and within a party to its callers in arrival order. A Map keeps the round's
+ * order.
+ */
+function createFairLine() {
+  let held = false;
+  /** The party of the caller holding the turn (or who held it last). */
+  let current = '';
+  const parties = new Map<string, Array<() => void>>();
+  return {
+    /** A place in the line: `turn` resolves when it is this caller's; `leave()` gives the place up (false: the turn was given already). */
+    join(party: string): { turn: Promise<void>; leave(): boolean } {
+      if (!held) {
+        held = true;
+        current = party;
+        return { turn: Promise.resolve(), leave: () => false };
+      }
+      let give!: () => void;
+      const turn = new Promise<void>((resolve) => (give = resolve));
+      const waiting = parties.get(party);
+      if (waiting) waiting.push(give);
+      else parties.set(party, [give]);
+      return {
+        turn,
+        leave() {
+          const own = parties.get(party);
+          const at = own?.indexOf(give) ?? -1;
+          if (at === -1) return false;
+          own!.splice(at, 1);
+          if (own!.length === 0) parties.delete(party);
+          return true;
+        },
+      };
+    },
+    /** The caller holding the turn is done: the first caller of the next party in the round gets it. */
+    next(): void {
+      const served = parties.get(current);
+      if (served) {
+        parties.delete(current);
+        parties.set(current, served);
+      }
+      const first = parties.entries().next();
+      if (first.done) {
+        held = false;
+        return;
+      }
+      const [party, waiting] = first.value;
+      const give = waiting.shift()!;
+      if (waiting.length === 0) parties.delete(party);
+      current = party;
+      give();
+    },
+    /** Callers of `party` waiting for their turn. */
+    waiting: (party: string) => parties.get(party)?.length ?? 0,
+  };
+}
 
 /**
  * How long a vendor's 429 asks us to wait, in seconds: Retry-After (seconds, or an HTTP date)
@@ -262,7 +342,8 @@ export function budgetedFetch(fetch: (input: string | URL | Request, init?: Requ
   if (!budget.limited) return fetch;
   return async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
     try {
-      await budget.take({ ...budgetTurns.getStore(), signal: init?.signal ?? undefined });
+      const party = budgetParty.getStore();
+      await budget.take({ ...budgetTurns.getStore(), ...(party !== undefined ? { party } : {}), signal: init?.signal ?? undefined });
       // The SDK's timeout ran out while the call waited for its turn: it was never sent, and
       // must not look unanswered (an unanswered write is in doubt until asked again).
       if (init?.signal?.aborted) throw new QuotaExhausted(budget.name, 1);

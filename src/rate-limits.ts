@@ -12,6 +12,11 @@ export interface RateLimits {
   publicPerIp: number;
   /** Failed authentications (401), per client IP: guessing keys gets slow fast. */
   authFailuresPerIp: number;
+  /**
+   * Checkouts a customer creates (POST /checkout/topup), per customer: each is a call to Dodo,
+   * whose budget every customer shares. Default 10, not the 1,200 of perKey (Dodo takes 240).
+   */
+  checkoutsPerCustomer?: number;
 }
 
 /** The three limiters, as Express middleware. */
@@ -21,6 +26,8 @@ export interface RateLimiters {
   publicPerIp: RequestHandler;
   /** Run only when authentication failed: every call is one failure. */
   authFailuresPerIp: RequestHandler;
+  /** After perKey, on the routes that create a Dodo checkout for the customer. */
+  checkoutsPerCustomer: RequestHandler;
 }
 
 /** Knobs for tests and operators; production passes none. */
@@ -61,6 +68,8 @@ export function createRateLimiters(limits: RateLimits, database?: Database, opts
   const customer = counterFor(limits.perKey, 'customer');
   const address = counterFor(limits.publicPerIp, 'address');
   const failures = counterFor(limits.authFailuresPerIp, 'auth-failures');
+  const checkoutLimit = limits.checkoutsPerCustomer ?? 10;
+  const checkouts = counterFor(checkoutLimit, 'checkouts');
   // The three share one table: one of them prunes it for all.
   const prune = customer.store ? pruner(customer.store, now) : () => undefined;
   const shared = { now, prune };
@@ -75,6 +84,7 @@ export function createRateLimiters(limits: RateLimits, database?: Database, opts
       what: 'with a missing or invalid API key from one address',
       keyOf: byAddress,
     }),
+    checkoutsPerCustomer: limiter({ ...shared, ...checkouts, limit: checkoutLimit, name: 'checkouts', what: 'checkouts per customer', keyOf: (req) => req.customerId ?? 'none' }),
   };
 }
 
@@ -202,7 +212,8 @@ interface LimiterSpec {
 function limiter({ counter, limit, name, what, keyOf, now, prune }: LimiterSpec): RequestHandler {
   const policy = `"${name}"; q=${limit}; w=${WINDOW_MS / 1000}`;
   return async (req, res, next) => {
-    res.setHeader('RateLimit-Policy', policy);
+    // Appended: a request some route counts against two limits (a checkout) names both.
+    res.append('RateLimit-Policy', policy);
     const t = now();
     const window = Math.floor(t / WINDOW_MS);
     const seconds = Math.max(1, Math.ceil(((window + 1) * WINDOW_MS - t) / 1000));
@@ -216,7 +227,7 @@ function limiter({ counter, limit, name, what, keyOf, now, prune }: LimiterSpec)
       used = Number.POSITIVE_INFINITY;
     }
     prune();
-    res.setHeader('RateLimit', `"${name}"; r=${Math.max(0, limit - used)}; t=${seconds}`);
+    res.append('RateLimit', `"${name}"; r=${Math.max(0, limit - used)}; t=${seconds}`);
     if (used <= limit) return next();
     next(
       new HttpError(429, 'rate_limited', `Too many requests: at most ${limit} per minute ${what}. Retry after ${seconds} s.`, {

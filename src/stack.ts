@@ -7,6 +7,7 @@ import DodoPayments from 'dodopayments';
 import { Resend } from 'resend';
 import express, { type Express, type RequestHandler } from 'express';
 import { allowedHostNames, requireAllowedHost } from './allowed-hosts';
+import { capConnectionsPerAddress, defaultCapExemption } from './connection-cap';
 import { createApp } from './app';
 import { createApiKeys, type ApiKeys } from './auth/api-keys';
 import { createBilling, type Billing, type Catalog } from './billing/billing';
@@ -14,6 +15,7 @@ import { createCredits, type Credits, type CreditsOptions } from './billing/cred
 import { settleLegacyLeases } from './billing/legacy-leases';
 import { ensureCatalog } from './billing/catalog';
 import { createReadiness } from './health/readiness';
+import { closeWithAnswer } from './lib/close-unread';
 import { createHttpFetch } from './lib/http-fetch';
 import type { Config } from './config';
 import { errorMiddleware } from './errors';
@@ -73,7 +75,28 @@ export interface StackOptions {
   credits?: CreditsOptions;
   /** Emails this instance holds accepted (202) and undelivered at once (default 1,000). */
   acceptLimit?: number;
+  /** How long a client may take to send a request (tests shorten them); see HTTP_TIMEOUTS. */
+  http?: Partial<HttpTimeouts>;
+  /** Addresses MAX_CONNECTIONS_PER_ADDRESS does not count (default: loopback and TRUST_PROXY's proxies). */
+  connectionCapExempt?: (address: string) => boolean;
 }
+
+export interface HttpTimeouts {
+  /** From the connection (or, on a kept-alive one, the request's first byte) to its last header. */
+  headersTimeoutMs: number;
+  /** From the same instant to the last byte of the body; the answer itself may take longer. */
+  requestTimeoutMs: number;
+  /** How often Node looks for requests past either timeout: how late past it a socket may close. */
+  checkIntervalMs: number;
+}
+
+/**
+ * Node's defaults (60 s for the headers, 300 s for the request) let a client sending a byte
+ * every few seconds hold a socket for five minutes, and Node looked for such requests only every
+ * 30 s. Headers fit in one packet; 30 s for the whole request still lets an 8 MiB batch through
+ * at 2.3 Mbit/s. Past either, Node answers 408 and closes the connection.
+ */
+export const HTTP_TIMEOUTS: HttpTimeouts = { headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, checkIntervalMs: 1_000 };
 
 /**
  * Builds and starts MailKit. The server listens first, so that in sandbox mode the real
@@ -96,7 +119,8 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
   let draining = false;
   const inFlight = new Set<ServerResponse>();
   let drained: (() => void) | undefined;
-  const server = createServer((req, res) => {
+  const timeouts = { ...HTTP_TIMEOUTS, ...opts.http };
+  const server = createServer({ headersTimeout: timeouts.headersTimeoutMs, requestTimeout: timeouts.requestTimeoutMs, connectionsCheckingInterval: timeouts.checkIntervalMs }, (req, res) => {
     const sandboxCall = sandboxMode && (req.url ?? '').startsWith('/sandbox/');
     if (draining && !sandboxCall) return shuttingDown(res);
     if (!sandboxCall) {
@@ -111,6 +135,7 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
   // Node's default keep-alive timeout (5 s) is shorter than many clients' pools: raise it so
   // a reused socket is not closed under a request.
   server.keepAliveTimeout = 65_000;
+  capConnectionsPerAddress(server, { perAddress: config.connectionsPerAddress, exempt: opts.connectionCapExempt ?? defaultCapExemption(config.trustProxy) });
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -292,7 +317,11 @@ function unavailable(res: ServerResponse, code: string, message: string, retryAf
 }
 
 const shuttingDown = (res: ServerResponse) => unavailable(res, 'shutting_down', 'MailKit is restarting; retry in a few seconds.', 5, true);
-const starting: RequestHandler = (_req, res) => unavailable(res, 'starting', 'MailKit is starting; retry in a second.', 1);
+const starting: RequestHandler = (req, res) => {
+  // A body nobody will read is not waited for: the connection closes with the answer.
+  if (!req.complete) closeWithAnswer(req, res);
+  unavailable(res, 'starting', 'MailKit is starting; retry in a second.', 1);
+};
 
 /**
  * The pool of turns lent at once on top of Dodo's spaced ones. Dodo's bucket holds `burst`

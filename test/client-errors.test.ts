@@ -57,7 +57,8 @@ describe('client errors', () => {
       ['POST /send (authenticated)', '/send', {}],
       ['POST /send/batch (authenticated)', '/send/batch', {}],
       ['POST /checkout/subscribe', '/checkout/subscribe', {}],
-      ['POST /webhooks/dodo', '/webhooks/dodo', {}],
+      // With its signature headers: without them the body is not read at all (401).
+      ['POST /webhooks/dodo', '/webhooks/dodo', { 'webhook-id': 'msg_gzip', 'webhook-timestamp': String(Math.floor(Date.now() / 1000)), 'webhook-signature': 'v1,AAAA' }],
       ['the Resend sandbox', '/sandbox/resend/emails', { Authorization: 'Bearer re_x' }],
       ['the Dodo sandbox', '/sandbox/dodo/customers', { Authorization: 'Bearer x' }],
       ['the console API', '/sandbox/api/clock/advance', {}],

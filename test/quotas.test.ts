@@ -126,6 +126,26 @@ describe("a budget's waiting callers", () => {
     expect(order).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
   });
 
+  it("go round the parties waiting (customers), one turn each: one party's many callers do not hold back another's", async () => {
+    const budget = createBudget({ name: 'Fair', windows: [{ points: 20, seconds: 1 }], maxWaitMs: 5_000 });
+    await budget.take(); // the first turn is spent: everyone below waits
+    const order: string[] = [];
+    const callers = [...['a0', 'a1', 'a2', 'a3', 'a4', 'a5'], 'b0', 'b1', 'c0'];
+    await Promise.all(callers.map((c) => budget.take({ party: c[0] }).then(() => order.push(c))));
+    expect(order).toEqual(['a0', 'b0', 'c0', 'a1', 'b1', 'a2', 'a3', 'a4', 'a5']);
+  });
+
+  it('a party with its share of places taken is refused at once; the others still get in line', async () => {
+    const budget = createBudget({ name: 'Share', windows: [{ points: 10, seconds: 1 }], maxWaitMs: 2_000, maxQueuePerParty: 2 });
+    await budget.take();
+    const waiting = [budget.take({ party: 'a' }), budget.take({ party: 'a' }), budget.take({ party: 'a' })];
+    const asked = Date.now();
+    await expect(budget.take({ party: 'a' })).rejects.toBeInstanceOf(QuotaExhausted);
+    expect(Date.now() - asked).toBeLessThan(50);
+    const other = budget.take({ party: 'b' });
+    await Promise.all([...waiting, other]);
+  });
+
   it('one that gives up at its deadline leaves the line going for those behind it', async () => {
     const budget = createBudget({ name: 'Line2', windows: [{ points: 10, seconds: 1 }], maxWaitMs: 150 });
     await budget.take();

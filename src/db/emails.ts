@@ -25,19 +25,30 @@ export const STATUS_RANK = {
 export type EmailStatus = keyof typeof STATUS_RANK;
 export const EMAIL_STATUSES = Object.keys(STATUS_RANK) as EmailStatus[];
 
-/** The status each Resend event type moves an email to. */
-export const EVENT_STATUS: Record<string, EmailStatus> = {
-  'email.sent': 'sent',
-  'email.delivery_delayed': 'delivery_delayed',
-  'email.delivered': 'delivered',
-  'email.bounced': 'bounced',
-  'email.failed': 'failed',
-  'email.suppressed': 'suppressed',
-  'email.complained': 'complained',
-};
+/**
+ * The status each Resend event type moves an email to. A Map, not an object: an event type is
+ * the sender's text, and on an object `constructor`, `toString` or `__proto__` would be found
+ * on its prototype and pass for a known type.
+ */
+const EVENT_STATUS: ReadonlyMap<string, EmailStatus> = new Map([
+  ['email.sent', 'sent'],
+  ['email.delivery_delayed', 'delivery_delayed'],
+  ['email.delivered', 'delivered'],
+  ['email.bounced', 'bounced'],
+  ['email.failed', 'failed'],
+  ['email.suppressed', 'suppressed'],
+  ['email.complained', 'complained'],
+]);
+
+/** The status an event of this type moves an email to; undefined for a type MailKit does not track. */
+export const eventStatus = (type: string): EmailStatus | undefined => EVENT_STATUS.get(type);
 
 /** What a suppression caused by an event of this type is listed as. */
-const SUPPRESSION_REASON: Record<string, string> = { 'email.bounced': 'bounced', 'email.complained': 'complained', 'email.suppressed': 'suppressed' };
+const SUPPRESSION_REASON: ReadonlyMap<string, string> = new Map([
+  ['email.bounced', 'bounced'],
+  ['email.complained', 'complained'],
+  ['email.suppressed', 'suppressed'],
+]);
 
 export interface Recipients {
   to: string[];
@@ -161,7 +172,15 @@ export async function recordEmailEvent(database: Database, event: NewEmailEvent,
   const row: EmailEventRow = { ...event, receivedAt: at, suppress: event.suppress.length ? JSON.stringify(event.suppress) : null };
   const inserted = await database.db.insertInto('emailEvents').values(row).onConflict((oc) => oc.column('id').doNothing()).executeTakeFirst();
   if (Number(inserted.numInsertedOrUpdatedRows ?? 0) === 0) return false;
-  await applyEvent(database.db, row, at);
+  try {
+    await applyEvent(database.db, row, at);
+  } catch (err) {
+    // Not applied, so not recorded either: the sender's redelivery (its answer is a 5xx) must
+    // find the id unknown and apply it, not be dropped as a duplicate. The insert is committed
+    // before the email is read, not in one transaction with it: see applyEarlyEvents.
+    await database.db.deleteFrom('emailEvents').where('id', '=', row.id).execute().catch(() => undefined);
+    throw err;
+  }
   return true;
 }
 
@@ -170,7 +189,7 @@ export async function recordEmailEvent(database: Database, event: NewEmailEvent,
  * suppressions. Resend's events name its own id (`provider_id`).
  */
 async function applyEvent(db: Database['db'], event: EmailEventRow, at: number): Promise<void> {
-  const status = EVENT_STATUS[event.type];
+  const status = eventStatus(event.type);
   if (!status) return;
   const email =
     (await db
@@ -181,7 +200,7 @@ async function applyEvent(db: Database['db'], event: EmailEventRow, at: number):
       .returning(['id', 'customerId'])
       .executeTakeFirst()) ?? (await db.selectFrom('emails').select(['id', 'customerId']).where('providerId', '=', event.emailId).executeTakeFirst());
   if (!email || !event.suppress) return;
-  await addSuppressions(db, email.customerId, JSON.parse(event.suppress) as string[], SUPPRESSION_REASON[event.type] ?? 'bounced', email.id, at);
+  await addSuppressions(db, email.customerId, JSON.parse(event.suppress) as string[], SUPPRESSION_REASON.get(event.type) ?? 'bounced', email.id, at);
 }
 
 /** A page of the customer's emails, newest first; `after` is the last row of the previous page. */

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Insertable, Transaction } from 'kysely';
+import { makePrivate } from '../lib/private-files';
 import type { Logger } from '../logger';
 import type { Database } from './index';
 import type { Tables } from './schema';
@@ -20,6 +21,9 @@ import type { Tables } from './schema';
 export async function importJournal(database: Database, dataDir: string, log: Pick<Logger, 'info' | 'warn'>): Promise<ImportResult> {
   const old = readDataDir(dataDir);
   if (!old) return { status: 'nothing-to-import' };
+  // They hold the old key secret and every send's recipients; the old store left them to the
+  // umask (often readable by everyone). Kept, whatever happens below, but private.
+  makePrivate(...old.files);
   const earlier = await findImport(database);
   if (earlier) return finishEarlierImport(earlier, old, log);
 

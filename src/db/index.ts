@@ -1,4 +1,3 @@
-import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import pg from 'pg';
@@ -12,6 +11,7 @@ import * as m006 from './migrations/006_leases';
 import * as m007 from './migrations/007_email_provider_ids';
 import * as m008 from './migrations/008_credit_balances';
 import type { Tables } from './schema';
+import { createPrivateFile, makePrivate, makePrivateDir } from '../lib/private-files';
 
 export type { Tables } from './schema';
 
@@ -45,6 +45,8 @@ export interface DatabaseOptions {
   url?: string | null;
   /** SQLite file (`:memory:` for a throwaway database). */
   file?: string;
+  /** SQLite: open only a file that exists (an operator's command), never create one. */
+  mustExist?: boolean;
   /** PostgreSQL only: use (and create) this schema instead of `public`; tests isolate each stack in one. */
   schema?: string;
   /** PostgreSQL pool size (default 10). */
@@ -69,7 +71,7 @@ const provider: MigrationProvider = { getMigrations: async () => migrations };
 
 /** Opens the database and brings its schema up to date (Kysely's Migrator: one lock, so several instances may boot at once). */
 export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
-  const database = opts.url ? await openPostgres(opts.url, opts) : openSqlite(opts.file ?? ':memory:');
+  const database = opts.url ? await openPostgres(opts.url, opts) : openSqlite(opts.file ?? ':memory:', opts.mustExist === true);
   try {
     // Kysely looks for its migration tables by name across every schema it can see: without
     // naming the schema, another schema's kysely_migration_lock (public, a parallel test's)
@@ -99,9 +101,15 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
  * work beside the server; synchronous=FULL fsyncs the WAL at every commit, so a commit that
  * returned survives a power loss, not only a process crash (the README's durability table).
  */
-function openSqlite(file: string): Database {
-  if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
-  const sqlite = new BetterSqlite3(file);
+function openSqlite(file: string, mustExist: boolean): Database {
+  if (file !== ':memory:' && !mustExist) {
+    makePrivateDir(dirname(file));
+    // SQLite creates the -wal and -shm files with the database file's own mode: a database
+    // created 0600 here keeps all three private.
+    createPrivateFile(file);
+    makePrivate(file, `${file}-wal`, `${file}-shm`, `${file}-journal`);
+  }
+  const sqlite = new BetterSqlite3(file, { fileMustExist: mustExist });
   sqlite.pragma('journal_mode = WAL');
   sqlite.pragma('synchronous = FULL');
   // Another process (a second server on the same file, the key CLI) may hold the write lock briefly.

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { mkdir, open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from './private-files';
 
 /**
  * A JSON document held in memory and, when given a file, persisted atomically.
@@ -110,9 +111,10 @@ function writeAtomicallyAsync(file: string, contents: string): Promise<void> {
  * temp file is removed and `file` is untouched.
  */
 export async function replaceFileAtomically(file: string, fill: (handle: FileHandle) => Promise<void>): Promise<void> {
-  await mkdir(dirname(file), { recursive: true });
+  await mkdir(dirname(file), { recursive: true, mode: PRIVATE_DIR_MODE });
   const tmp = `${file}.${process.pid}.tmp`;
-  const handle = await open(tmp, 'w', 0o600);
+  // Renamed over `file`: the document keeps this mode (src/lib/private-files.ts).
+  const handle = await open(tmp, 'w', PRIVATE_FILE_MODE);
   try {
     await fill(handle);
     await handle.sync();

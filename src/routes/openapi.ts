@@ -120,7 +120,7 @@ const OPS: Op[] = [
   { method: 'get', path: '/emails/{id}', summary: 'One email: status, each event with its time, what it cost', params: { id: emailIdParam }, ok: emailDetail, errors: [400, 404, ...CUSTOMER_ERRORS] },
   { method: 'get', path: '/suppressions', summary: 'The key’s suppression list (permanent bounces, complaints), newest first', query: suppressionsQuery, ok: suppressionList, errors: [400, ...CUSTOMER_ERRORS] },
   { method: 'delete', path: '/suppressions/{email}', summary: 'Take an address off the list: sends to it go through again', params: { email: suppressionParam }, ok: suppressionDeleted, errors: [400, 404, ...CUSTOMER_ERRORS] },
-  { method: 'get', path: '/account', summary: 'Who this key belongs to', ok: accountBody, errors: CUSTOMER_ERRORS },
+  { method: 'get', path: '/account', summary: 'Who this key belongs to (404: a key minted for a customer Dodo does not know)', ok: accountBody, errors: [404, ...CUSTOMER_ERRORS] },
   { method: 'post', path: '/account/key', summary: 'Rotate the key: the old one stops working at once', body: emptyBody, ok: z.object({ api_key: z.string() }), okStatus: 201, errors: [400, 413, 415, ...CUSTOMER_ERRORS] },
   { method: 'get', path: '/healthz', summary: 'Alive', auth: false, ok: z.object({ status: z.literal('ok') }), errors: [] },
   { method: 'get', path: '/readyz', summary: 'Ready: the database, Dodo and Resend answer (503 names the failing check)', auth: false, ok: readyBody, errors: [] },

@@ -29,7 +29,8 @@ const UNSUPPORTED: Record<string, string> = {
   attachments: 'attachments are not supported (Resend refuses them in batch sends, which MailKit delivers through)',
   scheduled_at: 'scheduled sending is not supported (Resend refuses it in batch sends, which MailKit delivers through)',
 };
-const unknownFields = (keys: string[]) => keys.map((k) => UNSUPPORTED[k]).find(Boolean) ?? `unknown field(s): ${keys.join(', ')}`;
+// Own entries only: an unknown field named `constructor` must not find Object's.
+const unknownFields = (keys: string[]) => keys.map((k) => (Object.hasOwn(UNSUPPORTED, k) ? UNSUPPORTED[k] : undefined)).find(Boolean) ?? `unknown field(s): ${keys.join(', ')}`;
 
 const noLineBreaks = (v: string) => !/[\r\n]/.test(v);
 /** C0 controls (tab aside) and DEL: never legitimate in a header-bound value such as a subject or a name. */
@@ -101,6 +102,29 @@ const tagPart = z
 const RESERVED_HEADERS = new Set(
   ['from', 'sender', 'to', 'cc', 'bcc', 'reply-to', 'subject', 'date', 'message-id', 'mime-version', 'content-type', 'content-transfer-encoding', 'return-path', 'dkim-signature', 'received'],
 );
+/**
+ * The rule for every other custom header: it may not name a sender or a recipient beyond the
+ * fields, nor claim a result that only receiving servers establish. So a custom header is
+ * refused (400) when it is
+ * - any `Resent-*` header: RFC 5322's resent fields repeat From, Sender, To, Cc, Bcc, Date and
+ *   Message-ID, and mail clients show `Resent-From` as who sent the message;
+ * - a trace or authentication header receiving servers write: `Received-SPF`,
+ *   `DomainKey-Signature`, any `ARC-*` (ARC-Seal, ARC-Message-Signature, …) and any name
+ *   ending in `Authentication-Results` (also the `X-…-Authentication-Results` some providers
+ *   add): a fake "pass" helps a spoofed display name look verified;
+ * - a request that mail go to another address: `Disposition-Notification-To` and
+ *   `Return-Receipt-To` (read receipts), `Errors-To` (bounces).
+ * Names compare case-insensitively. Written down in the README (Input limits).
+ */
+function refusedHeader(lowerName: string): boolean {
+  return (
+    lowerName.startsWith('resent-') ||
+    lowerName.startsWith('arc-') ||
+    lowerName.endsWith('authentication-results') ||
+    REFUSED_HEADERS.has(lowerName)
+  );
+}
+const REFUSED_HEADERS = new Set(['received-spf', 'domainkey-signature', 'disposition-notification-to', 'return-receipt-to', 'errors-to']);
 /** RFC 9110 token: a header name cannot carry a colon, a space or a line break. */
 const headerName = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$/;
 
@@ -113,8 +137,16 @@ const customHeaders = z
       // The bad name is not echoed back: it may hold line breaks.
       if (!headerName.test(name)) ctx.addIssue({ code: 'custom', message: "holds an invalid header name (letters, digits and !#$%&'*+.^_`|~- only, up to 100 characters)" });
       else if (RESERVED_HEADERS.has(name.toLowerCase())) ctx.addIssue({ code: 'custom', path: [name], message: 'is set by MailKit and cannot be overridden' });
+      else if (refusedHeader(name.toLowerCase())) {
+        ctx.addIssue({ code: 'custom', path: [name], message: 'may not be set: no custom header may name another sender or recipient, or claim an authentication result (Resent-*, ARC-*, *Authentication-Results, Received-SPF, Disposition-Notification-To…)' });
+      }
     }
-  });
+  })
+  .describe(
+    `Up to ${LIMITS.headers} custom headers, name → single-line value. Refused (400): the headers MailKit sets from the fields (${[...RESERVED_HEADERS].join(', ')}); ` +
+      'any Resent-* or ARC-* header, any name ending in Authentication-Results, Received-SPF, DomainKey-Signature, Disposition-Notification-To, Return-Receipt-To and Errors-To: ' +
+      'no custom header may name another sender or recipient, or claim an authentication result.',
+  );
 
 /** The fields of one email, shared by /send and each /send/batch item (Resend's SendEmailRequest, minus what MailKit sets or cannot batch). */
 export const emailFields = {

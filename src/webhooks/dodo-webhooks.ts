@@ -1,4 +1,4 @@
-import express, { Router } from 'express';
+import { Router } from 'express';
 import type DodoPayments from 'dodopayments';
 import type { UnwrapWebhookEvent } from 'dodopayments/resources/webhooks/webhooks';
 import { z } from 'zod';
@@ -6,6 +6,7 @@ import { HttpError } from '../errors';
 import type { Database } from '../db/index';
 import { forgetWebhooksBefore, recordWebhook, webhookSeen } from '../db/webhook-events';
 import type { Logger } from '../logger';
+import { signedWebhookBody } from './signed-body';
 
 /** A Dodo event of one type, as the SDK types it. */
 export type DodoEvent<T extends UnwrapWebhookEvent['type'] = UnwrapWebhookEvent['type']> = Extract<UnwrapWebhookEvent, { type: T }>;
@@ -48,7 +49,8 @@ export function createDodoWebhookRouter(opts: {
   let seen = 0;
   const router = Router();
 
-  router.post('/', express.raw({ type: () => true, limit: '1mb' }), async (req, res) => {
+  const body = signedWebhookBody({ headers: { id: 'webhook-id', timestamp: 'webhook-timestamp', signature: 'webhook-signature' }, log, what: 'webhook' });
+  router.post('/', ...body, async (req, res) => {
     const raw = Buffer.isBuffer(req.body) ? req.body.toString('utf8') : '';
     const headers = {
       'webhook-id': req.get('webhook-id') ?? '',
@@ -89,7 +91,8 @@ export function createDodoWebhookRouter(opts: {
   });
 
   async function dispatch(event: DodoEvent, webhookId: string) {
-    const handler = handlers[event.type] as ((e: DodoEvent, ctx: WebhookContext) => Promise<void>) | undefined;
+    // Only the table's own entries: `__proto__` or `toString` would be found on its prototype.
+    const handler = (Object.hasOwn(handlers, event.type) ? handlers[event.type] : undefined) as ((e: DodoEvent, ctx: WebhookContext) => Promise<void>) | undefined;
     const ctx = { webhookId, log: log.child({ webhookId, eventType: event.type }) };
     if (!handler) {
       ctx.log.info('webhook acknowledged (no handler for this type)');

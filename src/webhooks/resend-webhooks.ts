@@ -1,10 +1,11 @@
-import express, { Router } from 'express';
+import { Router } from 'express';
 import type { Resend } from 'resend';
 import { z } from 'zod';
 import type { Database } from '../db/index';
-import { EVENT_STATUS, forgetOrphanEventsBefore, recordEmailEvent, type NewEmailEvent } from '../db/emails';
+import { eventStatus, forgetOrphanEventsBefore, recordEmailEvent, type NewEmailEvent } from '../db/emails';
 import { HttpError } from '../errors';
 import type { Logger } from '../logger';
+import { signedWebhookBody } from './signed-body';
 
 /** The part of Resend's email event MailKit reads (`OutboundEmailEventData` in Resend's spec); the rest is ignored. */
 const emailEvent = z.object({
@@ -13,7 +14,7 @@ const emailEvent = z.object({
   data: z.looseObject({
     email_id: z.string().min(1).max(100),
     to: z.array(z.string()).optional(),
-    bounce: z.looseObject({ type: z.string(), message: z.string().optional(), diagnosticCode: z.array(z.string()).optional() }).optional(),
+    bounce: z.looseObject({ type: z.string(), message: z.string().optional() }).optional(),
     failed: z.looseObject({ reason: z.string() }).optional(),
     suppressed: z.looseObject({ reason: z.string().optional(), message: z.string().optional() }).optional(),
   }),
@@ -26,26 +27,46 @@ const ORPHAN_AFTER_MS = 24 * 60 * 60 * 1000;
 const bare = (mailbox: string) => (/<([^<>]+)>\s*$/.exec(mailbox)?.[1] ?? mailbox).trim().toLowerCase();
 
 /**
- * The addresses an event puts on the sender's suppression list: a permanent bounce (the
- * recipients the diagnostics name, else every recipient the event lists), a complaint, or
- * Resend's own suppression. A transient bounce suppresses nothing.
+ * The address an event puts on the sender's suppression list: the one recipient the event is
+ * about, as Resend names it in `data.to` (since Resend's per-recipient events, "each email event
+ * is connected to a single recipient" and `to` holds only that one). A permanent bounce, a
+ * complaint and Resend's own suppression suppress it; a transient bounce suppresses nothing.
+ *
+ * Never an address parsed from free text: a bounce's `diagnosticCode` and `message` are written
+ * by the remote mail server, which could otherwise put any address on the customer's list. An
+ * event whose `to` names several recipients (an older payload, or a complaint about an email to
+ * several people) does not say which of them bounced or complained: it suppresses none, and its
+ * detail says so (see noneSuppressed). Blocking mail to a customer's other recipients on a guess
+ * would hurt more than one more email to an address that complained.
  */
 export function suppressedBy(event: EmailEvent): string[] {
-  const listed = (event.data.to ?? []).map(bare);
-  if (event.type === 'email.bounced') {
-    if (event.data.bounce?.type !== 'Permanent') return [];
-    const named = (event.data.bounce.diagnosticCode ?? []).flatMap((d) => /<([^<>\s]+@[^<>\s]+)>/.exec(d)?.[1]?.toLowerCase() ?? []);
-    return named.length ? named : listed;
-  }
-  if (event.type === 'email.complained' || event.type === 'email.suppressed') return listed;
-  return [];
+  if (!suppresses(event)) return [];
+  const named = namedRecipients(event);
+  return named.length === 1 ? named : [];
+}
+
+function suppresses(event: EmailEvent): boolean {
+  if (event.type === 'email.bounced') return event.data.bounce?.type === 'Permanent';
+  return event.type === 'email.complained' || event.type === 'email.suppressed';
+}
+
+const namedRecipients = (event: EmailEvent) => [...new Set((event.data.to ?? []).map(bare).filter((a) => a.includes('@')))];
+
+/** Why an event that would suppress its recipient suppressed nobody, or null. */
+function noneSuppressed(event: EmailEvent): string | null {
+  if (!suppresses(event)) return null;
+  const n = namedRecipients(event).length;
+  return n === 1 ? null : `names ${n} recipients: none suppressed (the event does not say which one)`;
 }
 
 /** A short reason worth showing with the event, never the email's content. */
 function detailOf(event: EmailEvent): string | null {
   const d = event.data;
   const text = d.bounce ? `${d.bounce.type} bounce: ${d.bounce.message ?? ''}` : d.failed ? d.failed.reason : d.suppressed ? (d.suppressed.message ?? d.suppressed.reason ?? null) : null;
-  return text === null ? null : text.trim().slice(0, DETAIL_CHARS);
+  const note = noneSuppressed(event);
+  // The note first: a long bounce message must not cut it off.
+  const parts = [note, text?.trim() || null].filter((p): p is string => p !== null);
+  return parts.length ? parts.join('; ').slice(0, DETAIL_CHARS) : null;
 }
 
 /**
@@ -59,7 +80,8 @@ export function createResendWebhookRouter(opts: { resend: Resend; secret: string
   let recordedCount = 0;
   const router = Router();
 
-  router.post('/', express.raw({ type: () => true, limit: '1mb' }), async (req, res) => {
+  const body = signedWebhookBody({ headers: { id: 'svix-id', timestamp: 'svix-timestamp', signature: 'svix-signature' }, log, what: 'resend webhook' });
+  router.post('/', ...body, async (req, res) => {
     const raw = Buffer.isBuffer(req.body) ? req.body.toString('utf8') : '';
     const headers = { id: req.get('svix-id') ?? '', timestamp: req.get('svix-timestamp') ?? '', signature: req.get('svix-signature') ?? '' };
     let payload: unknown;
@@ -72,7 +94,7 @@ export function createResendWebhookRouter(opts: { resend: Resend; secret: string
       throw new HttpError(401, 'invalid_signature', 'The webhook signature, or its timestamp, did not verify.');
     }
     const type = (payload as { type?: unknown } | null)?.type;
-    if (typeof type === 'string' && !EVENT_STATUS[type]) {
+    if (typeof type === 'string' && !eventStatus(type)) {
       // Opens, clicks, contacts, domains…: not part of an email's delivery status.
       log.info({ svixId: headers.id, eventType: type }, 'resend webhook acknowledged (no handler for this type)');
       res.json({ received: true });

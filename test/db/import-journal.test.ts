@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -61,6 +61,8 @@ function oldDataDir(dir: string) {
       { c: 'payloads', k: 'snd_new', v: payload('new@example.com') },
     ])}{"c":"keyEpochs","k":"cus_b","v":7`,
   );
+  // As the journal store left them under the usual umask: readable by everyone, secrets included.
+  for (const name of readdirSync(dir)) chmodSync(join(dir, name), 0o644);
 }
 
 /** Every table the import fills, in a stable order. */
@@ -161,6 +163,8 @@ forEachEngine('importJournal', ({ open }) => {
       ]);
 
       expect(readdirSync(dir).sort()).toEqual(['mailkit.1.journal.imported', 'mailkit.2.journal.imported', 'mailkit.3.journal.imported', 'mailkit.json.imported']);
+      // They hold the key secret: kept, but readable by MailKit's user only.
+      for (const name of readdirSync(dir)) expect([name, (statSync(join(dir, name)).mode & 0o777).toString(8)]).toEqual([name, '600']);
       expect(lines.some((l) => l.msg === 'imported the old data directory into the database')).toBe(true);
     });
 

@@ -102,7 +102,17 @@ const otherCases: Case[] = [
   { name: 'auth: Basic instead of Bearer', method: 'get', path: '/account', auth: false, headers: { Authorization: 'Basic dXNlcjpwYXNz' }, status: 401, code: 'missing_api_key' },
   { name: 'auth: an XSS string as the key', method: 'get', path: '/account', auth: false, headers: { Authorization: `Bearer ${IMG.replace(/ /g, '')}` }, status: 401, code: 'invalid_api_key' },
   { name: 'webhook: unsigned', method: 'post', path: '/webhooks/dodo', auth: false, json: { type: 'credit.added', data: {} }, status: 401, code: 'invalid_signature' },
-  { name: 'webhook: over 1 MB', method: 'post', path: '/webhooks/dodo', auth: false, raw: { body: tooLong(1024 * 1024 + 10), type: 'application/json' }, status: 413, code: 'payload_too_large' },
+  {
+    name: 'webhook: over 256 KiB',
+    method: 'post',
+    path: '/webhooks/dodo',
+    auth: false,
+    // Signature headers present (a body is read only then), checked only once the body is read.
+    headers: { 'webhook-id': 'msg_big', 'webhook-timestamp': String(Math.floor(Date.now() / 1000)), 'webhook-signature': 'v1,AAAA' },
+    raw: { body: tooLong(256 * 1024 + 10), type: 'application/json' },
+    status: 413,
+    code: 'payload_too_large',
+  },
   { name: 'unknown route', method: 'post', path: '/send/everything', json: ok, status: 404, code: 'not_found' },
 ];
 

@@ -99,10 +99,25 @@ describe.each(ENGINES)('the full send API: text, cc, bcc, reply_to, tags, header
       ['a header name with CRLF (header injection)', { headers: { 'X-Ref: 1\r\nBcc': 'x' } }, 'headers', 'holds an invalid header name'],
       ['a header overriding From', { headers: { from: 'ceo@bank.com' } }, 'headers.from', 'is set by MailKit'],
       ['a header overriding Bcc', { headers: { BCC: 'spy@example.com' } }, 'headers.BCC', 'is set by MailKit'],
+      // The Resent-* family, authentication results and requests for mail to another address (README, Input limits).
+      ...[
+        'Resent-From',
+        'Resent-Sender',
+        'Resent-Bcc',
+        'resent-message-id',
+        'Authentication-Results',
+        'ARC-Authentication-Results',
+        'ARC-Seal',
+        'X-MS-Exchange-Authentication-Results',
+        'Received-SPF',
+        'Disposition-Notification-To',
+        'Return-Receipt-To',
+      ].map((name): [string, Record<string, unknown>, string, string] => [`a ${name} header`, { headers: { [name]: 'ceo@bank.com' } }, `headers.${name}`, 'may not be set']),
       ['a header value not a string', { headers: { 'X-Count': 3 } }, 'headers.X-Count', 'must be a string'],
       ['attachments', { attachments: [{ filename: 'a.txt', content: 'aGk=' }] }, 'body', 'attachments are not supported'],
       ['scheduled sending', { scheduled_at: 'in 1 hour' }, 'body', 'scheduled sending is not supported'],
       ['a from field', { from: 'ceo@bank.com' }, 'body', 'unknown field(s): from'],
+      ['an unknown field named after a built-in object property', { constructor: 'x' }, 'body', 'unknown field(s): constructor'],
     ];
     it.each(cases)('%s', async (_name, patch, field, message) => {
       const before = stack.sandbox.resend.messages().length;

@@ -92,7 +92,19 @@ describe.each(ENGINES)('suppression (%s)', (engine) => {
     );
   });
 
-  it('a bounce of one recipient among several suppresses that recipient only (the one the diagnostics name)', async () => {
+  it('a complaint from one recipient among several suppresses the complainer only', async () => {
+    await request(stack.url).post('/send').set(bearer(bob.key)).send({ to: ['complained@resend.dev', 'important-client@example.com'], subject: 'Two', text: 't' }).expect(200);
+    await stack.sandbox.resend.webhooks.idle();
+    const listed = (await list(bob.key)).data.map((s: { email: string }) => s.email);
+    expect(listed).toContain('complained@resend.dev');
+    expect(listed).not.toContain('important-client@example.com');
+    // Bob can still write to the client.
+    await request(stack.url).post('/send').set(bearer(bob.key)).send({ to: 'important-client@example.com', subject: 'Still', text: 's' }).expect(200);
+    await request(stack.url).delete('/suppressions/complained%40resend.dev').set(bearer(bob.key)).expect(200);
+    await stack.sandbox.resend.webhooks.idle();
+  });
+
+  it('a bounce of one recipient among several suppresses that recipient only (the one the event names)', async () => {
     await request(stack.url).post('/send').set(bearer(bob.key)).send({ to: 'delivered+mixed@resend.dev', bcc: 'bounced+hidden@resend.dev', subject: 'Mixed', text: 'm' }).expect(200);
     await stack.sandbox.resend.webhooks.idle();
     const listed = (await list(bob.key)).data.map((s: { email: string }) => s.email);

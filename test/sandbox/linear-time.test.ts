@@ -42,6 +42,8 @@ describe('sandbox patterns on adversarial input', () => {
       expect(timeOf(() => decodeEntities(text))).toBeLessThan(normal + MARGIN_MS);
     }
     expect(decodeEntities('&lt;&#65;&#x42;&amp;lt;&nosuch;')).toBe('<AB&lt;&nosuch;');
+    // A name found only on Object's prototype is no entity.
+    expect(decodeEntities('&constructor;&toString;')).toBe('&constructor;&toString;');
   });
 
   describe('parseMailbox', () => {

@@ -33,6 +33,14 @@ describe('POST /webhooks/dodo', () => {
     expect(r.body).toEqual({ received: true });
   });
 
+  it('event types named after built-in object properties are acknowledged as unknown types, never run as handlers', async () => {
+    for (const type of ['__proto__', 'constructor', 'toString', 'hasOwnProperty', 'valueOf']) {
+      const r = await post(event(type, { customer_id: 'cus_x' }), `msg_builtin_${type}`);
+      expect(r.status).toBe(200);
+      expect(r.body).toEqual({ received: true });
+    }
+  });
+
   it('refuses a body altered after signing with 401', async () => {
     const body = event('credit.added');
     const id = 'msg_tamper_1';

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { sql } from 'kysely';
 import request from 'supertest';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -26,6 +27,7 @@ describe.each(ENGINES)('POST /webhooks/resend (%s)', (engine) => {
 
   const post = (e: ReturnType<typeof signedEvent>) => request(stack.url).post('/webhooks/resend').set(e.headers).send(e.body);
   const email = async (id: string) => (await request(stack.url).get(`/emails/${id}`).set(bearer(key)).expect(200)).body;
+  const suppressed = async () => (await request(stack.url).get('/suppressions').set(bearer(key)).expect(200)).body.data.map((s: { email: string }) => s.email).sort();
   let n = 0;
   const send = async (to = `r${++n}@example.com`) =>
     (await request(stack.url).post('/send').set(bearer(key)).send({ to, subject: 'Hi', html: '<p>Hi</p>' }).expect(200)).body.id as string;
@@ -116,6 +118,68 @@ describe.each(ENGINES)('POST /webhooks/resend (%s)', (engine) => {
       const suppressed = { reason: 'previous_bounce', type: 'OnAccountSuppressionList', message: 'The address is on the account suppression list.', diagnosticCode: [] };
       await post(signedEvent(secret, { type: 'email.suppressed', emailId: suppressedId, extra: { to: ['gone@example.com'], suppressed } })).expect(200);
       expect((await email(suppressedId)).status).toBe('suppressed');
+    });
+
+    it('a bounce suppresses the recipient it names, never an address its diagnostic text mentions', async () => {
+      const before = await suppressed();
+      const id = await send('real@example.com');
+      const bounce = {
+        type: 'Permanent',
+        subType: 'General',
+        message: 'Rejected',
+        // Text written by the remote mail server: it may name any address it likes.
+        diagnosticCode: ['smtp; 550 5.1.1 <victim@example.com>: Recipient address rejected', 'smtp; 550 forwarded to <boss@example.com> failed'],
+      };
+      await post(signedEvent(secret, { type: 'email.bounced', emailId: id, extra: { to: ['real@example.com'], bounce } })).expect(200);
+      expect((await email(id)).status).toBe('bounced');
+      expect((await suppressed()).filter((a: string) => !before.includes(a))).toEqual(['real@example.com']);
+      await request(stack.url).delete('/suppressions/real%40example.com').set(bearer(key)).expect(200);
+    });
+
+    it('an event naming several recipients suppresses none of them (which one bounced or complained is unknown), and says so', async () => {
+      const before = await suppressed();
+      const id = await send('one@example.com');
+      await post(signedEvent(secret, { type: 'email.complained', emailId: id, extra: { to: ['one@example.com', 'two@example.com'] } })).expect(200);
+      const after = await email(id);
+      expect(after.status).toBe('complained');
+      expect(after.events.at(-1).detail).toMatch(/names 2 recipients: none suppressed/);
+      expect(await suppressed()).toEqual(before);
+    });
+
+    it('event types named after built-in object properties are acknowledged and ignored, every time they are delivered', async () => {
+      const id = await send();
+      for (const type of ['constructor', 'toString', '__proto__', 'hasOwnProperty', 'valueOf']) {
+        const first = signedEvent(secret, { type, emailId: id });
+        expect((await post(first).expect(200)).body).toEqual({ received: true });
+        // Nothing was recorded under its svix-id: a redelivery is not taken for a duplicate.
+        const again = signedEvent(secret, { type, emailId: id }, { id: first.id });
+        expect((await post(again).expect(200)).body).toEqual({ received: true });
+      }
+      expect(await email(id)).toMatchObject({ status: 'queued', events: [] });
+      const real = signedEvent(secret, { type: 'email.delivered', emailId: id });
+      expect((await post(real).expect(200)).body).toEqual({ received: true });
+      expect((await email(id)).status).toBe('delivered');
+    });
+
+    it('an event that could not be applied is not recorded: its redelivery applies it', async () => {
+      const id = await send();
+      const failUpdates = engine === 'sqlite'
+        ? ["create temp trigger fail_email_update before update on emails begin select raise(abort, 'injected failure'); end"]
+        : [
+            "create or replace function fail_email_update() returns trigger language plpgsql as $$ begin raise exception 'injected failure'; end $$",
+            'create trigger fail_email_update before update on emails for each row execute function fail_email_update()',
+          ];
+      const healUpdates = engine === 'sqlite' ? ['drop trigger fail_email_update'] : ['drop trigger fail_email_update on emails', 'drop function fail_email_update()'];
+      const event = signedEvent(secret, { type: 'email.delivered', emailId: id });
+      for (const statement of failUpdates) await sql.raw(statement).execute(stack.database.db);
+      try {
+        expect((await post(event)).status).toBe(500);
+      } finally {
+        for (const statement of healUpdates) await sql.raw(statement).execute(stack.database.db);
+      }
+      const redelivery = signedEvent(secret, { type: 'email.delivered', emailId: id }, { id: event.id });
+      expect((await post(redelivery).expect(200)).body).toEqual({ received: true });
+      expect(await email(id)).toMatchObject({ status: 'delivered', events: [expect.objectContaining({ type: 'email.delivered' })] });
     });
 
     it('a malformed email event is 400; a type MailKit does not track is 200; neither changes anything', async () => {

@@ -48,25 +48,36 @@ function dataOf(message: OutboxMessage): EmailEventData {
   };
 }
 
-/** The bounced recipients (to, cc and bcc), one SMTP diagnostic each, as Resend's `diagnosticCode` lists them. */
-function diagnostics(message: OutboxMessage): string[] {
-  return [...message.to, ...message.cc, ...message.bcc]
-    .filter((recipient) => lastEventFor([recipient]) === 'bounced')
-    .map((recipient) => `smtp; 550 5.1.1 <${bareAddress(recipient)}>: Recipient address rejected: User unknown`);
+/** The recipients (to, cc and bcc) whose own outcome is `outcome`, as sent and in order. */
+function recipientsWith(message: OutboxMessage, outcome: 'bounced' | 'complained'): string[] {
+  return [...message.to, ...message.cc, ...message.bcc].filter((recipient) => lastEventFor([recipient]) === outcome);
 }
 
 /**
  * The events an accepted email produces, in the order they happen. `acceptedAt` is the send's
  * time; each later event is one millisecond after the one before, so `created_at` orders them
  * even for a receiver that sorts instead of trusting arrival order.
+ *
+ * A bounce or a complaint is one event per recipient it happened to, whose `to` holds that
+ * recipient alone, as Resend sends them ("each email event is connected to a single recipient",
+ * its per-recipient events change): a receiver learns who bounced or complained from `to`, never
+ * from the diagnostic text. `email.sent` and `email.delivered` stay one per email, `to` as sent.
  */
 export function emailEvents(message: OutboxMessage, acceptedAt: number): EmailEvent[] {
-  return SEQUENCES[message.lastEvent].map((type, i): EmailEvent => {
-    const created_at = new Date(acceptedAt + i).toISOString();
+  const events: EmailEvent[] = [];
+  const at = () => new Date(acceptedAt + events.length).toISOString();
+  for (const type of SEQUENCES[message.lastEvent]) {
     const data = dataOf(message);
     if (type === 'email.bounced') {
-      return { type, created_at, data: { ...data, bounce: { type: 'Permanent', subType: 'General', message: BOUNCE_MESSAGE, diagnosticCode: diagnostics(message) } } };
+      for (const recipient of recipientsWith(message, 'bounced')) {
+        const diagnosticCode = [`smtp; 550 5.1.1 <${bareAddress(recipient)}>: Recipient address rejected: User unknown`];
+        events.push({ type, created_at: at(), data: { ...data, to: [recipient], bounce: { type: 'Permanent', subType: 'General', message: BOUNCE_MESSAGE, diagnosticCode } } });
+      }
+    } else if (type === 'email.complained') {
+      for (const recipient of recipientsWith(message, 'complained')) events.push({ type, created_at: at(), data: { ...data, to: [recipient] } });
+    } else {
+      events.push({ type, created_at: at(), data });
     }
-    return { type, created_at, data };
-  });
+  }
+  return events;
 }

@@ -59,18 +59,34 @@ describe('Resend sandbox webhooks (email events)', () => {
       expect(new Set(times).size).toBe(times.length);
     });
 
-    it('lets the worst outcome among to, cc and bcc decide, and names every bounced recipient', async () => {
+    it('lets the worst outcome among to, cc and bcc decide; a bounce is one event per bounced recipient, naming it in `to`', async () => {
       await start();
       const id = await send({ to: ['delivered@resend.dev', 'bounced+a@resend.dev'], cc: ['complained@resend.dev'], bcc: ['bounced+b@resend.dev'] });
       await h.sandbox.webhooks.idle();
       const events = receiver.of(id);
-      expect(events.map((e) => e.type)).toEqual(['email.sent', 'email.bounced']);
-      expect(events[1]!.payload.data.bounce).toEqual({
-        type: 'Permanent',
-        subType: 'General',
-        message: expect.any(String),
-        diagnosticCode: [expect.stringContaining('<bounced+a@resend.dev>'), expect.stringContaining('<bounced+b@resend.dev>')],
-      });
+      expect(events.map((e) => e.type)).toEqual(['email.sent', 'email.bounced', 'email.bounced']);
+      expect(events[0]!.payload.data.to).toEqual(['delivered@resend.dev', 'bounced+a@resend.dev']);
+      for (const [i, recipient] of [[1, 'bounced+a@resend.dev'], [2, 'bounced+b@resend.dev']] as const) {
+        expect(events[i]!.payload.data.to).toEqual([recipient]);
+        expect(events[i]!.payload.data.bounce).toEqual({
+          type: 'Permanent',
+          subType: 'General',
+          message: expect.any(String),
+          diagnosticCode: [expect.stringContaining(`<${recipient}>`)],
+        });
+      }
+    });
+
+    it('a complaint is one event per complaining recipient, naming it alone in `to`', async () => {
+      await start();
+      const id = await send({ to: ['complained@resend.dev', 'client@example.com'] });
+      await h.sandbox.webhooks.idle();
+      const events = receiver.of(id);
+      expect(events.map((e) => [e.type, e.payload.data.to])).toEqual([
+        ['email.sent', ['complained@resend.dev', 'client@example.com']],
+        ['email.delivered', ['complained@resend.dev', 'client@example.com']],
+        ['email.complained', ['complained@resend.dev']],
+      ]);
     });
 
     it('carries tags as an object and custom headers as a list, and omits both when there are none', async () => {
