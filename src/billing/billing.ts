@@ -185,19 +185,13 @@ export function createBilling(opts: {
 
     async grants(customerId) {
       const out: CreditGrant[] = [];
-      await guard(async () => {
-        // Page by page, stopping at a page that is not full: the SDK's iterator asks for one more
-        // (empty) page, a Dodo call of the budget for nothing.
-        let page = await ledgerEntries.listGrants(customerId, { credit_entitlement_id: catalog.creditEntitlementId, page_size: 100 }, { maxRetries: 0 });
-        for (;;) {
-          const items = page.getPaginatedItems();
-          for (const g of items) {
-            out.push({ id: g.id, createdAt: g.created_at, expiresAt: g.expires_at ?? null, isExpired: g.is_expired, initialAmount: Number(g.initial_amount), remainingAmount: Number(g.remaining_amount) });
-          }
-          if (items.length < 100 || out.length >= 1000 || !page.hasNextPage()) break;
-          page = await page.getNextPage();
-        }
-      });
+      try {
+        await grantPages(customerId, out);
+      } catch (err) {
+        // A customer Dodo holds no credits for (or does not know): no grants.
+        if (err instanceof DodoPayments.NotFoundError) return [];
+        throw err;
+      }
       return out;
     },
 
@@ -206,6 +200,23 @@ export function createBilling(opts: {
       return { email: c.email, name: c.name };
     },
   };
+
+  /** The customer's grants, into `out`, up to 1,000. */
+  function grantPages(customerId: string, out: CreditGrant[]): Promise<void> {
+    return guard(async () => {
+      // Page by page, stopping at a page that is not full: the SDK's iterator asks for one more
+      // (empty) page, a Dodo call of the budget for nothing.
+      let page = await ledgerEntries.listGrants(customerId, { credit_entitlement_id: catalog.creditEntitlementId, page_size: 100 }, { maxRetries: 0 });
+      for (;;) {
+        const items = page.getPaginatedItems();
+        for (const g of items) {
+          out.push({ id: g.id, createdAt: g.created_at, expiresAt: g.expires_at ?? null, isExpired: g.is_expired, initialAmount: Number(g.initial_amount), remainingAmount: Number(g.remaining_amount) });
+        }
+        if (items.length < 100 || out.length >= 1000 || !page.hasNextPage()) break;
+        page = await page.getNextPage();
+      }
+    });
+  }
 }
 
 /** How long to wait before retrying a ledger write: Dodo's Retry-After when it gave one (capped at 2 s), else 0.25 s, 0.5 s, … */

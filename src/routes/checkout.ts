@@ -1,3 +1,5 @@
+import DodoPayments from 'dodopayments';
+import { HttpError } from '../errors';
 import { Router, type RequestHandler } from 'express';
 import { z } from 'zod';
 import { assertSameCustomer, customerOf } from '../auth/middleware';
@@ -23,7 +25,15 @@ export function checkoutRoutes(deps: { billing: Billing; auth: RequestHandler; p
   router.post('/checkout/topup', deps.auth, async (req, res) => {
     const body = parse(topupBody, req.body);
     assertSameCustomer(req, body?.customer_id);
-    res.json({ checkout_url: await deps.billing.topupCheckout(customerOf(req)) });
+    const customerId = customerOf(req);
+    const url = await deps.billing.topupCheckout(customerId).catch((err: unknown) => {
+      // A key is self-verifying, so one can be minted for any id: Dodo may not know its customer.
+      if (err instanceof DodoPayments.NotFoundError || err instanceof DodoPayments.UnprocessableEntityError) {
+        throw new HttpError(404, 'unknown_customer', `This key is for ${customerId}, a customer Dodo Payments does not know.`);
+      }
+      throw err;
+    });
+    res.json({ checkout_url: url });
   });
 
   return router;

@@ -104,7 +104,7 @@ interface Op {
 const CUSTOMER_ERRORS = [401, 429, 503];
 const OPS: Op[] = [
   { method: 'post', path: '/checkout/subscribe', summary: 'Start a subscription: a Dodo checkout link', auth: false, body: subscribeBody, bodyRequired: true, ok: checkoutBody, errors: [400, 413, 415, 429, 503] },
-  { method: 'post', path: '/checkout/topup', summary: 'A top-up checkout link for the key’s customer', body: topupBody, ok: checkoutBody, errors: [400, 403, ...CUSTOMER_ERRORS] },
+  { method: 'post', path: '/checkout/topup', summary: 'A top-up checkout link for the key’s customer (404: a key minted for a customer Dodo does not know)', body: topupBody, ok: checkoutBody, errors: [400, 403, 404, ...CUSTOMER_ERRORS] },
   { method: 'get', path: '/credits', summary: 'The key’s balance', ok: balanceBody, errors: CUSTOMER_ERRORS },
   { method: 'get', path: '/credits/usage', summary: `Usage per UTC day (1–${MAX_USAGE_DAYS} days)`, query: usageQuery, ok: usageBody, errors: [400, ...CUSTOMER_ERRORS] },
   { method: 'get', path: '/credits/{customerId}', summary: 'The tutorial’s balance route (the id must be the key’s own)', params: { customerId: customerIdString }, ok: balanceBody.omit({ customer_id: true, pending: true }), errors: [400, 403, ...CUSTOMER_ERRORS] },

@@ -108,6 +108,19 @@ forEachEngine('GET /credits', (under) => {
     expect(await dodoBalance(upstream, customerId)).toBe(999);
   });
 
+  it('a key for a customer Dodo holds nothing for: a balance of 0, and a send is 402', async () => {
+    const database = await under.open();
+    const instance = await startInstance(upstream, database, { credits: { intervalMs: 0 } });
+    instances.push(instance);
+    const key = await fleetKey(database, 'cus_nobody');
+    expect((await request(instance.url).get('/credits').set(bearer(key)).expect(200)).body.balance).toBe('0');
+    expect((await request(instance.url).get('/credits/usage').set(bearer(key)).expect(200)).body.balance).toBe('0');
+    const sent = await request(instance.url).post('/send').set(bearer(key)).send({ to: 'delivered@resend.dev', subject: 'Hi', html: '<p>Hi</p>' });
+    expect(sent.status).toBe(402);
+    const topup = await request(instance.url).post('/checkout/topup').set(bearer(key)).send({});
+    expect([topup.status, topup.body.error?.code]).toEqual([404, 'unknown_customer']);
+  });
+
   it('ignores a webhook for another credit entitlement', async () => {
     const { get, customerId, instance } = await setup();
     await get().expect(200);
