@@ -86,6 +86,13 @@ const jsonBodiesOnly: RequestHandler = (req, _res, next) => {
 function jsonBody(limit: string): RequestHandler {
   const parse = express.json({
     limit,
+    // A `__proto__` key (however escaped) cannot be carried by a JavaScript object as it was
+    // sent: it would set the object's prototype, and whatever it named (a custom header) would be
+    // silently lost. No MailKit field is named so: the body is refused (400 invalid_json).
+    reviver: (key, value) => {
+      if (key === '__proto__') throw new SyntaxError('a key named __proto__');
+      return value as unknown;
+    },
     verify(_req, _res, buf) {
       const problem = jsonShapeProblem(buf, { maxDepth: LIMITS.jsonMaxDepth, maxValues: LIMITS.jsonMaxValues });
       if (problem) throw new HttpError(400, 'json_too_complex', `The JSON body ${problem}; no MailKit request needs that.`);

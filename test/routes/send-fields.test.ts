@@ -119,6 +119,18 @@ describe.each(ENGINES)('the full send API: text, cc, bcc, reply_to, tags, header
       ['a from field', { from: 'ceo@bank.com' }, 'body', 'unknown field(s): from'],
       ['an unknown field named after a built-in object property', { constructor: 'x' }, 'body', 'unknown field(s): constructor'],
     ];
+    it.each([
+      ['a header named __proto__', '{"to":"delivered@resend.dev","subject":"s","text":"t","headers":{"__proto__":"x","X-Ref":"kept"}}'],
+      ['a __proto__ key spelled with an escape', '{"to":"delivered@resend.dev","subject":"s","text":"t","headers":{"\\u005f_proto__":"x"}}'],
+    ])('%s: 400 invalid_json, nothing sent or charged (a JavaScript object cannot carry that key)', async (_name, raw) => {
+      const before = stack.sandbox.resend.messages().length;
+      const balance = await balanceOf(stack, c.key);
+      const res = await request(stack.url).post('/send').set(bearer(c.key)).set('Content-Type', 'application/json').send(raw).expect(400);
+      expect(res.body.error.code).toBe('invalid_json');
+      expect(stack.sandbox.resend.messages().length).toBe(before);
+      expect(await balanceOf(stack, c.key)).toBe(balance);
+    });
+
     it.each(cases)('%s', async (_name, patch, field, message) => {
       const before = stack.sandbox.resend.messages().length;
       const balance = await balanceOf(stack, c.key);
