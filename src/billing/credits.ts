@@ -79,6 +79,8 @@ export function createCredits(deps: { database: Database; billing: Billing; owne
   const now = deps.now ?? Date.now;
   const settleEveryMs = deps.options?.settleEveryMs ?? 5_000;
   const intervalMs = deps.options?.intervalMs ?? 1_000;
+  /** Customers this instance is settling or syncing now: its claim on them is its own, so it keeps them apart itself. */
+  const busy = new Set<string>();
   /** Seeds under way, per customer: concurrent first sends read Dodo once. */
   const seeding = new Map<string, Promise<BalanceRow>>();
   let ticking: Promise<void> | null = null;
@@ -132,7 +134,8 @@ export function createCredits(deps: { database: Database; billing: Billing; owne
     const fresh = await dodoGrants(customerId);
     const t = now();
     await updateBalance(database, customerId, (row) => {
-      if (row.settling > 0) return null;
+      // A settlement's outcome would be ambiguous in what Dodo shows: read again after it.
+      if (row.settling > 0) return { needsSync: 1 };
       const before = grantsOf(row);
       return { ...rebalanced(row, fresh.live, t, lapsedOwed(before, owedOf(row), fresh.lapsed)), syncedAt: t, needsSync: 0 };
     });
@@ -203,9 +206,11 @@ export function createCredits(deps: { database: Database; billing: Billing; owne
 
   /** The work one customer has, done under a claim on its balance (one instance at a time). */
   async function work(customerId: string, all: boolean): Promise<void> {
+    if (busy.has(customerId)) return;
     const t = now();
     const row = await claimBalance(database, customerId, owner, t, t + CLAIM_MS);
     if (!row) return;
+    busy.add(customerId);
     try {
       const open = await openSettlement(database, customerId);
       if (open) {
@@ -224,6 +229,7 @@ export function createCredits(deps: { database: Database; billing: Billing; owne
       if (err instanceof HttpError && (err.status === 429 || err.status === 503)) log?.debug({ customerId, code: err.code }, 'settlement waits for Dodo');
       else log?.warn({ customerId, err }, 'could not settle or sync a balance yet');
     } finally {
+      busy.delete(customerId);
       await releaseBalance(database, customerId, owner).catch(() => undefined);
     }
   }
@@ -235,7 +241,7 @@ export function createCredits(deps: { database: Database; billing: Billing; owne
       prunedAt = t;
       await pruneCredits(database, t - SETTLEMENT_RETENTION_MS, utcDay(t - DAYS_RETENTION_MS));
     }
-    const due = await dueBalances(database, { now: t, settleBefore: t - settleEveryMs, refreshBefore: t - REFRESH_MS, activeSince: t - ACTIVE_MS, all: opts.all }, 100);
+    const due = await dueBalances(database, { now: t, settleBefore: t - settleEveryMs, refreshBefore: t - REFRESH_MS, activeSince: t - ACTIVE_MS, owner, all: opts.all }, 100);
     const queue = [...due];
     const worker = async () => {
       for (let c = queue.shift(); c && now() < (opts.until ?? Infinity); c = queue.shift()) await work(c, opts.all ?? false);
@@ -264,18 +270,20 @@ export function createCredits(deps: { database: Database; billing: Billing; owne
       // Read back now when nobody is settling this customer (the webhook's sender then sees the
       // balance moved when it hears back); otherwise after the settlement, by the next pass.
       const t = now();
-      const mine = await claimBalance(database, customerId, owner, t, t + CLAIM_MS);
+      const mine = !busy.has(customerId) && (await claimBalance(database, customerId, owner, t, t + CLAIM_MS));
       if (!mine || (await openSettlement(database, customerId))) {
         if (mine) await releaseBalance(database, customerId, owner);
         await updateBalance(database, customerId, () => ({ needsSync: 1 }));
         return;
       }
+      busy.add(customerId);
       try {
         await sync(customerId);
       } catch (err) {
         await updateBalance(database, customerId, () => ({ needsSync: 1 }));
         throw err;
       } finally {
+        busy.delete(customerId);
         await releaseBalance(database, customerId, owner).catch(() => undefined);
       }
     },
@@ -287,13 +295,17 @@ export function createCredits(deps: { database: Database; billing: Billing; owne
       return ticking;
     },
     async settleNow() {
-      await ticking?.catch(() => undefined);
-      await pass({ all: true });
+      // One pass at a time on an instance: a claim it holds is then never another pass's own.
+      while (ticking) await ticking.catch(() => undefined);
+      ticking = pass({ all: true }).finally(() => {
+        ticking = null;
+      });
+      await ticking;
     },
     async settleAll(until) {
       closed = true;
       if (timer) clearInterval(timer);
-      await ticking?.catch(() => undefined);
+      while (ticking) await ticking.catch(() => undefined);
       await pass({ all: true, until }).catch((err: unknown) => log?.warn({ err }, 'could not settle every balance at shutdown'));
     },
     close() {
