@@ -1,6 +1,6 @@
 import type { Resend } from 'resend';
 import type { Logger } from '../logger';
-import { QuotaExhausted, type Budget } from '../quotas';
+import { observedQuota, QuotaExhausted, type Budget } from '../quotas';
 
 /** One email as MailKit hands it to Resend. */
 export interface OutgoingEmail {
@@ -169,6 +169,9 @@ export function createMailer(opts: MailerOptions): Mailer {
       } catch (err) {
         return { failed: { kind: 'unknown', message: `Resend did not answer: ${(err as Error).name}` } };
       }
+      // Every answer says how much of Resend's quota is left: the budget paces by it.
+      const quota = observedQuota(result.headers);
+      if (quota) void opts.budget?.observe?.(quota);
       if (result.data && !result.error) {
         endPause();
         return { ok: result.data };
