@@ -73,6 +73,8 @@ export interface Config {
   };
   /** Who may set the client's address for the rate limits (TRUST_PROXY; default: off in sandbox mode, loopback live). */
   readonly trustProxy: TrustProxy;
+  /** How long the email history (GET /emails) is kept, days (EMAIL_HISTORY_DAYS, default 30). */
+  readonly emailHistoryDays: number;
   /** The bearer token GET /metrics takes in live mode (METRICS_TOKEN; unset: no /metrics live). */
   readonly metricsToken: string | null;
   /** How often, at most, a customer's spends are settled with Dodo while it sends, seconds (SETTLE_EVERY_SECONDS, default 5). */
@@ -134,6 +136,8 @@ const schema = z.object({
   RESEND_RATE_LIMIT: z.preprocess(blankIsUnset, z.coerce.number().int().min(0).max(1_000_000).optional()),
   DODO_RATE_LIMIT: z.preprocess(blankIsUnset, z.coerce.number().int().min(0).max(1_000_000).optional()),
   DODO_BURST: z.preprocess(blankIsUnset, z.coerce.number().int().min(1).max(1_000_000).optional()),
+  // Resend keeps its logs 30 days on its free plan: MailKit's history of the same emails as long.
+  EMAIL_HISTORY_DAYS: z.preprocess(blankIsUnset, z.coerce.number().int().min(1).max(3650).default(30)),
   METRICS_TOKEN: z.preprocess(blankIsUnset, z.string().min(16, 'must be at least 16 characters').optional()),
   // A customer's spends are debited from Dodo in one entry at most this often while it sends (src/billing/README.md).
   SETTLE_EVERY_SECONDS: z.preprocess(blankIsUnset, z.coerce.number().int().min(1).max(300).default(5)),
@@ -267,6 +271,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     trustProxy: Array.isArray(trustProxy) ? Object.freeze([...trustProxy]) : trustProxy,
     settleEverySeconds: e.SETTLE_EVERY_SECONDS,
     metricsToken: e.METRICS_TOKEN ?? null,
+    emailHistoryDays: e.EMAIL_HISTORY_DAYS,
     batchDelivery: e.BATCH_DELIVERY === 'on',
     connectionsPerAddress: e.MAX_CONNECTIONS_PER_ADDRESS,
     rateLimits: Object.freeze({

@@ -242,6 +242,8 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
       // Emails held accepted (202) and undelivered: 5 s of flights at Resend's quota (1,000 at
       // its default 2 calls a second), the default when Resend is not budgeted.
       acceptLimit: opts.acceptLimit ?? (config.quotas.resendPerSecond > 0 ? config.quotas.resendPerSecond * 100 * 5 : undefined),
+      deliveredPerSecond: config.quotas.resendPerSecond > 0 ? config.quotas.resendPerSecond * 100 : undefined,
+      historyDays: config.emailHistoryDays,
     });
     const env = sandboxMode || config.dodo.environment === 'test_mode' ? 'test' : 'live';
     const apiKeys = createApiKeys({ database, secret: keySecret, env });

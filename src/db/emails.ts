@@ -242,3 +242,26 @@ export async function forgetOrphanEventsBefore(database: Database, cutoff: numbe
     .executeTakeFirst();
   return Number(gone.numDeletedRows);
 }
+
+/**
+ * Forgets the history of emails created before `cutoff` (the retention, EMAIL_HISTORY_DAYS),
+ * with their events, `batch` at a time and at most `batches` batches a call (the next call goes
+ * on): the database holds the retention's emails, however long MailKit runs.
+ */
+export async function forgetEmailsBefore(database: Database, cutoff: number, batch = 5_000, batches = 20): Promise<number> {
+  let gone = 0;
+  for (let i = 0; i < batches; i++) {
+    const n = await database.db.transaction().execute(async (trx) => {
+      const old = await trx.selectFrom('emails').select(['id', 'providerId']).where('createdAt', '<', cutoff).limit(batch).execute();
+      if (old.length === 0) return 0;
+      const ids = old.map((e) => e.id);
+      const names = [...ids, ...old.flatMap((e) => (e.providerId && e.providerId !== e.id ? [e.providerId] : []))];
+      await trx.deleteFrom('emailEvents').where('emailId', 'in', names).execute();
+      await trx.deleteFrom('emails').where('id', 'in', ids).execute();
+      return old.length;
+    });
+    gone += n;
+    if (n < batch) break;
+  }
+  return gone;
+}

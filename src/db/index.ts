@@ -10,6 +10,7 @@ import * as m005 from './migrations/005_flights';
 import * as m006 from './migrations/006_leases';
 import * as m007 from './migrations/007_email_provider_ids';
 import * as m008 from './migrations/008_credit_balances';
+import * as m009 from './migrations/009_email_retention';
 import type { Tables } from './schema';
 import { createPrivateFile, makePrivate, makePrivateDir } from '../lib/private-files';
 
@@ -66,6 +67,7 @@ const migrations: Record<string, Migration> = {
   '006_leases': m006,
   '007_email_provider_ids': m007,
   '008_credit_balances': m008,
+  '009_email_retention': m009,
 };
 const provider: MigrationProvider = { getMigrations: async () => migrations };
 

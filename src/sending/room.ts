@@ -10,14 +10,22 @@
  * would take every place as it is freed and keep the others out; the flights share Resend's
  * calls across customers the same way (dispatcher.ts). The send first in that order waits for
  * room enough for all its emails, and those behind it wait with it (until it fits, or gives up).
+ *
+ * A send that could not get in within its wait is refused at once instead of waiting for
+ * nothing: when the room, with the sends already waiting ahead, would need more than
+ * `drainPerSecond` emails delivered in the wait to take it (a burst of thousands of emails at
+ * once, where one second of flights frees two hundred places), its caller answers 429 in
+ * milliseconds, not after the whole wait.
  */
 export interface AcceptRoom {
-  /** Waits up to `waitMs` for room for `count` more emails of this customer and holds it; false if none came (or the room is closed). */
+  /** Waits up to `waitMs` for room for `count` more emails of this customer and holds it; false if none came, none could come in time, or the room is closed. */
   hold(customerId: string, count: number): Promise<boolean>;
   /** Gives back room held for this customer (its send settled, or was refused). */
   free(customerId: string, count: number): void;
   /** Emails held now, in all. */
   held(): number;
+  /** Emails of the sends waiting for room now. */
+  waiting(): number;
   /** No more waiting: a send asking for room from now on is refused unless it fits at once. */
   close(): void;
 }
@@ -28,7 +36,7 @@ interface Waiter {
   grant: () => void;
 }
 
-export function createAcceptRoom(opts: { limit: number; waitMs: number }): AcceptRoom {
+export function createAcceptRoom(opts: { limit: number; waitMs: number; drainPerSecond?: number }): AcceptRoom {
   let total = 0;
   let closed = false;
   const byCustomer = new Map<string, number>();
@@ -60,6 +68,10 @@ export function createAcceptRoom(opts: { limit: number; waitMs: number }): Accep
         return Promise.resolve(true);
       }
       if (closed) return Promise.resolve(false);
+      if (opts.drainPerSecond !== undefined) {
+        const ahead = waiters.reduce((n, w) => n + w.count, 0);
+        if (total + ahead + count - opts.limit > (opts.drainPerSecond * opts.waitMs) / 1000) return Promise.resolve(false);
+      }
       return new Promise<boolean>((resolve) => {
         const waiter: Waiter = {
           customerId,
@@ -89,6 +101,7 @@ export function createAcceptRoom(opts: { limit: number; waitMs: number }): Accep
       grant();
     },
     held: () => total,
+    waiting: () => waiters.reduce((n, w) => n + w.count, 0),
     close() {
       closed = true;
     },

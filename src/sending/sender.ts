@@ -5,7 +5,7 @@ import type { Billing } from '../billing/billing';
 import type { Credits } from '../billing/credits';
 import type { Database } from '../db/index';
 import { acquireSend, findSend, insertOrGetSend, LostClaim, payloadOf, pruneSends, putPayload, releasedByTransition, releaseSend, renewClaims, unsettledSends, type SendRow } from '../db/sends';
-import { insertEmails } from '../db/emails';
+import { forgetEmailsBefore, insertEmails } from '../db/emails';
 import { HttpError } from '../errors';
 import { recipientCount, type Mailer, type OutgoingEmail } from '../mail/mailer';
 import type { Logger } from '../logger';
@@ -89,6 +89,14 @@ export function createSender(opts: {
   dispatch?: boolean;
   /** Emails held accepted and undelivered at once by this instance (default 1,000). */
   acceptLimit?: number;
+  /**
+   * How many emails a second the flights deliver at most (Resend's quota × 100); a send that
+   * could not get room within its wait at that pace is refused at once. Absent: Resend is not
+   * budgeted, and a send waits its whole wait.
+   */
+  deliveredPerSecond?: number;
+  /** How long the email history is kept, days (EMAIL_HISTORY_DAYS; absent: for ever). Pruned by the reconciler's passes. */
+  historyDays?: number;
 }): Sender {
   const { database, mailer, log } = opts;
   const now = () => (opts.now ? opts.now().getTime() : Date.now());
@@ -106,7 +114,7 @@ export function createSender(opts: {
   const stopped = new AbortController();
   const acceptLimit = opts.acceptLimit ?? DEFAULT_ACCEPT_LIMIT;
   /** Room for the emails of accepted sends not yet settled (room.ts). */
-  const acceptRoom = createAcceptRoom({ limit: acceptLimit, waitMs: ACCEPT_WAIT_MS });
+  const acceptRoom = createAcceptRoom({ limit: acceptLimit, waitMs: ACCEPT_WAIT_MS, drainPerSecond: opts.deliveredPerSecond });
   let reconciling: Promise<number> | null = null;
   const timer = intervalMs > 0 ? setInterval(() => void sender.reconcile().catch((err: unknown) => log?.error({ err }, 'reconcile pass failed')), intervalMs) : null;
   // Claims on the sends this process runs are renewed while they run; a process that dies lets them expire.
@@ -135,7 +143,7 @@ export function createSender(opts: {
     if (payload.async && !running.has(sendId)) {
       const count = payload.emails.length;
       if (!(await acceptRoom.hold(customerId, count))) {
-        const seconds = Math.max(1, Math.ceil(((acceptRoom.held() + count - acceptLimit) / acceptLimit) * 5));
+        const seconds = Math.max(1, Math.ceil(((acceptRoom.held() + acceptRoom.waiting() + count - acceptLimit) / acceptLimit) * 5));
         throw new HttpError(429, 'send_queue_full', "MailKit is holding as many emails as the email provider's quota delivers in the next seconds. Nothing was taken; retry after the Retry-After delay.", {
           'Retry-After': String(seconds),
           ...headers,
@@ -307,6 +315,7 @@ export function createSender(opts: {
 
   async function reconcilePass(): Promise<number> {
     await pruneSends(database, now() - KEY_RETENTION_MS);
+    if (opts.historyDays) await forgetEmailsBefore(database, now() - opts.historyDays * 86_400_000);
     // A flight's body is kept while one of its sends is still delivering, a minute at least.
     await pruneFlights(database, now() - 60_000, now() - KEY_RETENTION_MS);
     let settled = 0;

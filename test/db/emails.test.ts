@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Database } from '../../src/db/index';
-import { findEmail, forgetOrphanEventsBefore, recordEmailEvent, recordEmails } from '../../src/db/emails';
+import { findEmail, forgetEmailsBefore, forgetOrphanEventsBefore, recordEmailEvent, recordEmails } from '../../src/db/emails';
 import { suppressedAmong } from '../../src/db/suppressions';
 import { ENGINES, freshDatabase } from '../support/stack';
 
@@ -27,6 +27,19 @@ describe.each(ENGINES)('the email history tables (%s)', (engine) => {
     await recordEmails(database, [email('e1')], 30);
     expect((await findEmail(database, 'cus_a', 'e1'))?.email.status).toBe('bounced');
     expect(await findEmail(database, 'cus_b', 'e1')).toBeUndefined();
+  });
+
+  it('forgets the emails older than the retention, with their events, a batch at a time; keeps the younger', async () => {
+    database = await freshDatabase(engine);
+    await recordEmails(database, Array.from({ length: 7 }, (_, i) => email(`old-${i}`, 'delivered@resend.dev')), 100);
+    await recordEmails(database, [email('young', 'delivered@resend.dev')], 900);
+    await recordEmailEvent(database, event('msg_old', 'old-0', 'email.delivered'), 150);
+    await recordEmailEvent(database, event('msg_young', 'young', 'email.delivered'), 950);
+    // Batches of 3: all seven go in one call (three batches).
+    expect(await forgetEmailsBefore(database, 500, 3)).toBe(7);
+    expect(await findEmail(database, 'cus_a', 'old-0')).toBeUndefined();
+    expect(await database.db.selectFrom('emailEvents').select('id').execute()).toEqual([{ id: 'msg_young' }]);
+    expect((await findEmail(database, 'cus_a', 'young'))?.email.status).toBe('delivered');
   });
 
   it("forgets old events of emails it never recorded, and keeps a recorded email's events", async () => {

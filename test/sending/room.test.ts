@@ -13,6 +13,21 @@ describe('the room for accepted emails', () => {
     expect(room.held()).toBe(3);
   });
 
+  it('refuses at once a send that could not get in within its wait (a burst far beyond what a wait frees)', async () => {
+    // 1,000 places freed at 200 a second: a wait of a second frees 200.
+    const room = createAcceptRoom({ limit: 1_000, waitMs: 1_000, drainPerSecond: 200 });
+    expect(await room.hold('cus_a', 1_000)).toBe(true);
+    // 100 more could come in within the second: it waits (and gets in when room frees).
+    const waits = room.hold('cus_b', 100);
+    // With those 100 ahead, another 150 could not: refused now, not a second from now.
+    const asked = Date.now();
+    expect(await room.hold('cus_c', 150)).toBe(false);
+    expect(Date.now() - asked).toBeLessThan(500);
+    expect(room.waiting()).toBe(100);
+    room.free('cus_a', 100);
+    expect(await waits).toBe(true);
+  });
+
   it('one send larger than the whole room gets it when nothing else is held', async () => {
     const room = createAcceptRoom({ limit: 3, waitMs: 50 });
     expect(await room.hold('cus_a', 10)).toBe(true);
