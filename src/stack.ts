@@ -23,6 +23,8 @@ import { createLogger, type Logger } from './logger';
 import { createMetrics } from './metrics';
 import { createMailer, type Mailer } from './mail/mailer';
 import { createSandbox, type Sandbox } from './sandbox';
+import { createDispatcher } from './sending/dispatcher';
+import { createAcceptRoom, type AcceptRoom } from './sending/room';
 import { createSender, type ReconcileOptions, type Sender } from './sending/sender';
 import { openDatabase, type Database } from './db/index';
 import { importJournal } from './db/import-journal';
@@ -238,12 +240,19 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
       log: log.child({ component: 'credits' }),
       options: { settleEveryMs: config.settleEverySeconds * 1000, ...opts.credits },
     });
-    const sender = createSender({ billing, credits, mailer, database, log: log.child({ component: 'sender' }), reconcile: opts.reconcile, dispatch: config.batchDelivery, instanceId: owner,
-      // Emails held accepted (202) and undelivered: 5 s of flights at Resend's quota (1,000 at
-      // its default 2 calls a second), the default when Resend is not budgeted.
-      acceptLimit: opts.acceptLimit ?? (config.quotas.resendPerSecond > 0 ? config.quotas.resendPerSecond * 100 * 5 : undefined),
-      deliveredPerSecond: config.quotas.resendPerSecond > 0 ? config.quotas.resendPerSecond * 100 : undefined,
+    const senderLog = log.child({ component: 'sender' });
+    const sender = createSender({
+      billing,
+      credits,
+      mailer,
+      database,
+      log: senderLog,
+      reconcile: opts.reconcile,
+      instanceId: owner,
       historyDays: config.emailHistoryDays,
+      // First tries of every send share Resend batch calls (flights), unless BATCH_DELIVERY=off.
+      dispatcher: config.batchDelivery ? createDispatcher({ database, mailer, log: senderLog, owner }) : null,
+      room: acceptRoomFor(config.quotas.resendPerSecond, opts.acceptLimit),
     });
     const env = sandboxMode || config.dodo.environment === 'test_mode' ? 'test' : 'live';
     const apiKeys = createApiKeys({ database, secret: keySecret, env });
@@ -326,6 +335,21 @@ const starting: RequestHandler = (req, res) => {
   if (!req.complete) closeWithAnswer(req, res);
   unavailable(res, 'starting', 'MailKit is starting; retry in a second.', 1);
 };
+
+/**
+ * The room for emails answered once queued and not yet delivered: 5 s of flights at Resend's
+ * quota (1,000 at its default 2 calls a second; 1,000 when Resend is not budgeted), refused at
+ * once past what a second's wait could free at that pace (room.ts).
+ */
+export function acceptRoomFor(resendPerSecond: number, limit?: number): { room: AcceptRoom; limit: number } {
+  const perSecond = resendPerSecond > 0 ? resendPerSecond * 100 : undefined;
+  const size = limit ?? (perSecond ? perSecond * 5 : DEFAULT_ACCEPT_LIMIT);
+  return { room: createAcceptRoom({ limit: size, waitMs: ACCEPT_WAIT_MS, drainPerSecond: perSecond }), limit: size };
+}
+/** Emails held accepted and undelivered when Resend is not budgeted. */
+const DEFAULT_ACCEPT_LIMIT = 1_000;
+/** How long a send to be answered once queued waits for room before its 429: the flights free 200 places a second at Resend's default quota. */
+const ACCEPT_WAIT_MS = 1_000;
 
 /** How much longer than Resend's one-second window MailKit counts it: the spread of a call's time on its way to Resend. */
 export const RESEND_WINDOW_MARGIN_MS = 30;

@@ -25,6 +25,11 @@ export interface StoredResponse {
   body: unknown;
 }
 
+/** What the route writes back: status, body, and the headers that let a client retry safely. */
+export interface SendOutcome extends StoredResponse {
+  headers: Record<string, string>;
+}
+
 /** How long a client idempotency key is honoured after its send last changed: Resend keeps its keys for 24 hours. */
 export const KEY_RETENTION_MS = 24 * 60 * 60 * 1000;
 

@@ -2,10 +2,9 @@ import request from 'supertest';
 import { afterEach, describe, expect, it } from 'vitest';
 import { findSend } from '../../src/db/sends';
 import { sendIdFor } from '../../src/sending/records';
-import { createSender } from '../../src/sending/sender';
 import { dodoBalance, fleetKey, fleetStore, spawnInstance, startInstance, startUpstream, instanceEnv, type Upstream } from '../support/fleet';
 import { forEachEngine } from '../support/database';
-import { balanceOf, bearer, customerWith, outboxTo, startTestStack, waitFor } from '../support/stack';
+import { balanceOf, bearer, customerWith, outboxTo, startTestStack, waitFor, senderOn } from '../support/stack';
 
 /**
  * The five interleavings of issue 16, each driven through the real SDKs against the sandbox,
@@ -37,7 +36,7 @@ forEachEngine('the send state machine', ({ engine }) => {
       stack = await startTestStack({}, { ...QUICK, engine });
       const c = await customerWith(stack, 10);
       const clock = { now: Date.now() };
-      const sender = createSender({ billing: stack.billing, credits: stack.credits, mailer: stack.mailer, database: stack.database, now: () => new Date(clock.now), reconcile: { intervalMs: 0 } });
+      const sender = senderOn(stack, { now: () => new Date(clock.now), reconcile: { intervalMs: 0 } });
       const first = await sender.send(c.customerId, mail('day one'), 'reused-key');
       clock.now += 25 * 60 * 60 * 1000;
       await sender.reconcile(); // prunes the day-old record
@@ -56,7 +55,7 @@ forEachEngine('the send state machine', ({ engine }) => {
       stack = await startTestStack({}, { ...QUICK, engine });
       const c = await customerWith(stack, 10);
       const clock = { now: Date.now() };
-      const sender = createSender({ billing: stack.billing, credits: stack.credits, mailer: stack.mailer, database: stack.database, now: () => new Date(clock.now), reconcile: { intervalMs: 0 } });
+      const sender = senderOn(stack, { now: () => new Date(clock.now), reconcile: { intervalMs: 0 } });
       // Attempt 0: Resend refuses outright (nothing sent), the credit comes back.
       stack.sandbox.resend.faults.inject({ status: 500, match: /^POST \/emails(\/batch)?$/ });
       await expect(sender.send(c.customerId, mail('late'), 'late-key')).rejects.toMatchObject({ status: 503 });
@@ -103,7 +102,7 @@ forEachEngine('the send state machine', ({ engine }) => {
       stack.sandbox.resend.faults.inject({ dropAfterProcessing: true, count: 1, match: /^POST \/emails(\/batch)?$/ });
       const first = await stack.sender.send(c.customerId, mail('from'), 'k4-from').catch((e: unknown) => e);
       expect(first).toMatchObject({ code: 'delivery_unconfirmed' });
-      const moved = createSender({ billing: stack.billing, credits: stack.credits, mailer: { ...stack.mailer, from: 'Other <other@example.com>' }, database: stack.database, reconcile: { intervalMs: 0 } });
+      const moved = senderOn(stack, { mailer: { ...stack.mailer, from: 'Other <other@example.com>' }, reconcile: { intervalMs: 0 } });
       const done = await moved.send(c.customerId, mail('from'), 'k4-from');
       expect(done.status).toBe(200);
       expect(sentWith('from')).toHaveLength(1);

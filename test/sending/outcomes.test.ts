@@ -3,9 +3,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Stack } from '../../src/stack';
 import { findSend } from '../../src/db/sends';
 import { sendIdFor } from '../../src/sending/records';
-import { createSender } from '../../src/sending/sender';
 import { forEachEngine } from '../support/database';
-import { balanceOf, bearer, customerWith, startTestStack, waitFor } from '../support/stack';
+import { balanceOf, bearer, customerWith, startTestStack, waitFor, senderOn } from '../support/stack';
 
 /**
  * What Resend's answers prove (src/sending/README.md): only its ids settle a send as sent, and
@@ -180,7 +179,7 @@ forEachEngine('what Resend’s answers prove', ({ engine }) => {
       stack = await startTestStack({}, { engine, ...QUICK });
       const c = await customerWith(stack, 10);
       const clock = { now: Date.now() };
-      const sender = createSender({ billing: stack.billing, credits: stack.credits, mailer: stack.mailer, database: stack.database, now: () => new Date(clock.now), reconcile: { intervalMs: 0 } });
+      const sender = senderOn(stack, { now: () => new Date(clock.now), reconcile: { intervalMs: 0 } });
       const email = { to: ['delivered@resend.dev'], subject: 'day-old', html: '<p>x</p>' };
       stack.sandbox.resend.faults.inject({ status: 500, count: 4, match: SENDS });
       await expect(sender.send(c.customerId, email, 'day-old')).rejects.toMatchObject({ status: 503, code: 'delivery_unconfirmed' });
@@ -198,7 +197,7 @@ forEachEngine('what Resend’s answers prove', ({ engine }) => {
       stack = await startTestStack({}, { engine, ...QUICK });
       const c = await customerWith(stack, 10);
       const clock = { now: Date.now() };
-      const sender = createSender({ billing: stack.billing, credits: stack.credits, mailer: stack.mailer, database: stack.database, now: () => new Date(clock.now), reconcile: { intervalMs: 0 } });
+      const sender = senderOn(stack, { now: () => new Date(clock.now), reconcile: { intervalMs: 0 } });
       const email = { to: ['delivered@resend.dev'], subject: 'day-old-queued', html: '<p>x</p>' };
       stack.sandbox.resend.faults.inject({ status: 500, count: 4, match: SENDS });
       const before = stack.sandbox.resend.faults.requestCount(SENDS);

@@ -3,10 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import request from 'supertest';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createSender } from '../../src/sending/sender';
 import { sendIdFor } from '../../src/sending/records';
 import { findSend, payloadOf } from '../../src/db/sends';
-import { balanceOf, bearer, customerWith, outboxTo, startTestStack } from '../support/stack';
+import { balanceOf, bearer, customerWith, outboxTo, startTestStack, senderOn } from '../support/stack';
 
 type TestStack = Awaited<ReturnType<typeof startTestStack>>;
 const email = { to: 'delivered@resend.dev', subject: 'Invoice 7', html: '<p>Due soon</p>' };
@@ -180,7 +179,7 @@ describe('the send reconciler', () => {
       const c = await customerWith(stack, 10);
       // A sender on the stack's real billing and mailer, with a clock the test moves.
       const clock = { now: Date.now() };
-      const sender = createSender({ billing: stack.billing, credits: stack.credits, mailer: stack.mailer, database: stack.database, now: () => new Date(clock.now), reconcile: { intervalMs: 0, graceMs: 0 } });
+      const sender = senderOn(stack, { now: () => new Date(clock.now), reconcile: { intervalMs: 0, graceMs: 0 } });
       stack.sandbox.resend.faults.inject({ latencyMs: 500, status: 503, count: 1, match: /^POST \/emails(\/batch)?$/ });
       const mail = { to: [email.to], subject: email.subject, html: email.html };
       await expect(sender.send(c.customerId, mail, 'old-one')).rejects.toMatchObject({ code: 'delivery_unconfirmed' });
@@ -204,7 +203,7 @@ describe('the send reconciler', () => {
       stack = await startTestStack({}, NOW);
       const c = await customerWith(stack, 10);
       const clock = { now: Date.now() };
-      const sender = createSender({ billing: stack.billing, credits: stack.credits, mailer: stack.mailer, database: stack.database, now: () => new Date(clock.now), reconcile: { intervalMs: 0, graceMs: 60 * 60 * 1000 } });
+      const sender = senderOn(stack, { now: () => new Date(clock.now), reconcile: { intervalMs: 0, graceMs: 60 * 60 * 1000 } });
       const mail = { to: [email.to], subject: email.subject, html: email.html };
       await sender.send(c.customerId, mail, 'old-done');
       stack.sandbox.resend.faults.inject({ dropAfterProcessing: true, count: 1, match: /^POST \/emails(\/batch)?$/ });

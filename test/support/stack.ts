@@ -3,7 +3,9 @@ import { expect } from 'vitest';
 import { loadConfig } from '../../src/config';
 import { createLogger } from '../../src/logger';
 import { openDatabase, type Database } from '../../src/db/index';
-import { startStack, type Stack, type StackOptions } from '../../src/stack';
+import { acceptRoomFor, startStack, type Stack, type StackOptions } from '../../src/stack';
+import { createDispatcher } from '../../src/sending/dispatcher';
+import { createSender, newOwner, type Sender } from '../../src/sending/sender';
 import { dropSchemas, openTestDatabase, postgresUrl } from './database';
 
 /**
@@ -137,4 +139,24 @@ export async function waitFor(check: () => Promise<boolean>, timeoutMs = 10_000)
     if (Date.now() > deadline) throw new Error('condition not met in time');
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/**
+ * Another sender on the stack's database, as another instance (or a clock of the test's) would
+ * run it: its own owner, dispatcher and room, the stack's billing, credits and mailer unless
+ * `opts` says otherwise.
+ */
+export function senderOn(stack: Stack, opts: Partial<Parameters<typeof createSender>[0]> = {}): Sender {
+  const owner = opts.instanceId ?? newOwner();
+  const mailer = opts.mailer ?? stack.mailer;
+  return createSender({
+    billing: stack.billing,
+    credits: stack.credits,
+    database: stack.database,
+    dispatcher: createDispatcher({ database: stack.database, mailer, owner }),
+    room: acceptRoomFor(0),
+    ...opts,
+    mailer,
+    instanceId: owner,
+  });
 }
