@@ -27,7 +27,7 @@ import { createDispatcher } from './sending/dispatcher';
 import { createAcceptRoom, type AcceptRoom } from './sending/room';
 import { createSender, type ReconcileOptions, type Sender } from './sending/sender';
 import { openDatabase, type Database } from './db/index';
-import { importJournal } from './db/import-journal';
+import { refuseUnimportedStore } from './db/old-store';
 import { generatedSecret } from './db/secrets';
 import { budgetedFetch, createBudget, DODO_WAIT_MS } from './quotas';
 import { newWebhookSecret } from './lib/webhook-secret';
@@ -108,11 +108,11 @@ export const HTTP_TIMEOUTS: HttpTimeouts = { headersTimeoutMs: 10_000, requestTi
 export async function startStack(config: Config, opts: StackOptions = {}): Promise<Stack> {
   const log = opts.log ?? createLogger(config.logLevel);
   const dataDir = opts.inMemory ? null : config.dataDir;
+  // A folder still holding the store from before the database: refused before anything is written.
+  if (dataDir && !opts.database) refuseUnimportedStore(dataDir);
   const database =
     opts.database ??
     (await openDatabase(config.databaseUrl ? { url: config.databaseUrl } : { file: dataDir ? join(dataDir, 'mailkit.sqlite') : ':memory:' }));
-  // An install from before the database: its snapshot and journal are imported once.
-  if (dataDir && !opts.database) await importJournal(database, dataDir, log);
   const sandboxMode = config.mode === 'sandbox';
 
   let handler: RequestHandler = starting;

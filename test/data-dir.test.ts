@@ -74,8 +74,8 @@ describe.each(ENGINES)('the data folder (%s)', (engine) => {
     roots.push(root);
     const dataDir = join(root, '.data');
     mkdirSync(dataDir, { mode: 0o755 });
-    // The store from before the database kept its secrets in mailkit.json, readable by everyone.
-    writeFileSync(join(dataDir, 'mailkit.json'), JSON.stringify({ generation: 0, data: { generated: { keySecret: 'k'.repeat(43) } } }), { mode: 0o644 });
+    // The store from before the database, imported by an older version, kept its secrets there, readable by everyone.
+    writeFileSync(join(dataDir, 'mailkit.json.imported'), JSON.stringify({ generation: 0, data: { generated: { keySecret: 'k'.repeat(43) } } }), { mode: 0o644 });
     await (await start(dataDir)).close();
     expect(octal(modeOf(join(dataDir, 'mailkit.json.imported')))).toBe('0600');
     chmodSync(join(dataDir, 'mailkit.sqlite'), 0o644);

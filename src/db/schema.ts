@@ -140,7 +140,7 @@ export interface RateLimitsTable {
   expire: number | null;
 }
 
-/** A one-time import of an old `.data/` (src/db/import-journal.ts): present once it committed. */
+/** A one-time import of an old `.data/` by versions up to 9c39ed5 (src/db/old-store.ts): present once it committed. Kept, unused since. */
 export interface JournalImportsTable {
   /** What was imported: `mailkit.json` (the old store, with its journals). */
   name: string;
