@@ -25,7 +25,7 @@ import { createMailer, type Mailer } from './mail/mailer';
 import { createSandbox, type Sandbox } from './sandbox';
 import { createDispatcher } from './sending/dispatcher';
 import { createAcceptRoom, type AcceptRoom } from './sending/room';
-import { createSender, type ReconcileOptions, type Sender } from './sending/sender';
+import { createSender, newOwner, type ReconcileOptions, type Sender } from './sending/sender';
 import { openDatabase, type Database } from './db/index';
 import { refuseUnimportedStore } from './db/old-store';
 import { generatedSecret } from './db/secrets';
@@ -114,10 +114,80 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
     opts.database ??
     (await openDatabase(config.databaseUrl ? { url: config.databaseUrl } : { file: dataDir ? join(dataDir, 'mailkit.sqlite') : ':memory:' }));
   const sandboxMode = config.mode === 'sandbox';
+  const front = createFront(config, opts, sandboxMode);
+  try {
+    await front.listen();
+  } catch (err) {
+    await database.close();
+    throw err;
+  }
+  const port = (front.server.address() as AddressInfo).port;
+  const loopback = `http://127.0.0.1:${port}`;
+  const baseUrl = config.port === 0 ? config.baseUrl.replace(/:0$/, `:${port}`) : config.baseUrl;
+  // Sandbox mode answers only its own host names (DNS rebinding, see allowed-hosts.ts). Live mode
+  // holds nothing a rebound page could read that a direct request could not.
+  const allowedHosts = sandboxMode ? allowedHostNames({ baseUrl, host: config.host }) : undefined;
 
+  try {
+    const secrets = await secretsFor(config, database);
+    const sandbox = sandboxMode ? startSandbox({ config, opts, dataDir, secrets, loopback, baseUrl, log, allowedHosts: allowedHosts!, front }) : undefined;
+    const vendors = vendorClients(config, opts, database, loopback, secrets.webhookKey);
+    const catalog: Catalog = sandboxMode
+      ? await ensureCatalog(vendors.dodo)
+      : { creditEntitlementId: config.dodo.creditEntitlementId!, planProductId: config.dodo.planProductId!, topupProductId: config.dodo.topupProductId! };
+    const services = await buildServices({ config, opts, database, log, vendors, catalog, baseUrl, keySecret: secrets.keySecret });
+    const app = createApp({
+      ...services,
+      mode: config.mode,
+      metricsToken: config.metricsToken,
+      baseUrl,
+      dodo: vendors.dodo,
+      resend: vendors.resend,
+      webhookKey: secrets.webhookKey,
+      resendWebhookSecret: secrets.resendWebhookSecret,
+      database,
+      log,
+      sandbox,
+      rateLimits: config.rateLimits,
+      trustProxy: config.trustProxy,
+      allowedHosts,
+    });
+    front.setHandler(app as unknown as RequestHandler);
+    let closing: Promise<void> | undefined;
+    return {
+      ...services,
+      server: front.server,
+      url: loopback,
+      baseUrl,
+      config,
+      app,
+      dodo: vendors.dodo,
+      resend: vendors.resend,
+      catalog,
+      database,
+      log,
+      sandbox,
+      close() {
+        closing ??= closeStack({ front, sandboxMode, services, sandbox, database });
+        return closing;
+      },
+    };
+  } catch (err) {
+    front.server.closeAllConnections();
+    await new Promise<void>((resolve) => front.server.close(() => resolve()));
+    await database.close().catch(() => undefined);
+    throw err;
+  }
+}
+
+/**
+ * The HTTP server in front of whatever serves requests now (`setHandler`: a 503 while starting,
+ * the sandbox alone while the catalog is provisioned, then the app). At shutdown it refuses new
+ * requests, except the sandbox's own in sandbox mode (the sends still in flight reach Dodo and
+ * Resend through it), and counts out the requests already in.
+ */
+function createFront(config: Config, opts: StackOptions, sandboxMode: boolean) {
   let handler: RequestHandler = starting;
-  // Shutdown: once draining, new requests are refused, except the sandbox's own (the sends
-  // still in flight reach Dodo and Resend through it); requests already in are counted out.
   let draining = false;
   const inFlight = new Set<ServerResponse>();
   let drained: (() => void) | undefined;
@@ -138,174 +208,163 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
   // a reused socket is not closed under a request.
   server.keepAliveTimeout = 65_000;
   capConnectionsPerAddress(server, { perAddress: config.connectionsPerAddress, exempt: opts.connectionCapExempt ?? defaultCapExemption(config.trustProxy) });
-  try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(config.port, config.host, () => resolve());
-    });
-  } catch (err) {
-    await database.close();
-    throw err;
-  }
-  const port = (server.address() as AddressInfo).port;
-  const loopback = `http://127.0.0.1:${port}`;
-  const baseUrl = config.port === 0 ? config.baseUrl.replace(/:0$/, `:${port}`) : config.baseUrl;
+  return {
+    server,
+    listen: () =>
+      new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(config.port, config.host, () => resolve());
+      }),
+    setHandler(h: RequestHandler) {
+      handler = h;
+    },
+    /** Refuses new requests from now on; resolves once those already in are answered. */
+    async drain(): Promise<void> {
+      draining = true;
+      if (inFlight.size > 0) await new Promise<void>((resolve) => (drained = resolve));
+    },
+  };
+}
+type Front = ReturnType<typeof createFront>;
 
-  // Sandbox mode answers only its own host names (DNS rebinding, see allowed-hosts.ts). Live mode
-  // holds nothing a rebound page could read that a direct request could not.
-  const allowedHosts = sandboxMode ? allowedHostNames({ baseUrl, host: config.host }) : undefined;
+/** The secrets the vendors' webhooks are verified with and API keys are derived from: the environment's live, generated once and kept in the database in sandbox mode. */
+async function secretsFor(config: Config, database: Database): Promise<{ webhookKey: string; keySecret: string; resendWebhookSecret: string }> {
+  if (config.mode !== 'sandbox') return { webhookKey: config.dodo.webhookKey!, keySecret: config.keySecret!, resendWebhookSecret: config.resend.webhookSecret! };
+  return {
+    webhookKey: await generatedSecret(database, 'sandboxWebhookSecret', newWebhookSecret),
+    keySecret: config.keySecret ?? (await generatedSecret(database, 'keySecret', () => randomBytes(32).toString('base64url'))),
+    resendWebhookSecret: await generatedSecret(database, 'sandboxResendWebhookSecret', newWebhookSecret),
+  };
+}
 
-  try {
-    let sandbox: Sandbox | undefined;
-    let webhookKey: string;
-    let keySecret: string;
-    let resendWebhookSecret: string;
-    if (sandboxMode) {
-      webhookKey = await generatedSecret(database, 'sandboxWebhookSecret', newWebhookSecret);
-      keySecret = config.keySecret ?? (await generatedSecret(database, 'keySecret', () => randomBytes(32).toString('base64url')));
-      resendWebhookSecret = await generatedSecret(database, 'sandboxResendWebhookSecret', newWebhookSecret);
-      sandbox = createSandbox({
-        dataDir,
-        webhookSecret: webhookKey,
-        webhookUrl: config.sandbox.webhookUrl ?? `${loopback}/webhooks/dodo`,
-        publicUrl: baseUrl,
-        resendRateLimit: config.sandbox.resendRateLimit,
-        dodoRateLimit: config.sandbox.dodoRateLimit,
-        resendWebhooks: { secret: resendWebhookSecret, url: `${loopback}/webhooks/resend` },
-        webhookRetryDelaysMs: opts.webhookRetryDelaysMs,
-        log: (entry) => log.child({ component: 'sandbox' }).info(entry),
-      });
-      // While the app is being built only the sandbox answers: the catalog is provisioned through it.
-      const boot = express();
-      boot.use(requireAllowedHost(allowedHosts!));
-      boot.use('/sandbox', sandbox.router);
-      boot.use(starting);
-      boot.use(errorMiddleware((err) => log.error({ err }, 'request failed while starting')));
-      handler = boot as unknown as RequestHandler;
-    } else {
-      webhookKey = config.dodo.webhookKey!;
-      keySecret = config.keySecret!;
-      resendWebhookSecret = config.resend.webhookSecret!;
-    }
+/** The local Dodo and Resend, answering alone (with the 503 of `starting` for the rest) while the app is built: the catalog is provisioned through them. */
+function startSandbox(deps: {
+  config: Config;
+  opts: StackOptions;
+  dataDir: string | null;
+  secrets: { webhookKey: string; resendWebhookSecret: string };
+  loopback: string;
+  baseUrl: string;
+  log: Logger;
+  allowedHosts: ReturnType<typeof allowedHostNames>;
+  front: Front;
+}): Sandbox {
+  const { config, opts, secrets, loopback, log } = deps;
+  const sandbox = createSandbox({
+    dataDir: deps.dataDir,
+    webhookSecret: secrets.webhookKey,
+    webhookUrl: config.sandbox.webhookUrl ?? `${loopback}/webhooks/dodo`,
+    publicUrl: deps.baseUrl,
+    resendRateLimit: config.sandbox.resendRateLimit,
+    dodoRateLimit: config.sandbox.dodoRateLimit,
+    resendWebhooks: { secret: secrets.resendWebhookSecret, url: `${loopback}/webhooks/resend` },
+    webhookRetryDelaysMs: opts.webhookRetryDelaysMs,
+    log: (entry) => log.child({ component: 'sandbox' }).info(entry),
+  });
+  const boot = express();
+  boot.use(requireAllowedHost(deps.allowedHosts));
+  boot.use('/sandbox', sandbox.router);
+  boot.use(starting);
+  boot.use(errorMiddleware((err) => log.error({ err }, 'request failed while starting')));
+  deps.front.setHandler(boot as unknown as RequestHandler);
+  return sandbox;
+}
 
-    // The vendors' quotas, one budget each shared by every instance on this database.
-    const dodoBudget = createBudget({
-      name: 'Dodo',
-      database,
-      windows: [{ points: config.quotas.dodoPerMinute, seconds: 60 }],
-      burst: dodoBurstPool(config.quotas.dodoPerMinute, config.quotas.dodoBurst),
-      maxWaitMs: DODO_WAIT_MS,
-    });
-    // Resend counts N calls in a window that opens with the first: counted the same way, the whole
-    // quota is used (spaced, 1/1.1 of it). The margin covers a call's varying way to Resend.
-    const resendBudget = createBudget({ name: 'Resend', database, windows: [{ points: config.quotas.resendPerSecond, seconds: 1, window: { marginMs: RESEND_WINDOW_MARGIN_MS } }] });
+/**
+ * The vendors' SDK clients, each call spending its vendor's budget first (one budget per
+ * vendor, shared by every instance on this database). In sandbox mode they point at this very
+ * server; nothing else differs.
+ */
+function vendorClients(config: Config, opts: StackOptions, database: Database, loopback: string, webhookKey: string) {
+  const sandboxMode = config.mode === 'sandbox';
+  const dodoBudget = createBudget({
+    name: 'Dodo',
+    database,
+    windows: [{ points: config.quotas.dodoPerMinute, seconds: 60 }],
+    burst: dodoBurstPool(config.quotas.dodoPerMinute, config.quotas.dodoBurst),
+    maxWaitMs: DODO_WAIT_MS,
+  });
+  // Resend counts N calls in a window that opens with the first: spaced against that window,
+  // the whole quota is used (10 % wider, 1/1.1 of it). The margin covers a call's way to Resend.
+  const resendBudget = createBudget({ name: 'Resend', database, windows: [{ points: config.quotas.resendPerSecond, seconds: 1, window: { marginMs: RESEND_WINDOW_MARGIN_MS } }] });
+  const dodo = new DodoPayments({
+    bearerToken: sandboxMode ? 'sandbox_dodo_key' : config.dodo.apiKey!,
+    webhookKey,
+    ...(sandboxMode
+      ? { baseURL: `${loopback}/sandbox/dodo` }
+      : config.dodo.baseUrl
+        ? { baseURL: config.dodo.baseUrl } // the SDK refuses baseURL together with environment
+        : { environment: config.dodo.environment }),
+    timeout: 10_000,
+    maxRetries: opts.dodoMaxRetries ?? 2,
+    // Every Dodo call, reads included, spends the shared Dodo budget first.
+    fetch: budgetedFetch(createHttpFetch(), dodoBudget),
+  });
+  const resend = new Resend(sandboxMode ? 're_sandbox_key' : config.resend.apiKey!, {
+    baseUrl: sandboxMode ? `${loopback}/sandbox/resend` : (config.resend.baseUrl ?? undefined),
+  });
+  return { dodo, resend, resendBudget };
+}
 
-    // In sandbox mode the SDKs are pointed at this very server; nothing else differs.
-    const dodo = new DodoPayments({
-      bearerToken: sandboxMode ? 'sandbox_dodo_key' : config.dodo.apiKey!,
-      webhookKey,
-      ...(sandboxMode
-        ? { baseURL: `${loopback}/sandbox/dodo` }
-        : config.dodo.baseUrl
-          ? { baseURL: config.dodo.baseUrl } // the SDK refuses baseURL together with environment
-          : { environment: config.dodo.environment }),
-      timeout: 10_000,
-      maxRetries: opts.dodoMaxRetries ?? 2,
-      // Every Dodo call, reads included, spends the shared Dodo budget first.
-      fetch: budgetedFetch(createHttpFetch(), dodoBudget),
-    });
-    const resend = new Resend(sandboxMode ? 're_sandbox_key' : config.resend.apiKey!, {
-      baseUrl: sandboxMode ? `${loopback}/sandbox/resend` : (config.resend.baseUrl ?? undefined),
-    });
+/** MailKit's own services over the vendors' clients: billing and credits (Dodo), the mailer (Resend), the sender, API keys, readiness. */
+async function buildServices(deps: {
+  config: Config;
+  opts: StackOptions;
+  database: Database;
+  log: Logger;
+  vendors: ReturnType<typeof vendorClients>;
+  catalog: Catalog;
+  baseUrl: string;
+  keySecret: string;
+}) {
+  const { config, opts, database, log, vendors, catalog } = deps;
+  const mailer = createMailer({ resend: vendors.resend, from: config.mailFrom, budget: vendors.resendBudget, log, ...opts.mailer });
+  const billing = createBilling({ dodo: vendors.dodo, catalog, baseUrl: deps.baseUrl, writeRetries: opts.dodoMaxRetries });
+  // Leases from before the balance MailKit keeps: settled with Dodo once, then their table goes.
+  await settleLegacyLeases({ database, billing, log });
+  const owner = newOwner();
+  const metrics = createMetrics();
+  const credits = createCredits({ database, billing, owner, metrics, log: log.child({ component: 'credits' }), options: { settleEveryMs: config.settleEverySeconds * 1000, ...opts.credits } });
+  const senderLog = log.child({ component: 'sender' });
+  const sender = createSender({
+    billing,
+    credits,
+    mailer,
+    database,
+    log: senderLog,
+    reconcile: opts.reconcile,
+    instanceId: owner,
+    historyDays: config.emailHistoryDays,
+    // First tries of every send share Resend batch calls (flights), unless BATCH_DELIVERY=off.
+    dispatcher: config.batchDelivery ? createDispatcher({ database, mailer, log: senderLog, owner }) : null,
+    room: acceptRoomFor(config.quotas.resendPerSecond, opts.acceptLimit),
+  });
+  const env = config.mode === 'sandbox' || config.dodo.environment === 'test_mode' ? 'test' : 'live';
+  const apiKeys = createApiKeys({ database, secret: deps.keySecret, env });
+  const readiness = createReadiness({ database, dodo: vendors.dodo, resend: vendors.resend, creditEntitlementId: catalog.creditEntitlementId, vendorTtlMs: opts.readinessVendorTtlMs, sendingPaused: () => mailer.paused() });
+  return { mailer, billing, credits, sender, apiKeys, readiness, metrics };
+}
 
-    const catalog: Catalog = sandboxMode
-      ? await ensureCatalog(dodo)
-      : {
-          creditEntitlementId: config.dodo.creditEntitlementId!,
-          planProductId: config.dodo.planProductId!,
-          topupProductId: config.dodo.topupProductId!,
-        };
-
-    const mailer = createMailer({ resend, from: config.mailFrom, budget: resendBudget, log, ...opts.mailer });
-    const billing = createBilling({ dodo, catalog, baseUrl, writeRetries: opts.dodoMaxRetries });
-    // Leases from before the balance MailKit keeps: settled with Dodo once, then their table goes.
-    await settleLegacyLeases({ database, billing, log });
-    const owner = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
-    const metrics = createMetrics();
-    const credits = createCredits({
-      database,
-      billing,
-      owner,
-      metrics,
-      log: log.child({ component: 'credits' }),
-      options: { settleEveryMs: config.settleEverySeconds * 1000, ...opts.credits },
-    });
-    const senderLog = log.child({ component: 'sender' });
-    const sender = createSender({
-      billing,
-      credits,
-      mailer,
-      database,
-      log: senderLog,
-      reconcile: opts.reconcile,
-      instanceId: owner,
-      historyDays: config.emailHistoryDays,
-      // First tries of every send share Resend batch calls (flights), unless BATCH_DELIVERY=off.
-      dispatcher: config.batchDelivery ? createDispatcher({ database, mailer, log: senderLog, owner }) : null,
-      room: acceptRoomFor(config.quotas.resendPerSecond, opts.acceptLimit),
-    });
-    const env = sandboxMode || config.dodo.environment === 'test_mode' ? 'test' : 'live';
-    const apiKeys = createApiKeys({ database, secret: keySecret, env });
-    const readiness = createReadiness({ database, dodo, resend, creditEntitlementId: catalog.creditEntitlementId, vendorTtlMs: opts.readinessVendorTtlMs, sendingPaused: () => mailer.paused() });
-    const app = createApp({ mode: config.mode, metrics, metricsToken: config.metricsToken, baseUrl, dodo, webhookKey, billing, credits, mailer, sender, apiKeys, database, log, readiness, sandbox, rateLimits: config.rateLimits, trustProxy: config.trustProxy, allowedHosts, resend, resendWebhookSecret });
-    handler = app as unknown as RequestHandler;
-
-    let closing: Promise<void> | undefined;
-    return {
-      server,
-      url: loopback,
-      baseUrl,
-      config,
-      app,
-      dodo,
-      resend,
-      catalog,
-      billing,
-      credits,
-      mailer,
-      sender,
-      apiKeys,
-      database,
-      log,
-      sandbox,
-      close() {
-        closing ??= (async () => {
-          const closeStarted = Date.now();
-          draining = true;
-          // Live: stop accepting at once. Sandbox: keep listening until the sends in flight
-          // are done, for their upstream calls come back to this server.
-          let stopped = sandboxMode ? undefined : stopListening(server);
-          if (inFlight.size > 0) await new Promise<void>((resolve) => (drained = resolve));
-          // Then what was spent is settled with Dodo, until 12 s after the signal (server.ts forces
-          // the exit at 15 s): what is left then is settled by another instance, or this one restarted.
-          await sender.drain();
-          await credits.settleAll(closeStarted + 12_000);
-          await sandbox?.close();
-          await database.close();
-          stopped ??= stopListening(server);
-          // What is still open holds no request of ours (they were all counted out).
-          server.closeAllConnections();
-          await stopped;
-        })();
-        return closing;
-      },
-    };
-  } catch (err) {
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-    await database.close().catch(() => undefined);
-    throw err;
-  }
+/**
+ * The graceful stop: no new requests, those in answered, the sends in flight finished, then what
+ * was spent settled with Dodo until 12 s after the signal (server.ts forces the exit at 15 s:
+ * what is left is settled by another instance, or this one restarted).
+ */
+async function closeStack(deps: { front: Front; sandboxMode: boolean; services: Awaited<ReturnType<typeof buildServices>>; sandbox?: Sandbox; database: Database }): Promise<void> {
+  const { front, services, database } = deps;
+  const closeStarted = Date.now();
+  // Live: stop accepting at once. Sandbox: keep listening until the sends in flight are done,
+  // for their upstream calls come back to this server.
+  let stopped = deps.sandboxMode ? undefined : stopListening(front.server);
+  await front.drain();
+  await services.sender.drain();
+  await services.credits.settleAll(closeStarted + 12_000);
+  await deps.sandbox?.close();
+  await database.close();
+  stopped ??= stopListening(front.server);
+  // What is still open holds no request of ours (they were all counted out).
+  front.server.closeAllConnections();
+  await stopped;
 }
 
 /** Stops accepting connections and closes the idle ones; resolves once every connection is gone. */
