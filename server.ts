@@ -8,13 +8,10 @@ import { startStack, type Stack } from './src/stack';
 loadDotenv({ quiet: true });
 
 // The heap's old generation may grow to 1.5× what the last full collection kept before the
-// next one runs, not V8's default of up to 4× on a machine with gigabytes of memory. MailKit
-// keeps about 30 MB; under load, the objects of requests still in flight at a scavenge are
+// next one runs, not V8's default of up to 4× on a machine with gigabytes of memory: MailKit
+// keeps about 30 MB, and under load the objects of requests in flight at a scavenge are
 // promoted and die soon after, so with the default the resident size saw-tooths by about
-// 100 MB between full collections (the database issue's soak: RSS +106 MB over 600 s with the
-// heap after a collection flat). V8 reads the flag at every full collection. The extra
-// collections' CPU per email was within the spread between runs (README, Performance). A
-// `node --heap-growing-percent=N` on the command line wins.
+// 100 MB between full collections. A `node --heap-growing-percent=N` on the command line wins.
 if (!process.execArgv.some((a) => a.startsWith('--heap-growing-percent'))) setFlagsFromString('--heap-growing-percent=50');
 
 let config;

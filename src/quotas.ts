@@ -1,7 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { BurstyRateLimiter, RateLimiterMemory, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { Database } from './db/index';
-import { sqlCounterStore } from './rate-limits';
+import { sqlCounterStore } from './db/counters';
 
 /**
  * A vendor's request quota as one budget shared by every MailKit instance: each call to the

@@ -1,7 +1,7 @@
-import type BetterSqlite3 from 'better-sqlite3';
 import type { Request, RequestHandler, Response } from 'express';
 import { RateLimiterMemory, RateLimiterPostgres, RateLimiterRes, RateLimiterSQLite, RLWrapperTimeouts, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { Database } from './db';
+import { sqlCounterStore } from './db/counters';
 import { HttpError } from './errors';
 
 /** Requests per minute, from the RATE_LIMIT_* variables (defaults in src/config.ts, stated in the README). */
@@ -40,7 +40,6 @@ export interface RateLimiterOptions {
 
 const WINDOW_MS = 60_000;
 /** The table migration 002 creates in rate-limiter-flexible's layout. */
-const TABLE = 'rate_limits';
 /** Seconds a client is asked to wait when the limiter's database does not answer. */
 const UNAVAILABLE_RETRY_SECONDS = 5;
 
@@ -116,62 +115,6 @@ function databaseCounter(database: Database, limit: number, name: string, timeou
   // timeout: 503 instead.
   const counter = database.native.engine === 'sqlite' ? store : new RLWrapperTimeouts({ limiter: store, timeoutMs });
   return { counter, store: prunable(store) };
-}
-
-/**
- * A rate-limiter-flexible store in MailKit's database (the `rate_limits` table of migration
- * 002; the library issues no DDL at run time), shared by every instance on that database:
- * RateLimiterSQLite on the better-sqlite3 handle, RateLimiterPostgres on the pg pool.
- */
-export function sqlCounterStore(
-  database: Database,
-  opts: { keyPrefix: string; points: number; durationSeconds: number; inMemoryBlockOnConsumed?: number },
-): RateLimiterSQLite | RateLimiterPostgres {
-  const common = {
-    keyPrefix: opts.keyPrefix,
-    points: opts.points,
-    duration: opts.durationSeconds,
-    tableName: TABLE,
-    tableCreated: true,
-    // Dead rows are deleted by the pruner below: the library's timer would outlive the
-    // database on close, and on SQLite its failure would be an unhandled rejection.
-    clearExpiredByTimeout: false,
-    ...(opts.inMemoryBlockOnConsumed ? { inMemoryBlockOnConsumed: opts.inMemoryBlockOnConsumed } : {}),
-  };
-  const native = database.native;
-  if (native.engine === 'sqlite') return new RateLimiterSQLite({ ...common, storeClient: countingConnection(native.sqlite, native.prepare), storeType: 'better-sqlite3' });
-  return new RateLimiterPostgres({ ...common, storeClient: native.pool, storeType: 'pool' });
-}
-
-/**
- * The better-sqlite3 handle as RateLimiterSQLite uses it (`prepare`, `transaction`), with each
- * count committed under synchronous=NORMAL instead of the connection's FULL: an fsync per
- * request would cost about 4 ms of blocked event loop each (measured on this project's VM,
- * against 0.16 ms), and a count lost to a power cut is harmless. In WAL mode NORMAL still
- * survives a process crash. The connection's own setting is put back at once; inside a
- * transaction already open on the connection (SQLite refuses the pragma there) the count joins
- * that transaction and is committed with it.
- */
-function countingConnection(sqlite: BetterSqlite3.Database, prepare: (sql: string) => BetterSqlite3.Statement) {
-  // The connection's own level, read once: nothing but this sets it after the database opens.
-  // (A PRAGMA cannot be kept prepared, so each one is compiled anew: one fewer per request.)
-  let connectionLevel: number | undefined;
-  return {
-    prepare,
-    transaction<A extends unknown[], R>(fn: (...args: A) => R) {
-      const run = sqlite.transaction(fn);
-      return (...args: A): R => {
-        if (sqlite.inTransaction) return run(...args);
-        const level = (connectionLevel ??= sqlite.pragma('synchronous', { simple: true }) as number);
-        sqlite.pragma('synchronous = NORMAL');
-        try {
-          return run(...args);
-        } finally {
-          sqlite.pragma(`synchronous = ${level}`);
-        }
-      };
-    },
-  };
 }
 
 /**

@@ -9,7 +9,7 @@ export interface Catalog {
   topupProductId: string;
 }
 
-/** The tutorial's 402 message, word for word, and what a send costs (issue 14). */
+/** The tutorial's 402 message, word for word, and what a send costs (one credit per recipient). */
 export const NO_CREDITS_MESSAGE = 'No email credits remaining. Buy a top-up pack or upgrade your plan. Each email costs one credit per recipient (to, cc and bcc).';
 
 /** Thrown by reserve when Dodo refuses the debit: the balance is short (overage is disabled). */

@@ -8,7 +8,7 @@ export interface OutgoingEmail {
   subject: string;
   html?: string;
   text?: string;
-  // Optional fields (issue 14), passed to Resend as they are; absent ones are left out.
+  // Optional fields, passed to Resend as they are; absent ones are left out.
   cc?: string[];
   bcc?: string[];
   replyTo?: string[];

@@ -2,13 +2,9 @@ import { Router, type RequestHandler } from 'express';
 import { z } from 'zod';
 import { assertSameCustomer, customerOf } from '../auth/middleware';
 import type { Database } from '../db/index';
-import { findSend } from '../db/sends';
-import { refusedItems, rememberRefusedItems } from '../db/suppressions';
-import type { HttpError } from '../errors';
 import type { OutgoingEmail } from '../mail/mailer';
-import { KEY_RETENTION_MS, sendIdFor } from '../sending/records';
 import type { Sender, SendOutcome } from '../sending/sender';
-import { suppressedEarlier, suppressionCheck } from './suppressions';
+import { batchRefusals, suppressionRefusal } from '../sending/suppression';
 import { customerIdField, emailObject, idempotencyKeyHeader, LIMITS, parse } from './validate';
 
 export const sendBody = emailObject({ customer_id: customerIdField });
@@ -65,13 +61,9 @@ export function sendRoutes(deps: { sender: Sender; auth: RequestHandler; databas
     assertSameCustomer(req, body.customer_id);
     const email = toEmail(body);
     const customerId = customerOf(req);
-    // Before any credit is taken: a suppressed recipient refuses the whole email. A retry of a
-    // send that got under way (same key) is not checked again: it replays or finishes that send.
-    const earlier = key ? await findSend(deps.database, sendIdFor(customerId, key)) : undefined;
-    if (!earlier || earlier.state === 'failed') {
-      const refusal = (await suppressionCheck(deps.database, customerId, [email]))[0];
-      if (refusal) throw refusal;
-    }
+    // Before any credit is taken: a suppressed recipient refuses the whole email.
+    const refusal = await suppressionRefusal(deps.database, customerId, email, key);
+    if (refusal) throw refusal;
     reply(res, await deps.sender.send(customerId, email, key, { async: prefersAsync(req.get('prefer')) }));
   });
 
@@ -101,20 +93,4 @@ export function sendRoutes(deps: { sender: Sender; auth: RequestHandler; databas
   });
 
   return router;
-}
-
-/**
- * The suppression refusals of a batch. Under a key whose send got under way, the first run's
- * (recorded then): a retry sends exactly the items the first run sent, so the same key with
- * the same body stays the same send even if the list changed meanwhile.
- */
-async function batchRefusals(database: Database, customerId: string, emails: OutgoingEmail[], key: string | undefined): Promise<Array<HttpError | null>> {
-  const now = await suppressionCheck(database, customerId, emails);
-  if (!key) return now;
-  const sendId = sendIdFor(customerId, key);
-  const earlier = (await findSend(database, sendId)) ? await refusedItems(database, sendId) : undefined;
-  if (earlier) return emails.map((_, i) => (earlier.includes(i) ? (now[i] ?? suppressedEarlier()) : null));
-  const refused = now.flatMap((r, i) => (r ? [i] : []));
-  await rememberRefusedItems(database, sendId, refused, Date.now(), Date.now() - 2 * KEY_RETENTION_MS);
-  return now;
 }

@@ -2,9 +2,8 @@ import { Router, type RequestHandler } from 'express';
 import { z } from 'zod';
 import { customerOf } from '../auth/middleware';
 import type { Database } from '../db/index';
-import { listSuppressions, removeSuppression, suppressedAmong, type SuppressionRow } from '../db/suppressions';
+import { listSuppressions, removeSuppression, type SuppressionRow } from '../db/suppressions';
 import { HttpError } from '../errors';
-import type { OutgoingEmail } from '../mail/mailer';
 import { decodeCursor, encodeCursor, pageQuery } from './pagination';
 import { emailAddress, parse } from './validate';
 
@@ -26,32 +25,6 @@ const toApi = (r: SuppressionRow): z.infer<typeof suppressionObject> => ({
   email_id: r.emailId,
   created_at: new Date(r.createdAt).toISOString(),
 });
-
-/**
- * For each email, the 422 that refuses it when one of its recipients (to, cc or bcc) is on the
- * customer's suppression list, or null. One query for the whole request.
- */
-export async function suppressionCheck(database: Database, customerId: string, emails: OutgoingEmail[]): Promise<Array<HttpError | null>> {
-  const all = emails.flatMap((e) => [...e.to, ...(e.cc ?? []), ...(e.bcc ?? [])]);
-  const hits = new Map((await suppressedAmong(database, customerId, all)).map((r) => [r.address, r]));
-  if (hits.size === 0) return emails.map(() => null);
-  return emails.map((e) => {
-    const found = [...new Set([...e.to, ...(e.cc ?? []), ...(e.bcc ?? [])].map((a) => a.toLowerCase()))].flatMap((a) => hits.get(a) ?? []);
-    if (found.length === 0) return null;
-    const named = found.map((r) => `${r.address} (${r.reason})`).join(', ');
-    const first = encodeURIComponent(found[0]!.address);
-    return new HttpError(
-      422,
-      'recipient_suppressed',
-      `Not sent: ${named} ${found.length === 1 ? 'is' : 'are'} on your suppression list, so nothing was charged. ` +
-        `If the address works again, remove it with DELETE /suppressions/${first} (or on the dashboard) and send again.`,
-    );
-  });
-}
-
-/** The refusal of a batch item that was suppressed when its send first ran (and is no longer). */
-export const suppressedEarlier = () =>
-  new HttpError(422, 'recipient_suppressed', 'Not sent: a recipient was on your suppression list when this batch was first sent under this Idempotency-Key, so nothing was charged for it. Send it again under a new key.');
 
 /** GET /suppressions and DELETE /suppressions/:email: the key's own suppression list. */
 export function suppressionRoutes(deps: { database: Database; auth: RequestHandler }): Router {

@@ -3,7 +3,7 @@ import type { SendRow, TransitionOptions } from '../db/sends';
 import { recipientCount, type OutgoingEmail } from '../mail/mailer';
 
 /**
- * The one place a send touches the email history (issue 14): its emails, each with its
+ * The one place a send touches the email history: its emails, each with its
  * recipients, subject and cost (one credit per recipient). Never the body. They are committed
  * by the send's settling transition, in its transaction (transitionSend's `history`): both or
  * neither, so a failure leaves the send delivering, for a retry that records the same ids once.

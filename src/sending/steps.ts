@@ -210,7 +210,7 @@ async function settle(ctx: StepContext, row: SendRow, s: Settlement, inDoubt: bo
     await finishRefund(ctx, row);
     throw s.error;
   }
-  // Issue 14: what Resend accepted enters the customer's email history in the transaction that
+  // What Resend accepted enters the customer's email history in the transaction that
   // settles the send (a repeat records nothing twice; a failure leaves the send delivering, for a retry).
   const own = accepted && { ids: emailIdsOf(row.id, row.nonce, accepted.emails.length), emails: accepted.emails, refused: s.refused ?? [] };
   const history = settledHistory(row, s.accepted ?? [], at, own);

@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely';
 
-/** Email history, Resend's delivery events, and each customer's suppression list (issue 14). */
+/** Email history, Resend's delivery events, and each customer's suppression list. */
 export async function up(db: Kysely<any>): Promise<void> {
   await db.schema
     .createTable('emails')

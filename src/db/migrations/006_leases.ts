@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 
 /**
- * Credit leases (issue 13): a block of a customer's credits debited from Dodo ahead, spent by
+ * Credit leases (replaced by the balance MailKit keeps, migration 008): a block of a customer's credits debited from Dodo ahead, spent by
  * sends locally with no Dodo call, its unspent part credited back when the customer goes idle.
  * A lease is recorded before its debit is asked for, so no crash can lose one. `sends.lease_id`
  * names the lease that paid a send; `sends.funding` says how the current attempt is paid

@@ -1,7 +1,7 @@
 import { sql, type Kysely } from 'kysely';
 
 /**
- * An email's id in MailKit and its id at Resend become two columns (issue 13: accepted sends).
+ * An email's id in MailKit and its id at Resend become two columns (sends answered once queued carry MailKit's own id).
  * A send answered once it is paid and queued (`Prefer: respond-async`) returns MailKit's own id
  * for each email before Resend has given one; `provider_id` is Resend's, set when Resend accepts
  * the email, and it is what Resend's events name. Every email recorded before this migration

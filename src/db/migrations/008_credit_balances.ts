@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 
 /**
- * The balance MailKit keeps (issue 24, replacing credit leases and the balance cache): one row
+ * The balance MailKit keeps (replacing credit leases and the balance cache): one row
  * per customer that every send is paid from in its own transaction, a mirror of the customer's
  * Dodo grants, the settlements that debit Dodo in arrears for what was spent, and the daily
  * movements the usage chart is drawn from. The balance and usage caches of Dodo's reads go.
