@@ -67,7 +67,8 @@ export interface AppDeps {
   allowedHosts?: ReadonlySet<string>;
   /** Verifies Resend's email events (`webhooks.verify`), with the endpoint's signing secret. */
   resend: Resend;
-  resendWebhookSecret: string;
+  /** Null live without RESEND_WEBHOOK_SECRET: /webhooks/resend answers 503. */
+  resendWebhookSecret: string | null;
 }
 
 /** A request that carries a body must say it is JSON: anything else is a 415, before any route runs. */

@@ -195,8 +195,6 @@ const LIVE_REQUIRED = [
   ['PLAN_PRODUCT_ID', 'the MailKit Plan product id (pdt_…)'],
   ['TOPUP_PRODUCT_ID', 'the Email Top-Up Pack product id (pdt_…)'],
   ['RESEND_API_KEY', 'a Resend API key (re_…) from resend.com/api-keys'],
-  ['RESEND_WEBHOOK_SECRET', 'the signing secret (whsec_…) of your Resend webhook endpoint for /webhooks/resend (Resend → Webhooks)'],
-  ['MAILKIT_KEY_SECRET', 'a random secret of 32+ characters, e.g. `openssl rand -hex 32`'],
 ] as const;
 
 /** Parses and validates the environment. Throws ConfigError naming every problem at once. */
@@ -226,7 +224,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
         ]),
       );
     }
-    if ((e.MAILKIT_KEY_SECRET ?? '').length < 32) {
+    if (e.MAILKIT_KEY_SECRET && e.MAILKIT_KEY_SECRET.length < 32) {
       throw new ConfigError(formatProblems(['MAILKIT_KEY_SECRET must be at least 32 characters.']));
     }
   }

@@ -129,7 +129,7 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
   const allowedHosts = sandboxMode ? allowedHostNames({ baseUrl, host: config.host }) : undefined;
 
   try {
-    const secrets = await secretsFor(config, database);
+    const secrets = await secretsFor(config, database, log);
     const sandbox = sandboxMode ? startSandbox({ config, opts, dataDir, secrets, loopback, baseUrl, log, allowedHosts: allowedHosts!, front }) : undefined;
     const vendors = vendorClients(config, opts, database, loopback, secrets.webhookKey);
     const catalog: Catalog = sandboxMode
@@ -227,12 +227,25 @@ function createFront(config: Config, opts: StackOptions, sandboxMode: boolean) {
 }
 type Front = ReturnType<typeof createFront>;
 
-/** The secrets the vendors' webhooks are verified with and API keys are derived from: the environment's live, generated once and kept in the database in sandbox mode. */
-async function secretsFor(config: Config, database: Database): Promise<{ webhookKey: string; keySecret: string; resendWebhookSecret: string }> {
-  if (config.mode !== 'sandbox') return { webhookKey: config.dodo.webhookKey!, keySecret: config.keySecret!, resendWebhookSecret: config.resend.webhookSecret! };
+/**
+ * The secrets the vendors' webhooks are verified with and API keys are derived from: the
+ * environment's, or generated once and kept in the database (the sandbox's webhook secrets; the
+ * key secret when MAILKIT_KEY_SECRET is not set, live too: every instance on the database shares
+ * it). Live without RESEND_WEBHOOK_SECRET there is none for Resend's webhook (warned once).
+ */
+async function secretsFor(config: Config, database: Database, log: Logger): Promise<{ webhookKey: string; keySecret: string; resendWebhookSecret: string | null }> {
+  const keySecret = config.keySecret ?? (await generatedSecret(database, 'keySecret', () => randomBytes(32).toString('base64url')));
+  if (config.mode !== 'sandbox') {
+    if (!config.resend.webhookSecret) {
+      log.warn(
+        'RESEND_WEBHOOK_SECRET is not set: Resend\'s delivery events (delivered, bounced, complained) and the suppression of addresses that bounce are off, and /webhooks/resend answers 503. Add a webhook in Resend for <BASE_URL>/webhooks/resend and set its signing secret to turn them on.',
+      );
+    }
+    return { webhookKey: config.dodo.webhookKey!, keySecret, resendWebhookSecret: config.resend.webhookSecret ?? null };
+  }
   return {
     webhookKey: await generatedSecret(database, 'sandboxWebhookSecret', newWebhookSecret),
-    keySecret: config.keySecret ?? (await generatedSecret(database, 'keySecret', () => randomBytes(32).toString('base64url'))),
+    keySecret,
     resendWebhookSecret: await generatedSecret(database, 'sandboxResendWebhookSecret', newWebhookSecret),
   };
 }
@@ -242,7 +255,7 @@ function startSandbox(deps: {
   config: Config;
   opts: StackOptions;
   dataDir: string | null;
-  secrets: { webhookKey: string; resendWebhookSecret: string };
+  secrets: { webhookKey: string; resendWebhookSecret: string | null };
   loopback: string;
   baseUrl: string;
   log: Logger;
@@ -257,7 +270,7 @@ function startSandbox(deps: {
     publicUrl: deps.baseUrl,
     resendRateLimit: config.sandbox.resendRateLimit,
     dodoRateLimit: config.sandbox.dodoRateLimit,
-    resendWebhooks: { secret: secrets.resendWebhookSecret, url: `${loopback}/webhooks/resend` },
+    resendWebhooks: { secret: secrets.resendWebhookSecret!, url: `${loopback}/webhooks/resend` },
     webhookRetryDelaysMs: opts.webhookRetryDelaysMs,
     log: (entry) => log.child({ component: 'sandbox' }).info(entry),
   });

@@ -41,6 +41,26 @@ describe('live mode', () => {
   });
 });
 
+describe('live with the tutorial’s variables alone', () => {
+  it('listens, warns once that Resend’s events are off, and /webhooks/resend answers 503', async () => {
+    const lines: Array<{ level: number; msg: string }> = [];
+    const sink = { write: (line: string) => void lines.push(JSON.parse(line) as { level: number; msg: string }) };
+    // The tutorial's: Dodo's key and webhook key, the entitlement and product ids, Resend's key.
+    const { RESEND_WEBHOOK_SECRET: _r, MAILKIT_KEY_SECRET: _k, ...tutorial } = LIVE_ENV;
+    const stack = await startStack(loadConfig(tutorial), { inMemory: true, log: createLogger('info', sink) });
+    try {
+      const warnings = lines.filter((l) => l.level >= 40);
+      expect(warnings.map((w) => w.msg)).toEqual([expect.stringMatching(/^RESEND_WEBHOOK_SECRET is not set: .*delivery events.*suppression.*503/)]);
+      const r = await request(stack.url).post('/webhooks/resend').set('Content-Type', 'application/json').send('{}');
+      expect(r.status).toBe(503);
+      expect(r.body.error.code).toBe('webhook_not_configured');
+      expect((await request(stack.url).get('/healthz')).status).toBe(200);
+    } finally {
+      await stack.close();
+    }
+  });
+});
+
 describe('.env.example', () => {
   it('runs as-is: it parses to a sandbox configuration', () => {
     const env = parseDotenv(readFileSync(new URL('../.env.example', import.meta.url)));

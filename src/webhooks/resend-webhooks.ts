@@ -74,11 +74,22 @@ function detailOf(event: EmailEvent): string | null {
  * `webhooks.verify`; 401 when it fails) → shape check (400) → dedupe by `svix-id` → the
  * email's status and the customer's suppression list. Mount BEFORE express.json().
  */
-export function createResendWebhookRouter(opts: { resend: Resend; secret: string; database: Database; log: Logger; now?: () => number }): Router {
+export function createResendWebhookRouter(opts: { resend: Resend; secret: string | null; database: Database; log: Logger; now?: () => number }): Router {
   const { resend, secret, database, log } = opts;
   const now = opts.now ?? Date.now;
   let recordedCount = 0;
   const router = Router();
+  if (secret === null) {
+    // Live without RESEND_WEBHOOK_SECRET (the tutorial has no Resend webhook): nothing can be
+    // verified, so nothing is taken; Resend's retries come back once the secret is set.
+    router.post('/', (_req, res) => {
+      res
+        .status(503)
+        .set({ 'Retry-After': '3600', Connection: 'close' })
+        .json({ error: { code: 'webhook_not_configured', message: 'RESEND_WEBHOOK_SECRET is not set on this MailKit: Resend events cannot be verified yet.' } });
+    });
+    return router;
+  }
 
   const body = signedWebhookBody({ headers: { id: 'svix-id', timestamp: 'svix-timestamp', signature: 'svix-signature' }, log, what: 'resend webhook' });
   router.post('/', ...body, async (req, res) => {
