@@ -3,33 +3,10 @@ import type { Database } from '../../src/db/index';
 import { findEmail } from '../../src/db/emails';
 import { flightBody, recordFlight } from '../../src/db/flights';
 import { findSend, insertOrGetSend, LostClaim, payloadOf, releasedByTransition, transitionSend, type SendRow } from '../../src/db/sends';
+import { sendRow } from '../support/rows';
 import { ENGINES, freshDatabase } from '../support/stack';
 
-const row = (id: string, owner: string): SendRow => ({
-  id,
-  customerId: 'cus_a',
-  clientKey: id,
-  fingerprint: 'f',
-  credits: 1,
-  state: 'delivering',
-  attempt: 0,
-  nonce: 'n',
-  inDoubt: 0,
-  refundCredits: null,
-  refundReason: null,
-  refundRetryable: null,
-  resultStatus: null,
-  resultBody: null,
-  owner,
-  claimedUntil: 10_000,
-  createdAt: 1,
-  updatedAt: 1,
-  deliveringSince: 1,
-  flightId: null,
-  flightOffset: null,
-  funding: 'debit',
-  leaseId: null,
-});
+const row = (id: string, owner: string): SendRow => sendRow({ id, owner, claimedUntil: 10_000, funding: 'debit' });
 const history = (id: string, sendId: string) => ({ emails: [{ id, providerId: id, customerId: 'cus_a', sendId, recipients: { to: ['a@example.com'], cc: [], bcc: [] }, subject: 'Hi', credits: 1 }], at: 5 });
 const done = { state: 'done', inDoubt: 0, resultStatus: 200, resultBody: '{}', updatedAt: 5 };
 

@@ -1,26 +1,13 @@
-import type { Browser } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { outboxTo, startTestStack, subscribe } from '../support/stack';
-import { launchBrowser, NO_PROBLEMS, openPage, signIn, snap } from './support/browser';
-
-type TestStack = Awaited<ReturnType<typeof startTestStack>>;
+import { describe, expect, it } from 'vitest';
+import { outboxTo, subscribe } from '../support/stack';
+import { useBrowserStack, NO_PROBLEMS, openPage, signIn, snap } from './support/browser';
 
 describe('the dashboard for keyboard, screen reader and phone users', () => {
-  let stack: TestStack;
-  let browser: Browser;
-
-  beforeAll(async () => {
-    stack = await startTestStack();
-    browser = await launchBrowser();
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await stack?.close();
-  });
+  const env = useBrowserStack();
 
   it('has landmarks, headings, a label on every field and live regions for results', async () => {
-    const { page, problems } = await openPage(browser);
-    await page.goto(stack.baseUrl);
+    const { page, problems } = await openPage(env.browser);
+    await page.goto(env.stack.baseUrl);
     expect(await page.locator('header').count()).toBe(1);
     expect(await page.locator('main').count()).toBe(1);
     expect(await page.locator('h1').textContent()).toBe('MailKit');
@@ -46,9 +33,9 @@ describe('the dashboard for keyboard, screen reader and phone users', () => {
   });
 
   it('signs in and sends with the keyboard only (Tab, typing, Enter), with a visible focus ring', async () => {
-    const { key } = await subscribe(stack, 'keyboard@example.com', 'Keys');
-    const { page, problems } = await openPage(browser);
-    await page.goto(stack.baseUrl);
+    const { key } = await subscribe(env.stack, 'keyboard@example.com', 'Keys');
+    const { page, problems } = await openPage(env.browser);
+    await page.goto(env.stack.baseUrl);
     await page.locator('#sandboxNav').waitFor();
 
     // The first Tab reaches the skip link, which shows itself.
@@ -84,15 +71,15 @@ describe('the dashboard for keyboard, screen reader and phone users', () => {
     await page.keyboard.press('Enter');
     await expect.poll(() => page.locator('#send-result').textContent()).toMatch(/^Sent\. Message id: /);
     await expect.poll(() => page.locator('#balance').textContent()).toBe('4,999');
-    expect(outboxTo(stack, 'delivered@resend.dev').some((m) => m.subject === 'Typed with the keyboard')).toBe(true);
+    expect(outboxTo(env.stack, 'delivered@resend.dev').some((m) => m.subject === 'Typed with the keyboard')).toBe(true);
     expect(problems).toEqual(NO_PROBLEMS);
   });
 
   it('fits a 375 px phone with no horizontal scrolling, banner and table open', async () => {
-    const { key, customerId } = await subscribe(stack, 'phone@example.com', 'Phone');
-    await stack.sandbox.dodo.adjustBalance(customerId, stack.catalog.creditEntitlementId, -4200, 'low on a phone');
-    const { page, problems } = await openPage(browser, { viewport: { width: 375, height: 740 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
-    await signIn(page, stack.baseUrl, key);
+    const { key, customerId } = await subscribe(env.stack, 'phone@example.com', 'Phone');
+    await env.stack.sandbox.dodo.adjustBalance(customerId, env.stack.catalog.creditEntitlementId, -4200, 'low on a phone');
+    const { page, problems } = await openPage(env.browser, { viewport: { width: 375, height: 740 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
+    await signIn(page, env.stack.baseUrl, key);
     await page.locator('#low-balance-banner').waitFor();
     await page.locator('#usage-chart canvas').waitFor();
     await page.locator('#send-button').tap();

@@ -1,27 +1,14 @@
-import type { Browser } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { balanceOf, outboxTo, startTestStack, subscribe } from '../support/stack';
-import { launchBrowser, NO_PROBLEMS, openPage, signIn, snap, unexpected } from './support/browser';
-
-type TestStack = Awaited<ReturnType<typeof startTestStack>>;
+import { describe, expect, it } from 'vitest';
+import { balanceOf, outboxTo, subscribe } from '../support/stack';
+import { useBrowserStack, NO_PROBLEMS, openPage, signIn, snap, unexpected } from './support/browser';
 
 describe('recent emails and the suppression list, in Chromium', () => {
-  let stack: TestStack;
-  let browser: Browser;
-
-  beforeAll(async () => {
-    stack = await startTestStack();
-    browser = await launchBrowser();
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await stack?.close();
-  });
+  const env = useBrowserStack();
 
   it('a bounce turns the row to "bounced" by itself; the next send to it is refused with nothing debited', async () => {
-    const { key } = await subscribe(stack, 'history@example.com', 'History Reader');
-    const { page, problems } = await openPage(browser);
-    await signIn(page, stack.baseUrl, key);
+    const { key } = await subscribe(env.stack, 'history@example.com', 'History Reader');
+    const { page, problems } = await openPage(env.browser);
+    await signIn(page, env.stack.baseUrl, key);
     await expect.poll(() => page.locator('#balance').textContent()).toBe('5,000');
     await expect.poll(() => page.locator('#emails-empty').isVisible()).toBe(true);
 
@@ -46,14 +33,14 @@ describe('recent emails and the suppression list, in Chromium', () => {
     await snap(page, 'history-01-bounced');
 
     // Try again: refused with the suppression message, nothing sent, nothing debited.
-    const sent = outboxTo(stack, 'bounced@resend.dev').length;
+    const sent = outboxTo(env.stack, 'bounced@resend.dev').length;
     await page.getByLabel('Subject').fill('Second try');
     await page.getByRole('button', { name: 'Send', exact: true }).click();
     await expect.poll(() => page.locator('#send-result').textContent()).toContain('bounced@resend.dev (bounced) is on your suppression list');
     expect(await page.locator('#send-result').textContent()).toContain('nothing was charged');
     expect(await page.locator('#balance').textContent()).toBe('4,999');
-    expect(await balanceOf(stack, key)).toBe(4999);
-    expect(outboxTo(stack, 'bounced@resend.dev')).toHaveLength(sent);
+    expect(await balanceOf(env.stack, key)).toBe(4999);
+    expect(outboxTo(env.stack, 'bounced@resend.dev')).toHaveLength(sent);
     expect(await page.locator('#email-rows tr').count()).toBe(1);
     await snap(page, 'history-02-refused');
 

@@ -1,9 +1,6 @@
-import type { Browser } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { outboxTo, settle, startTestStack, subscribe } from '../support/stack';
-import { launchBrowser, NO_PROBLEMS, openPage, signIn, snap, unexpected } from './support/browser';
-
-type TestStack = Awaited<ReturnType<typeof startTestStack>>;
+import { describe, expect, it } from 'vitest';
+import { outboxTo, settle, subscribe } from '../support/stack';
+import { useBrowserStack, NO_PROBLEMS, openPage, signIn, snap, unexpected } from './support/browser';
 
 const IMG = '<img src=x onerror=alert(1)>';
 const SCRIPT = '<script>alert(2)</script>';
@@ -11,22 +8,12 @@ const SVG = '"><svg onload=alert(3)>';
 const XSS = `${IMG}${SCRIPT}${SVG}`;
 
 describe('the dashboard in Chromium: XSS and CSP', () => {
-  let stack: TestStack;
-  let browser: Browser;
-
-  beforeAll(async () => {
-    stack = await startTestStack();
-    browser = await launchBrowser();
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await stack?.close();
-  });
+  const env = useBrowserStack();
 
   describe('hostile strings in every field', () => {
     it('stay inert text: no dialog, no element made from them, no CSP violation', async () => {
-      const { page, problems } = await openPage(browser);
-      await page.goto(stack.baseUrl);
+      const { page, problems } = await openPage(env.browser);
+      await page.goto(env.stack.baseUrl);
       const injected = () => page.locator('main img, main script:not([src]), main svg').count();
 
       // Subscribe: a hostile email is refused with a plain-text error; a hostile name is accepted as a name.
@@ -41,8 +28,8 @@ describe('the dashboard in Chromium: XSS and CSP', () => {
       await page.getByRole('link', { name: 'Open checkout →' }).click();
       await page.getByRole('button', { name: 'Pay with test card' }).click();
       await page.waitForURL((u) => u.pathname === '/');
-      await settle(stack);
-      const mail = outboxTo(stack, 'xss@example.com').find((m) => m.subject === 'Your MailKit API key');
+      await settle(env.stack);
+      const mail = outboxTo(env.stack, 'xss@example.com').find((m) => m.subject === 'Your MailKit API key');
       const key = /mk_test_[A-Za-z0-9_.-]+/.exec(mail?.text ?? '')![0];
 
       // The key field: a hostile "key" is refused (with spaces, before any request; without,
@@ -72,7 +59,7 @@ describe('the dashboard in Chromium: XSS and CSP', () => {
       await page.locator('#sendBody').fill(`<p>Body</p>${XSS}`);
       await page.locator('#send-button').click();
       await expect.poll(() => page.locator('#send-result').textContent()).toMatch(/^Sent\. Message id: /);
-      expect(outboxTo(stack, 'delivered@resend.dev').some((m) => m.subject === `Subject ${XSS}`)).toBe(true);
+      expect(outboxTo(env.stack, 'delivered@resend.dev').some((m) => m.subject === `Subject ${XSS}`)).toBe(true);
       await snap(page, '20-xss-dashboard');
 
       expect(await injected()).toBe(0);
@@ -80,8 +67,8 @@ describe('the dashboard in Chromium: XSS and CSP', () => {
     });
 
     it('stay text in the outbox too, and the email body runs in a sandboxed frame', async () => {
-      const { page, problems } = await openPage(browser);
-      await page.goto(`${stack.baseUrl}/sandbox/outbox`);
+      const { page, problems } = await openPage(env.browser);
+      await page.goto(`${env.stack.baseUrl}/sandbox/outbox`);
       const subject = page.locator('td.col-subject a', { hasText: 'Subject <img' }).first();
       expect(await subject.textContent()).toBe(`Subject ${XSS}`);
       expect(await page.locator('main img, main svg').count()).toBe(0);
@@ -99,7 +86,7 @@ describe('the dashboard in Chromium: XSS and CSP', () => {
 
   describe('the CSP', () => {
     it('is sent on the dashboard: scripts and styles from this origin only', async () => {
-      const res = await fetch(stack.baseUrl);
+      const res = await fetch(env.stack.baseUrl);
       const csp = res.headers.get('content-security-policy') ?? '';
       expect(csp).toContain("script-src 'self'");
       expect(csp).toContain("style-src 'self'");
@@ -107,10 +94,10 @@ describe('the dashboard in Chromium: XSS and CSP', () => {
     });
 
     it('holds with no console error or warning on the dashboard (chart and banner drawn), the checkout, the outbox and the console', async () => {
-      const { key, customerId } = await subscribe(stack, 'csp@example.com', 'CSP');
-      await stack.sandbox.dodo.adjustBalance(customerId, stack.catalog.creditEntitlementId, -4500, 'low');
-      const { page, problems } = await openPage(browser);
-      await signIn(page, stack.baseUrl, key);
+      const { key, customerId } = await subscribe(env.stack, 'csp@example.com', 'CSP');
+      await env.stack.sandbox.dodo.adjustBalance(customerId, env.stack.catalog.creditEntitlementId, -4500, 'low');
+      const { page, problems } = await openPage(env.browser);
+      await signIn(page, env.stack.baseUrl, key);
       await page.locator('#usage-chart canvas').waitFor();
       await page.locator('#low-balance-banner').waitFor();
       await page.locator('#usage-details summary').click();
@@ -121,11 +108,11 @@ describe('the dashboard in Chromium: XSS and CSP', () => {
 
       await page.locator('#buyTopup').click();
       await page.getByRole('button', { name: 'Pay with test card' }).waitFor();
-      await page.goto(`${stack.baseUrl}/sandbox/outbox`);
+      await page.goto(`${env.stack.baseUrl}/sandbox/outbox`);
       await page.getByRole('link', { name: 'Your MailKit API key' }).first().click();
       await page.locator('pre.text-body').waitFor();
       // The console too, and its adjustment.
-      await page.goto(`${stack.baseUrl}/sandbox`);
+      await page.goto(`${env.stack.baseUrl}/sandbox`);
       await page.locator('#adjust-form select[name="customer_id"]').selectOption(customerId);
       await page.locator('#adjust-form input[name="amount"]').fill('-100');
       await page.getByRole('button', { name: 'Adjust balance' }).click();
@@ -135,8 +122,8 @@ describe('the dashboard in Chromium: XSS and CSP', () => {
     });
 
     it('a violation would be caught: an injected inline script is reported', async () => {
-      const { page, problems } = await openPage(browser);
-      await page.goto(stack.baseUrl);
+      const { page, problems } = await openPage(env.browser);
+      await page.goto(env.stack.baseUrl);
       await page.evaluate(() => {
         const s = document.createElement('script');
         s.textContent = 'window.ran = true';

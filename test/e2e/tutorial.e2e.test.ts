@@ -1,12 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import type { Browser, Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
+import { describe, expect, it } from 'vitest';
 import request from 'supertest';
-import { bearer, outboxTo, settle, startTestStack, subscribe } from '../support/stack';
-import { launchBrowser, NO_PROBLEMS, openPage, signIn, snap, unexpected } from './support/browser';
+import { bearer, outboxTo, settle, subscribe } from '../support/stack';
+import { useBrowserStack, NO_PROBLEMS, openPage, signIn, snap, unexpected } from './support/browser';
 
-type TestStack = Awaited<ReturnType<typeof startTestStack>>;
 
 /** The dashboard's own state (public/app.js), read in the page for the chart's geometry. */
 declare const state: { chart: any };
@@ -36,17 +35,7 @@ async function usageToday(page: Page): Promise<Record<string, string>> {
 }
 
 describe('the tutorial, clicked through in Chromium', () => {
-  let stack: TestStack;
-  let browser: Browser;
-
-  beforeAll(async () => {
-    stack = await startTestStack();
-    browser = await launchBrowser();
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await stack?.close();
-  });
+  const env = useBrowserStack();
 
   it('the README numbers these five steps, in this order', () => {
     expect(readmeSteps()).toEqual(README_STEPS);
@@ -54,10 +43,10 @@ describe('the tutorial, clicked through in Chromium', () => {
 
   it("walks the README's quick start, step by step, seeing what each step says", async () => {
     const email = 'tutorial@example.com';
-    const { page, problems } = await openPage(browser);
+    const { page, problems } = await openPage(env.browser);
     const balance = page.locator('#balance');
     // The checkout's return URL is the public origin, so the whole visit stays on it (one sessionStorage).
-    await page.goto(stack.baseUrl);
+    await page.goto(env.stack.baseUrl);
     await expect.poll(() => page.locator('#sandboxNav').isVisible()).toBe(true);
     // No key yet: the balance box says so in plain text, not a 40 px dash.
     expect(await balance.textContent()).toBe('No key in use yet');
@@ -74,12 +63,12 @@ describe('the tutorial, clicked through in Chromium', () => {
     expect(await page.textContent('body')).toContain('MailKit Plan');
     await snap(page, 'step1a-checkout');
     await page.getByRole('button', { name: 'Pay with test card' }).click();
-    await page.waitForURL((u) => u.origin === new URL(stack.baseUrl).origin && u.pathname === '/');
+    await page.waitForURL((u) => u.origin === new URL(env.stack.baseUrl).origin && u.pathname === '/');
     await expect.poll(() => page.locator('#notice').textContent()).toContain('Payment received');
     // The ?subscribed=1 flag is read once and taken out of the address bar.
     expect(new URL(page.url()).search).toBe('');
     await snap(page, 'step1b-subscribed');
-    await settle(stack);
+    await settle(env.stack);
 
     // 2. Get your key: the Outbox link (top right), the "Your MailKit API key" email, paste, Use key: 5,000.
     const outbox = await newTab(page, () => page.locator('#sandboxNav').getByRole('link', { name: 'Outbox' }).click());
@@ -108,21 +97,21 @@ describe('the tutorial, clicked through in Chromium', () => {
     await expect.poll(() => page.locator('#send-result').textContent()).toMatch(/^Sent\. Message id: \S+/);
     const id = (await page.locator('#send-result').textContent())!.replace('Sent. Message id: ', '');
     await expect.poll(() => balance.textContent()).toBe('4,999');
-    expect(outboxTo(stack, 'delivered@resend.dev').find((m) => m.id === id)?.subject).toBe('Hello from the browser test');
+    expect(outboxTo(env.stack, 'delivered@resend.dev').find((m) => m.id === id)?.subject).toBe('Hello from the browser test');
     await expect.poll(() => usageToday(page)).toMatchObject({ Emails: '1', 'Adjusted by hand': '0', Expired: '0', Balance: '4,999' });
     expect(await page.locator('#low-balance-banner').isVisible()).toBe(false);
     await snap(page, 'step3-sent-4999');
 
     // 4. Low balance: the Sandbox console link, Adjust balance by the prefilled −4000, then
     // the console's message, the alert email in the outbox, the banner on the dashboard.
-    const { customer_id: customerId } = await (await fetch(`${stack.url}/account`, { headers: { Authorization: `Bearer ${key}` } })).json();
+    const { customer_id: customerId } = await (await fetch(`${env.stack.url}/account`, { headers: { Authorization: `Bearer ${key}` } })).json();
     const console_ = await newTab(page, () => page.locator('#sandboxNav').getByRole('link', { name: 'Sandbox console' }).click());
     await console_.locator('#adjust-form select[name="customer_id"]').selectOption(customerId);
     expect(await console_.locator('#adjust-form input[name="amount"]').inputValue()).toBe('-4000');
     await console_.getByRole('button', { name: 'Adjust balance' }).click();
     await console_.locator('#console-status').filter({ hasText: 'Balance adjusted by −4,000: now 999.' }).waitFor({ timeout: 15_000 });
     await snap(console_, 'step4a-console-adjusted-999');
-    await console_.goto(`${stack.baseUrl}/sandbox/outbox`);
+    await console_.goto(`${env.stack.baseUrl}/sandbox/outbox`);
     const alert = console_.getByRole('link', { name: 'Your Email Credits balance is running low' });
     await alert.waitFor();
     expect(await console_.locator('tr', { has: alert }).textContent()).toContain(email);
@@ -164,9 +153,9 @@ describe('the tutorial, clicked through in Chromium', () => {
   });
 
   it("section 4's button goes straight to checkout, like the banner's", async () => {
-    const { key } = await subscribe(stack, 'section4@example.com', 'Section Four');
-    const { page, problems } = await openPage(browser);
-    await signIn(page, stack.baseUrl, key);
+    const { key } = await subscribe(env.stack, 'section4@example.com', 'Section Four');
+    const { page, problems } = await openPage(env.browser);
+    await signIn(page, env.stack.baseUrl, key);
     await page.getByRole('button', { name: 'Buy 5,000 emails ($9)' }).click();
     await page.getByRole('button', { name: 'Pay with test card' }).waitFor();
     expect(await page.textContent('body')).toContain('Email Top-Up Pack');
@@ -180,8 +169,8 @@ describe('the tutorial, clicked through in Chromium', () => {
     const RETRY_HINT = 'Press Send again without changing anything';
 
     it('with no key: paste one first, and no promise of a retry', async () => {
-      const { page, problems } = await openPage(browser);
-      await page.goto(stack.baseUrl);
+      const { page, problems } = await openPage(env.browser);
+      await page.goto(env.stack.baseUrl);
       await page.getByRole('button', { name: 'Send', exact: true }).click();
       const result = page.locator('#send-result');
       await expect.poll(() => result.textContent()).toContain('Paste your API key first');
@@ -191,8 +180,8 @@ describe('the tutorial, clicked through in Chromium', () => {
     });
 
     it('after the server refused the key (401): no promise of a retry, then or on the next press', async () => {
-      const { page, problems } = await openPage(browser);
-      await page.goto(stack.baseUrl);
+      const { page, problems } = await openPage(env.browser);
+      await page.goto(env.stack.baseUrl);
       await page.locator('#api-key').fill('mk_test_not-a-real-key');
       await page.getByRole('button', { name: 'Use key' }).click();
       await page.locator('#key-result.error').waitFor();
@@ -206,10 +195,10 @@ describe('the tutorial, clicked through in Chromium', () => {
     });
 
     it('when the key in use is refused at Send (rotated elsewhere): no promise of a retry', async () => {
-      const { key } = await subscribe(stack, 'rotated@example.com', 'Rotated');
-      const { page, problems } = await openPage(browser);
-      await signIn(page, stack.baseUrl, key);
-      await request(stack.url).post('/account/key').set(bearer(key)).expect(201);
+      const { key } = await subscribe(env.stack, 'rotated@example.com', 'Rotated');
+      const { page, problems } = await openPage(env.browser);
+      await signIn(page, env.stack.baseUrl, key);
+      await request(env.stack.url).post('/account/key').set(bearer(key)).expect(201);
       for (let press = 0; press < 2; press++) {
         await page.getByRole('button', { name: 'Send', exact: true }).click();
         // The 401 itself, or, once the balance poll has met the same 401 and forgotten the key, "paste one first".
@@ -220,9 +209,9 @@ describe('the tutorial, clicked through in Chromium', () => {
     });
 
     it('after a 503 delivery_unconfirmed: the hint, and the retry carries the same Idempotency-Key', async () => {
-      const { key } = await subscribe(stack, 'unconfirmed@example.com', 'Unconfirmed');
-      const { page, problems } = await openPage(browser);
-      await signIn(page, stack.baseUrl, key);
+      const { key } = await subscribe(env.stack, 'unconfirmed@example.com', 'Unconfirmed');
+      const { page, problems } = await openPage(env.browser);
+      await signIn(page, env.stack.baseUrl, key);
       const keys: string[] = [];
       // The server's answer when Resend's outcome is unknown, as a user would get it.
       await page.route('**/send', async (route) => {
@@ -254,14 +243,14 @@ describe('the tutorial, clicked through in Chromium', () => {
   });
 
   it('the chart: labels fit their axes, every bar inside the plot, nothing drawn for a quiet day, adjustments in their own series', async () => {
-    const { key, customerId } = await subscribe(stack, 'chart@example.com', 'Chart');
-    const entitlement = stack.catalog.creditEntitlementId;
-    await stack.sandbox.dodo.adjustBalance(customerId, entitlement, 20_000, 'a big grant: five-digit labels');
-    await stack.sandbox.dodo.adjustBalance(customerId, entitlement, -12_000, 'a big debit by hand');
-    await settle(stack);
+    const { key, customerId } = await subscribe(env.stack, 'chart@example.com', 'Chart');
+    const entitlement = env.stack.catalog.creditEntitlementId;
+    await env.stack.sandbox.dodo.adjustBalance(customerId, entitlement, 20_000, 'a big grant: five-digit labels');
+    await env.stack.sandbox.dodo.adjustBalance(customerId, entitlement, -12_000, 'a big debit by hand');
+    await settle(env.stack);
     for (const width of [1100, 375]) {
-      const { page, problems } = await openPage(browser, { viewport: { width, height: 900 } });
-      await signIn(page, stack.baseUrl, key);
+      const { page, problems } = await openPage(env.browser, { viewport: { width, height: 900 } });
+      await signIn(page, env.stack.baseUrl, key);
       await page.locator('#usage-chart canvas').waitFor();
       const geometry = await page.evaluate(() => {
         const u = state.chart;
@@ -288,12 +277,12 @@ describe('the tutorial, clicked through in Chromium', () => {
   });
 
   it('a 402 explains how to top up and offers the one-click top-up', async () => {
-    const { page, problems } = await openPage(browser);
-    const { key, customerId } = await subscribe(stack, 'zero@example.com', 'Zero');
-    await stack.sandbox.dodo.adjustBalance(customerId, stack.catalog.creditEntitlementId, -5000, 'spend it all');
-    await settle(stack);
+    const { page, problems } = await openPage(env.browser);
+    const { key, customerId } = await subscribe(env.stack, 'zero@example.com', 'Zero');
+    await env.stack.sandbox.dodo.adjustBalance(customerId, env.stack.catalog.creditEntitlementId, -5000, 'spend it all');
+    await settle(env.stack);
 
-    await page.goto(stack.baseUrl);
+    await page.goto(env.stack.baseUrl);
     await page.locator('#api-key').fill(key);
     await page.locator('#api-key').press('Enter');
     await expect.poll(() => page.locator('#balance').textContent()).toBe('0');
@@ -310,13 +299,13 @@ describe('the tutorial, clicked through in Chromium', () => {
   });
 
   it('the balance refreshes itself while the tab is visible, and pauses while it is hidden', async () => {
-    const { key, customerId } = await subscribe(stack, 'poll@example.com', 'Poll');
-    const { page, problems } = await openPage(browser);
+    const { key, customerId } = await subscribe(env.stack, 'poll@example.com', 'Poll');
+    const { page, problems } = await openPage(env.browser);
     const reads: number[] = [];
     page.on('request', (r) => {
       if (new URL(r.url()).pathname === '/credits') reads.push(Date.now());
     });
-    await signIn(page, stack.baseUrl, key);
+    await signIn(page, env.stack.baseUrl, key);
     await expect.poll(() => page.locator('#balance').textContent()).toBe('5,000');
 
     // Hidden: no reads at all, even when the balance changes meanwhile.
@@ -325,7 +314,7 @@ describe('the tutorial, clicked through in Chromium', () => {
       document.dispatchEvent(new Event('visibilitychange'));
     });
     const hiddenAt = Date.now();
-    await stack.sandbox.dodo.adjustBalance(customerId, stack.catalog.creditEntitlementId, -10, 'while hidden');
+    await env.stack.sandbox.dodo.adjustBalance(customerId, env.stack.catalog.creditEntitlementId, -10, 'while hidden');
     await new Promise((r) => setTimeout(r, 7_000));
     expect(reads.filter((t) => t > hiddenAt + 200)).toEqual([]);
     expect(await page.locator('#balance').textContent()).toBe('5,000');

@@ -4,6 +4,7 @@ import { findSend } from '../../src/db/sends';
 import { sendIdFor } from '../../src/sending/records';
 import { dodoBalance, fleetKey, fleetStore, spawnInstance, startInstance, startUpstream, instanceEnv, type Upstream } from '../support/fleet';
 import { forEachEngine } from '../support/database';
+import { sendRow } from '../support/rows';
 import { balanceOf, bearer, customerWith, outboxTo, startTestStack, waitFor, senderOn } from '../support/stack';
 
 /**
@@ -120,7 +121,7 @@ forEachEngine('the send state machine', ({ engine }) => {
       await stack.billing.reserve(c.customerId, 1, `${id}:debit:0`, 'email send (old sender)');
       const sent = await stack.resend.emails.send({ from: stack.mailer.from, to: [email.to], subject: 'imported', html: email.html }, { idempotencyKey: `${id}:0` });
       const t = Date.now() - 120_000;
-      await stack.database.db.insertInto('sends').values({ id, customerId: c.customerId, clientKey: '', fingerprint: 'old', credits: 1, state: 'delivering', attempt: 0, nonce: '', inDoubt: 1, refundCredits: null, refundReason: null, refundRetryable: null, resultStatus: null, resultBody: null, owner: null, claimedUntil: null, createdAt: t, updatedAt: t, deliveringSince: t }).execute();
+      await stack.database.db.insertInto('sends').values(sendRow({ id, customerId: c.customerId, clientKey: '', fingerprint: 'old', nonce: '', inDoubt: 1, createdAt: t, updatedAt: t, deliveringSince: t, funding: 'debit' })).execute();
       await stack.database.db.insertInto('sendPayloads').values({ sendId: id, body: JSON.stringify({ batch: false, from: stack.mailer.from, emails: [mail('imported')] }) }).execute();
 
       expect(await stack.sender.reconcile()).toBe(1);

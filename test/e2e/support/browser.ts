@@ -1,6 +1,8 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { chromium, type Browser, type BrowserContextOptions, type Page } from 'playwright-core';
+import { afterAll, beforeAll } from 'vitest';
+import { startTestStack } from '../../support/stack';
 
 /** Where screenshots go: a CI artifact, git-ignored. */
 export const ARTIFACTS = resolve('test-artifacts/e2e');
@@ -95,3 +97,22 @@ export async function signIn(page: Page, baseUrl: string, key: string): Promise<
   await page.locator('#use-key').click();
   await page.locator('#key-result.ok').waitFor();
 }
+
+/**
+ * The stack and the browser a browser suite runs against, started before its tests (then
+ * `setup`, when given) and closed after them: `env.stack` and `env.browser` inside the tests.
+ */
+export function useBrowserStack(opts: { setup?: (stack: BrowserStack) => Promise<unknown> } = {}): { stack: BrowserStack; browser: Browser } {
+  const env = {} as { stack: BrowserStack; browser: Browser };
+  beforeAll(async () => {
+    env.stack = await startTestStack();
+    env.browser = await launchBrowser();
+    await opts.setup?.(env.stack);
+  });
+  afterAll(async () => {
+    await env.browser?.close();
+    await env.stack?.close();
+  });
+  return env;
+}
+export type BrowserStack = Awaited<ReturnType<typeof startTestStack>>;
