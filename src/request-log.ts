@@ -15,7 +15,7 @@ declare global {
 /**
  * One access-log line per request (`request completed`, or `request aborted` when the client
  * went away first) with its id, method, path, status and time, and `X-Request-Id` on the
- * answer. No headers, bodies or query values are logged: they carry keys and email content.
+ * answer; at debug for a read that went well, at info for anything else. No headers, bodies or query values are logged: they carry keys and email content.
  *
  * Written for the hot path instead of pino-http: the per-request child logger is built only
  * when a handler actually logs, which on a send is almost never (the send costs ~0.1 ms less).
@@ -37,6 +37,10 @@ export function requestLog(log: Logger, opts: { ignore?: (path: string) => boole
         const line = { req: fields, res: { statusCode: res.statusCode }, responseTime: Math.round(performance.now() - started) };
         if (!res.writableFinished) log.warn(line, 'request aborted');
         else if (res.statusCode >= 500) log.error(line, 'request completed');
+        // A read that went well (the dashboard's and the outbox's polling, pages, assets), and the
+        // sandbox's own API answering MailKit's calls, are debug: at info the terminal of a
+        // click-through would be nine lines of them in ten.
+        else if (res.statusCode < 400 && (req.method === 'GET' || req.method === 'HEAD' || req.originalUrl.startsWith('/sandbox/'))) log.debug(line, 'request completed');
         else log.info(line, 'request completed');
       });
     }

@@ -84,3 +84,30 @@ describe('logs', () => {
     expect(lines.filter((l) => /mk_(test|live)_[A-Za-z0-9_-]+\./.test(l))).toEqual([]);
   });
 });
+
+describe('the access log at info', () => {
+  it('leaves out reads that went well (polling), keeps sends, refusals and errors', async () => {
+    const lines: Array<{ level: number; msg: string; req?: { method: string; url: string }; res?: { statusCode: number } }> = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l));
+        done();
+      },
+    });
+    const stack = await startTestStack({}, { log: createLogger('info', sink) });
+    try {
+      const { key } = await subscribe(stack, 'quiet@example.com', 'Quiet');
+      lines.length = 0;
+      for (let i = 0; i < 5; i++) await request(stack.url).get('/credits').set(bearer(key)).expect(200);
+      await request(stack.url).get('/credits/usage').set(bearer(key)).expect(200);
+      await request(stack.url).post('/send').set(bearer(key)).send({ to: 'delivered@resend.dev', subject: 'Hi', html: '<p>Hi</p>' }).expect(200);
+      await request(stack.url).get('/credits').set(bearer('mk_test_wrong')).expect(401);
+      await request(stack.url).get('/no-such-route').expect(404);
+      const access = lines.filter((l) => l.msg === 'request completed').map((l) => `${l.req!.method} ${l.req!.url} ${l.res!.statusCode}`);
+      // (Resend's delivery events reach /webhooks/resend meanwhile: inbound traffic, kept.)
+      expect(access.filter((l) => !l.startsWith('POST /webhooks/resend 200'))).toEqual(['POST /send 200', 'GET /credits 401', 'GET /no-such-route 404']);
+    } finally {
+      await stack.close();
+    }
+  });
+});
