@@ -81,11 +81,11 @@ const hide = (id) => {
 };
 
 /** Calls the MailKit API as the customer whose key is stored. Returns { ok, status, data, headers }. */
-async function api(path, { method = 'GET', body, auth = true, headers = {} } = {}) {
+async function api(path, { method = 'GET', body, auth = true, headers = {}, key: given } = {}) {
   const h = { Accept: 'application/json', ...headers };
   if (body !== undefined) h['Content-Type'] = 'application/json';
   if (auth) {
-    const key = apiKey.get();
+    const key = given || apiKey.get();
     if (!key) return { ok: false, status: 0, noKey: true, data: { error: { message: 'Paste your API key first (section "Your API key").' } } };
     h.Authorization = `Bearer ${key}`;
   }
@@ -314,14 +314,17 @@ function resizeChart() {
 // ---- Key, send, top-up -------------------------------------------------------------------------------
 
 async function useKey(value) {
-  apiKey.set(value);
-  const res = await api('/account');
+  // Tried before it replaces the key in use: a mistyped key must not sign out a working one.
+  const res = await api('/account', { key: value });
   if (res.ok) {
+    apiKey.set(value);
     // "Your API key is on its way" is done with once a key works.
     if (state.notice === 'subscribed') hideNotice();
     show('key-result', { text: `Signed in as ${res.data.name || res.data.email} (${res.data.email}), customer ${res.data.customer_id}.`, kind: 'ok' });
     await Promise.all([refreshBalance(), refreshUsage(), refreshHistory()]);
     startPolling();
+  } else if (apiKey.get() && apiKey.get() !== value) {
+    show('key-result', { text: `${errorText(res)} The key you were using is still in use.`, kind: 'error' });
   } else {
     signOut(errorText(res));
   }

@@ -27,7 +27,7 @@ export function requireCustomer(keys: ApiKeys): RequestHandler {
     const customerId = await keys.verify(match[1]!);
     if (!customerId) {
       res.set('WWW-Authenticate', 'Bearer realm="mailkit", error="invalid_token"');
-      throw new HttpError(401, 'invalid_api_key', 'This API key is not valid (mistyped, rotated or revoked).');
+      throw new HttpError(401, 'invalid_api_key', looksCut(match[1]!) ? CUT_KEY : 'This API key is not valid (mistyped, rotated or revoked).');
     }
     req.customerId = customerId;
     next();
@@ -50,3 +50,16 @@ export function assertSameCustomer(req: Express.Request, named: unknown): void {
     throw new HttpError(403, 'forbidden_customer', 'This API key belongs to a different customer.');
   }
 }
+
+/**
+ * A key is `mk_<env>_<customer>.<epoch>.<nonce>.<signature>`, about 110 characters: a
+ * double-click selects it only up to its first dot, and a copy can lose its end. Such a key
+ * starts right and has fewer parts, or a short last one.
+ */
+function looksCut(presented: string): boolean {
+  if (!/^mk_(test|live)_/.test(presented)) return false;
+  const parts = presented.split('.');
+  return parts.length < 4 || (parts[3] ?? '').length < 43;
+}
+const CUT_KEY =
+  'This API key looks cut short: a MailKit key is about 110 characters, mk_…, in four parts joined by dots (a double-click selects only the first). Copy the whole key (the outbox\'s key email has a Copy key button) and paste it again.';

@@ -119,7 +119,22 @@
     setTimeout(poll, POLL_MS);
   }
 
+  // The key email's "Copy key": the whole key on the clipboard (a double-click stops at its first dot).
+  function setUpCopyKey() {
+    var button = document.getElementById('copy-key');
+    if (!button || !navigator.clipboard) return;
+    button.hidden = false;
+    button.addEventListener('click', function () {
+      var result = document.getElementById('copy-key-result');
+      navigator.clipboard.writeText(button.getAttribute('data-key')).then(
+        function () { result.textContent = 'Copied. Paste it into the dashboard\'s "Your API key".'; },
+        function () { result.textContent = 'Could not copy: select the whole key above and copy it.'; }
+      );
+    });
+  }
+
   refreshTimes();
   setInterval(refreshTimes, 15000);
   if (page === 'list') setUpList();
+  if (page === 'message') setUpCopyKey();
 })();

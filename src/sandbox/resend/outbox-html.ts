@@ -225,6 +225,7 @@ ${[
   .filter(Boolean)
   .join('\n')}
 </dl>
+${apiKeySection(m)}
 ${links.length ? `<section class="links"><h2>Links in this email</h2><ul>\n${linkItems}\n</ul></section>` : ''}
 ${
   m.html !== null
@@ -236,6 +237,17 @@ ${m.text !== null ? `<section class="part"><h2>Plain text</h2><pre class="text-b
 <p class="api">JSON: <a href="${escapeHtml(o.outboxPath)}/messages/${encodeURIComponent(m.id)}"><code>GET ${escapeHtml(o.outboxPath)}/messages/${escapeHtml(m.id)}</code></a></p>
 </main>`,
   );
+}
+
+/**
+ * A MailKit API key the email carries (the key email), shown whole with a button that copies
+ * it: the key's dots stop a double-click's selection at its first part.
+ */
+function apiKeySection(m: OutboxMessage): string {
+  const key = /\bmk_(?:test|live)_[A-Za-z0-9_-]+\.\d+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+/.exec(m.text ?? m.html ?? '')?.[0];
+  if (!key) return '';
+  return `<section class="api-key"><h2>API key in this email</h2>
+<p><code id="api-key-value">${escapeHtml(key)}</code> <button type="button" id="copy-key" data-key="${escapeHtml(key)}" hidden>Copy key</button> <span id="copy-key-result" role="status"></span></p></section>`;
 }
 
 /** A not-found page in the outbox's look. */
