@@ -2,6 +2,7 @@ import { setFlagsFromString } from 'node:v8';
 import { config as loadDotenv } from 'dotenv';
 import { ConfigError, loadConfig } from './src/config';
 import { createLogger } from './src/logger';
+import { startBanner } from './src/start-banner';
 import { startStack, type Stack } from './src/stack';
 
 // Entry point: read config → build SDK clients (sandbox or live) → createApp → listen.
@@ -58,19 +59,4 @@ stack = await startStack(config, { log }).catch((err: unknown) => {
   process.exit(1);
 });
 
-const base = stack.baseUrl;
-const lines = [`MailKit running on ${base}`];
-if (stack.sandbox) {
-  lines.push(
-    '',
-    'Sandbox mode: Dodo Payments and Resend are simulated locally (no accounts, no network).',
-    `  Dashboard      ${base}/`,
-    `  Outbox         ${base}/sandbox/outbox   (your API key arrives here after you subscribe)`,
-    `  Sandbox        ${base}/sandbox`,
-    '',
-    'Subscribe in the dashboard, pay with the test card, copy the key from the outbox, send.',
-  );
-} else {
-  lines.push(`Live mode: Dodo ${config.dodo.environment}, webhooks at ${base}/webhooks/dodo`);
-}
-console.log(lines.join('\n'));
+console.log(await startBanner(stack));

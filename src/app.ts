@@ -15,7 +15,7 @@ import type { Mode, TrustProxy } from './config';
 import { errorMiddleware, HttpError, notFound } from './errors';
 import { bytesOf, refuseDeclaredOverLimit } from './lib/body-limit';
 import { jsonShapeProblem } from './lib/json-shape';
-import type { Logger } from './logger';
+import { upstreamOf, type Logger } from './logger';
 import type { Readiness } from './health/readiness';
 import type { Mailer } from './mail/mailer';
 import { accountRoutes } from './routes/account';
@@ -227,8 +227,9 @@ export function createApp(deps: AppDeps): Express {
   app.use(notFound);
   app.use(
     errorMiddleware((err, req) => {
-      // The request's logger carries the request id.
-      req.log.error({ err }, 'request failed');
+      // The request's logger carries the request id; a vendor's failure says which and why.
+      const upstream = upstreamOf(err);
+      req.log.error({ err }, upstream ? `${upstream.vendor} ${upstream.cause} (calling ${upstream.host})` : 'request failed');
     }),
   );
   return app;

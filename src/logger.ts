@@ -1,5 +1,11 @@
 import pino from 'pino';
 
+/** What a failed vendor call carries for the log (DodoUnavailable's `upstream`). */
+export function upstreamOf(err: unknown): { vendor: string; host: string; cause: string } | undefined {
+  const u = (err as { upstream?: { vendor: string; host: string; cause: string } } | null)?.upstream;
+  return u && typeof u.vendor === 'string' ? u : undefined;
+}
+
 /** The app's structured logger type. */
 export type Logger = pino.Logger;
 
@@ -29,6 +35,8 @@ export function createLogger(level = 'info', destination?: pino.DestinationStrea
         ],
         censor: '[redacted]',
       },
+      // A vendor that failed is an outage, not a bug: where MailKit called and why, no stack.
+      serializers: { err: (err: unknown) => (upstreamOf(err) ? { type: (err as Error).name, ...upstreamOf(err) } : pino.stdSerializers.err(err as Error)) },
     },
     destination,
   );

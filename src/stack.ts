@@ -14,7 +14,7 @@ import { createBilling, type Billing, type Catalog } from './billing/billing';
 import { createCredits, type Credits, type CreditsOptions } from './billing/credits';
 import { settleLegacyLeases } from './billing/legacy-leases';
 import { ensureCatalog } from './billing/catalog';
-import { createReadiness } from './health/readiness';
+import { createReadiness, type Readiness } from './health/readiness';
 import { closeWithAnswer } from './lib/close-unread';
 import { createHttpFetch } from './lib/http-fetch';
 import type { Config } from './config';
@@ -50,6 +50,8 @@ export interface Stack {
   mailer: Mailer;
   sender: Sender;
   apiKeys: ApiKeys;
+  /** Whether the database and the vendors answer (what /readyz reports). */
+  readiness: () => Promise<Readiness>;
   database: Database;
   log: Logger;
   sandbox?: Sandbox;

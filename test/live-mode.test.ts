@@ -1,9 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseDotenv } from 'dotenv';
 import request from 'supertest';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { loadConfig } from '../src/config';
 import { createLogger } from '../src/logger';
+import { startBanner } from '../src/start-banner';
 import { startStack } from '../src/stack';
 import { LIVE_ENV } from './support/stack';
 
@@ -35,6 +36,62 @@ describe('live mode', () => {
       const ready = await request(stack.url).get('/readyz');
       expect(ready.status).toBe(503);
       expect(ready.body).toMatchObject({ status: 'unavailable', checks: { dodo: { ok: false }, resend: { ok: false } } });
+    } finally {
+      await stack.close();
+    }
+  });
+});
+
+describe('live against unreachable vendors', () => {
+  it('the start banner says, for each vendor, where it points and that it did not answer; BASE_URL on localhost is warned about', async () => {
+    const stack = await startStack(loadConfig(LIVE_ENV), { inMemory: true, log: createLogger('silent'), dodoMaxRetries: 0 });
+    try {
+      const banner = await startBanner(stack);
+      expect(banner).toMatch(/^ {2}Dodo Payments {2}http:\/\/127\.0\.0\.1:9\/unreachable \(DODO_PAYMENTS_BASE_URL\): did not answer: ECONNREFUSED 127\.0\.0\.1:9$/m);
+      expect(banner).toMatch(/^ {2}Resend {9}http:\/\/127\.0\.0\.1:9\/unreachable \(RESEND_BASE_URL\): did not answer: ECONNREFUSED 127\.0\.0\.1:9$/m);
+      expect(banner).toMatch(/^ {2}Database .*: answered$/m);
+      expect(banner).toMatch(/^Warning: BASE_URL is http:\/\/localhost:\d+, which Dodo and Resend cannot reach/m);
+      expect(banner).not.toContain('test_mode');
+      expect(banner).not.toContain(LIVE_ENV.DODO_PAYMENTS_API_KEY);
+    } finally {
+      await stack.close();
+    }
+  });
+
+  it('a public BASE_URL is not warned about', async () => {
+    const stack = await startStack(loadConfig({ ...LIVE_ENV, BASE_URL: 'https://mailkit.example.com' }), { inMemory: true, log: createLogger('silent'), dodoMaxRetries: 0 });
+    try {
+      const banner = await startBanner(stack);
+      expect(banner).toContain('Dodo → https://mailkit.example.com/webhooks/dodo');
+      expect(banner).not.toContain('Warning');
+    } finally {
+      await stack.close();
+    }
+  });
+
+  it("a request Dodo failed is logged with the host called and the error's code, without a stack", async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const sink = { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) };
+    const stack = await startStack(loadConfig(LIVE_ENV), { inMemory: true, log: createLogger('info', sink), dodoMaxRetries: 0 });
+    try {
+      expect((await request(stack.url).post('/checkout/subscribe').send({ email: 'a@example.com', name: 'A' })).status).toBe(503);
+      const failure = lines.find((l) => typeof l.msg === 'string' && l.msg.startsWith('Dodo '));
+      expect(failure?.msg).toBe('Dodo did not answer: ECONNREFUSED 127.0.0.1:9 (calling 127.0.0.1:9)');
+      expect(failure?.err).toEqual({ type: 'DodoUnavailable', vendor: 'Dodo', host: '127.0.0.1:9', cause: 'did not answer: ECONNREFUSED 127.0.0.1:9' });
+    } finally {
+      await stack.close();
+    }
+  });
+
+  it('a send Resend did not answer is logged once with the host called and the cause', async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const sink = { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) };
+    const stack = await startStack(loadConfig(LIVE_ENV), { inMemory: true, log: createLogger('info', sink), mailer: { maxRetries: 0 } });
+    try {
+      for (let i = 0; i < 3; i++) await stack.mailer.deliver({ to: ['a@example.com'], subject: 's', html: '<p>x</p>' }, `k-${i}`);
+      await vi.waitUntil(() => lines.some((l) => l.vendor === 'Resend'), { timeout: 5_000 });
+      const said = lines.filter((l) => l.vendor === 'Resend');
+      expect(said.map((l) => l.msg)).toEqual(['Resend did not answer: ECONNREFUSED 127.0.0.1:9 (calling 127.0.0.1:9)']);
     } finally {
       await stack.close();
     }

@@ -1,5 +1,6 @@
 import DodoPayments from 'dodopayments';
 import { HttpError } from '../errors';
+import { transportCause } from '../lib/vendor-cause';
 import { budgetTurns, DODO_WAIT_MS } from '../quotas';
 
 /** The Dodo ids MailKit sells: the Email Credits entitlement, the plan and the top-up pack. */
@@ -24,9 +25,29 @@ export class InsufficientCredits extends HttpError {
  * Callers decide: a debit that may have happened is resolved by retrying with its key.
  */
 export class DodoUnavailable extends HttpError {
-  constructor(message = 'Our billing provider is not answering right now. Retry in a few seconds.', retryAfter = 5) {
+  override name = 'DodoUnavailable';
+  constructor(
+    message = 'Our billing provider is not answering right now. Retry in a few seconds.',
+    retryAfter = 5,
+    /** What happened, for the log line (never for the customer): where MailKit called, and why it failed. */
+    readonly upstream?: UpstreamFailure,
+  ) {
     super(503, 'billing_unavailable', message, { 'Retry-After': String(retryAfter) });
   }
+}
+
+/** A vendor call that failed, as the log shows it: the vendor, the host called and the cause. */
+export interface UpstreamFailure {
+  vendor: 'Dodo' | 'Resend';
+  host: string;
+  /** "did not answer: ECONNREFUSED 127.0.0.1:9", "answered 502"… */
+  cause: string;
+}
+
+/** A Dodo SDK error as an UpstreamFailure: its status when Dodo answered, else the transport cause. */
+function dodoFailure(err: unknown, host: string): UpstreamFailure {
+  const status = err instanceof DodoPayments.APIError ? err.status : undefined;
+  return { vendor: 'Dodo', host, cause: status ? `answered ${status}` : `did not answer: ${transportCause(err) ?? 'no answer'}` };
 }
 
 /** The Dodo side of MailKit: checkout links, balance, debits and refunds, customer lookup. */
@@ -82,6 +103,7 @@ export function createBilling(opts: {
   const writeRetries = opts.writeRetries ?? 2;
   const sleep = opts.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const ledgerEntries = dodo.creditEntitlements.balances;
+  const host = new URL(dodo.baseURL).host;
 
   /**
    * One ledger entry under an idempotency key: debits reserve credits, credits give them back.
@@ -114,13 +136,13 @@ export function createBilling(opts: {
           await sleep(retryDelayMs(err, attempt));
           continue;
         }
-        if (inDoubt) throw new DodoUnavailable();
-        return guard(() => Promise.reject(err)); // 429 to every try: nothing was done
+        if (inDoubt) throw new DodoUnavailable(undefined, undefined, dodoFailure(err, host));
+        return guard(host, () => Promise.reject(err)); // 429 to every try: nothing was done
       }
     }
   };
   const checkout = async (productId: string, customer: DodoPayments.CheckoutSessionCreateParams['customer'], returnUrl: string) => {
-    const session = await guard(() =>
+    const session = await guard(host, () =>
       dodo.checkoutSessions.create({ product_cart: [{ product_id: productId, quantity: 1 }], customer, return_url: returnUrl }),
     );
     if (!session.checkout_url) throw new DodoUnavailable('Dodo created the checkout session without a checkout URL.');
@@ -131,7 +153,7 @@ export function createBilling(opts: {
   // client is told when to retry; retrying here would spend more of the budget Dodo just refused.
   const balanceRead = async (customerId: string) => {
     try {
-      const b = await guard(() => ledgerEntries.retrieve(customerId, { credit_entitlement_id: catalog.creditEntitlementId }, { maxRetries: 0 }));
+      const b = await guard(host, () => ledgerEntries.retrieve(customerId, { credit_entitlement_id: catalog.creditEntitlementId }, { maxRetries: 0 }));
       return { balance: b.balance, lastTransactionAt: b.last_transaction_at ?? null };
     } catch (err) {
       if (err instanceof DodoPayments.NotFoundError) return { balance: '0', lastTransactionAt: null };
@@ -196,14 +218,14 @@ export function createBilling(opts: {
     },
 
     async customer(customerId) {
-      const c = await guard(() => dodo.customers.retrieve(customerId));
+      const c = await guard(host, () => dodo.customers.retrieve(customerId));
       return { email: c.email, name: c.name };
     },
   };
 
   /** The customer's grants, into `out`, up to 1,000. */
   function grantPages(customerId: string, out: CreditGrant[]): Promise<void> {
-    return guard(async () => {
+    return guard(host, async () => {
       // Page by page, stopping at a page that is not full: the SDK's iterator asks for one more
       // (empty) page, a Dodo call of the budget for nothing.
       let page = await ledgerEntries.listGrants(customerId, { credit_entitlement_id: catalog.creditEntitlementId, page_size: 100 }, { maxRetries: 0 });
@@ -230,7 +252,7 @@ function retryDelayMs(err: unknown, attempt: number): number {
  * Maps Dodo's transport-level and 5xx/429 failures to MailKit's 503/429 (never leaking
  * Dodo's text); 4xx API errors pass through for the caller to interpret.
  */
-async function guard<T>(call: () => Promise<T>): Promise<T> {
+async function guard<T>(host: string, call: () => Promise<T>): Promise<T> {
   try {
     return await call();
   } catch (err) {
@@ -240,8 +262,8 @@ async function guard<T>(call: () => Promise<T>): Promise<T> {
         'Retry-After': String(retryAfter),
       });
     }
-    if (err instanceof DodoPayments.APIConnectionError) throw new DodoUnavailable();
-    if (err instanceof DodoPayments.APIError && (err.status ?? 0) >= 500) throw new DodoUnavailable();
+    const unanswered = err instanceof DodoPayments.APIConnectionError || (err instanceof DodoPayments.APIError && (err.status ?? 0) >= 500);
+    if (unanswered) throw new DodoUnavailable(undefined, undefined, dodoFailure(err, host));
     throw err;
   }
 }

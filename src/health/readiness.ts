@@ -2,6 +2,7 @@ import type DodoPayments from 'dodopayments';
 import type { Resend } from 'resend';
 import type { Database } from '../db/index';
 import type { SendingPause } from '../mail/mailer';
+import { reachCause, transportCause } from '../lib/vendor-cause';
 
 type Check = { ok: boolean; reason?: string };
 
@@ -40,7 +41,7 @@ export function createReadiness(opts: {
       return { ok: true };
     } catch (err) {
       const status = (err as { status?: number }).status;
-      return { ok: false, reason: status ? `Dodo answered ${status}` : 'Dodo did not answer' };
+      return { ok: false, reason: status ? `Dodo answered ${status}` : `Dodo did not answer: ${transportCause(err) ?? 'no answer'}` };
     }
   };
 
@@ -48,7 +49,9 @@ export function createReadiness(opts: {
     const { error } = await opts.resend.emails.get('00000000-0000-0000-0000-000000000000', { signal: AbortSignal.timeout(timeoutMs) });
     // The SDK reports "no answer" as statusCode null; any HTTP answer below 500 means reachable.
     if (!error || (error.statusCode !== null && (error.statusCode ?? 0) < 500)) return { ok: true };
-    return { ok: false, reason: error.statusCode ? `Resend answered ${error.statusCode}` : 'Resend did not answer' };
+    if (error.statusCode) return { ok: false, reason: `Resend answered ${error.statusCode}` };
+    // The SDK keeps the cause of a failed fetch to itself: a bare TCP connect finds it.
+    return { ok: false, reason: `Resend did not answer: ${await reachCause(opts.resend.baseUrl, timeoutMs)}` };
   };
 
   const checkDatabase = async (): Promise<Check> => {

@@ -1,6 +1,7 @@
 import type { Resend } from 'resend';
 import type { Logger } from '../logger';
 import { observedQuota, QuotaExhausted, type Budget } from '../quotas';
+import { reachCause } from '../lib/vendor-cause';
 
 /** One email as MailKit hands it to Resend. */
 export interface OutgoingEmail {
@@ -101,6 +102,32 @@ export interface MailerOptions {
 
 type ResendError = { statusCode?: number | null; name?: string; message?: string };
 
+/**
+ * Logs Resend going silent once, with where MailKit calls and why (the SDK keeps a failed
+ * fetch's cause to itself: a TCP connect finds it), and once more when it answers again.
+ */
+function outageLog(baseUrl: string, log: Logger | undefined) {
+  let silentSince: number | null = null;
+  let host = baseUrl;
+  try {
+    host = new URL(baseUrl).host;
+  } catch {
+    // keep the configured text
+  }
+  return {
+    unanswered() {
+      if (silentSince !== null || !log) return;
+      silentSince = Date.now();
+      void reachCause(baseUrl).then((cause) => log.error({ vendor: 'Resend', host, cause }, `Resend did not answer: ${cause} (calling ${host})`));
+    },
+    answered() {
+      if (silentSince === null) return;
+      log?.info({ vendor: 'Resend', host, silentMs: Date.now() - silentSince }, `Resend answers again (${host})`);
+      silentSince = null;
+    },
+  };
+}
+
 export function createMailer(opts: MailerOptions): Mailer {
   const { resend, from, log } = opts;
   const timeoutMs = opts.timeoutMs ?? 15_000;
@@ -119,6 +146,8 @@ export function createMailer(opts: MailerOptions): Mailer {
     message: p.message,
     retryAfterSec: Math.max(1, Math.ceil(((pause?.nextProbeAt ?? now()) - now()) / 1000)),
   });
+
+  const silence = outageLog(resend.baseUrl, log);
 
   /** Resend refused MailKit's key: sending pauses (logged once, as it starts). */
   function startPause(failed: Extract<Delivery, { kind: 'paused' }>) {
@@ -167,8 +196,12 @@ export function createMailer(opts: MailerOptions): Mailer {
       try {
         result = await call(AbortSignal.timeout(timeoutMs));
       } catch (err) {
+        silence.unanswered();
         return { failed: { kind: 'unknown', message: `Resend did not answer: ${(err as Error).name}` } };
       }
+      // The SDK gives no headers exactly when its fetch failed: nothing came back.
+      if (result.error && result.headers === null) silence.unanswered();
+      else silence.answered();
       // Every answer says how much of Resend's quota is left: the budget paces by it.
       const quota = observedQuota(result.headers);
       if (quota) void opts.budget?.observe?.(quota);
