@@ -45,6 +45,9 @@ export interface RunResult {
   /** Emails Resend accepted in the window, and a second. */
   atResend: number;
   resendPerSecond: number;
+  /** Resend's calls that carried them, a second, and the emails a call: resendPerSecond is their product. */
+  resendCallsPerSecond: number;
+  emailsPerCall: number;
   /** Emails in the 2xx answers received in the window, a second. */
   answeredPerSecond: number;
   /** Of the requests sent in the window (every one answered), in ms. */
@@ -102,6 +105,8 @@ export function figures(raw: RawRun, soak: RawSoak | null = null): RunResult {
     customers: raw.scenario.customers.length,
     atResend: raw.atResend.inWindow,
     resendPerSecond: raw.atResend.inWindow / windowSeconds,
+    resendCallsPerSecond: raw.atResend.callsInWindow / windowSeconds,
+    emailsPerCall: raw.atResend.inWindow / Math.max(1, raw.atResend.callsInWindow),
     answeredPerSecond: answeredIn.reduce((n, a) => n + a.emails, 0) / windowSeconds,
     latencyMs: latencyOf(sentIn),
     lightLatencyMs: raw.scenario.customers.some((c) => c.light) ? latencyOf(sentIn.filter((a) => a.light)) : null,
@@ -147,7 +152,7 @@ export function describe(r: RunResult, title: string, label: string): string[] {
   const window = r.scenario === 'a' || r.scenario === 'b' || r.scenario === 'c' ? `the ${r.windowSeconds.toFixed(0)} s after the warm-up` : 'the whole load';
   const lines = [
     `== (${r.scenario}) ${title}: ${label}, ${engineName(r.engine)}${r.instances > 1 ? `, ${r.instances} instances on one database` : ''}, load ${r.loadSeconds.toFixed(1)} s`,
-    `   at Resend: ${rate(r.resendPerSecond)} emails/s in ${window} (${r.atResend} emails); drain after the load: ${r.drain.emails} emails in ${r.drain.seconds.toFixed(1)} s`,
+    `   at Resend: ${rate(r.resendPerSecond)} emails/s in ${window} (${r.atResend} emails): ${r.resendCallsPerSecond.toFixed(2)} calls/s × ${r.emailsPerCall.toFixed(1)} emails a call; drain after the load: ${r.drain.emails} emails in ${r.drain.seconds.toFixed(1)} s`,
     `   answers: ${rate(r.answeredPerSecond)} emails/s answered 2xx in the window; requests sent in it: p50 ${ms(r.latencyMs.p50)} ms, p99 ${ms(r.latencyMs.p99)} ms, slowest ${ms(r.latencyMs.max)} ms`,
     `   statuses over the run: 2xx ${Object.entries(r.statuses).filter(([s]) => is2xx(Number(s))).reduce((n, [, k]) => n + k, 0)}, MailKit's 429 ${count(r, 429)}, other ${others(r)}`,
     `   upstream calls per email: Resend ${r.upstream.resendCallsPerEmail.toFixed(4)} (${r.upstream.resendCalls} calls, ${(1 / Math.max(1e-9, r.upstream.resendCallsPerEmail)).toFixed(1)} emails a call), Dodo ${r.upstream.dodoCallsPerEmail.toFixed(4)} (${r.upstream.dodoCalls}); the vendors' own 429s: Resend ${r.upstream.resend429}, Dodo ${r.upstream.dodo429}`,
@@ -174,11 +179,13 @@ function describeSoak(s: SoakFigures): string[] {
 
 /** One table of every run. */
 export function table(results: RunResult[], engines: number): string[] {
-  const header = ['run', 'clients', 'Resend/s', '2xx/s', 'p50 ms', 'p99 ms', 'max ms', 'light p99', '429 MailKit', '429 Resend', 'other', 'drain', 'Resend calls/email', 'Dodo calls/email', 'emails', 'debited', 'unpaid', 'overcharged'];
+  const header = ['run', 'clients', 'Resend/s', 'calls/s', 'emails/call', '2xx/s', 'p50 ms', 'p99 ms', 'max ms', 'light p99', '429 MailKit', '429 Resend', 'other', 'drain', 'Resend calls/email', 'Dodo calls/email', 'emails', 'debited', 'unpaid', 'overcharged'];
   const rows = results.map((r) => [
     runName(r, engines),
     String(r.clients),
     r.scenario === 'e' ? '-' : rate(r.resendPerSecond),
+    r.scenario === 'e' ? '-' : r.resendCallsPerSecond.toFixed(2),
+    r.scenario === 'e' ? '-' : r.emailsPerCall.toFixed(1),
     r.scenario === 'e' ? '-' : rate(r.answeredPerSecond),
     ms(r.latencyMs.p50),
     ms(r.latencyMs.p99),

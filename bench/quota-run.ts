@@ -172,8 +172,11 @@ export interface RawRun {
   t0: number;
   from: number;
   endAt: number;
-  /** Emails Resend accepted in the window; after it (the drain), and the last one's time less endAt. */
-  atResend: { inWindow: number; drained: number; drainMs: number; total: number };
+  /**
+   * Emails Resend accepted in the window, and the calls that carried them; after it (the drain),
+   * and the last one's time less endAt; in all.
+   */
+  atResend: { inWindow: number; callsInWindow: number; drained: number; drainMs: number; total: number };
   stats0: Stats;
   stats1: Stats;
   settlement: Tally & { how: string; atEnd: Tally; afterStop: Tally };
@@ -265,7 +268,7 @@ function acceptedBetween(rig: Rig, from?: number, to?: number) {
   const q = new URLSearchParams();
   if (from !== undefined) q.set('from', String(from));
   if (to !== undefined) q.set('to', String(to));
-  return rig.control<{ count: number; first: number | null; last: number | null }>('GET', `/accepted/count?${q}`);
+  return rig.control<{ count: number; first: number | null; last: number | null; calls: number }>('GET', `/accepted/count?${q}`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -479,7 +482,7 @@ async function finish(rig: Rig, opts: RunOptions, clock: Clock, answers: Answer[
     acceptedBetween(rig, wallOf(clock, endAt)),
     acceptedBetween(rig),
   ]);
-  const atResend = { inWindow: inWindow.count, drained: drained.count, drainMs: drained.last === null ? 0 : drained.last - wallOf(clock, endAt), total: total.count };
+  const atResend = { inWindow: inWindow.count, callsInWindow: inWindow.calls, drained: drained.count, drainMs: drained.last === null ? 0 : drained.last - wallOf(clock, endAt), total: total.count };
   const settlement = await settle(rig, opts.settleTimeout);
   return { atResend, settlement, stats1: await stats(rig) };
 }

@@ -36,7 +36,11 @@
  *   - the window: (a)–(c): the run (--duration) less its first --warmup s; (d) the whole load
  *     (its bursts from the first one to --burst-duration); (e) from the rush to its last answer.
  *   - Resend/s, the primary figure: emails Resend accepted for the bench's recipients during the
- *     window (the upstream stamps each with Date.now() as it accepts it), a second.
+ *     window (the upstream stamps each with Date.now() as it accepts it), a second. Resend takes
+ *     them in calls of up to 100, so it moves in steps of 100 emails over the window (3.7/s over
+ *     27 s). calls/s × emails/call: the Resend calls answered 2xx in the window, a second, and the
+ *     emails they carried each; their product is Resend/s. Flights not full show in the second,
+ *     turns of Resend's quota left unused in the first (2 a second at most).
  *   - 2xx/s: emails in the 2xx answers received in the window, a second (for a queued send, an
  *     email paid and queued, not yet at Resend).
  *   - drain: once the load stops (clients send nothing new; what is in flight is answered),

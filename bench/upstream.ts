@@ -24,10 +24,12 @@
  * as each is accepted: the outbox keeps only the newest 5,000, and bench/quotas.ts gives each
  * customer its own address to count its emails by.
  *   GET /accepted answers how many were accepted for each such recipient (lower-cased).
- *   GET /accepted/count?from=MS&to=MS answers { count, first, last }: how many were accepted in
- *   [from, to) (epoch ms, this machine's wall clock, Date.now(); either bound may be left out),
- *   and the first and last of their times (null when none). Each email is counted once, when
- *   the sandbox accepts it, whatever the call that carried it (one email or a batch of 100).
+ *   GET /accepted/count?from=MS&to=MS answers { count, first, last, calls }: how many were
+ *   accepted in [from, to) (epoch ms, this machine's wall clock, Date.now(); either bound may be
+ *   left out), the first and last of their times (null when none), and the Resend calls that
+ *   carried them answered 2xx in that span (POST /emails or /emails/batch; MailKit's own alert
+ *   emails would count here too). Each email is counted once, when the sandbox accepts it,
+ *   whatever the call that carried it (one email or a batch of 100).
  */
 import express from 'express';
 import { createServer } from 'node:http';
@@ -75,6 +77,8 @@ const accepted = new Map<string, number>();
  * 10-minute soak at 200 a second is 120,000 numbers, about 1 MB.
  */
 const acceptedAt: number[] = [];
+/** When each Resend call that accepted emails was answered (Date.now()): calls a second and emails a call, apart. */
+const sendCallsAt: number[] = [];
 const tally = (entry: Record<string, unknown>) => {
   if (entry.msg !== 'resend.email.accepted' || !Array.isArray(entry.to)) return;
   const ours = (entry.to as string[]).map((to) => to.toLowerCase()).filter((to) => to.startsWith(tallyPrefix!));
@@ -82,8 +86,8 @@ const tally = (entry: Record<string, unknown>) => {
   acceptedAt.push(Date.now());
   for (const to of ours) accepted.set(to, (accepted.get(to) ?? 0) + 1);
 };
-/** The emails accepted in [from, to), with the first and last of their times. */
-function acceptedBetween(from: number, to: number): { count: number; first: number | null; last: number | null } {
+/** The emails accepted in [from, to), the first and last of their times, the calls that carried them. */
+function acceptedBetween(from: number, to: number): { count: number; first: number | null; last: number | null; calls: number } {
   let count = 0;
   let first: number | null = null;
   let last: number | null = null;
@@ -94,7 +98,8 @@ function acceptedBetween(from: number, to: number): { count: number; first: numb
     if (first === null || t < first) first = t;
     if (last === null || t > last) last = t;
   }
-  return { count, first, last };
+  const calls = sendCallsAt.filter((t) => t >= from && t < to).length;
+  return { count, first, last, calls };
 }
 const webhookSecret = newWebhookSecret();
 const app = express();
@@ -138,6 +143,17 @@ app.get('/accepted/count', (req, res) => {
   const bound = (v: unknown, fallback: number) => (typeof v === 'string' && v !== '' && Number.isFinite(Number(v)) ? Number(v) : fallback);
   res.json(acceptedBetween(bound(req.query.from, -Infinity), bound(req.query.to, Infinity)));
 });
+if (tallyPrefix !== null) {
+  // Ahead of the sandbox: the time a send call's answer goes out, 2xx only (a 429 carried nothing).
+  app.use('/sandbox/resend', (req, res, next) => {
+    if (req.method === 'POST' && /^\/emails(\/batch)?\/?$/.test(req.path)) {
+      res.once('finish', () => {
+        if (res.statusCode >= 200 && res.statusCode < 300) sendCallsAt.push(Date.now());
+      });
+    }
+    next();
+  });
+}
 app.use('/sandbox', sandbox.router);
 server.keepAliveTimeout = 65_000;
 
