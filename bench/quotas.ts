@@ -86,6 +86,7 @@
  *          --burst-every S (30) --burst-duration S (120)
  *          --latency MS (20) --retry-after-cap S (5) --drain-timeout S (120) --settle-timeout S (150)
  *          --postgres URL (or env BENCH_DATABASE_URL): also run on PostgreSQL
+ *          --engines sqlite,postgres (default: SQLite, and PostgreSQL when a URL is given)
  *          --instances N (1; more than 1 runs on PostgreSQL alone)
  *          --soak S (run the soak alone, S seconds) --soak-warmup S (15)
  *          --json FILE (also write the figures there)
@@ -127,6 +128,7 @@ function parseOptions(): Options {
       'drain-timeout': { type: 'string', default: '120' },
       'settle-timeout': { type: 'string', default: '150' },
       postgres: { type: 'string' },
+      engines: { type: 'string' },
       instances: { type: 'string', default: '1' },
       soak: { type: 'string' },
       'soak-warmup': { type: 'string', default: '15' },
@@ -152,6 +154,11 @@ function parseOptions(): Options {
   const duration = number('duration', 1);
   const warmup = number('warmup', 0);
   if (warmup >= duration && soak === null) usage(`--warmup (${warmup} s) must be shorter than --duration (${duration} s)`);
+  // Several instances share one database: PostgreSQL alone.
+  const engines = values.engines ? list(values.engines) : instances > 1 ? ['postgres'] : postgresUrl ? ['sqlite', 'postgres'] : ['sqlite'];
+  for (const e of engines) if (e !== 'sqlite' && e !== 'postgres') usage(`--engines: unknown engine "${e}" (engines: sqlite, postgres)`);
+  if (engines.includes('postgres') && !postgresUrl) usage('--engines postgres needs --postgres URL (or BENCH_DATABASE_URL)');
+  if (instances > 1 && engines.includes('sqlite')) usage('--instances above 1 runs on PostgreSQL alone: leave sqlite out of --engines');
   if (values['log-dir']) mkdirSync(values['log-dir'], { recursive: true });
   return {
     duration,
@@ -170,8 +177,7 @@ function parseOptions(): Options {
     soak,
     soakWarmup: number('soak-warmup', 0),
     json: values.json ?? null,
-    // Several instances share one database: PostgreSQL alone.
-    engines: instances > 1 ? ['postgres'] : postgresUrl ? ['sqlite', 'postgres'] : ['sqlite'],
+    engines: engines as Engine[],
   };
 }
 
