@@ -1,12 +1,13 @@
 /**
  * What the benchmarks share: child processes and temporary state that are cleaned up however
  * the run ends, loopback ports, fresh PostgreSQL databases, the upstream process
- * (bench/upstream.ts), MailKit's live-mode environment pointed at it, and API keys. Used by
+ * (bench/upstream.ts) and its control API, MailKit's live-mode environment pointed at it, API
+ * keys, and readings of a MailKit process (memory, the size of its database). Used by
  * bench/send.ts (`npm run bench`) and bench/quotas.ts (`npm run bench -- --quotas`).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -218,4 +219,85 @@ export async function mintKeys(keySecret: string, customers: string[]): Promise<
   const keys = await Promise.all(customers.map((c) => apiKeys.mint(c)));
   await keysDb.close();
   return keys;
+}
+
+/** What git answers in `dir` (by default the short id of HEAD), trimmed; 'unknown' outside a checkout. */
+export function gitRev(dir: string, args: string[] = ['rev-parse', '--short', 'HEAD']): string {
+  try {
+    return execFileSync('git', ['-C', dir, ...args], { encoding: 'utf8' }).trim();
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** The upstream's control API (bench/upstream.ts and the sandbox's /sandbox/api): JSON in, JSON out, any non-2xx throws. */
+export function upstreamControl(upstream: Pick<Upstream, 'url'>) {
+  return async <T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> => {
+    const r = await fetch(`${upstream.url}${path}`, {
+      method,
+      headers: body === undefined ? {} : { 'Content-Type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    if (!r.ok) throw new Error(`${method} ${path} answered ${r.status}: ${await r.text()}`);
+    return (await r.json()) as T;
+  };
+}
+
+/** A process's resident memory (VmRSS of /proc/<pid>/status) in MB; null where /proc is missing. */
+export function rssMb(pid: number | undefined): number | null {
+  try {
+    const kb = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+    return kb ? Number(kb) / 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * A MailKit process's V8 heap in use right after a full garbage collection, and its VmRSS a
+ * second later (V8 hands the freed pages back only after the collection), in MB. MailKit must
+ * run with --expose-gc and bench/trace-hook.ts, which answers SIGUSR2 by collecting and writing
+ * process.memoryUsage() to `memoryFile` (its $BENCH_MEMORY_FILE). Null if it never answered.
+ */
+export async function afterFullGc(child: ChildProcess, memoryFile: string): Promise<{ heapMb: number; rssMb: number } | null> {
+  rmSync(memoryFile, { force: true });
+  child.kill('SIGUSR2');
+  for (let i = 0; i < 200; i++) {
+    await sleep(25);
+    let m: { collected: boolean; heapUsed: number };
+    try {
+      m = JSON.parse(readFileSync(memoryFile, 'utf8')) as { collected: boolean; heapUsed: number };
+    } catch {
+      continue; // not written yet (or half written)
+    }
+    if (!m.collected) return null;
+    await sleep(1000);
+    const rss = rssMb(child.pid);
+    return rss === null ? null : { heapMb: m.heapUsed / 2 ** 20, rssMb: rss };
+  }
+  return null;
+}
+
+/** The bytes of MailKit's SQLite database: the file and its write-ahead log (-wal), as they are now. */
+export function sqliteBytes(file: string): number {
+  const size = (f: string) => {
+    try {
+      return statSync(f).size;
+    } catch {
+      return 0;
+    }
+  };
+  return size(file) + size(`${file}-wal`);
+}
+
+/** pg_database_size of the database `url` names, in bytes. */
+export async function postgresBytes(url: string): Promise<number> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ bytes: string }>('select pg_database_size(current_database()) as bytes');
+    return Number(rows[0]!.bytes);
+  } finally {
+    await client.end();
+  }
 }

@@ -3,7 +3,7 @@
  * real vendors are on their own machines), with a fixed latency on every API call. Started by
  * bench/send.ts and bench/quotas.ts; not for anything else.
  *
- *   tsx bench/upstream.ts --latency MS --webhook-url URL [--quotas] [--tally-recipients]
+ *   tsx bench/upstream.ts --latency MS --webhook-url URL [--quotas] [--tally PREFIX]
  *                         [--resend-rate-limit N] [--dodo-rate-limit N] [--dodo-burst N]
  *
  * Quotas are off unless asked for. --quotas sets the vendors' real defaults: Resend 2 requests a
@@ -19,9 +19,17 @@
  * said, the Dodo bucket full and the 429 counts at zero: bench/quotas.ts sets its customers up
  * with the quotas off, so that the measured run starts where a real day would, with whole quotas.
  *
- * With --tally-recipients, GET /accepted answers how many emails Resend accepted for each
- * recipient address (lower-cased), counted as each is accepted: the outbox keeps only the newest
- * 5,000, and bench/quotas.ts gives each customer its own address to count its emails by.
+ * With --tally PREFIX, the emails Resend accepts for recipients whose address starts with PREFIX
+ * (the benchmark's own; MailKit's alert emails to its customers are not among them) are counted
+ * as each is accepted: the outbox keeps only the newest 5,000, and bench/quotas.ts gives each
+ * customer its own address to count its emails by.
+ *   GET /accepted answers how many were accepted for each such recipient (lower-cased).
+ *   GET /accepted/count?from=MS&to=MS answers { count, first, last, calls }: how many were
+ *   accepted in [from, to) (epoch ms, this machine's wall clock, Date.now(); either bound may be
+ *   left out), the first and last of their times (null when none), and the Resend calls that
+ *   carried them answered 2xx in that span (POST /emails or /emails/batch; MailKit's own alert
+ *   emails would count here too). Each email is counted once, when the sandbox accepts it,
+ *   whatever the call that carried it (one email or a batch of 100).
  */
 import express from 'express';
 import { createServer } from 'node:http';
@@ -42,7 +50,7 @@ const { values } = parseArgs({
     'resend-rate-limit': { type: 'string' },
     'dodo-rate-limit': { type: 'string' },
     'dodo-burst': { type: 'string' },
-    'tally-recipients': { type: 'boolean', default: false },
+    tally: { type: 'string' },
   },
 });
 /** A whole number option ≥ min, or the fallback when absent; anything else stops the process. */
@@ -61,12 +69,38 @@ const dodoRateLimit = {
   perMinute: count('dodo-rate-limit', values.quotas ? DODO_TIER_0.perMinute : 0, 0),
   burst: count('dodo-burst', DODO_TIER_0.burst, 1),
 };
-/** Emails Resend accepted, by recipient address (only with --tally-recipients). */
+const tallyPrefix = values.tally?.toLowerCase() ?? null;
+/** Emails Resend accepted, by recipient address (only with --tally). */
 const accepted = new Map<string, number>();
+/**
+ * When each of those emails was accepted (Date.now()), in the order accepted. A plain array: a
+ * 10-minute soak at 200 a second is 120,000 numbers, about 1 MB.
+ */
+const acceptedAt: number[] = [];
+/** When each Resend call that accepted emails was answered (Date.now()): calls a second and emails a call, apart. */
+const sendCallsAt: number[] = [];
 const tally = (entry: Record<string, unknown>) => {
   if (entry.msg !== 'resend.email.accepted' || !Array.isArray(entry.to)) return;
-  for (const to of entry.to as string[]) accepted.set(to.toLowerCase(), (accepted.get(to.toLowerCase()) ?? 0) + 1);
+  const ours = (entry.to as string[]).map((to) => to.toLowerCase()).filter((to) => to.startsWith(tallyPrefix!));
+  if (ours.length === 0) return;
+  acceptedAt.push(Date.now());
+  for (const to of ours) accepted.set(to, (accepted.get(to) ?? 0) + 1);
 };
+/** The emails accepted in [from, to), the first and last of their times, the calls that carried them. */
+function acceptedBetween(from: number, to: number): { count: number; first: number | null; last: number | null; calls: number } {
+  let count = 0;
+  let first: number | null = null;
+  let last: number | null = null;
+  // Scanned whole rather than bisected: the wall clock may step back, and the order with it.
+  for (const t of acceptedAt) {
+    if (t < from || t >= to) continue;
+    count++;
+    if (first === null || t < first) first = t;
+    if (last === null || t > last) last = t;
+  }
+  const calls = sendCallsAt.filter((t) => t >= from && t < to).length;
+  return { count, first, last, calls };
+}
 const webhookSecret = newWebhookSecret();
 const app = express();
 const server = createServer(app);
@@ -81,7 +115,7 @@ const sandbox = createSandbox({
   resendRateLimit,
   dodoRateLimit,
   // The sandbox's log is its only word on each accepted email; nothing else listens to it here.
-  log: values['tally-recipients'] ? tally : undefined,
+  log: tallyPrefix !== null ? tally : undefined,
 });
 sandbox.dodo.faults.setLatency(Number(values.latency));
 sandbox.resend.faults.setLatency(Number(values.latency));
@@ -105,6 +139,21 @@ app.post('/quotas', express.json(), (req, res) => {
 app.get('/accepted', (_req, res) => {
   res.json(Object.fromEntries(accepted));
 });
+app.get('/accepted/count', (req, res) => {
+  const bound = (v: unknown, fallback: number) => (typeof v === 'string' && v !== '' && Number.isFinite(Number(v)) ? Number(v) : fallback);
+  res.json(acceptedBetween(bound(req.query.from, -Infinity), bound(req.query.to, Infinity)));
+});
+if (tallyPrefix !== null) {
+  // Ahead of the sandbox: the time a send call's answer goes out, 2xx only (a 429 carried nothing).
+  app.use('/sandbox/resend', (req, res, next) => {
+    if (req.method === 'POST' && /^\/emails(\/batch)?\/?$/.test(req.path)) {
+      res.once('finish', () => {
+        if (res.statusCode >= 200 && res.statusCode < 300) sendCallsAt.push(Date.now());
+      });
+    }
+    next();
+  });
+}
 app.use('/sandbox', sandbox.router);
 server.keepAliveTimeout = 65_000;
 
