@@ -1,6 +1,6 @@
 import type { Customer } from 'dodopayments/resources/customers/customers';
 import type { JsonStore } from '../../../lib/json-store';
-import type { Billing } from '../billing';
+import type { SandboxBilling } from '../billing';
 import type { SandboxClock } from '../clock';
 import type { CreditLedger } from '../credit-ledger';
 import { DodoApiError } from '../errors';
@@ -11,7 +11,7 @@ export interface ApiContext {
   store: JsonStore<DodoState>;
   clock: SandboxClock;
   ledger: CreditLedger;
-  billing: Billing;
+  billing: SandboxBilling;
   /** The server's public origin, for the checkout URL a new session answers with. */
   publicUrl: string;
   checkoutPath: string;
