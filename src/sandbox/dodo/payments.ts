@@ -3,8 +3,9 @@ import type { Customer } from 'dodopayments/resources/customers/customers';
 import type { JsonStore } from '../../lib/json-store';
 import { parseAmount } from './amounts';
 import type { SandboxClock } from './clock';
-import type { CreditLedger, Emit } from './credit-ledger';
+import type { CreditLedger } from './credit-ledger';
 import { newId } from './ids';
+import type { Emit } from './ledger-entries';
 import type { DodoState, RolloverPolicy, StoredAttachment, StoredEntitlement, StoredProduct, StoredSession, StoredSubscription } from './state';
 
 /** What billing's pieces (checkout payment, renewals) work with. */
