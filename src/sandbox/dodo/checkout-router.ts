@@ -1,7 +1,8 @@
 import express, { type Router } from 'express';
 import type { JsonStore } from '../../lib/json-store';
 import { formatAmount, groupDigits } from './amounts';
-import { CheckoutError, type Billing } from './billing';
+import type { SandboxBilling } from './billing';
+import { CheckoutError } from './checkout-payment';
 import { escapeHtml, formatPrice, renderCheckoutPage } from './checkout-page';
 import type { SandboxClock } from './clock';
 import { isCrossSite } from '../same-origin';
@@ -11,7 +12,7 @@ import type { DodoState } from './state';
 export function createCheckoutRouter(deps: {
   store: JsonStore<DodoState>;
   clock: SandboxClock;
-  billing: Billing;
+  billing: SandboxBilling;
   checkoutPath: string;
 }): Router {
   const { store, billing } = deps;

@@ -7,7 +7,7 @@ import {
   type TriggerResult,
 } from '../contracts';
 import { formatAmount } from './amounts';
-import type { Billing } from './billing';
+import type { SandboxBilling } from './billing';
 import type { SandboxClock } from './clock';
 import type { CreditLedger } from './credit-ledger';
 import { balanceUnits, grantView } from './serialize';
@@ -29,7 +29,7 @@ export function createControl(deps: {
   store: JsonStore<DodoState>;
   clock: SandboxClock;
   ledger: CreditLedger;
-  billing: Billing;
+  billing: SandboxBilling;
   primaryEntitlementName: string;
 }): SandboxControl {
   const { store, clock, ledger, billing } = deps;

@@ -3,7 +3,7 @@ import { SandboxControlError, type DodoSandbox, type DodoSandboxOptions } from '
 import { createFaults } from '../faults';
 import { formatAmount, parseAmount } from './amounts';
 import { createApiRouter } from './api-router';
-import { createBilling } from './billing';
+import { createSandboxBilling } from './billing';
 import { createCheckoutRouter } from './checkout-router';
 import { createClock } from './clock';
 import { createControl } from './control';
@@ -43,7 +43,7 @@ export function createDodoSandbox(options: DodoSandboxOptions & DodoSandboxExtra
     deliverer.enqueue(type, data, customerId);
   };
   const ledger = createCreditLedger({ store, clock, emit });
-  const billing = createBilling({ store, clock, ledger, emit });
+  const billing = createSandboxBilling({ store, clock, ledger, emit });
   const faults = createFaults(errorBodyFor);
   const limiter = createDodoRateLimiter(options.rateLimit, options.wallClock ?? Date.now);
   const control = createControl({ store, clock, ledger, billing, primaryEntitlementName: options.primaryEntitlementName ?? 'Email Credits' });
