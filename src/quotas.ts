@@ -21,16 +21,17 @@ import { sqlCounterStore } from './db/counters';
  * through at once (50 customers starting to send need a lease each), lent again only once the
  * bucket has refilled them (src/stack.ts, dodoBurstPool).
  *
- * A `window` quota is spaced against the vendor's own window instead of 10 % wider than the
- * quota (Resend counts N calls in a window that opens with the first and lasts a second): one
- * call every (1 s + a margin) / N, so N calls always span more than the vendor's window, the
- * margin covering the variance of a call's way there (30 ms: 97 % of the quota, where 10 %
- * spends 91 %). Spaced rather than N at once, so a client waiting for its answer gets its next
- * email into the next call, not the next window.
+ * A `window` quota mirrors the vendor's own window instead (Resend counts N calls in a window
+ * that opens with the first and lasts a second): N calls in a window that opens with the first
+ * and lasts a second and a margin, the margin covering the variance of a call's way there (30
+ * ms: 97 % of the quota, where 10 % spends 91 %). Within a window, calls keep a gap (90 % of an
+ * even share), so a client waiting for its answer gets its next email into the window's next
+ * call, not the next window; the next window opens on time even when a call was late.
  *
  * The vendor's own answers adjust it: a 429 from the vendor blocks the budget, for every
  * instance, for as long as the vendor said (Retry-After, or Dodo's X-RateLimit-Reset); a
- * window quota adopts the limit the vendor's answers state (`observe`).
+ * window quota adopts the limit the vendor's answers state, and spends its window when the
+ * vendor says none of its own is left (`observe`).
  *
  * Turns are shared fairly between the parties waiting (a customer, for the calls its requests
  * cause; see budgetParty): the line goes round them, one turn each, in arrival order within
@@ -50,8 +51,8 @@ export interface Budget {
   penalize(seconds: number): Promise<void>;
   /**
    * What the vendor's answer said of its quota (`ratelimit-limit`, `-remaining`, `-reset`): a
-   * window quota adopts the limit it states. (A quota spent by another client of the same team
-   * too shows as the vendor's 429s, which hold every instance back for their Retry-After.)
+   * window quota adopts the limit it states, and spends its window when none is left of the
+   * vendor's. (The vendor's 429s hold every instance back for their Retry-After.)
    */
   observe?(quota: ObservedQuota): Promise<void>;
 }
@@ -107,9 +108,9 @@ export interface QuotaWindow {
   points: number;
   seconds: number;
   /**
-   * Spaced against the vendor's window: one call every (seconds + marginMs) / points, the
-   * margin covering the variance of a call's way to the vendor. Default: one call every
-   * seconds / points × 1.1.
+   * The vendor's window, mirrored: `points` calls in a window opened by the first and lasting
+   * `seconds` + marginMs, the margin covering the variance of a call's way to the vendor.
+   * Default: one call every seconds / points × 1.1.
    */
   window?: { marginMs: number };
 }
@@ -151,35 +152,41 @@ export function createBudget(opts: BudgetOptions): Budget {
   // One call per (seconds / points): spaced, so no window of the vendor's sees a burst of ours.
   // A penalty must block the burst pool too, or it would lend turns past the vendor's 429.
   const blockable: RateLimiterAbstract[] = [];
-  const stores: RateLimiterAbstract[] = windows.map((w, i) => {
+  const counter = (keyPrefix: string, points: number, durationSeconds: number): RateLimiterAbstract =>
+    opts.database
+      ? (sqlCounterStore(opts.database, { keyPrefix, points, durationSeconds }) as unknown as RateLimiterAbstract)
+      : new RateLimiterMemory({ keyPrefix, points, duration: durationSeconds });
+  /** Each window's stores, consumed in order: one, or a window quota's gap and window (windowStores). */
+  const stores: RateLimiterAbstract[][] = windows.map((w, i) => {
     const keyPrefix = `quota:${opts.name}:${i}`;
     if (w.window) {
-      const store = windowStore(keyPrefix, w.points, w);
-      blockable.push(store);
-      return store;
+      const pair = windowStores(keyPrefix, w.points, w);
+      blockable.push(...pair);
+      return pair;
     }
     // 10 % wider than the quota: calls reach the vendor a little later or earlier than they
     // leave, and the vendor's window has its own phase.
-    const spacing = { points: 1, durationSeconds: Math.ceil((w.seconds / w.points) * 1.1 * 1000) / 1000 };
-    const spaced = opts.database
-      ? (sqlCounterStore(opts.database, { keyPrefix, ...spacing }) as unknown as RateLimiterAbstract)
-      : new RateLimiterMemory({ keyPrefix, points: 1, duration: spacing.durationSeconds });
+    const spaced = counter(keyPrefix, 1, Math.ceil((w.seconds / w.points) * 1.1 * 1000) / 1000);
     blockable.push(spaced);
     const burst = i === 0 && opts.burst && opts.burst.points > 0 ? opts.burst : null;
-    if (!burst) return spaced;
-    const pool = opts.database
-      ? (sqlCounterStore(opts.database, { keyPrefix: `${keyPrefix}:burst`, points: burst.points, durationSeconds: burst.seconds }) as unknown as RateLimiterAbstract)
-      : new RateLimiterMemory({ keyPrefix: `${keyPrefix}:burst`, points: burst.points, duration: burst.seconds });
+    if (!burst) return [spaced];
+    const pool = counter(`${keyPrefix}:burst`, burst.points, burst.seconds);
     blockable.push(pool);
-    return new BurstyRateLimiter(spaced, pool) as unknown as RateLimiterAbstract;
+    return [new BurstyRateLimiter(spaced, pool) as unknown as RateLimiterAbstract];
   });
-  /** A window quota's store (QuotaWindow.window) for `points` calls a window: one call every (window + margin) / points. */
-  function windowStore(keyPrefix: string, points: number, w: QuotaWindow): RateLimiterAbstract {
+  /**
+   * A window quota's stores (QuotaWindow.window) for `points` calls a window: the vendor's own
+   * window, mirrored (rate-limiter-flexible's fixed window opens with its first call, as
+   * Resend's does), `marginMs` longer; and a gap between two calls of a window, 90 % of an even
+   * share of it. The gap keeps a window's calls apart, so a client waiting for its answer gets
+   * its next email into the window's next call rather than the next window; at 90 %, a late
+   * call never delays the one that opens the next window, so lateness does not add up from
+   * window to window (only the opening call's own does).
+   */
+  function windowStores(keyPrefix: string, points: number, w: QuotaWindow): RateLimiterAbstract[] {
+    const windowMs = w.seconds * 1000 + w.window!.marginMs;
     // Whole milliseconds: the stores keep expiry times as integers (PostgreSQL refuses 257.5).
-    const durationSeconds = Math.ceil(((w.seconds * 1000 + w.window!.marginMs) / points)) / 1000;
-    return opts.database
-      ? (sqlCounterStore(opts.database, { keyPrefix: `${keyPrefix}:${points}`, points: 1, durationSeconds }) as unknown as RateLimiterAbstract)
-      : new RateLimiterMemory({ keyPrefix: `${keyPrefix}:${points}`, points: 1, duration: durationSeconds });
+    return [counter(`${keyPrefix}:${points}:gap`, 1, Math.floor((windowMs / points) * 0.9) / 1000), counter(`${keyPrefix}:${points}:window`, points, windowMs / 1000)];
   }
   const windowed = windows.findIndex((w) => w.window);
   let limitSeen = windowed >= 0 ? windows[windowed]!.points : 0;
@@ -224,7 +231,7 @@ export function createBudget(opts: BudgetOptions): Budget {
           const timer = setTimeout(() => {
             signal?.removeEventListener('abort', woken);
             r();
-          }, wait + Math.floor(Math.random() * 10));
+          }, wait + jitter());
           signal?.addEventListener('abort', woken, { once: true });
         });
       }
@@ -238,7 +245,7 @@ export function createBudget(opts: BudgetOptions): Budget {
       if (takeOpts.spare && !takeOpts.priority) {
         // No line to join: a free turn now, or none.
         if (waiting > 0) throw new QuotaExhausted(opts.name, 1);
-        for (const store of stores) {
+        for (const store of stores.flat()) {
           try {
             await store.consume(KEY);
           } catch (rejection) {
@@ -282,7 +289,7 @@ export function createBudget(opts: BudgetOptions): Budget {
           }
           holding = true;
         }
-        for (const store of stores) await consume(store, deadline, priority, takeOpts.signal);
+        for (const store of stores.flat()) await consume(store, deadline, priority, takeOpts.signal);
       } finally {
         if (holding) line.next();
         waiting--;
@@ -297,13 +304,22 @@ export function createBudget(opts: BudgetOptions): Budget {
       if (windowed < 0) return;
       const w = windows[windowed]!;
       // The vendor's stated limit wins over the configured one (a team whose quota was raised,
-      // or lowered): the window's store is made anew for it, on every instance that hears it.
+      // or lowered): the window's stores are made anew for it, on every instance that hears it.
       if (quota.limit !== undefined && Number.isInteger(quota.limit) && quota.limit > 0 && quota.limit !== limitSeen) {
         limitSeen = quota.limit;
-        const store = windowStore(`quota:${opts.name}:${windowed}`, quota.limit, w);
         const old = stores[windowed]!;
-        stores[windowed] = store;
-        blockable[blockable.indexOf(old)] = store;
+        const pair = windowStores(`quota:${opts.name}:${windowed}`, quota.limit, w);
+        stores[windowed] = pair;
+        old.forEach((store, i) => (blockable[blockable.indexOf(store)] = pair[i]!));
+        return;
+      }
+      // Nothing left in the vendor's window while ours has room (another client of the same
+      // team spent it, or the vendor's window opened before ours): ours is spent too, so the
+      // next call waits for our window's end instead of drawing a 429 and its whole second.
+      if (quota.remaining === 0) {
+        const window = stores[windowed]![1]!;
+        const ours = await window.get(KEY).catch(() => null);
+        if (ours && ours.remainingPoints > 0) await window.penalty(KEY, ours.remainingPoints).catch(() => undefined);
       }
     },
   };
@@ -321,6 +337,12 @@ export function observedQuota(headers: Record<string, string> | null | undefined
 }
 
 const KEY = 'budget';
+
+/**
+ * A millisecond or two added to a wait for a turn: callers of several instances do not all ask
+ * at once, and the lateness stays small (the next window opens with the late call).
+ */
+const jitter = () => Math.floor(Math.random() * 3);
 
 /**
  * The line of one instance's ordinary callers: one of them at a time holds the turn to ask the

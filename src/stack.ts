@@ -79,6 +79,8 @@ export interface StackOptions {
   credits?: CreditsOptions;
   /** Emails this instance holds accepted (202) and undelivered at once (default 1,000). */
   acceptLimit?: number;
+  /** How long a send answered once queued waits for room before its 429 (default 400 ms). */
+  acceptWaitMs?: number;
   /** How long a client may take to send a request (tests shorten them); see HTTP_TIMEOUTS. */
   http?: Partial<HttpTimeouts>;
   /** Addresses MAX_CONNECTIONS_PER_ADDRESS does not count (default: loopback and TRUST_PROXY's proxies). */
@@ -299,8 +301,8 @@ function vendorClients(config: Config, opts: StackOptions, database: Database, l
     burst: dodoBurstPool(config.quotas.dodoPerMinute, config.quotas.dodoBurst),
     maxWaitMs: DODO_WAIT_MS,
   });
-  // Resend counts N calls in a window that opens with the first: spaced against that window,
-  // the whole quota is used (10 % wider, 1/1.1 of it). The margin covers a call's way to Resend.
+  // Resend counts N calls in a window that opens with the first: that window mirrored, the
+  // whole quota is used (10 % wider, 1/1.1 of it). The margin covers a call's way to Resend.
   const resendBudget = createBudget({ name: 'Resend', database, windows: [{ points: config.quotas.resendPerSecond, seconds: 1, window: { marginMs: RESEND_WINDOW_MARGIN_MS } }] });
   const dodo = new DodoPayments({
     bearerToken: sandboxMode ? 'sandbox_dodo_key' : config.dodo.apiKey!,
@@ -352,7 +354,7 @@ async function buildServices(deps: {
     historyDays: config.emailHistoryDays,
     // First tries of every send share Resend batch calls (flights), unless BATCH_DELIVERY=off.
     dispatcher: config.batchDelivery ? createDispatcher({ database, mailer, log: senderLog, owner }) : null,
-    room: acceptRoomFor(config.quotas.resendPerSecond, opts.acceptLimit),
+    room: acceptRoomFor(config.quotas.resendPerSecond, opts.acceptLimit, opts.acceptWaitMs),
   });
   const env = config.mode === 'sandbox' || config.dodo.environment === 'test_mode' ? 'test' : 'live';
   const apiKeys = createApiKeys({ database, secret: deps.keySecret, env });
@@ -415,15 +417,19 @@ const starting: RequestHandler = (req, res) => {
  * quota (1,000 at its default 2 calls a second; 1,000 when Resend is not budgeted), refused at
  * once past what a second's wait could free at that pace (room.ts).
  */
-export function acceptRoomFor(resendPerSecond: number, limit?: number): { room: AcceptRoom; limit: number } {
+export function acceptRoomFor(resendPerSecond: number, limit?: number, waitMs = ACCEPT_WAIT_MS): { room: AcceptRoom; limit: number } {
   const perSecond = resendPerSecond > 0 ? resendPerSecond * 100 : undefined;
   const size = limit ?? (perSecond ? perSecond * 5 : DEFAULT_ACCEPT_LIMIT);
-  return { room: createAcceptRoom({ limit: size, waitMs: ACCEPT_WAIT_MS, drainPerSecond: perSecond }), limit: size };
+  return { room: createAcceptRoom({ limit: size, waitMs, drainPerSecond: perSecond }), limit: size };
 }
 /** Emails held accepted and undelivered when Resend is not budgeted. */
 const DEFAULT_ACCEPT_LIMIT = 1_000;
-/** How long a send to be answered once queued waits for room before its 429: the flights free 200 places a second at Resend's default quota. */
-const ACCEPT_WAIT_MS = 1_000;
+/**
+ * How long a send to be answered once queued waits for room before its 429 (Retry-After): a
+ * flight frees up to 100 places about every half second at Resend's default quota, so most
+ * sends that wait at all get in within it, and an answer, 202 or 429, never takes much more.
+ */
+const ACCEPT_WAIT_MS = 400;
 
 /** How much longer than Resend's one-second window MailKit counts it: the spread of a call's time on its way to Resend. */
 export const RESEND_WINDOW_MARGIN_MS = 30;

@@ -11,6 +11,11 @@
  * calls across customers the same way (dispatcher.ts). The send first in that order waits for
  * room enough for all its emails, and those behind it wait with it (until it fits, or gives up).
  *
+ * A light customer is not kept waiting behind a heavy one: a send that leaves its customer holding
+ * at most `lightShare` emails (1 % of the room) gets in past a full room, into a reserve of a
+ * fifth of it that only such sends use. One customer sending flat out fills the room; twenty
+ * sending now and then still get their answers in milliseconds.
+ *
  * A send that could not get in within its wait is refused at once instead of waiting for
  * nothing: when the room, with the sends already waiting ahead, would need more than
  * `drainPerSecond` emails delivered in the wait to take it (a burst of thousands of emails at
@@ -42,8 +47,11 @@ export function createAcceptRoom(opts: { limit: number; waitMs: number; drainPer
   const byCustomer = new Map<string, number>();
   const waiters: Waiter[] = [];
   const heldBy = (customerId: string) => byCustomer.get(customerId) ?? 0;
+  const lightShare = Math.max(1, Math.floor(opts.limit / 100));
+  const reserve = Math.floor(opts.limit / 5);
   // One send larger than the whole room still gets it when nothing else is held.
-  const fits = (count: number) => total === 0 || total + count <= opts.limit;
+  const fits = (customerId: string, count: number) =>
+    total === 0 || total + count <= opts.limit || (heldBy(customerId) + count <= lightShare && total + count <= opts.limit + reserve);
   const take = (customerId: string, count: number) => {
     total += count;
     byCustomer.set(customerId, heldBy(customerId) + count);
@@ -54,7 +62,7 @@ export function createAcceptRoom(opts: { limit: number; waitMs: number; drainPer
       let best = 0;
       for (let i = 1; i < waiters.length; i++) if (heldBy(waiters[i]!.customerId) < heldBy(waiters[best]!.customerId)) best = i;
       const w = waiters[best]!;
-      if (!fits(w.count)) return;
+      if (!fits(w.customerId, w.count)) return;
       waiters.splice(best, 1);
       take(w.customerId, w.count);
       w.grant();
@@ -63,7 +71,7 @@ export function createAcceptRoom(opts: { limit: number; waitMs: number; drainPer
 
   return {
     hold(customerId, count) {
-      if (!waiters.length && fits(count)) {
+      if ((!waiters.length || heldBy(customerId) + count <= lightShare) && fits(customerId, count)) {
         take(customerId, count);
         return Promise.resolve(true);
       }

@@ -125,7 +125,8 @@ forEachEngine('sends answered once queued', ({ engine }) => {
   });
 
   it('at the limit, a send waits for room as the flights free it: every one 202, none refused', async () => {
-    stack = await startTestStack({}, { engine, ...QUICK, acceptLimit: 2 });
+    // Waits long enough for three rounds of flights on a busy machine.
+    stack = await startTestStack({}, { engine, ...QUICK, acceptLimit: 2, acceptWaitMs: 5_000 });
     const c = await customerWith(stack, 20);
     const all = await Promise.all(Array.from({ length: 8 }, (_, i) => sendAsync(stack!, c.key, `w-${i}`, { ...email, subject: `w-${i}` })));
     expect(all.map((r) => r.status)).toEqual(Array(8).fill(202));

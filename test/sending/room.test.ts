@@ -28,6 +28,22 @@ describe('the room for accepted emails', () => {
     expect(await waits).toBe(true);
   });
 
+  it('a light customer gets in past a full room, into a reserve of a fifth of it; a heavy one waits', async () => {
+    // 100 places: a customer holding at most 1 email is light; the reserve holds 20.
+    const room = createAcceptRoom({ limit: 100, waitMs: 150 });
+    expect(await room.hold('cus_heavy', 100)).toBe(true);
+    const heavy = room.hold('cus_heavy', 1);
+    const asked = Date.now();
+    for (let i = 0; i < 20; i++) expect(await room.hold(`cus_light_${i}`, 1)).toBe(true);
+    expect(Date.now() - asked).toBeLessThan(100);
+    // A second email of a light customer would make it hold 2: it waits like anyone.
+    expect(await room.hold('cus_light_0', 1)).toBe(false);
+    // The reserve is full: the 21st light customer waits too.
+    expect(await room.hold('cus_light_20', 1)).toBe(false);
+    expect(await heavy).toBe(false);
+    expect(room.held()).toBe(120);
+  });
+
   it('one send larger than the whole room gets it when nothing else is held', async () => {
     const room = createAcceptRoom({ limit: 3, waitMs: 50 });
     expect(await room.hold('cus_a', 10)).toBe(true);
