@@ -156,7 +156,7 @@ export function createBudget(opts: BudgetOptions): Budget {
     opts.database
       ? (sqlCounterStore(opts.database, { keyPrefix, points, durationSeconds }) as unknown as RateLimiterAbstract)
       : new RateLimiterMemory({ keyPrefix, points, duration: durationSeconds });
-  /** Each window's stores, consumed in order: one, or a window quota's gap and window (windowStores). */
+  /** Each window's stores, consumed in order: one, or a window quota's window and gap (windowStores). */
   const stores: RateLimiterAbstract[][] = windows.map((w, i) => {
     const keyPrefix = `quota:${opts.name}:${i}`;
     if (w.window) {
@@ -179,14 +179,23 @@ export function createBudget(opts: BudgetOptions): Budget {
    * window, mirrored (rate-limiter-flexible's fixed window opens with its first call, as
    * Resend's does), `marginMs` longer; and a gap between two calls of a window, 90 % of an even
    * share of it. The gap keeps a window's calls apart, so a client waiting for its answer gets
-   * its next email into the window's next call rather than the next window; at 90 %, a late
-   * call never delays the one that opens the next window, so lateness does not add up from
-   * window to window (only the opening call's own does).
+   * its next email into the window's next call rather than the next window; the call that opens
+   * a window clears it (opened), so a late call never delays the next window.
    */
   function windowStores(keyPrefix: string, points: number, w: QuotaWindow): RateLimiterAbstract[] {
     const windowMs = w.seconds * 1000 + w.window!.marginMs;
     // Whole milliseconds: the stores keep expiry times as integers (PostgreSQL refuses 257.5).
-    return [counter(`${keyPrefix}:${points}:gap`, 1, Math.floor((windowMs / points) * 0.9) / 1000), counter(`${keyPrefix}:${points}:window`, points, windowMs / 1000)];
+    // The window first: a call waiting for the next window takes its gap as it opens it, not
+    // while it waits (the window's next call would then follow too soon).
+    return [counter(`${keyPrefix}:${points}:window`, points, windowMs / 1000), counter(`${keyPrefix}:${points}:gap`, 1, Math.floor((windowMs / points) * 0.9) / 1000)];
+  }
+  /**
+   * A call that opened a window (the first of its window's calls) clears the gap a late call of
+   * the window before left: only the opening call sets a window's pace, so lateness does not
+   * add up from window to window.
+   */
+  async function opened(taken: RateLimiterRes, gap: RateLimiterAbstract): Promise<void> {
+    if (taken.consumedPoints === 1) await gap.delete(KEY).catch(() => undefined);
   }
   const windowed = windows.findIndex((w) => w.window);
   let limitSeen = windowed >= 0 ? windows[windowed]!.points : 0;
@@ -212,13 +221,12 @@ export function createBudget(opts: BudgetOptions): Budget {
   }
 
   /** Consumes one token of `store`, sleeping while the next one is due within the deadline. */
-  async function consume(store: RateLimiterAbstract, deadline: number, priority: boolean, signal?: AbortSignal): Promise<void> {
+  async function consume(store: RateLimiterAbstract, deadline: number, priority: boolean, signal?: AbortSignal): Promise<RateLimiterRes> {
     for (;;) {
       if (signal?.aborted) throw new QuotaExhausted(opts.name, 1);
       await stepBack(priority, deadline);
       try {
-        await store.consume(KEY);
-        return;
+        return await store.consume(KEY);
       } catch (rejection) {
         if (!(rejection instanceof RateLimiterRes)) throw Object.assign(new QuotaExhausted(opts.name, 1), { cause: rejection });
         const wait = Math.max(1, rejection.msBeforeNext);
@@ -245,12 +253,15 @@ export function createBudget(opts: BudgetOptions): Budget {
       if (takeOpts.spare && !takeOpts.priority) {
         // No line to join: a free turn now, or none.
         if (waiting > 0) throw new QuotaExhausted(opts.name, 1);
-        for (const store of stores.flat()) {
-          try {
-            await store.consume(KEY);
-          } catch (rejection) {
-            if (!(rejection instanceof RateLimiterRes)) throw Object.assign(new QuotaExhausted(opts.name, 1), { cause: rejection });
-            throw new QuotaExhausted(opts.name, Math.max(1, Math.ceil(rejection.msBeforeNext / 1000)));
+        for (const [i, group] of stores.entries()) {
+          for (const [j, store] of group.entries()) {
+            try {
+              const taken = await store.consume(KEY);
+              if (i === windowed && j === 0) await opened(taken, group[1]!);
+            } catch (rejection) {
+              if (!(rejection instanceof RateLimiterRes)) throw Object.assign(new QuotaExhausted(opts.name, 1), { cause: rejection });
+              throw new QuotaExhausted(opts.name, Math.max(1, Math.ceil(rejection.msBeforeNext / 1000)));
+            }
           }
         }
         return;
@@ -289,7 +300,12 @@ export function createBudget(opts: BudgetOptions): Budget {
           }
           holding = true;
         }
-        for (const store of stores.flat()) await consume(store, deadline, priority, takeOpts.signal);
+        for (const [i, group] of stores.entries()) {
+          for (const [j, store] of group.entries()) {
+            const taken = await consume(store, deadline, priority, takeOpts.signal);
+            if (i === windowed && j === 0) await opened(taken, group[1]!);
+          }
+        }
       } finally {
         if (holding) line.next();
         waiting--;
@@ -317,7 +333,7 @@ export function createBudget(opts: BudgetOptions): Budget {
       // team spent it, or the vendor's window opened before ours): ours is spent too, so the
       // next call waits for our window's end instead of drawing a 429 and its whole second.
       if (quota.remaining === 0) {
-        const window = stores[windowed]![1]!;
+        const window = stores[windowed]![0]!;
         const ours = await window.get(KEY).catch(() => null);
         if (ours && ours.remainingPoints > 0) await window.penalty(KEY, ours.remainingPoints).catch(() => undefined);
       }

@@ -77,7 +77,7 @@ forEachEngine('a window budget (Resend: N calls in a window opened by the first)
     await budget.take(); // opens the window at 0
     await new Promise((r) => setTimeout(r, 800)); // the second call comes late, at 800 ms
     await budget.take();
-    await budget.take(); // the next window: at 1,030 ms, not 800 + 463
+    await budget.take(); // the next window: at 1,030 ms, not 800 + 463 (the late call's gap)
     expect(Date.now() - started).toBeLessThan(1_250);
     expect(Date.now() - started).toBeGreaterThanOrEqual(1_025);
   });
