@@ -88,7 +88,13 @@ export async function dodoChanged(c: CreditsContext, entry: Pick<CreditLedgerEnt
   const column = entry.is_credit ? 'credits' : entry.transaction_type === 'credit_expired' || entry.transaction_type === 'rollover_forfeited' ? 'expired' : 'adjusted';
   await countDodoEntry(c.database, { id: entry.id, customerId, day: utcDay(Date.parse(entry.created_at) || c.now()), column, amount }, c.now());
   const row = await findBalance(c.database, customerId);
-  if (!row) return; // seeded from Dodo, with this change in it, when first needed
+  if (!row) {
+    // A new customer (its first credits): seeded now, with this change in it, so its first
+    // send or balance read waits for no Dodo call. If Dodo does not answer, its first need
+    // seeds it instead.
+    await ensureBalance(c, customerId).catch((err: unknown) => c.log?.warn({ err, customerId }, 'credit balance not seeded yet: seeded on first need'));
+    return;
+  }
   // Read back now when nobody is settling this customer (the webhook's sender then sees the
   // balance moved when it hears back); otherwise after the settlement, by the next pass.
   const t = c.now();

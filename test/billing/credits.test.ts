@@ -2,7 +2,8 @@ import request from 'supertest';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Stack } from '../../src/stack';
 import { forEachEngine } from '../support/database';
-import { bearer, customerWith, settle, startTestStack } from '../support/stack';
+import { findBalance } from '../../src/db/credits';
+import { bearer, customerWith, settle, startTestStack, subscribe } from '../support/stack';
 
 /**
  * The balance MailKit keeps, settled to Dodo in arrears (issue 24). Each case of the issue runs
@@ -105,6 +106,19 @@ forEachEngine('the balance MailKit keeps', ({ engine }) => {
       expect(live.map((g) => [g.source_type, Number(g.remaining_amount)])).toEqual([['subscription', 5000]]);
       expect(await local(s, c.key)).toBe(5000);
     });
+  });
+
+  it("a new customer's balance is seeded by its first credits' webhook: its first send goes out while Dodo is down", async () => {
+    const s = await start();
+    const c = await subscribe(s, 'seeded@example.com');
+    await settle(s);
+    const row = await findBalance(s.database, c.customerId);
+    expect(row?.available).toBe(5000);
+    // Dodo down: a send that needed a grants read would get 503.
+    s.sandbox.dodo.faults.inject({ status: 503, count: 1_000 });
+    await request(s.url).post('/send').set(bearer(c.key)).send({ to: 'delivered@resend.dev', subject: 'first', html: '<p>x</p>' }).expect(200);
+    expect(await local(s, c.key)).toBe(4999);
+    s.sandbox.dodo.faults.clear();
   });
 
   it('2. plan credits used up, then 3,000 that never expire, then 60 sends: 7,940 after the renewal', async () => {
