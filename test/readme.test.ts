@@ -11,26 +11,29 @@ import { bearer, settle, startTestStack, subscribe } from './support/stack';
 type TestStack = Awaited<ReturnType<typeof startTestStack>>;
 
 const README = readFileSync(resolve(__dirname, '../README.md'), 'utf8');
+/** The sandbox console's page, moved out of the README with its examples. */
+const SANDBOX_CONSOLE = readFileSync(resolve(__dirname, '../docs/sandbox-console.md'), 'utf8');
 const run = promisify(execFile);
 
 /** A documented `{…}`: an object whose contents the README does not spell out. */
 const ANY_OBJECT = '\u0000any object';
 
-/** One curl example: the command as written and the answer documented above it, if any. */
+/** One curl example: the command as written, the answer documented above it, if any, and the status its comment states ("answers 201"), if any. */
 interface Example {
   command: string;
   documented: unknown;
+  status?: number;
 }
 
-/** The first ```bash block after `heading`. */
-function bashBlockAfter(heading: string): string {
-  const from = README.indexOf(heading);
-  if (from < 0) throw new Error(`README has no "${heading}"`);
-  const open = README.indexOf('```bash\n', from);
-  return README.slice(open + '```bash\n'.length, README.indexOf('\n```', open));
+/** The first ```bash block after `heading` in `text` (the README unless said). */
+function bashBlockAfter(heading: string, text = README, name = 'README'): string {
+  const from = text.indexOf(heading);
+  if (from < 0) throw new Error(`${name} has no "${heading}"`);
+  const open = text.indexOf('```bash\n', from);
+  return text.slice(open + '```bash\n'.length, text.indexOf('\n```', open));
 }
 
-/** Splits a block into curl commands (joining `\` continuations), each with its comment's `Returns …`. */
+/** Splits a block into curl commands (joining `\` continuations), each with its comment's `Returns …` and stated status. */
 function examples(block: string): Example[] {
   const out: Example[] = [];
   let comments: string[] = [];
@@ -45,7 +48,12 @@ function examples(block: string): Example[] {
       let command = line;
       while (command.endsWith('\\')) command = `${command.slice(0, -1)} ${lines[++i]!.trim()}`;
       const returns = /\bReturns (.*)$/.exec(comments.join(' '))?.[1];
-      out.push({ command, documented: returns === undefined ? undefined : JSON.parse(returns.replaceAll('{…}', JSON.stringify(ANY_OBJECT))) });
+      const status = /\banswers (\d{3})\b/.exec(comments.join(' '))?.[1];
+      out.push({
+        command,
+        documented: returns === undefined ? undefined : JSON.parse(returns.replaceAll('{…}', JSON.stringify(ANY_OBJECT))),
+        ...(status ? { status: Number(status) } : {}),
+      });
     }
     comments = [];
   }
@@ -124,6 +132,11 @@ describe('the README', () => {
 
     it('documents what every example returns', () => {
       expect(block.length).toBeGreaterThanOrEqual(10);
+      // The statuses that are not a plain 200 are stated, and checked below.
+      expect(block.filter((e) => e.status !== undefined).map((e) => [/\$BASE(\S*)/.exec(e.command)?.[1], e.status])).toEqual([
+        ['/send', 202],
+        ['/account/key', 201],
+      ]);
       expect(block.filter((e) => e.documented === undefined).map((e) => e.command)).toEqual([]);
     });
 
@@ -133,6 +146,7 @@ describe('the README', () => {
       for (const example of block) {
         const res = await curl(example.command, env);
         expect.soft(res.status, example.command).toBeLessThan(300);
+        if (example.status !== undefined) expect.soft(res.status, `${example.command}: the status its comment states`).toBe(example.status);
         expect.soft(shapeErrors(example.documented, res.body), example.command).toEqual([]);
         await settle(stack);
       }
@@ -146,8 +160,8 @@ describe('the README', () => {
     });
   });
 
-  describe('"Sandbox console"', () => {
-    const block = examples(bashBlockAfter('## Sandbox console'));
+  describe('"Sandbox console" (docs/sandbox-console.md)', () => {
+    const block = examples(bashBlockAfter('# Sandbox console', SANDBOX_CONSOLE, 'docs/sandbox-console.md'));
 
     it('each example answers 2xx with the documented shape', async () => {
       const { key, customerId } = await subscribe(stack, 'readme-console@example.com', 'Console');
