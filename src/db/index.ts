@@ -101,7 +101,7 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
 /**
  * SQLite through better-sqlite3 (12.x: 13.x needs Node 22). WAL lets readers (the key CLI)
  * work beside the server; synchronous=FULL fsyncs the WAL at every commit, so a commit that
- * returned survives a power loss, not only a process crash (the README's durability table).
+ * returned survives a power loss, not only a process crash (docs/database.md's durability table).
  */
 function openSqlite(file: string, mustExist: boolean): Database {
   if (file !== ':memory:' && !mustExist) {

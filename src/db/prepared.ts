@@ -5,7 +5,7 @@ import type { Tables } from './schema';
  * A query built and compiled once per dialect, then run with new values: for the few queries
  * every send runs. Kysely builds a query's tree, transforms it (camelCase) and compiles it to
  * SQL anew on every call; with 16 clients that took about 0.7 ms of MailKit's CPU per email,
- * the larger statements 30 to 40 µs each (README, Performance). The statement itself is the
+ * the larger statements 30 to 40 µs each (docs/performance.md). The statement itself is the
  * same: still written with Kysely's builder, still typed, with the same SQL text each time.
  *
  * `build` receives, in place of the values, placeholders (`v.name`) that it must only pass to
