@@ -492,7 +492,7 @@ async function init() {
   if (apiKey.get()) await useKey(apiKey.get());
 }
 
-// ---- Recent emails and the suppression list (issue 14) ---------------------------------------------
+// ---- Recent emails and the suppression list ---------------------------------------------------------
 
 const EMAILS_SHOWN = 10;
 const emailHistory = {
@@ -503,9 +503,26 @@ const emailHistory = {
   primed: false,
 };
 
+/**
+ * Text that wraps at its spaces only: each word in a span that never breaks (no "delivere|d",
+ * no "mailbox-|name"); a word wider than its column widens the table, which scrolls in its frame.
+ */
+function words(text) {
+  return String(text)
+    .split(/(\s+)/)
+    .filter(Boolean)
+    .map((part) => {
+      if (/^\s/.test(part)) return document.createTextNode(part);
+      const span = document.createElement('span');
+      span.className = 'word';
+      span.textContent = part;
+      return span;
+    });
+}
+
 const cell = (text, className) => {
   const td = document.createElement('td');
-  td.textContent = text;
+  td.append(...words(text));
   if (className) td.className = className;
   return td;
 };
@@ -539,12 +556,18 @@ function renderEmails(list) {
     const tr = document.createElement('tr');
     tr.dataset.emailId = e.id;
     const recipients = [...e.to, ...e.cc.map((a) => `cc ${a}`), ...e.bcc.map((a) => `bcc ${a}`)].join(', ');
+    const to = cell(recipients, 'col-to');
+    // An address too long for its column ends in "…": the title has all of it.
+    to.title = recipients;
+    const credits = cell(fmt(e.credits), 'col-credits');
+    // On a phone the row is a card, where "1" alone would say nothing: it reads "1 credit".
+    credits.dataset.unit = e.credits === 1 ? 'credit' : 'credits';
     tr.append(
-      cell(new Date(e.created_at).toLocaleTimeString()),
-      cell(recipients),
-      cell(e.subject),
+      cell(new Date(e.created_at).toLocaleTimeString(), 'col-time'),
+      to,
+      cell(e.subject, 'col-subject'),
       cell(e.status.replace('_', ' '), `status status-${e.status}`),
-      cell(fmt(e.credits)),
+      credits,
     );
     return tr;
   });
@@ -559,6 +582,7 @@ function renderSuppressions(list) {
   const rows = list.map((s) => {
     const tr = document.createElement('tr');
     const action = document.createElement('td');
+    action.className = 'col-action';
     const button = document.createElement('button');
     button.type = 'button';
     button.className = 'secondary';
@@ -566,7 +590,9 @@ function renderSuppressions(list) {
     button.setAttribute('aria-label', `Remove ${s.email} from the suppression list`);
     button.addEventListener('click', () => void removeSuppressed(s.email, button));
     action.append(button);
-    tr.append(cell(s.email), cell(s.reason), cell(new Date(s.created_at).toLocaleString()), action);
+    const address = cell(s.email, 'col-address');
+    address.title = s.email;
+    tr.append(address, cell(s.reason, 'col-reason'), cell(new Date(s.created_at).toLocaleString(), 'col-since'), action);
     return tr;
   });
   $('suppression-rows').replaceChildren(...rows);
