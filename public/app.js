@@ -534,14 +534,28 @@ function wire() {
   else window.addEventListener('resize', resizeChart);
 }
 
+/** Resend's test address that always delivers: the sandbox's send form starts with it. */
+const SANDBOX_TO = 'delivered@resend.dev';
+
+/**
+ * The page as served says nothing of the sandbox: its hints (the outbox, Resend's test address,
+ * mk_test_ keys) appear only once /config says the server runs it, so live mode never shows them.
+ */
+function applyMode(mode) {
+  const sandbox = mode === 'sandbox';
+  // Says the mode is known (live, sandbox, or unknown when /config did not answer).
+  document.documentElement.dataset.mode = mode || 'unknown';
+  for (const id of ['sandboxNav', 'keyHintSandbox', 'sendToSandbox']) $(id).hidden = !sandbox;
+  $('api-key').placeholder = sandbox ? 'mk_test_…' : 'mk_…';
+  // Only an empty field: an address typed before /config answered stays.
+  if (sandbox && !$('sendTo').value) $('sendTo').value = SANDBOX_TO;
+}
+
 async function init() {
   wire();
   startHistoryPolling();
   const config = await api('/config', { auth: false });
-  if (config.ok && config.data.mode === 'sandbox') {
-    $('sandboxNav').hidden = false;
-    $('keyHintSandbox').hidden = false;
-  }
+  applyMode(config.ok ? config.data.mode : null);
   const params = new URLSearchParams(location.search);
   const notice = $('notice');
   if (params.get('subscribed') === '1') {
