@@ -6,6 +6,8 @@ const KEY_STORAGE = 'mailkit.apiKey';
 /** How often the balance is re-read while the tab is visible. */
 const POLL_MS = 5000;
 const USAGE_DAYS = 30;
+const CHART_HEIGHT = 240;
+const THRESHOLD_COLOR = '#b42318';
 /** A balance change seen by the poll redraws the chart at most this often (it reads the ledger). */
 const USAGE_POLL_MIN_MS = 30000;
 const TOPUP_LABEL = 'Top up 5,000 credits ($9)';
@@ -192,12 +194,19 @@ async function refreshUsage() {
   renderUsage(res.data.days, res.data.truncated);
 }
 
-/** Emails, adjustments and expiries per day: each its own series, stacked in this order (bottom first). */
-const USAGE_SERIES = [
-  { key: 'emails', label: 'Emails sent', stroke: '#b45309', fill: '#f5b76a' },
+/**
+ * The chart's bars. Emails have a scale of their own (left), so the day's 2 emails stay visible
+ * beside a 4,000-credit adjustment; adjustments and expiries share the balance's scale (right),
+ * so a bar is as tall as the drop it caused in the balance line.
+ */
+const EMAIL_SERIES = { key: 'emails', label: 'Emails sent', stroke: '#b45309', fill: '#f5b76a' };
+/** Stacked on the credits scale in this order (bottom first). */
+const CREDIT_SERIES = [
   { key: 'adjusted', label: 'Adjusted by hand', stroke: '#6d28d9', fill: '#c4b5fd' },
   { key: 'expired', label: 'Expired (not usage)', stroke: '#667085', fill: '#d0d5dd' },
 ];
+/** The axis titles, drawn beside each scale (and read by the browser tests). */
+const AXIS_TITLES = { emails: 'Emails per day', credits: 'Credits: balance, adjustments' };
 
 /** Tick steps for counts of credits: whole numbers only. */
 const WHOLE_STEPS = [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 2500, 5000, 10000, 20000, 25000, 50000, 100000, 250000, 500000, 1000000];
@@ -213,12 +222,13 @@ function renderUsage(days, truncated) {
   if (sum('expired')) parts.push(`${plural(sum('expired'), 'credit', 'credits')} expired unused`);
   $('usage-summary').textContent = parts.join('; ') + '.' + (truncated ? ' Only the most recent activity is shown.' : '');
 
+  // Days before the customer's first movement have no balance and nothing to show: no rows.
   const rows = days
-    .slice()
+    .filter((d) => d.balance !== null)
     .reverse()
     .map((d) => {
       const tr = document.createElement('tr');
-      for (const value of [d.date, fmt(d.emails), fmt(d.adjusted), fmt(d.expired), fmt(d.credits), d.balance === null ? '—' : fmt(d.balance)]) {
+      for (const value of [d.date, fmt(d.emails), fmt(d.adjusted), fmt(d.expired), fmt(d.credits), fmt(d.balance)]) {
         const td = document.createElement('td');
         td.textContent = value;
         tr.append(td);
@@ -230,20 +240,21 @@ function renderUsage(days, truncated) {
 }
 
 /**
- * The chart's columns. Bars are stacked by drawing each series as the running total up to it,
- * bottom series last so it paints over the others; a day whose part is 0 is null, so no
- * zero-height bar draws a dash along the baseline. Bars sit in the middle of their UTC day.
+ * The chart's columns: x, emails, the credit bars, balance, threshold. The credit bars are
+ * stacked by drawing each series as the running total up to it, top series first, so the one
+ * below paints over it. A day whose part is 0 is null, so no zero-height bar draws a dash along
+ * the baseline; a day before the customer existed is null everywhere, so nothing is drawn there.
+ * Bars sit in the middle of their UTC day.
  */
 function chartData(days) {
   const xs = days.map((d) => Date.parse(`${d.date}T12:00:00Z`) / 1000);
-  const stacked = USAGE_SERIES.map((_s, i) =>
-    days.map((d) => {
-      if (!d[USAGE_SERIES[i].key]) return null;
-      return USAGE_SERIES.slice(0, i + 1).reduce((total, s) => total + d[s.key], 0);
-    }),
+  const emails = days.map((d) => d.emails || null);
+  const stacked = CREDIT_SERIES.map((s, i) =>
+    days.map((d) => (d[s.key] ? CREDIT_SERIES.slice(0, i + 1).reduce((total, below) => total + d[below.key], 0) : null)),
   ).reverse();
   const balances = days.map((d) => (d.balance === null ? null : Number(d.balance)));
-  return [xs, ...stacked, balances, days.map(() => state.threshold)];
+  const threshold = days.map((d) => (d.balance === null ? null : state.threshold));
+  return [xs, emails, ...stacked, balances, threshold];
 }
 
 /** An axis as wide as its longest label (uPlot's fixed sizes clip "10,000" to "0,000"). */
@@ -259,6 +270,42 @@ function axisSize(u, values, axisIdx, cycleNum) {
   return Math.ceil(size) + 4;
 }
 
+/** The day the legend shows: the one under the cursor, else the latest (never a row of dashes). */
+const legendDay = (idx) => state.days[idx ?? state.days.length - 1];
+
+/**
+ * A balance day with no neighbour draws no line (a customer's first day, a lone day in the
+ * window): it gets a dot, so the line is never invisible.
+ */
+function lonePoints(u, seriesIdx) {
+  const values = u.data[seriesIdx];
+  const lone = values.flatMap((v, i) => (v !== null && values[i - 1] == null && values[i + 1] == null ? [i] : []));
+  return lone.length ? lone : null;
+}
+
+/**
+ * The low-balance threshold, a dashed rule from the left edge of the customer's first day to the
+ * plot's end: drawn by hand, for a line through one day's value would not show.
+ */
+function drawThreshold(u, seriesIdx) {
+  const values = u.data[seriesIdx];
+  const first = values.findIndex((v) => v !== null);
+  if (first === -1) return;
+  const px = devicePixelRatio;
+  const y = Math.round(u.valToPos(values[first], 'credits', true));
+  const start = Math.max(u.bbox.left, u.valToPos(u.data[0][first] - 43200, 'x', true));
+  const { ctx } = u;
+  ctx.save();
+  ctx.strokeStyle = THRESHOLD_COLOR;
+  ctx.lineWidth = px;
+  ctx.setLineDash([6 * px, 4 * px]);
+  ctx.beginPath();
+  ctx.moveTo(start, y);
+  ctx.lineTo(u.bbox.left + u.bbox.width, y);
+  ctx.stroke();
+  ctx.restore();
+}
+
 function drawChart(days) {
   const el = $('usage-chart');
   if (typeof uPlot === 'undefined') {
@@ -271,44 +318,64 @@ function drawChart(days) {
     state.chart.setData(data);
     return;
   }
+  state.chart = new uPlot(chartOptions(), data, el);
+}
+
+function chartOptions() {
   // Legend values come from the day itself, not from the stacked totals drawn.
-  const part = (key) => (_u, _v, _si, idx) => (idx === null || idx === undefined || !state.days[idx] ? '—' : fmt(state.days[idx][key]));
-  const value = (_u, v) => (v === null || v === undefined ? '—' : fmt(v));
-  const bars = uPlot.paths.bars({ size: [0.7, 28] });
+  const part = (key) => (_u, _v, _si, idx) => {
+    const d = legendDay(idx);
+    return d ? fmt(d[key]) : '—';
+  };
+  const balanceOf = (_u, _v, _si, idx) => {
+    const d = legendDay(idx);
+    return d && d.balance !== null ? fmt(d.balance) : '—';
+  };
+  const thresholdOf = (_u, _v, _si, idx) => {
+    const d = legendDay(idx);
+    return d && d.balance !== null && state.threshold !== null ? fmt(state.threshold) : '—';
+  };
+  const bars = (align) => uPlot.paths.bars({ size: [0.4, 14], align });
+  const counts = (_u, vals) => vals.map((v) => fmt(v));
   const day = 86400;
-  const opts = {
+  const axisTitle = { labelSize: 18, labelGap: 2, labelFont: '12px system-ui, -apple-system, "Segoe UI", sans-serif' };
+  return {
     width: chartWidth(),
-    height: 220,
+    height: CHART_HEIGHT,
     // Ledger days are UTC days: label them as such, whatever the browser's zone.
     tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), 'Etc/UTC'),
-    cursor: { drag: { x: false, y: false } },
+    // Every series reads the hovered day itself (uPlot would skip to a series' nearest non-null day).
+    cursor: { drag: { x: false, y: false }, dataIdx: (_u, _si, hovered) => hovered },
     scales: {
       // From the first day's midnight to the end of the last day: every bar whole inside the plot.
       x: { time: true, range: (_u, min, max) => [min - day / 2, max + day / 2] },
-      credits: { range: (_u, _min, max) => [0, Math.max(5, Math.ceil((max ?? 0) * 1.15))] },
-      balance: { range: (_u, _min, max) => [0, Math.max(max ?? 0, state.threshold ?? 0, 10) * 1.1] },
+      emails: { range: (_u, _min, max) => [0, Math.max(5, Math.ceil((max ?? 0) * 1.15))] },
+      credits: { range: (_u, _min, max) => [0, Math.max(max ?? 0, state.threshold ?? 0, 10) * 1.1] },
     },
     series: [
-      { label: 'Day', value: (_u, ts) => (ts === null || ts === undefined ? '—' : new Date(ts * 1000).toISOString().slice(0, 10)) },
-      ...USAGE_SERIES.slice()
+      { label: 'Day', value: (_u, _ts, _si, idx) => legendDay(idx)?.date ?? '—' },
+      // Emails to the left of the day's middle, credits moved to its right: side by side.
+      { label: EMAIL_SERIES.label, scale: 'emails', stroke: EMAIL_SERIES.stroke, fill: EMAIL_SERIES.fill, width: 1, paths: bars(-1), points: { show: false }, value: part('emails') },
+      ...CREDIT_SERIES.slice()
         .reverse()
-        .map((s) => ({ label: s.label, scale: 'credits', stroke: s.stroke, fill: s.fill, width: 1, paths: bars, points: { show: false }, value: part(s.key) })),
-      { label: 'Balance', scale: 'balance', stroke: '#4f46e5', width: 2, points: { show: false }, value },
-      { label: 'Low-balance threshold', scale: 'balance', stroke: '#b42318', width: 1, dash: [6, 4], points: { show: false }, value },
+        .map((s) => ({ label: s.label, scale: 'credits', stroke: s.stroke, fill: s.fill, width: 1, paths: bars(1), points: { show: false }, value: part(s.key) })),
+      { label: 'Balance', scale: 'credits', stroke: '#4f46e5', width: 2, points: { show: false, size: 6, fill: '#4f46e5', filter: lonePoints }, value: balanceOf },
+      // Its stroke and dash are for the legend's marker: drawThreshold draws the rule itself.
+      { label: 'Low-balance threshold', scale: 'credits', stroke: THRESHOLD_COLOR, width: 1, dash: [6, 4], paths: () => null, points: { show: false }, value: thresholdOf },
     ],
+    hooks: { drawSeries: [(u, si) => u.series[si].label === 'Low-balance threshold' && drawThreshold(u, si)] },
     axes: [
       { stroke: '#555', grid: { stroke: '#eee' } },
-      { scale: 'credits', stroke: '#555', grid: { stroke: '#eee' }, size: axisSize, incrs: WHOLE_STEPS, values: (_u, vals) => vals.map((v) => fmt(v)) },
-      { scale: 'balance', side: 1, stroke: '#4f46e5', grid: { show: false }, size: axisSize, incrs: WHOLE_STEPS, values: (_u, vals) => vals.map((v) => fmt(v)) },
+      { scale: 'emails', label: AXIS_TITLES.emails, ...axisTitle, stroke: '#92400e', grid: { stroke: '#eee' }, size: axisSize, incrs: WHOLE_STEPS, values: counts },
+      { scale: 'credits', label: AXIS_TITLES.credits, ...axisTitle, side: 1, stroke: '#4f46e5', grid: { show: false }, size: axisSize, incrs: WHOLE_STEPS, values: counts },
     ],
   };
-  state.chart = new uPlot(opts, data, el);
 }
 
 const chartWidth = () => Math.max(260, $('usage-chart').clientWidth || 600);
 
 function resizeChart() {
-  if (state.chart) state.chart.setSize({ width: chartWidth(), height: 220 });
+  if (state.chart) state.chart.setSize({ width: chartWidth(), height: CHART_HEIGHT });
 }
 
 // ---- Key, send, top-up -------------------------------------------------------------------------------
@@ -467,14 +534,28 @@ function wire() {
   else window.addEventListener('resize', resizeChart);
 }
 
+/** Resend's test address that always delivers: the sandbox's send form starts with it. */
+const SANDBOX_TO = 'delivered@resend.dev';
+
+/**
+ * The page as served says nothing of the sandbox: its hints (the outbox, Resend's test address,
+ * mk_test_ keys) appear only once /config says the server runs it, so live mode never shows them.
+ */
+function applyMode(mode) {
+  const sandbox = mode === 'sandbox';
+  // Says the mode is known (live, sandbox, or unknown when /config did not answer).
+  document.documentElement.dataset.mode = mode || 'unknown';
+  for (const id of ['sandboxNav', 'keyHintSandbox', 'sendToSandbox']) $(id).hidden = !sandbox;
+  $('api-key').placeholder = sandbox ? 'mk_test_…' : 'mk_…';
+  // Only an empty field: an address typed before /config answered stays.
+  if (sandbox && !$('sendTo').value) $('sendTo').value = SANDBOX_TO;
+}
+
 async function init() {
   wire();
   startHistoryPolling();
   const config = await api('/config', { auth: false });
-  if (config.ok && config.data.mode === 'sandbox') {
-    $('sandboxNav').hidden = false;
-    $('keyHintSandbox').hidden = false;
-  }
+  applyMode(config.ok ? config.data.mode : null);
   const params = new URLSearchParams(location.search);
   const notice = $('notice');
   if (params.get('subscribed') === '1') {
@@ -492,7 +573,7 @@ async function init() {
   if (apiKey.get()) await useKey(apiKey.get());
 }
 
-// ---- Recent emails and the suppression list (issue 14) ---------------------------------------------
+// ---- Recent emails and the suppression list ---------------------------------------------------------
 
 const EMAILS_SHOWN = 10;
 const emailHistory = {
@@ -503,9 +584,26 @@ const emailHistory = {
   primed: false,
 };
 
+/**
+ * Text that wraps at its spaces only: each word in a span that never breaks (no "delivere|d",
+ * no "mailbox-|name"); a word wider than its column widens the table, which scrolls in its frame.
+ */
+function words(text) {
+  return String(text)
+    .split(/(\s+)/)
+    .filter(Boolean)
+    .map((part) => {
+      if (/^\s/.test(part)) return document.createTextNode(part);
+      const span = document.createElement('span');
+      span.className = 'word';
+      span.textContent = part;
+      return span;
+    });
+}
+
 const cell = (text, className) => {
   const td = document.createElement('td');
-  td.textContent = text;
+  td.append(...words(text));
   if (className) td.className = className;
   return td;
 };
@@ -539,12 +637,18 @@ function renderEmails(list) {
     const tr = document.createElement('tr');
     tr.dataset.emailId = e.id;
     const recipients = [...e.to, ...e.cc.map((a) => `cc ${a}`), ...e.bcc.map((a) => `bcc ${a}`)].join(', ');
+    const to = cell(recipients, 'col-to');
+    // An address too long for its column ends in "…": the title has all of it.
+    to.title = recipients;
+    const credits = cell(fmt(e.credits), 'col-credits');
+    // On a phone the row is a card, where "1" alone would say nothing: it reads "1 credit".
+    credits.dataset.unit = e.credits === 1 ? 'credit' : 'credits';
     tr.append(
-      cell(new Date(e.created_at).toLocaleTimeString()),
-      cell(recipients),
-      cell(e.subject),
+      cell(new Date(e.created_at).toLocaleTimeString(), 'col-time'),
+      to,
+      cell(e.subject, 'col-subject'),
       cell(e.status.replace('_', ' '), `status status-${e.status}`),
-      cell(fmt(e.credits)),
+      credits,
     );
     return tr;
   });
@@ -559,6 +663,7 @@ function renderSuppressions(list) {
   const rows = list.map((s) => {
     const tr = document.createElement('tr');
     const action = document.createElement('td');
+    action.className = 'col-action';
     const button = document.createElement('button');
     button.type = 'button';
     button.className = 'secondary';
@@ -566,7 +671,9 @@ function renderSuppressions(list) {
     button.setAttribute('aria-label', `Remove ${s.email} from the suppression list`);
     button.addEventListener('click', () => void removeSuppressed(s.email, button));
     action.append(button);
-    tr.append(cell(s.email), cell(s.reason), cell(new Date(s.created_at).toLocaleString()), action);
+    const address = cell(s.email, 'col-address');
+    address.title = s.email;
+    tr.append(address, cell(s.reason, 'col-reason'), cell(new Date(s.created_at).toLocaleString(), 'col-since'), action);
     return tr;
   });
   $('suppression-rows').replaceChildren(...rows);

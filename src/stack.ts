@@ -276,7 +276,14 @@ function startSandbox(deps: {
     dodoRateLimit: config.sandbox.dodoRateLimit,
     resendWebhooks: { secret: secrets.resendWebhookSecret!, url: `${loopback}/webhooks/resend` },
     webhookRetryDelaysMs: opts.webhookRetryDelaysMs,
-    log: (entry) => log.child({ component: 'sandbox' }).info(entry),
+    // A webhook MailKit took (2xx) is already in MailKit's own lines, its access log and what
+    // the handler did: the sandbox's side of it is debug, or each event is three lines at info.
+    // A refusal, a failure, and everything else the sandbox says stay at info.
+    log: (entry) => {
+      const sandboxLog = log.child({ component: 'sandbox' });
+      if (entry.ok === true) sandboxLog.debug(entry);
+      else sandboxLog.info(entry);
+    },
   });
   const boot = express();
   boot.use(requireAllowedHost(deps.allowedHosts));

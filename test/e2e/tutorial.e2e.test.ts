@@ -264,13 +264,14 @@ describe('the tutorial, clicked through in Chromium', () => {
         return { fits, xMin: u.scales.x.min, xMax: u.scales.x.max, first: xs[0]!, last: xs[xs.length - 1]!, series: u.data.slice(1, 4) };
       });
       for (const axis of geometry.fits) expect(axis.widest, `labels ${axis.labels.join(' ')} at ${width}px`).toBeLessThanOrEqual(axis.room);
-      expect(geometry.fits[0]!.labels).toContain('10,000');
+      // The credits scale (right) carries the adjustment and the balance: five-digit labels.
+      expect(geometry.fits[1]!.labels).toContain('10,000');
       // Each day's bar is centred in its UTC day, and the plot spans whole days: first to last.
       expect(geometry.xMin).toBeLessThanOrEqual(geometry.first - 43_200);
       expect(geometry.xMax).toBeGreaterThanOrEqual(geometry.last + 43_200);
-      // Bars: expired, adjusted, emails (stacked); every day but today is null, so nothing is drawn there.
+      // Bars: emails (own scale), then expired and adjusted (stacked); every day but today is null, so nothing is drawn there.
       for (const series of geometry.series) expect(series.slice(0, -1).every((v: number | null) => v === null)).toBe(true);
-      expect(geometry.series.map((series: Array<number | null>) => series.at(-1))).toEqual([null, 12_000, null]);
+      expect(geometry.series.map((series: Array<number | null>) => series.at(-1))).toEqual([null, null, 12_000]);
       await snap(page, `14-chart-${width}`);
       expect(problems).toEqual(NO_PROBLEMS);
     }

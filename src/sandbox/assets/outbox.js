@@ -39,6 +39,15 @@
     return node;
   }
 
+  // Text that wraps at its spaces only: each word in a .word span, which the CSS keeps whole.
+  function appendWords(parent, text) {
+    String(text).split(/(\s+)/).forEach(function (part) {
+      if (!part) return;
+      parent.appendChild(/^\s/.test(part) ? document.createTextNode(part) : el('span', 'word', part));
+    });
+    return parent;
+  }
+
   function rowFor(message, fresh) {
     var href = outboxPath + '/' + encodeURIComponent(message.id);
     var tr = el('tr', fresh ? 'fresh' : '');
@@ -46,10 +55,10 @@
     tr.appendChild(el('td', 'col-from', message.from));
     tr.appendChild(el('td', 'col-to', message.to.join(', ')));
     var subject = el('td', 'col-subject');
-    var link = el('a', '', message.subject);
+    var link = appendWords(el('a', ''), message.subject);
     link.href = href;
     subject.appendChild(link);
-    subject.appendChild(el('span', 'snippet', message.snippet));
+    subject.appendChild(appendWords(el('span', 'snippet'), message.snippet));
     tr.appendChild(subject);
     var status = el('td', 'col-status');
     status.appendChild(el('span', 'badge badge-' + message.lastEvent, message.lastEvent));

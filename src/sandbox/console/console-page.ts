@@ -1,4 +1,4 @@
-import { escapeHtml } from '../../lib/html';
+import { escapeHtml, wholeWords } from '../../lib/html';
 import { groupDigits } from '../dodo/amounts';
 import { TRIGGER_EVENTS, type SandboxCustomerDetail, type SandboxCustomerSummary, type WebhookDelivery } from '../contracts';
 
@@ -24,7 +24,7 @@ const e = escapeHtml;
 function when(iso: string | null): string {
   if (!iso) return '<span class="muted">never</span>';
   const text = iso.replace('T', ' ').replace(/\.\d+Z$|Z$/, '') + ' UTC';
-  return `<time datetime="${e(iso)}">${e(text)}</time>`;
+  return `<time datetime="${e(iso)}">${wholeWords(text)}</time>`;
 }
 
 function customersTable(m: ConsoleModel): string {
@@ -36,9 +36,9 @@ function customersTable(m: ConsoleModel): string {
       const current = m.selected?.customer.customer_id === c.customer_id;
       const href = `${m.consolePath}?customer=${encodeURIComponent(c.customer_id)}`;
       return `<tr data-customer-id="${e(c.customer_id)}"${current ? ' class="current" aria-current="true"' : ''}>
-<td class="col-name"><a href="${e(href)}">${e(c.name)}</a></td>
-<td class="col-email">${e(c.email)}</td>
-<td class="col-balance num" data-testid="balance">${e(groupDigits(c.balance))}</td>
+<td class="col-name"><a href="${e(href)}">${wholeWords(c.name)}</a></td>
+<td class="col-email" title="${e(c.email)}">${e(c.email)}</td>
+<td class="col-balance num" data-testid="balance" data-unit="${Number(c.balance) === 1 ? 'credit' : 'credits'}">${e(groupDigits(c.balance))}</td>
 <td class="col-id"><code>${e(c.customer_id)}</code></td>
 <td class="col-time">${when(c.created_at)}</td>
 </tr>`;
@@ -55,8 +55,14 @@ ${rows}
 
 function actions(m: ConsoleModel): string {
   const selectedId = m.selected?.customer.customer_id ?? '';
+  // The name alone fits the select's width; the email only tells apart customers of one name.
+  const named = new Map<string, number>();
+  for (const c of m.customers) named.set(c.name, (named.get(c.name) ?? 0) + 1);
   const options = m.customers
-    .map((c) => `<option value="${e(c.customer_id)}"${c.customer_id === selectedId ? ' selected' : ''}>${e(c.name)} · ${e(c.email)}</option>`)
+    .map((c) => {
+      const label = named.get(c.name)! > 1 ? `${c.name} · ${c.email}` : c.name;
+      return `<option value="${e(c.customer_id)}"${c.customer_id === selectedId ? ' selected' : ''}>${e(label)}</option>`;
+    })
     .join('');
   const disabled = m.customers.length ? '' : ' disabled';
   return `<section class="panel actions-panel" aria-labelledby="actions-title">
@@ -118,7 +124,7 @@ function detail(d: SandboxCustomerDetail): string {
 <td><code>${e(l.transaction_type)}</code></td>
 <td class="num ${l.is_credit ? 'credit' : 'debit'}">${l.is_credit ? '+' : '−'}${e(groupDigits(l.amount))}</td>
 <td class="num">${e(groupDigits(l.balance_after))}</td>
-<td>${e(l.description ?? '')}</td>
+<td>${wholeWords(l.description ?? '')}</td>
 </tr>`,
     )
     .join('\n');

@@ -1,4 +1,5 @@
 import type { OutboxMessage } from '../contracts';
+import { wholeWords } from '../../lib/html';
 
 /** Escapes text for HTML element content and quoted attribute values. */
 export function escapeHtml(value: string): string {
@@ -149,7 +150,7 @@ function row(o: PageOptions, m: OutboxMessage): string {
   return `<tr data-href="${escapeHtml(href)}">
 <td class="col-from">${escapeHtml(m.from)}</td>
 <td class="col-to">${escapeHtml(m.to.join(', '))}</td>
-<td class="col-subject"><a href="${escapeHtml(href)}">${escapeHtml(m.subject)}</a><span class="snippet">${escapeHtml(snippetOf(m))}</span></td>
+<td class="col-subject"><a href="${escapeHtml(href)}">${wholeWords(m.subject, escapeHtml)}</a><span class="snippet">${wholeWords(snippetOf(m), escapeHtml)}</span></td>
 <td class="col-status">${badge(m.lastEvent)}</td>
 <td class="col-time">${timeTag(m.createdAt)}</td>
 </tr>`;

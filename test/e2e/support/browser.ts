@@ -99,13 +99,16 @@ export async function signIn(page: Page, baseUrl: string, key: string): Promise<
 }
 
 /**
- * The stack and the browser a browser suite runs against, started before its tests (then
- * `setup`, when given) and closed after them: `env.stack` and `env.browser` inside the tests.
+ * The stack and the browser a browser suite runs against, started before its tests (with the
+ * `stack` options, such as its logger, then `setup`, when given) and closed after them:
+ * `env.stack` and `env.browser` inside the tests.
  */
-export function useBrowserStack(opts: { setup?: (stack: BrowserStack) => Promise<unknown> } = {}): { stack: BrowserStack; browser: Browser } {
+export function useBrowserStack(
+  opts: { setup?: (stack: BrowserStack) => Promise<unknown>; stack?: Parameters<typeof startTestStack>[1] } = {},
+): { stack: BrowserStack; browser: Browser } {
   const env = {} as { stack: BrowserStack; browser: Browser };
   beforeAll(async () => {
-    env.stack = await startTestStack();
+    env.stack = await startTestStack({}, opts.stack);
     env.browser = await launchBrowser();
     await opts.setup?.(env.stack);
   });
