@@ -1,5 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { acquireSend, insertOrGetSend, payloadOf, putPayload, releaseSend, type SendRow } from '../db/sends';
+import { InsufficientCredits } from '../billing/billing';
+import { findBalance } from '../db/credits';
+import { acquireSend, findSend, insertOrGetSend, payloadOf, putPayload, releaseSend, type SendRow } from '../db/sends';
 import { HttpError } from '../errors';
 import { recipientCount } from '../mail/mailer';
 import { acceptSend } from './accepted';
@@ -27,6 +29,12 @@ const { database, owner, now } = ctx;
   const replayed = (r: StoredResponse): SendOutcome => ({ ...r, headers: { ...headers, 'Idempotent-Replayed': 'true' } });
   const payloadText = JSON.stringify(payload);
   const waitUntil = now() + WAIT_FOR_OTHER_MS;
+  const credits = payload.emails.reduce((n, e) => n + recipientCount(e), 0);
+  if (!runs.byId.has(sendId) && (await cannotPay(parts, customerId, sendId, credits))) {
+    const refused = new InsufficientCredits();
+    Object.assign(refused.headers, headers);
+    throw refused;
+  }
   // A send to be answered once queued holds its room among the accepted emails before it is
   // claimed; without room it is refused with nothing recorded. A run that starts takes the
   // room over; anything else (a replay, a refusal) gives it back.
@@ -48,7 +56,6 @@ const { database, owner, now } = ctx;
         continue;
       }
       const t = now();
-      const credits = payload.emails.reduce((n, e) => n + recipientCount(e), 0);
       const { created, row: existing } = await insertOrGetSend(database, newRow(customerId, key, sendId, fingerprint, credits, t, owner, t + claimMs), payloadText);
       if (!existing) continue; // deleted between two statements: claim again
       if (created) return { ...(await (payload.async ? acceptSend(parts, existing, fingerprint, payload, payloadText, takeRoom()) : runs.track(sendId, fingerprint, existing, false, (r) => runSend(ctx, r)))), headers };
@@ -101,6 +108,19 @@ async function holdRoom(parts: SenderParts, customerId: string, count: number, h
     'Retry-After': String(seconds),
     ...headers,
   });
+}
+
+/**
+ * A new send its customer's balance cannot pay: refused (402) with nothing written. Claimed, it
+ * would be refused all the same, after two commits (the claim and its deletion), each an fsync
+ * on SQLite: 200 sends at once on a balance run dry queued behind 300 of them. Two reads decide
+ * it: the balance (a customer with none yet goes the long way, which seeds it), and no send
+ * under this key (a retry of one already paid is answered from its row, whatever the balance).
+ */
+async function cannotPay(parts: SenderParts, customerId: string, sendId: string, credits: number): Promise<boolean> {
+  const balance = await findBalance(parts.ctx.database, customerId);
+  if (!balance || balance.available >= credits) return false;
+  return !(await findSend(parts.ctx.database, sendId));
 }
 
 async function storedPayload(parts: SenderParts, sendId: string): Promise<SendPayload | undefined> {

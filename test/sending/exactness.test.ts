@@ -30,6 +30,23 @@ describe('POST /send keeps money exact', () => {
     });
   });
 
+  describe('when the balance is spent', () => {
+    it('a new key is refused with nothing recorded; a retry of a paid send still gets its answer', async () => {
+      stack = await startTestStack();
+      const c = await customerWith(stack, 1);
+      const paid = await request(stack.url).post('/send').set(bearer(c.key)).set('Idempotency-Key', 'paid-1').send(email).expect(200);
+      const refused = await request(stack.url).post('/send').set(bearer(c.key)).set('Idempotency-Key', 'refused-1').send(email).expect(402);
+      expect(refused.body.error.code).toBe('insufficient_credits');
+      expect(refused.headers['idempotency-key']).toBe('refused-1');
+      const rows = await stack.database.db.selectFrom('sends').select('clientKey').where('customerId', '=', c.customerId).execute();
+      expect(rows.map((r) => r.clientKey)).toEqual(['paid-1']);
+      const again = await request(stack.url).post('/send').set(bearer(c.key)).set('Idempotency-Key', 'paid-1').send(email).expect(200);
+      expect(again.body.id).toBe(paid.body.id);
+      expect(again.headers['idempotent-replayed']).toBe('true');
+      expect(sentTo(stack)).toBe(1);
+    });
+  });
+
   describe('when one Idempotency-Key is retried', () => {
     it('10 sequential retries give one email, one debit and the same id', async () => {
       stack = await startTestStack();
