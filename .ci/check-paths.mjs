@@ -14,7 +14,11 @@ const problems = [];
 for (const file of files) {
   if (skip.has(file)) continue;
   let text;
-  try { text = readFileSync(file, 'utf8'); } catch { continue; }
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    continue;
+  }
   if (text.includes('\0')) continue; // binary
   text.split('\n').forEach((line, i) => {
     const why = [];

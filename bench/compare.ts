@@ -58,13 +58,18 @@ function runOnce(round: number, side: 'old' | 'new'): Run {
   const out = JSON.parse(readFileSync(json, 'utf8')) as { mailkitRev: string; results: { engine: string; rows: Row[] }[] };
   const run: Run = { round, side, rev: out.mailkitRev, engine: out.results[0]!.engine, rows: out.results[0]!.rows };
   runs.push(run);
-  const cells = run.rows.map((row) => `${row.scenario}: ${row.cpuMsPerEmail?.toFixed(2) ?? '-'} ms/email, ${row.emailsPerSecond.toFixed(0)} emails/s, p50 ${row.p50.toFixed(1)} ms`);
+  const cells = run.rows.map(
+    (row) =>
+      `${row.scenario}: ${row.cpuMsPerEmail?.toFixed(2) ?? '-'} ms/email, ${row.emailsPerSecond.toFixed(0)} emails/s, p50 ${row.p50.toFixed(1)} ms`,
+  );
   console.log(`round ${round} ${side.padEnd(3)} ${run.rev} (${run.engine}): ${cells.join('; ')}`);
   return run;
 }
 
 const started = new Date();
-console.log(`tsx bench/compare.ts --old ${sides.old} --new ${sides.new} --rounds ${rounds} --only ${values.only} --clients ${values.clients} --sends ${values.sends} --unloaded ${values.unloaded} --latency ${values.latency}`);
+console.log(
+  `tsx bench/compare.ts --old ${sides.old} --new ${sides.new} --rounds ${rounds} --only ${values.only} --clients ${values.clients} --sends ${values.sends} --unloaded ${values.unloaded} --latency ${values.latency}`,
+);
 console.log(`started ${started.toISOString()}, node ${process.version}\n`);
 for (let round = 1; round <= rounds; round++) {
   const order: ('old' | 'new')[] = round % 2 === 1 ? ['old', 'new'] : ['new', 'old'];
@@ -88,9 +93,15 @@ for (const scenario of scenarios) {
   const news = Array.from({ length: rounds }, (_, i) => cpu('new', i + 1, scenario));
   const ratios = olds.map((o, i) => news[i]! / o);
   console.log(`\n${scenario}: MailKit CPU ms/email`);
-  console.log(`  old ${oldRun.rev} (${oldRun.engine}): ${olds.map((x) => x.toFixed(2)).join(' ')}  median ${median(olds).toFixed(2)}, range ${Math.min(...olds).toFixed(2)} to ${Math.max(...olds).toFixed(2)}`);
-  console.log(`  new ${newRun.rev} (${newRun.engine}):  ${news.map((x) => x.toFixed(2)).join(' ')}  median ${median(news).toFixed(2)}, range ${Math.min(...news).toFixed(2)} to ${Math.max(...news).toFixed(2)}`);
-  console.log(`  new / old per round: ${ratios.map((x) => x.toFixed(2)).join(' ')}  (range ${Math.min(...ratios).toFixed(2)} to ${Math.max(...ratios).toFixed(2)})`);
+  console.log(
+    `  old ${oldRun.rev} (${oldRun.engine}): ${olds.map((x) => x.toFixed(2)).join(' ')}  median ${median(olds).toFixed(2)}, range ${Math.min(...olds).toFixed(2)} to ${Math.max(...olds).toFixed(2)}`,
+  );
+  console.log(
+    `  new ${newRun.rev} (${newRun.engine}):  ${news.map((x) => x.toFixed(2)).join(' ')}  median ${median(news).toFixed(2)}, range ${Math.min(...news).toFixed(2)} to ${Math.max(...news).toFixed(2)}`,
+  );
+  console.log(
+    `  new / old per round: ${ratios.map((x) => x.toFixed(2)).join(' ')}  (range ${Math.min(...ratios).toFixed(2)} to ${Math.max(...ratios).toFixed(2)})`,
+  );
   console.log(`  new / old of the medians: ${(median(news) / median(olds)).toFixed(2)}`);
 }
 process.exit(0);

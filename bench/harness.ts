@@ -109,11 +109,15 @@ export interface StartOptions {
  * ends the whole run: every figure after that would be wrong.
  */
 export function startNode(o: StartOptions): ChildProcess {
-  const child = spawn(process.execPath, [...(o.nodeFlags ?? []), '--import', 'tsx', ...(o.preload ?? []).flatMap((p) => ['--import', p]), o.script, ...(o.args ?? [])], {
-    cwd: o.cwd ?? root,
-    env: { ...process.env, ...o.env },
-    stdio: ['ignore', o.stdout, 'inherit'],
-  });
+  const child = spawn(
+    process.execPath,
+    [...(o.nodeFlags ?? []), '--import', 'tsx', ...(o.preload ?? []).flatMap((p) => ['--import', p]), o.script, ...(o.args ?? [])],
+    {
+      cwd: o.cwd ?? root,
+      env: { ...process.env, ...o.env },
+      stdio: ['ignore', o.stdout, 'inherit'],
+    },
+  );
   children.push(child);
   child.once('exit', (code) => {
     if (!stopping.has(child)) {
@@ -175,7 +179,14 @@ export async function startUpstream(o: { latency: number; webhookUrl: string; ar
  * MailKit's environment in live mode against the upstream: the configuration a real deployment
  * uses, with the vendors' base URLs pointed at loopback. Callers add what their run varies.
  */
-export function mailkitEnv(o: { port: number; dataDir: string; databaseUrl: string | null; upstream: Upstream; catalog: Catalog; keySecret: string }): Record<string, string> {
+export function mailkitEnv(o: {
+  port: number;
+  dataDir: string;
+  databaseUrl: string | null;
+  upstream: Upstream;
+  catalog: Catalog;
+  keySecret: string;
+}): Record<string, string> {
   const appUrl = `http://127.0.0.1:${o.port}`;
   return {
     PORT: String(o.port),
@@ -204,7 +215,13 @@ export function mailkitEnv(o: { port: number; dataDir: string; databaseUrl: stri
 /** Waits until MailKit answers /healthz. */
 export async function waitHealthy(appUrl: string): Promise<void> {
   for (;;) {
-    if (await fetch(`${appUrl}/healthz`).then((r) => r.ok, () => false)) return;
+    if (
+      await fetch(`${appUrl}/healthz`).then(
+        (r) => r.ok,
+        () => false,
+      )
+    )
+      return;
     await sleep(100);
   }
 }

@@ -4,7 +4,17 @@
  * PASS/FAIL line per target, the soak's readings.
  */
 import { pct } from './harness';
-import { BURST, type Answer, type Engine, type RawRun, type RawSoak, type ScenarioId, type SoakReading, type Tally, type VariantId } from './quota-run';
+import {
+  BURST,
+  type Answer,
+  type Engine,
+  type RawRun,
+  type RawSoak,
+  type ScenarioId,
+  type SoakReading,
+  type Tally,
+  type VariantId,
+} from './quota-run';
 
 /** The targets of issue 25. */
 export const TARGET = {
@@ -101,7 +111,10 @@ export function figures(raw: RawRun, soak: RawSoak | null = null): RunResult {
     instances: raw.instances,
     loadSeconds: (endAt - raw.t0) / 1000,
     windowSeconds,
-    clients: raw.scenario.load === 'bursts' ? raw.scenario.customers.length * BURST.batchesPerCustomer : raw.scenario.customers.reduce((n, c) => n + c.clients, 0),
+    clients:
+      raw.scenario.load === 'bursts'
+        ? raw.scenario.customers.length * BURST.batchesPerCustomer
+        : raw.scenario.customers.reduce((n, c) => n + c.clients, 0),
     customers: raw.scenario.customers.length,
     atResend: raw.atResend.inWindow,
     resendPerSecond: raw.atResend.inWindow / windowSeconds,
@@ -123,7 +136,14 @@ export function figures(raw: RawRun, soak: RawSoak | null = null): RunResult {
     },
     settlement: raw.settlement,
     batches: raw.batches,
-    soak: soak ? { seconds: (soak.end.at - soak.start.at) / 1000, emails: soak.end.emailsAtResend - soak.start.emailsAtResend, start: soak.start, end: soak.end } : null,
+    soak: soak
+      ? {
+          seconds: (soak.end.at - soak.start.at) / 1000,
+          emails: soak.end.emailsAtResend - soak.start.emailsAtResend,
+          start: soak.start,
+          end: soak.end,
+        }
+      : null,
   };
 }
 
@@ -149,17 +169,23 @@ export const runName = (r: RunResult, engines: number) =>
 
 /** The block printed after each run: every figure, with what it counts. */
 export function describe(r: RunResult, title: string, label: string): string[] {
-  const window = r.scenario === 'a' || r.scenario === 'b' || r.scenario === 'c' ? `the ${r.windowSeconds.toFixed(0)} s after the warm-up` : 'the whole load';
+  const window =
+    r.scenario === 'a' || r.scenario === 'b' || r.scenario === 'c' ? `the ${r.windowSeconds.toFixed(0)} s after the warm-up` : 'the whole load';
   const lines = [
     `== (${r.scenario}) ${title}: ${label}, ${engineName(r.engine)}${r.instances > 1 ? `, ${r.instances} instances on one database` : ''}, load ${r.loadSeconds.toFixed(1)} s`,
     `   at Resend: ${rate(r.resendPerSecond)} emails/s in ${window} (${r.atResend} emails): ${r.resendCallsPerSecond.toFixed(2)} calls/s × ${r.emailsPerCall.toFixed(1)} emails a call; drain after the load: ${r.drain.emails} emails in ${r.drain.seconds.toFixed(1)} s`,
     `   answers: ${rate(r.answeredPerSecond)} emails/s answered 2xx in the window; requests sent in it: p50 ${ms(r.latencyMs.p50)} ms, p99 ${ms(r.latencyMs.p99)} ms, slowest ${ms(r.latencyMs.max)} ms`,
-    `   statuses over the run: 2xx ${Object.entries(r.statuses).filter(([s]) => is2xx(Number(s))).reduce((n, [, k]) => n + k, 0)}, MailKit's 429 ${count(r, 429)}, other ${others(r)}`,
+    `   statuses over the run: 2xx ${Object.entries(r.statuses)
+      .filter(([s]) => is2xx(Number(s)))
+      .reduce((n, [, k]) => n + k, 0)}, MailKit's 429 ${count(r, 429)}, other ${others(r)}`,
     `   upstream calls per email: Resend ${r.upstream.resendCallsPerEmail.toFixed(4)} (${r.upstream.resendCalls} calls, ${(1 / Math.max(1e-9, r.upstream.resendCallsPerEmail)).toFixed(1)} emails a call), Dodo ${r.upstream.dodoCallsPerEmail.toFixed(4)} (${r.upstream.dodoCalls}); the vendors' own 429s: Resend ${r.upstream.resend429}, Dodo ${r.upstream.dodo429}`,
     `   after settling (${r.settlement.how}): ${tally(r.settlement)}`,
     `     (at the drain's end, MailKit up: ${tally(r.settlement.atEnd)}; after the stop: ${tally(r.settlement.afterStop)})`,
   ];
-  if (r.lightLatencyMs) lines.push(`   light customers (1 client each): p50 ${ms(r.lightLatencyMs.p50)} ms, p99 ${ms(r.lightLatencyMs.p99)} ms, slowest ${ms(r.lightLatencyMs.max)} ms`);
+  if (r.lightLatencyMs)
+    lines.push(
+      `   light customers (1 client each): p50 ${ms(r.lightLatencyMs.p50)} ms, p99 ${ms(r.lightLatencyMs.p99)} ms, slowest ${ms(r.lightLatencyMs.max)} ms`,
+    );
   if (r.batches) lines.push(`   batches: ${r.batches.sent} sent, ${r.batches.givenUp} still refused when the load stopped (their emails never sent)`);
   if (r.soak) lines.push(...describeSoak(r.soak));
   return lines;
@@ -179,7 +205,28 @@ function describeSoak(s: SoakFigures): string[] {
 
 /** One table of every run. */
 export function table(results: RunResult[], engines: number): string[] {
-  const header = ['run', 'clients', 'Resend/s', 'calls/s', 'emails/call', '2xx/s', 'p50 ms', 'p99 ms', 'max ms', 'light p99', '429 MailKit', '429 Resend', 'other', 'drain', 'Resend calls/email', 'Dodo calls/email', 'emails', 'debited', 'unpaid', 'overcharged'];
+  const header = [
+    'run',
+    'clients',
+    'Resend/s',
+    'calls/s',
+    'emails/call',
+    '2xx/s',
+    'p50 ms',
+    'p99 ms',
+    'max ms',
+    'light p99',
+    '429 MailKit',
+    '429 Resend',
+    'other',
+    'drain',
+    'Resend calls/email',
+    'Dodo calls/email',
+    'emails',
+    'debited',
+    'unpaid',
+    'overcharged',
+  ];
   const rows = results.map((r) => [
     runName(r, engines),
     String(r.clients),
@@ -203,7 +250,11 @@ export function table(results: RunResult[], engines: number): string[] {
     String(r.settlement.overcharged),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
-  const line = (cs: string[]) => cs.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  const line = (cs: string[]) =>
+    cs
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
   return [line(header), ...rows.map(line)];
 }
 
@@ -212,7 +263,8 @@ export function targets(results: RunResult[], engines: number): string[] {
   const name = (r: RunResult) => runName(r, engines);
   const check = (what: string, rs: RunResult[], figure: (r: RunResult) => string, pass: (r: RunResult) => boolean) =>
     rs.length ? [`  ${rs.every(pass) ? 'PASS' : 'FAIL'}  ${what}: ${rs.map((r) => `${name(r)} ${figure(r)}`).join(', ')}`] : [];
-  const of = (variant: VariantId, ...scenarios: ScenarioId[]) => results.filter((r) => r.variant === variant && scenarios.includes(r.scenario) && !r.soak);
+  const of = (variant: VariantId, ...scenarios: ScenarioId[]) =>
+    results.filter((r) => r.variant === variant && scenarios.includes(r.scenario) && !r.soak);
   const shared = results.filter((r) => r.instances > 1 && r.scenario !== 'e');
   const defaultBound = (r: RunResult) => Math.min(2 * r.clients, TARGET.ceiling);
   // Resend counts in one-second windows of its own: an interval of L seconds meets at most ⌈L⌉ + 1 of them.
@@ -223,16 +275,45 @@ export function targets(results: RunResult[], engines: number): string[] {
   const rssDelta = (r: RunResult) => (r.soak!.end.rssMb ?? Number.NaN) - (r.soak!.start.rssMb ?? Number.NaN);
   return [
     'targets:',
-    ...check(`queued: at least ${TARGET.resendPerSecond} emails/s reach Resend in (a) and (b)`, of('queued', 'a', 'b'), (r) => rate(r.resendPerSecond), (r) => r.resendPerSecond >= TARGET.resendPerSecond),
-    ...check(`queued: p99 of answers under ${TARGET.p99Ms} ms in (a)–(c)`, of('queued', 'a', 'b', 'c'), (r) => `${ms(r.latencyMs.p99)} ms`, (r) => r.latencyMs.p99 < TARGET.p99Ms),
-    ...check(`queued: light customers' p99 under ${TARGET.p99Ms} ms in (c)`, of('queued', 'c'), (r) => `${ms(r.lightLatencyMs!.p99)} ms`, (r) => r.lightLatencyMs!.p99 < TARGET.p99Ms),
-    ...check(`queued: p99 of answers under ${TARGET.burstP99Ms} ms in (d)`, of('queued', 'd'), (r) => `${ms(r.latencyMs.p99)} ms`, (r) => r.latencyMs.p99 < TARGET.burstP99Ms),
-    ...check(`queued: every answer within ${TARGET.dryMaxMs} ms in (e)`, of('queued', 'e'), (r) => `slowest ${ms(r.latencyMs.max)} ms`, (r) => r.latencyMs.max <= TARGET.dryMaxMs),
+    ...check(
+      `queued: at least ${TARGET.resendPerSecond} emails/s reach Resend in (a) and (b)`,
+      of('queued', 'a', 'b'),
+      (r) => rate(r.resendPerSecond),
+      (r) => r.resendPerSecond >= TARGET.resendPerSecond,
+    ),
+    ...check(
+      `queued: p99 of answers under ${TARGET.p99Ms} ms in (a)–(c)`,
+      of('queued', 'a', 'b', 'c'),
+      (r) => `${ms(r.latencyMs.p99)} ms`,
+      (r) => r.latencyMs.p99 < TARGET.p99Ms,
+    ),
+    ...check(
+      `queued: light customers' p99 under ${TARGET.p99Ms} ms in (c)`,
+      of('queued', 'c'),
+      (r) => `${ms(r.lightLatencyMs!.p99)} ms`,
+      (r) => r.lightLatencyMs!.p99 < TARGET.p99Ms,
+    ),
+    ...check(
+      `queued: p99 of answers under ${TARGET.burstP99Ms} ms in (d)`,
+      of('queued', 'd'),
+      (r) => `${ms(r.latencyMs.p99)} ms`,
+      (r) => r.latencyMs.p99 < TARGET.burstP99Ms,
+    ),
+    ...check(
+      `queued: every answer within ${TARGET.dryMaxMs} ms in (e)`,
+      of('queued', 'e'),
+      (r) => `slowest ${ms(r.latencyMs.max)} ms`,
+      (r) => r.latencyMs.max <= TARGET.dryMaxMs,
+    ),
     ...check(
       `queued: exactly ${TARGET.dryEmails} emails at Resend in (e), ${TARGET.dryEmails} answered 2xx and the rest 402`,
       of('queued', 'e'),
-      (r) => `${r.settlement.emails} at Resend, 2xx ${count(r, 202) + count(r, 200)}, 402 ${count(r, 402)}, 429 ${count(r, 429)}, other ${others(r, ['402'])}`,
-      (r) => r.settlement.emails === TARGET.dryEmails && count(r, 202) + count(r, 200) === TARGET.dryEmails && count(r, 402) === r.clients - TARGET.dryEmails,
+      (r) =>
+        `${r.settlement.emails} at Resend, 2xx ${count(r, 202) + count(r, 200)}, 402 ${count(r, 402)}, 429 ${count(r, 429)}, other ${others(r, ['402'])}`,
+      (r) =>
+        r.settlement.emails === TARGET.dryEmails &&
+        count(r, 202) + count(r, 200) === TARGET.dryEmails &&
+        count(r, 402) === r.clients - TARGET.dryEmails,
     ),
     ...check(
       `default: answers at least ${TARGET.defaultShare * 100}% of min(2 × clients, ${TARGET.ceiling}) a second in (a) and (b)`,
@@ -240,12 +321,46 @@ export function targets(results: RunResult[], engines: number): string[] {
       (r) => `${rate(r.answeredPerSecond)}/s of ${defaultBound(r)}`,
       (r) => r.answeredPerSecond >= TARGET.defaultShare * defaultBound(r),
     ),
-    ...check(`several instances: the ceiling shared, not doubled (at most ${TARGET.ceiling}/s at Resend)`, shared, (r) => `${rate(r.resendPerSecond)}/s`, (r) => r.atResend <= resendAllows(r)),
-    ...check("every run: no 429 from Resend's own limiter", results, (r) => String(r.upstream.resend429), (r) => r.upstream.resend429 === 0),
-    ...check('every run: 0 unpaid after settling', results, (r) => String(r.settlement.unpaid), (r) => r.settlement.unpaid === 0),
-    ...check('every run: 0 overcharged after settling', results, (r) => String(r.settlement.overcharged), (r) => r.settlement.overcharged === 0),
-    ...check(`soak: V8 heap after a full GC within ${TARGET.soakHeapMb} MB of its start`, soaks, (r) => signed(delta(r, (x) => x.heapMb), 'MB'), (r) => Math.abs(delta(r, (x) => x.heapMb)) <= TARGET.soakHeapMb),
+    ...check(
+      `several instances: the ceiling shared, not doubled (at most ${TARGET.ceiling}/s at Resend)`,
+      shared,
+      (r) => `${rate(r.resendPerSecond)}/s`,
+      (r) => r.atResend <= resendAllows(r),
+    ),
+    ...check(
+      "every run: no 429 from Resend's own limiter",
+      results,
+      (r) => String(r.upstream.resend429),
+      (r) => r.upstream.resend429 === 0,
+    ),
+    ...check(
+      'every run: 0 unpaid after settling',
+      results,
+      (r) => String(r.settlement.unpaid),
+      (r) => r.settlement.unpaid === 0,
+    ),
+    ...check(
+      'every run: 0 overcharged after settling',
+      results,
+      (r) => String(r.settlement.overcharged),
+      (r) => r.settlement.overcharged === 0,
+    ),
+    ...check(
+      `soak: V8 heap after a full GC within ${TARGET.soakHeapMb} MB of its start`,
+      soaks,
+      (r) =>
+        signed(
+          delta(r, (x) => x.heapMb),
+          'MB',
+        ),
+      (r) => Math.abs(delta(r, (x) => x.heapMb)) <= TARGET.soakHeapMb,
+    ),
     // RSS as the system sees it under load (read before the collection), not the collected one.
-    ...check(`soak: RSS within ${TARGET.soakRssMb} MB of its start`, soaks, (r) => signed(rssDelta(r), 'MB'), (r) => Math.abs(rssDelta(r)) <= TARGET.soakRssMb),
+    ...check(
+      `soak: RSS within ${TARGET.soakRssMb} MB of its start`,
+      soaks,
+      (r) => signed(rssDelta(r), 'MB'),
+      (r) => Math.abs(rssDelta(r)) <= TARGET.soakRssMb,
+    ),
   ];
 }

@@ -64,7 +64,11 @@ const PLENTY = 1_000_000;
 export const BURST = { batchSize: 100, batchesPerCustomer: 2 } as const;
 
 const spread = (customers: number, clients: number, credits = PLENTY): CustomerPlan[] =>
-  Array.from({ length: customers }, (_, i) => ({ clients: Math.floor(clients / customers) + (i < clients % customers ? 1 : 0), light: false, credits }));
+  Array.from({ length: customers }, (_, i) => ({
+    clients: Math.floor(clients / customers) + (i < clients % customers ? 1 : 0),
+    light: false,
+    credits,
+  }));
 
 export const SCENARIOS: Scenario[] = [
   { id: 'a', title: 'one customer, 32 clients', customers: spread(1, 32), load: 'loop' },
@@ -75,13 +79,18 @@ export const SCENARIOS: Scenario[] = [
     customers: [{ clients: 32, light: false, credits: PLENTY }, ...Array.from({ length: 20 }, () => ({ clients: 1, light: true, credits: PLENTY }))],
     load: 'loop',
   },
-  { id: 'd', title: `bursts: 50 customers, each ${BURST.batchesPerCustomer * BURST.batchSize} emails at once (${BURST.batchesPerCustomer} × /send/batch of ${BURST.batchSize})`, customers: spread(50, 50), load: 'bursts' },
+  {
+    id: 'd',
+    title: `bursts: 50 customers, each ${BURST.batchesPerCustomer * BURST.batchSize} emails at once (${BURST.batchesPerCustomer} × /send/batch of ${BURST.batchSize})`,
+    customers: spread(50, 50),
+    load: 'bursts',
+  },
   { id: 'e', title: 'running dry: 5 customers with 10 credits each, 200 sends at once (40 each)', customers: spread(5, 200, 10), load: 'dry' },
 ];
 
 export const VARIANTS: Variant[] = [
   // One Resend call per email: what the flights buy (2 emails a second at Resend's 2 calls).
-  { id: 'baseline', label: 'BATCH_DELIVERY=off, clients waiting for Resend\'s ids', env: { BATCH_DELIVERY: 'off' }, respondAsync: false },
+  { id: 'baseline', label: "BATCH_DELIVERY=off, clients waiting for Resend's ids", env: { BATCH_DELIVERY: 'off' }, respondAsync: false },
   // MailKit's own defaults: nothing set, so the run measures what a deployment gets.
   { id: 'default', label: "MailKit default, clients waiting for Resend's ids", env: {}, respondAsync: false },
   { id: 'queued', label: 'MailKit default, clients answered once queued (Prefer: respond-async)', env: {}, respondAsync: true },
@@ -126,7 +135,12 @@ export interface Tally {
   overcharged: number;
 }
 
-export type Stats = { dodoCalls: number; resendCalls: number; pendingWebhooks: number; quotas: { dodo: { limited: number } | null; resend: { limited: number } | null } };
+export type Stats = {
+  dodoCalls: number;
+  resendCalls: number;
+  pendingWebhooks: number;
+  quotas: { dodo: { limited: number } | null; resend: { limited: number } | null };
+};
 type Control = ReturnType<typeof upstreamControl>;
 
 interface Instance {
@@ -193,7 +207,11 @@ async function setUp(scenario: Scenario, variant: Variant, engine: Engine, opts:
   const database = engine === 'postgres' ? await freshPostgres(opts.postgresUrl!) : null;
   const ports = await Promise.all(Array.from({ length: opts.instances }, () => freePort()));
   // Dodo's webhooks go to the first instance, as a load balancer would send them to any one.
-  const upstream = await startUpstream({ latency: opts.latency, webhookUrl: `http://127.0.0.1:${ports[0]}/webhooks/dodo`, args: ['--quotas', '--tally', RECIPIENT_PREFIX] });
+  const upstream = await startUpstream({
+    latency: opts.latency,
+    webhookUrl: `http://127.0.0.1:${ports[0]}/webhooks/dodo`,
+    args: ['--quotas', '--tally', RECIPIENT_PREFIX],
+  });
   const control = upstreamControl(upstream);
   // The setup is not what is measured: it runs with the quotas off, and they are set afresh
   // (Dodo's bucket full) when the load starts, as on a day whose quota nobody has touched yet.
@@ -212,7 +230,20 @@ async function setUp(scenario: Scenario, variant: Variant, engine: Engine, opts:
     // MailKit logs at info, as in production, to /dev/null unless kept (a restart appends).
     return { url: `http://127.0.0.1:${port}`, env, logFile: opts.logDir ? join(resolve(opts.logDir), name) : '/dev/null', process: null };
   });
-  const rig: Rig = { scenario, variant, engine, dataDir, database, upstream, control, instances, customerIds: [], keys: [], before: new Map(), memoryFile };
+  const rig: Rig = {
+    scenario,
+    variant,
+    engine,
+    dataDir,
+    database,
+    upstream,
+    control,
+    instances,
+    customerIds: [],
+    keys: [],
+    before: new Map(),
+    memoryFile,
+  };
   // One after the other: their migrations on one fresh database would race.
   for (const instance of instances) await startInstance(rig, instance);
 
@@ -354,7 +385,14 @@ async function closedLoops(rig: Rig, deadline: Deadline, capMs: number, runId: s
       const url = `${rig.instances[client % rig.instances.length]!.url}/send`;
       for (let n = 0; performance.now() < deadline.endAt; n++) {
         const key = `q-${runId}-${client}-${n}`;
-        await sendUntilDone(answers, deadline, capMs, { url, key: rig.keys[customer]!, body, headers: { 'Idempotency-Key': key, ...asyncHeaders(rig.variant, extraHeaders) }, emails: 1, light });
+        await sendUntilDone(answers, deadline, capMs, {
+          url,
+          key: rig.keys[customer]!,
+          body,
+          headers: { 'Idempotency-Key': key, ...asyncHeaders(rig.variant, extraHeaders) },
+          emails: 1,
+          light,
+        });
       }
     }),
   );
@@ -366,7 +404,15 @@ async function closedLoops(rig: Rig, deadline: Deadline, capMs: number, runId: s
  * batches of BURST.batchSize emails, each batch one POST /send/batch under its own key, retried
  * after a 429 as any client does, until accepted or the deadline. Batch j goes to instance j mod N.
  */
-async function bursts(rig: Rig, deadline: Deadline, capMs: number, runId: string, t0: number, every: number, duration: number): Promise<{ answers: Answer[]; sent: number; givenUp: number }> {
+async function bursts(
+  rig: Rig,
+  deadline: Deadline,
+  capMs: number,
+  runId: string,
+  t0: number,
+  every: number,
+  duration: number,
+): Promise<{ answers: Answer[]; sent: number; givenUp: number }> {
   const answers: Answer[] = [];
   let sent = 0;
   let givenUp = 0;
@@ -377,11 +423,22 @@ async function bursts(rig: Rig, deadline: Deadline, capMs: number, runId: string
       const batches = rig.customerIds.flatMap((_, customer) => Array.from({ length: BURST.batchesPerCustomer }, (__, j) => ({ customer, j })));
       await Promise.all(
         batches.map(async ({ customer, j }, index) => {
-          const emails = Array.from({ length: BURST.batchSize }, (__, i) => ({ to: recipientOf(customer), subject: `Burst ${k} ${j} ${i}`, html: '<p>bench</p>' }));
+          const emails = Array.from({ length: BURST.batchSize }, (__, i) => ({
+            to: recipientOf(customer),
+            subject: `Burst ${k} ${j} ${i}`,
+            html: '<p>bench</p>',
+          }));
           const key = `b-${runId}-${k}-${customer}-${j}`;
           const url = `${rig.instances[index % rig.instances.length]!.url}/send/batch`;
           sent++;
-          const ok = await sendUntilDone(answers, deadline, capMs, { url, key: rig.keys[customer]!, body: JSON.stringify({ emails }), headers: { 'Idempotency-Key': key, ...asyncHeaders(rig.variant, {}) }, emails: BURST.batchSize, light: false });
+          const ok = await sendUntilDone(answers, deadline, capMs, {
+            url,
+            key: rig.keys[customer]!,
+            body: JSON.stringify({ emails }),
+            headers: { 'Idempotency-Key': key, ...asyncHeaders(rig.variant, {}) },
+            emails: BURST.batchSize,
+            light: false,
+          });
           if (!ok) givenUp++;
         }),
       );
@@ -398,7 +455,10 @@ async function rush(rig: Rig, runId: string): Promise<Answer[]> {
     sends.map(async ({ customer, n }, index) => {
       const start = performance.now();
       const body = JSON.stringify({ to: recipientOf(customer), subject: `Dry ${n}`, html: '<p>bench</p>' });
-      const a = await attempt(`${rig.instances[index % rig.instances.length]!.url}/send`, rig.keys[customer]!, body, { 'Idempotency-Key': `e-${runId}-${customer}-${n}`, ...asyncHeaders(rig.variant, {}) });
+      const a = await attempt(`${rig.instances[index % rig.instances.length]!.url}/send`, rig.keys[customer]!, body, {
+        'Idempotency-Key': `e-${runId}-${customer}-${n}`,
+        ...asyncHeaders(rig.variant, {}),
+      });
       answers.push({ start, end: performance.now(), status: a.status, emails: 1, light: false });
     }),
   );
@@ -482,7 +542,13 @@ async function finish(rig: Rig, opts: RunOptions, clock: Clock, answers: Answer[
     acceptedBetween(rig, wallOf(clock, endAt)),
     acceptedBetween(rig),
   ]);
-  const atResend = { inWindow: inWindow.count, callsInWindow: inWindow.calls, drained: drained.count, drainMs: drained.last === null ? 0 : drained.last - wallOf(clock, endAt), total: total.count };
+  const atResend = {
+    inWindow: inWindow.count,
+    callsInWindow: inWindow.calls,
+    drained: drained.count,
+    drainMs: drained.last === null ? 0 : drained.last - wallOf(clock, endAt),
+    total: total.count,
+  };
   const settlement = await settle(rig, opts.settleTimeout);
   return { atResend, settlement, stats1: await stats(rig) };
 }
@@ -582,5 +648,10 @@ export async function runSoak(engine: Engine, seconds: number, warmup: number, o
   const answers = await load;
   const { atResend, settlement, stats1 } = await finish(rig, opts, clock, answers, from, deadline.endAt);
   await tearDown(rig);
-  return { run: { scenario, variant, engine, instances: 1, answers, t0, from, endAt: deadline.endAt, atResend, stats0, stats1, settlement, batches: null }, seconds, start, end };
+  return {
+    run: { scenario, variant, engine, instances: 1, answers, t0, from, endAt: deadline.endAt, atResend, stats0, stats1, settlement, batches: null },
+    seconds,
+    start,
+    end,
+  };
 }

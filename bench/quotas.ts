@@ -142,14 +142,21 @@ function parseOptions(): Options {
   });
   const number = (name: keyof typeof values, min: number, integer = false): number => {
     const n = Number(values[name]);
-    if (!Number.isFinite(n) || n < min || (integer && !Number.isInteger(n))) usage(`--${name} must be a ${integer ? 'whole ' : ''}number of at least ${min}, not "${values[name]}"`);
+    if (!Number.isFinite(n) || n < min || (integer && !Number.isInteger(n)))
+      usage(`--${name} must be a ${integer ? 'whole ' : ''}number of at least ${min}, not "${values[name]}"`);
     return n;
   };
-  const list = (s: string) => s.split(',').map((x) => x.trim()).filter(Boolean);
+  const list = (s: string) =>
+    s
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean);
   const only = values.only ? list(values.only) : SCENARIOS.map((s) => s.id);
-  for (const id of only) if (!SCENARIOS.some((s) => s.id === id)) usage(`--only: unknown scenario "${id}" (scenarios: ${SCENARIOS.map((s) => s.id).join(', ')})`);
+  for (const id of only)
+    if (!SCENARIOS.some((s) => s.id === id)) usage(`--only: unknown scenario "${id}" (scenarios: ${SCENARIOS.map((s) => s.id).join(', ')})`);
   const variantIds = list(values.variants);
-  for (const id of variantIds) if (!VARIANTS.some((v) => v.id === id)) usage(`--variants: unknown variant "${id}" (variants: ${VARIANTS.map((v) => v.id).join(', ')})`);
+  for (const id of variantIds)
+    if (!VARIANTS.some((v) => v.id === id)) usage(`--variants: unknown variant "${id}" (variants: ${VARIANTS.map((v) => v.id).join(', ')})`);
   const postgresUrl = values.postgres ?? process.env.BENCH_DATABASE_URL ?? null;
   const instances = number('instances', 1, true);
   if (instances > 1 && !postgresUrl) usage('--instances above 1 needs PostgreSQL: --postgres URL (or BENCH_DATABASE_URL)');
@@ -235,5 +242,9 @@ console.log(header(options).join('\n'));
 const results = await runAll(options);
 console.log(`\n${table(results, options.engines.length).join('\n')}\n`);
 console.log(targets(results, options.engines.length).join('\n'));
-if (options.json) writeFileSync(options.json, JSON.stringify({ command: commandLine(), node: process.version, latencyMs: options.latency, targets: TARGET, results }, null, 2));
+if (options.json)
+  writeFileSync(
+    options.json,
+    JSON.stringify({ command: commandLine(), node: process.version, latencyMs: options.latency, targets: TARGET, results }, null, 2),
+  );
 process.exit(0);

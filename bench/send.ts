@@ -41,7 +41,22 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ensureCatalog } from '../src/billing/catalog';
-import { epochMs, firstLine, freePort, freshPostgres, mailkitEnv, mintKeys, pct, removeTempDir, root, startNode, startUpstream, stop, tempDir, waitHealthy } from './harness';
+import {
+  epochMs,
+  firstLine,
+  freePort,
+  freshPostgres,
+  mailkitEnv,
+  mintKeys,
+  pct,
+  removeTempDir,
+  root,
+  startNode,
+  startUpstream,
+  stop,
+  tempDir,
+  waitHealthy,
+} from './harness';
 
 const STEPS = ['baseline-1', 'send-1', 'pairs', 'baseline-n', 'send-n', 'batch', 'soak'] as const;
 type Step = (typeof STEPS)[number];
@@ -95,7 +110,17 @@ const hasDatabase = existsSync(join(mailkitDir, 'src/db/index.ts'));
 
 const email = { to: 'delivered@resend.dev', subject: 'Bench', html: '<p>bench</p>' };
 
-type Row = { scenario: string; step: Step; requests: number; emailsPerSecond: number; p50: number; p99: number; upstreamCallsPerEmail: number; cpuMsPerEmail: number | null; own: string };
+type Row = {
+  scenario: string;
+  step: Step;
+  requests: number;
+  emailsPerSecond: number;
+  p50: number;
+  p99: number;
+  upstreamCallsPerEmail: number;
+  cpuMsPerEmail: number | null;
+  own: string;
+};
 type Soak = {
   seconds: number;
   clients: number;
@@ -241,7 +266,11 @@ async function benchEngine(engine: 'sqlite' | 'postgres'): Promise<EngineResult>
   await webhooksIdle();
 
   /** Runs `total` operations over `clients` concurrent loops; returns per-operation latencies in ms. */
-  async function drive(total: number, op: (client: number, i: number) => Promise<void>, concurrency = clients): Promise<{ ms: number[]; wall: number }> {
+  async function drive(
+    total: number,
+    op: (client: number, i: number) => Promise<void>,
+    concurrency = clients,
+  ): Promise<{ ms: number[]; wall: number }> {
     const ms: number[] = [];
     let next = 0;
     const begin = performance.now();
@@ -320,8 +349,22 @@ async function benchEngine(engine: 'sqlite' | 'postgres'): Promise<EngineResult>
   };
 
   // Unloaded: one client at a time, so the figure is what each request costs, not queueing.
-  const quietBaseline = await scenario('baseline-1', 'baseline, 1 client', unloaded, 1, () => drive(unloaded, (client, i) => direct(client, i, 'quiet'), 1), false);
-  const quietSingle = await scenario('send-1', 'POST /send, 1 client', unloaded, 1, () => drive(unloaded, (client) => post('/send', client, email), 1), true);
+  const quietBaseline = await scenario(
+    'baseline-1',
+    'baseline, 1 client',
+    unloaded,
+    1,
+    () => drive(unloaded, (client, i) => direct(client, i, 'quiet'), 1),
+    false,
+  );
+  const quietSingle = await scenario(
+    'send-1',
+    'POST /send, 1 client',
+    unloaded,
+    1,
+    () => drive(unloaded, (client) => post('/send', client, email), 1),
+    true,
+  );
 
   // The overhead figures: one client taking turns between the direct calls, the bare relay and
   // /send, so that all three see the same machine at the same moment (sequential runs drift by
@@ -346,10 +389,31 @@ async function benchEngine(engine: 'sqlite' | 'postgres'): Promise<EngineResult>
     pairsWindow = [pairsFrom, epochMs()];
     await webhooksIdle();
   }
-  const baseline = await scenario('baseline-n', `baseline, ${clients} clients`, sends, 1, () => drive(sends, (client, i) => direct(client, i, 'baseline')), false);
-  const single = await scenario('send-n', `POST /send, ${clients} clients`, sends, 1, () => drive(sends, (client) => post('/send', client, email)), true);
+  const baseline = await scenario(
+    'baseline-n',
+    `baseline, ${clients} clients`,
+    sends,
+    1,
+    () => drive(sends, (client, i) => direct(client, i, 'baseline')),
+    false,
+  );
+  const single = await scenario(
+    'send-n',
+    `POST /send, ${clients} clients`,
+    sends,
+    1,
+    () => drive(sends, (client) => post('/send', client, email)),
+    true,
+  );
   const batch = Array.from({ length: 100 }, (_, i) => ({ ...email, subject: `Bench ${i}` }));
-  await scenario('batch', `POST /send/batch (100 emails), ${clients} clients`, batches, 100, () => drive(batches, (client) => post('/send/batch', client, { emails: batch })), true);
+  await scenario(
+    'batch',
+    `POST /send/batch (100 emails), ${clients} clients`,
+    batches,
+    100,
+    () => drive(batches, (client) => post('/send/batch', client, { emails: batch })),
+    true,
+  );
 
   // The soak: /send at full speed for --soak seconds, MailKit's RSS sampled every second. Its
   // sends skip bench/trace-hook.ts (the X-Bench-Untraced header), whose samples would otherwise
@@ -406,7 +470,10 @@ async function benchEngine(engine: 'sqlite' | 'postgres'): Promise<EngineResult>
   // MailKit's own time per send: each /send's time in MailKit less its waits on Dodo and Resend.
   type Trace = { at: number; total: number; upstream: number };
   const traces: Trace[] = existsSync(traceFile)
-    ? readFileSync(traceFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Trace)
+    ? readFileSync(traceFile, 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Trace)
     : [];
   const ownIn = ([from, to]: [number, number]) => traces.filter((t) => t.at >= from && t.at <= to).map((t) => t.total - t.upstream);
   for (const [row, window] of windows) {
@@ -429,9 +496,15 @@ async function benchEngine(engine: 'sqlite' | 'postgres'): Promise<EngineResult>
     r.own,
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...cells.map((r) => r[i]!.length)));
-  const line = (cs: string[]) => cs.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  const line = (cs: string[]) =>
+    cs
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
   const mb = (x: number | null) => (x === null || Number.isNaN(x) ? '?' : `${x.toFixed(0)} MB`);
-  out(`== ${hasDatabase ? (engine === 'postgres' ? 'PostgreSQL' : 'SQLite') : 'journal store'}: MailKit ${mailkitRev}${mailkitDir === root ? '' : ` from ${mailkitDir}`}, state in ${state}`);
+  out(
+    `== ${hasDatabase ? (engine === 'postgres' ? 'PostgreSQL' : 'SQLite') : 'journal store'}: MailKit ${mailkitRev}${mailkitDir === root ? '' : ` from ${mailkitDir}`}, state in ${state}`,
+  );
   out(`   MailKit RSS when ready, before any send: ${mb(rssReadyMb)}`);
   out();
   if (rows.length) {
@@ -441,28 +514,40 @@ async function benchEngine(engine: 'sqlite' | 'postgres'): Promise<EngineResult>
   if (pairsWindow) {
     const pairedOwn = ownIn(pairsWindow);
     if (pairedOwn.length) {
-      out(`\nMailKit's own time per /send, 1 client (the ${pairedOwn.length} sends taking turns): p50 ${pct(pairedOwn, 50).toFixed(2)} ms, p99 ${pct(pairedOwn, 99).toFixed(2)} ms`);
+      out(
+        `\nMailKit's own time per /send, 1 client (the ${pairedOwn.length} sends taking turns): p50 ${pct(pairedOwn, 50).toFixed(2)} ms, p99 ${pct(pairedOwn, 99).toFixed(2)} ms`,
+      );
       out('  (request parsed → answer written, less the time from each upstream request to its response headers)');
     }
     const p50 = (xs: number[]) => pct(xs, 50);
-    out(`\n/send p50 overhead seen by one client, ${pairs} turns each (direct calls ${p50(paired.direct).toFixed(2)} ms, relay ${p50(paired.relay).toFixed(2)} ms, /send ${p50(paired.send).toFixed(2)} ms):`);
+    out(
+      `\n/send p50 overhead seen by one client, ${pairs} turns each (direct calls ${p50(paired.direct).toFixed(2)} ms, relay ${p50(paired.relay).toFixed(2)} ms, /send ${p50(paired.send).toFixed(2)} ms):`,
+    );
     out(`  over the same two upstream calls made directly:   ${(p50(paired.send) - p50(paired.direct)).toFixed(2)} ms`);
     out(`    of which any HTTP service in between (bare relay less direct): ${(p50(paired.relay) - p50(paired.direct)).toFixed(2)} ms`);
     out(`    of which MailKit itself (/send less bare relay):              ${(p50(paired.send) - p50(paired.relay)).toFixed(2)} ms`);
     if (quietSingle && quietBaseline && single && baseline) {
-      out(`  (sequential runs instead of turns: 1 client ${(p50(quietSingle.ms) - p50(quietBaseline.ms)).toFixed(1)} ms, ${clients} clients ${(p50(single.ms) - p50(baseline.ms)).toFixed(1)} ms)`);
+      out(
+        `  (sequential runs instead of turns: 1 client ${(p50(quietSingle.ms) - p50(quietBaseline.ms)).toFixed(1)} ms, ${clients} clients ${(p50(single.ms) - p50(baseline.ms)).toFixed(1)} ms)`,
+      );
     }
   }
   if (soak) {
-    out(`\nSoak: POST /send at full speed, ${soak.clients} clients, ${soak.seconds} s: ${soak.sends} sends (${soak.emailsPerSecond.toFixed(0)} emails/s, MailKit CPU ${soak.cpuMsPerEmail?.toFixed(2) ?? '-'} ms/email)`);
-    out(`  MailKit RSS: start ${mb(soak.rssStartMb)}, end ${mb(soak.rssEndMb)} (${soak.rssEndMb >= soak.rssStartMb ? '+' : ''}${(soak.rssEndMb - soak.rssStartMb).toFixed(0)} MB), peak ${mb(soak.rssPeakMb)}`);
+    out(
+      `\nSoak: POST /send at full speed, ${soak.clients} clients, ${soak.seconds} s: ${soak.sends} sends (${soak.emailsPerSecond.toFixed(0)} emails/s, MailKit CPU ${soak.cpuMsPerEmail?.toFixed(2) ?? '-'} ms/email)`,
+    );
+    out(
+      `  MailKit RSS: start ${mb(soak.rssStartMb)}, end ${mb(soak.rssEndMb)} (${soak.rssEndMb >= soak.rssStartMb ? '+' : ''}${(soak.rssEndMb - soak.rssStartMb).toFixed(0)} MB), peak ${mb(soak.rssPeakMb)}`,
+    );
     const every = Math.max(1, Math.round(soak.seconds / 10));
     const picks = soak.rssSeriesMb.filter((_, i) => i % every === 0);
     out(`  RSS every ${every} s: ${picks.map((x) => x.toFixed(0)).join(' ')} MB`);
     const g = soak.afterGc;
     if (g) {
       const d = (a: number, b: number) => `${b >= a ? '+' : ''}${(b - a).toFixed(0)} MB`;
-      out(`  after a full GC, before the first send → after the last: V8 heap used ${mb(g.start.heapMb)} → ${mb(g.end.heapMb)} (${d(g.start.heapMb, g.end.heapMb)}), RSS a second later ${mb(g.start.rssMb)} → ${mb(g.end.rssMb)} (${d(g.start.rssMb, g.end.rssMb)})`);
+      out(
+        `  after a full GC, before the first send → after the last: V8 heap used ${mb(g.start.heapMb)} → ${mb(g.end.heapMb)} (${d(g.start.heapMb, g.end.heapMb)}), RSS a second later ${mb(g.start.rssMb)} → ${mb(g.end.rssMb)} (${d(g.start.rssMb, g.end.rssMb)})`,
+      );
     }
   }
   return { engine: hasDatabase ? engine : 'journal', state, lines, rows, soak, rssReadyMb };
@@ -476,7 +561,9 @@ for (const engine of engines) {
   if (results.length === 1) {
     const soakArgs = runs('soak') ? ` --soak ${soakSeconds}` : '';
     const onlyArgs = values.only ? ` --only ${values.only}` : '';
-    console.log(`npm run bench -- --latency ${latency} --clients ${clients} --sends ${sends} --batches ${batches} --unloaded ${unloaded} --pairs ${pairs}${soakArgs}${onlyArgs}${postgresUrl && hasDatabase ? ' --postgres URL' : ''}`);
+    console.log(
+      `npm run bench -- --latency ${latency} --clients ${clients} --sends ${sends} --batches ${batches} --unloaded ${unloaded} --pairs ${pairs}${soakArgs}${onlyArgs}${postgresUrl && hasDatabase ? ' --postgres URL' : ''}`,
+    );
     console.log(`node ${process.version}, injected upstream latency ${latency} ms per call, ${clients} concurrent clients,`);
     console.log('upstreams (sandbox), MailKit (server.ts, live mode) and clients in three processes on loopback');
   }

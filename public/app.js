@@ -209,7 +209,9 @@ const CREDIT_SERIES = [
 const AXIS_TITLES = { emails: 'Emails per day', credits: 'Credits: balance, adjustments' };
 
 /** Tick steps for counts of credits: whole numbers only. */
-const WHOLE_STEPS = [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 2500, 5000, 10000, 20000, 25000, 50000, 100000, 250000, 500000, 1000000];
+const WHOLE_STEPS = [
+  1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 2500, 5000, 10000, 20000, 25000, 50000, 100000, 250000, 500000, 1000000,
+];
 
 const plural = (n, one, many) => `${fmt(n)} ${n === 1 ? one : many}`;
 
@@ -217,7 +219,9 @@ function renderUsage(days, truncated) {
   $('usage').hidden = false;
   const sum = (key, list = days) => list.reduce((total, d) => total + d[key], 0);
   const today = days.slice(-1);
-  const parts = [`${plural(sum('emails'), 'email', 'emails')} sent in the last ${days.length} days, ${fmt(sum('emails', today))} today (days in UTC)`];
+  const parts = [
+    `${plural(sum('emails'), 'email', 'emails')} sent in the last ${days.length} days, ${fmt(sum('emails', today))} today (days in UTC)`,
+  ];
   if (sum('adjusted')) parts.push(`${plural(sum('adjusted'), 'credit', 'credits')} adjusted by hand`);
   if (sum('expired')) parts.push(`${plural(sum('expired'), 'credit', 'credits')} expired unused`);
   $('usage-summary').textContent = parts.join('; ') + '.' + (truncated ? ' Only the most recent activity is shown.' : '');
@@ -355,19 +359,72 @@ function chartOptions() {
     series: [
       { label: 'Day', value: (_u, _ts, _si, idx) => legendDay(idx)?.date ?? '—' },
       // Emails to the left of the day's middle, credits moved to its right: side by side.
-      { label: EMAIL_SERIES.label, scale: 'emails', stroke: EMAIL_SERIES.stroke, fill: EMAIL_SERIES.fill, width: 1, paths: bars(-1), points: { show: false }, value: part('emails') },
+      {
+        label: EMAIL_SERIES.label,
+        scale: 'emails',
+        stroke: EMAIL_SERIES.stroke,
+        fill: EMAIL_SERIES.fill,
+        width: 1,
+        paths: bars(-1),
+        points: { show: false },
+        value: part('emails'),
+      },
       ...CREDIT_SERIES.slice()
         .reverse()
-        .map((s) => ({ label: s.label, scale: 'credits', stroke: s.stroke, fill: s.fill, width: 1, paths: bars(1), points: { show: false }, value: part(s.key) })),
-      { label: 'Balance', scale: 'credits', stroke: '#4f46e5', width: 2, points: { show: false, size: 6, fill: '#4f46e5', filter: lonePoints }, value: balanceOf },
+        .map((s) => ({
+          label: s.label,
+          scale: 'credits',
+          stroke: s.stroke,
+          fill: s.fill,
+          width: 1,
+          paths: bars(1),
+          points: { show: false },
+          value: part(s.key),
+        })),
+      {
+        label: 'Balance',
+        scale: 'credits',
+        stroke: '#4f46e5',
+        width: 2,
+        points: { show: false, size: 6, fill: '#4f46e5', filter: lonePoints },
+        value: balanceOf,
+      },
       // Its stroke and dash are for the legend's marker: drawThreshold draws the rule itself.
-      { label: 'Low-balance threshold', scale: 'credits', stroke: THRESHOLD_COLOR, width: 1, dash: [6, 4], paths: () => null, points: { show: false }, value: thresholdOf },
+      {
+        label: 'Low-balance threshold',
+        scale: 'credits',
+        stroke: THRESHOLD_COLOR,
+        width: 1,
+        dash: [6, 4],
+        paths: () => null,
+        points: { show: false },
+        value: thresholdOf,
+      },
     ],
     hooks: { drawSeries: [(u, si) => u.series[si].label === 'Low-balance threshold' && drawThreshold(u, si)] },
     axes: [
       { stroke: '#555', grid: { stroke: '#eee' } },
-      { scale: 'emails', label: AXIS_TITLES.emails, ...axisTitle, stroke: '#92400e', grid: { stroke: '#eee' }, size: axisSize, incrs: WHOLE_STEPS, values: counts },
-      { scale: 'credits', label: AXIS_TITLES.credits, ...axisTitle, side: 1, stroke: '#4f46e5', grid: { show: false }, size: axisSize, incrs: WHOLE_STEPS, values: counts },
+      {
+        scale: 'emails',
+        label: AXIS_TITLES.emails,
+        ...axisTitle,
+        stroke: '#92400e',
+        grid: { stroke: '#eee' },
+        size: axisSize,
+        incrs: WHOLE_STEPS,
+        values: counts,
+      },
+      {
+        scale: 'credits',
+        label: AXIS_TITLES.credits,
+        ...axisTitle,
+        side: 1,
+        stroke: '#4f46e5',
+        grid: { show: false },
+        size: axisSize,
+        incrs: WHOLE_STEPS,
+        values: counts,
+      },
     ],
   };
 }
@@ -387,7 +444,10 @@ async function useKey(value) {
     apiKey.set(value);
     // "Your API key is on its way" is done with once a key works.
     if (state.notice === 'subscribed') hideNotice();
-    show('key-result', { text: `Signed in as ${res.data.name || res.data.email} (${res.data.email}), customer ${res.data.customer_id}.`, kind: 'ok' });
+    show('key-result', {
+      text: `Signed in as ${res.data.name || res.data.email} (${res.data.email}), customer ${res.data.customer_id}.`,
+      kind: 'ok',
+    });
     await Promise.all([refreshBalance(), refreshUsage(), refreshHistory()]);
     startPolling();
   } else if (apiKey.get() && apiKey.get() !== value) {
@@ -461,7 +521,10 @@ async function sendEmail() {
   } else if (res.status === 401) {
     show('send-result', { text: `${errorText(res)} Paste a valid key above.`, kind: 'error' });
   } else if (res.status === 503 && res.data?.error?.code === 'delivery_unconfirmed') {
-    show('send-result', { text: `${errorText(res)}\nPress Send again without changing anything: it retries this same email, never a second one.`, kind: 'error' });
+    show('send-result', {
+      text: `${errorText(res)}\nPress Send again without changing anything: it retries this same email, never a second one.`,
+      kind: 'error',
+    });
   } else {
     show('send-result', { text: errorText(res), kind: 'error' });
   }
@@ -694,7 +757,8 @@ function clearHistory() {
   emailHistory.primed = false;
   $('email-rows').replaceChildren();
   $('suppression-rows').replaceChildren();
-  for (const id of ['emails-wrap', 'emails-empty', 'suppressions-wrap', 'suppressions-empty', 'emails-error', 'suppressions-result']) $(id).hidden = true;
+  for (const id of ['emails-wrap', 'emails-empty', 'suppressions-wrap', 'suppressions-empty', 'emails-error', 'suppressions-result'])
+    $(id).hidden = true;
 }
 
 /** Its own timer, beside the balance's: every POLL_MS while the tab is visible and a key is set. */

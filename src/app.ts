@@ -180,11 +180,20 @@ export function createApp(deps: AppDeps): Express {
       webhookKey: deps.webhookKey,
       database: deps.database,
       log: deps.log,
-      handlers: createWebhookHandlers({ apiKeys: deps.apiKeys, billing: deps.billing, credits: deps.credits, mailer: deps.mailer, baseUrl: deps.baseUrl }),
+      handlers: createWebhookHandlers({
+        apiKeys: deps.apiKeys,
+        billing: deps.billing,
+        credits: deps.credits,
+        mailer: deps.mailer,
+        baseUrl: deps.baseUrl,
+      }),
     }),
   );
 
-  app.use('/webhooks/resend', createResendWebhookRouter({ resend: deps.resend, secret: deps.resendWebhookSecret, database: deps.database, log: deps.log }));
+  app.use(
+    '/webhooks/resend',
+    createResendWebhookRouter({ resend: deps.resend, secret: deps.resendWebhookSecret, database: deps.database, log: deps.log }),
+  );
 
   // Only the Content-Type header is checked here; no body is read before its route has let the
   // request in (see `auth` and `publicLimit` below).
@@ -203,8 +212,14 @@ export function createApp(deps: AppDeps): Express {
     dodoParty((req) => `customer:${req.customerId}`),
   );
   // A checkout is a Dodo call: a customer's are limited to fit in Dodo's budget (a few a minute).
-  const checkoutAuth = inTurn(inTurn(inTurn(gate, limiters.checkoutsPerCustomer), body.public), dodoParty((req) => `customer:${req.customerId}`));
-  const publicLimit = inTurn(inTurn(limiters.publicPerIp, body.public), dodoParty((req) => `address:${clientAddressKey(req.ip)}`));
+  const checkoutAuth = inTurn(
+    inTurn(inTurn(gate, limiters.checkoutsPerCustomer), body.public),
+    dodoParty((req) => `customer:${req.customerId}`),
+  );
+  const publicLimit = inTurn(
+    inTurn(limiters.publicPerIp, body.public),
+    dodoParty((req) => `address:${clientAddressKey(req.ip)}`),
+  );
   app.get('/config', (_req, res) => {
     res.json({ mode: deps.mode, outbox_url: deps.sandbox ? '/sandbox/outbox' : null, sandbox_url: deps.sandbox ? '/sandbox' : null });
   });
@@ -218,9 +233,12 @@ export function createApp(deps: AppDeps): Express {
   app.use(openApiRoutes());
 
   // Exactly the two files the dashboard loads, not the whole package directory.
-  app.get(UPLOT_FILES.map((f) => `/vendor/uplot/${f}`), (req, res) => {
-    res.sendFile(req.path.slice('/vendor/uplot/'.length), { root: uplotDir, maxAge: '1h' });
-  });
+  app.get(
+    UPLOT_FILES.map((f) => `/vendor/uplot/${f}`),
+    (req, res) => {
+      res.sendFile(req.path.slice('/vendor/uplot/'.length), { root: uplotDir, maxAge: '1h' });
+    },
+  );
   app.use(express.static(publicDir, { index: 'index.html', maxAge: 0 }));
   // Browsers ask for /favicon.ico on pages that name no icon (the sandbox's own pages).
   app.get('/favicon.ico', (_req, res) => res.redirect(301, '/favicon.svg'));
@@ -234,4 +252,3 @@ export function createApp(deps: AppDeps): Express {
   );
   return app;
 }
-

@@ -177,13 +177,20 @@ function parseTrustProxy(value: string | null, mode: Mode, problems: string[]): 
   if (v === 'false' || v === 'off' || v === 'none' || v === '0') return false;
   if (/^\d{1,2}$/.test(v)) return Number(v);
   if (v === 'true') {
-    problems.push('TRUST_PROXY=true would let any client choose its address (and its rate-limit bucket): name the proxy (loopback, 10.0.0.0/8, …) or the number of proxies in front (1).');
+    problems.push(
+      'TRUST_PROXY=true would let any client choose its address (and its rate-limit bucket): name the proxy (loopback, 10.0.0.0/8, …) or the number of proxies in front (1).',
+    );
     return false;
   }
-  const entries = v.split(',').map((e) => e.trim()).filter(Boolean);
+  const entries = v
+    .split(',')
+    .map((e) => e.trim())
+    .filter(Boolean);
   const bad = entries.filter((e) => !isProxyEntry(e));
   if (bad.length || !entries.length) {
-    problems.push(`TRUST_PROXY: "${bad[0] ?? value}" is not loopback, linklocal, uniquelocal, an IP address or a subnet (or false, or a number of proxies).`);
+    problems.push(
+      `TRUST_PROXY: "${bad[0] ?? value}" is not loopback, linklocal, uniquelocal, an IP address or a subnet (or false, or a number of proxies).`,
+    );
     return false;
   }
   return entries;

@@ -39,7 +39,9 @@ export function capConnectionsPerAddress(server: Server, opts: { perAddress: num
 export function defaultCapExemption(trustProxy: TrustProxy): (address: string) => boolean {
   // Express's own compiled `trust proxy` test, so that the cap and X-Forwarded-For agree on who
   // is a proxy (with a number of hops, every peer is).
-  const trusted = express().set('trust proxy', Array.isArray(trustProxy) ? [...trustProxy] : trustProxy).get('trust proxy fn') as (address: string, hop: number) => boolean;
+  const trusted = express()
+    .set('trust proxy', Array.isArray(trustProxy) ? [...trustProxy] : trustProxy)
+    .get('trust proxy fn') as (address: string, hop: number) => boolean;
   return (address) => isLoopback(address) || trusted(address, 0);
 }
 

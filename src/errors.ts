@@ -61,7 +61,10 @@ function toHttpError(err: unknown): HttpError {
     return new HttpError(e.status, 'bad_request', 'The request could not be read.');
   }
   // The database is down or busy: nothing uncommitted happened, and a retry is safe.
-  if (isDatabaseUnavailable(err)) return new HttpError(503, 'database_unavailable', 'MailKit cannot reach its database right now. Nothing was changed; retry in a few seconds.', { 'Retry-After': '5' });
+  if (isDatabaseUnavailable(err))
+    return new HttpError(503, 'database_unavailable', 'MailKit cannot reach its database right now. Nothing was changed; retry in a few seconds.', {
+      'Retry-After': '5',
+    });
   // Any other client error Express's parts raise (a corrupt gzip body, a missing or `..` static
   // file): its own status, a fixed message (theirs can carry absolute paths), and no error log.
   const status = clientErrorStatus(err);

@@ -36,7 +36,9 @@ export function createLogger(level = 'info', destination?: pino.DestinationStrea
         censor: '[redacted]',
       },
       // A vendor that failed is an outage, not a bug: where MailKit called and why, no stack.
-      serializers: { err: (err: unknown) => (upstreamOf(err) ? { type: (err as Error).name, ...upstreamOf(err) } : pino.stdSerializers.err(err as Error)) },
+      serializers: {
+        err: (err: unknown) => (upstreamOf(err) ? { type: (err as Error).name, ...upstreamOf(err) } : pino.stdSerializers.err(err as Error)),
+      },
     },
     destination,
   );

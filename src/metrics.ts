@@ -20,8 +20,17 @@ export function createMetrics(): Metrics {
   const registry = new Registry();
   return {
     registry,
-    settled: new Counter({ name: 'mailkit_settled_credits_total', help: 'Credits spent by emails and debited from Dodo by settlements', labelNames: ['outcome'], registers: [registry] }),
-    unpaid: new Counter({ name: 'mailkit_unpaid_credits_total', help: 'Credits spent that Dodo no longer held when they were settled (never paid)', registers: [registry] }),
+    settled: new Counter({
+      name: 'mailkit_settled_credits_total',
+      help: 'Credits spent by emails and debited from Dodo by settlements',
+      labelNames: ['outcome'],
+      registers: [registry],
+    }),
+    unpaid: new Counter({
+      name: 'mailkit_unpaid_credits_total',
+      help: 'Credits spent that Dodo no longer held when they were settled (never paid)',
+      registers: [registry],
+    }),
   };
 }
 
@@ -35,7 +44,8 @@ export function metricsRoute(metrics: Metrics, token: string | null, open: boole
       if (!token) return next();
       const given = Buffer.from(/^Bearer (.+)$/.exec(req.get('authorization') ?? '')?.[1] ?? '');
       const want = Buffer.from(token);
-      if (given.length !== want.length || !timingSafeEqual(given, want)) return void res.status(401).json({ error: { code: 'unauthorized', message: 'GET /metrics takes Authorization: Bearer <METRICS_TOKEN>.' } });
+      if (given.length !== want.length || !timingSafeEqual(given, want))
+        return void res.status(401).json({ error: { code: 'unauthorized', message: 'GET /metrics takes Authorization: Bearer <METRICS_TOKEN>.' } });
     }
     res.set('Content-Type', metrics.registry.contentType).send(await metrics.registry.metrics());
   };

@@ -187,7 +187,10 @@ export function createBudget(opts: BudgetOptions): Budget {
     // Whole milliseconds: the stores keep expiry times as integers (PostgreSQL refuses 257.5).
     // The window first: a call waiting for the next window takes its gap as it opens it, not
     // while it waits (the window's next call would then follow too soon).
-    return [counter(`${keyPrefix}:${points}:window`, points, windowMs / 1000), counter(`${keyPrefix}:${points}:gap`, 1, Math.floor((windowMs / points) * 0.9) / 1000)];
+    return [
+      counter(`${keyPrefix}:${points}:window`, points, windowMs / 1000),
+      counter(`${keyPrefix}:${points}:gap`, 1, Math.floor((windowMs / points) * 0.9) / 1000),
+    ];
   }
   /**
    * A call that opened a window (the first of its window's calls) clears the gap a late call of

@@ -1,5 +1,12 @@
 import type { Request, RequestHandler, Response } from 'express';
-import { RateLimiterMemory, RateLimiterPostgres, RateLimiterRes, RateLimiterSQLite, RLWrapperTimeouts, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import {
+  RateLimiterMemory,
+  RateLimiterPostgres,
+  RateLimiterRes,
+  RateLimiterSQLite,
+  RLWrapperTimeouts,
+  type RateLimiterAbstract,
+} from 'rate-limiter-flexible';
 import type { Database } from './db';
 import { sqlCounterStore } from './db/counters';
 import { HttpError } from './errors';
@@ -73,7 +80,14 @@ export function createRateLimiters(limits: RateLimits, database?: Database, opts
   const prune = customer.store ? pruner(customer.store, now) : () => undefined;
   const shared = { now, prune };
   return {
-    perKey: limiter({ ...shared, ...customer, limit: limits.perKey, name: 'customer', what: 'per API key', keyOf: (req) => req.customerId ?? 'none' }),
+    perKey: limiter({
+      ...shared,
+      ...customer,
+      limit: limits.perKey,
+      name: 'customer',
+      what: 'per API key',
+      keyOf: (req) => req.customerId ?? 'none',
+    }),
     publicPerIp: limiter({ ...shared, ...address, limit: limits.publicPerIp, name: 'address', what: 'from one address', keyOf: byAddress }),
     authFailuresPerIp: limiter({
       ...shared,
@@ -83,7 +97,14 @@ export function createRateLimiters(limits: RateLimits, database?: Database, opts
       what: 'with a missing or invalid API key from one address',
       keyOf: byAddress,
     }),
-    checkoutsPerCustomer: limiter({ ...shared, ...checkouts, limit: checkoutLimit, name: 'checkouts', what: 'checkouts per customer', keyOf: (req) => req.customerId ?? 'none' }),
+    checkoutsPerCustomer: limiter({
+      ...shared,
+      ...checkouts,
+      limit: checkoutLimit,
+      name: 'checkouts',
+      what: 'checkouts per customer',
+      keyOf: (req) => req.customerId ?? 'none',
+    }),
   };
 }
 
@@ -208,7 +229,10 @@ export function clientAddressKey(ip: string | undefined): string {
   const groups = address.includes('::') ? [...left, ...Array(8 - left.length - right.length).fill('0'), ...right] : left;
   const words = groups.map((g) => parseInt(g || '0', 16));
   // /56: the first three words and the high byte of the fourth.
-  return `${words.slice(0, 3).map((w) => w.toString(16)).join(':')}:${((words[3] ?? 0) & 0xff00).toString(16)}::/56`;
+  return `${words
+    .slice(0, 3)
+    .map((w) => w.toString(16))
+    .join(':')}:${((words[3] ?? 0) & 0xff00).toString(16)}::/56`;
 }
 
 /**

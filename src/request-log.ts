@@ -40,7 +40,8 @@ export function requestLog(log: Logger, opts: { ignore?: (path: string) => boole
         // A read that went well (the dashboard's and the outbox's polling, pages, assets), and the
         // sandbox's own API answering MailKit's calls, are debug: at info the terminal of a
         // click-through would be nine lines of them in ten.
-        else if (res.statusCode < 400 && (req.method === 'GET' || req.method === 'HEAD' || req.originalUrl.startsWith('/sandbox/'))) log.debug(line, 'request completed');
+        else if (res.statusCode < 400 && (req.method === 'GET' || req.method === 'HEAD' || req.originalUrl.startsWith('/sandbox/')))
+          log.debug(line, 'request completed');
         else log.info(line, 'request completed');
       });
     }

@@ -134,11 +134,17 @@ export async function startStack(config: Config, opts: StackOptions = {}): Promi
 
   try {
     const secrets = await secretsFor(config, database, log);
-    const sandbox = sandboxMode ? startSandbox({ config, opts, dataDir, secrets, loopback, baseUrl, log, allowedHosts: allowedHosts!, front }) : undefined;
+    const sandbox = sandboxMode
+      ? startSandbox({ config, opts, dataDir, secrets, loopback, baseUrl, log, allowedHosts: allowedHosts!, front })
+      : undefined;
     const vendors = vendorClients(config, opts, database, loopback, secrets.webhookKey);
     const catalog: Catalog = sandboxMode
       ? await ensureCatalog(vendors.dodo)
-      : { creditEntitlementId: config.dodo.creditEntitlementId!, planProductId: config.dodo.planProductId!, topupProductId: config.dodo.topupProductId! };
+      : {
+          creditEntitlementId: config.dodo.creditEntitlementId!,
+          planProductId: config.dodo.planProductId!,
+          topupProductId: config.dodo.topupProductId!,
+        };
     const services = await buildServices({ config, opts, database, log, vendors, catalog, baseUrl, keySecret: secrets.keySecret });
     const app = createApp({
       ...services,
@@ -196,22 +202,28 @@ function createFront(config: Config, opts: StackOptions, sandboxMode: boolean) {
   const inFlight = new Set<ServerResponse>();
   let drained: (() => void) | undefined;
   const timeouts = { ...HTTP_TIMEOUTS, ...opts.http };
-  const server = createServer({ headersTimeout: timeouts.headersTimeoutMs, requestTimeout: timeouts.requestTimeoutMs, connectionsCheckingInterval: timeouts.checkIntervalMs }, (req, res) => {
-    const sandboxCall = sandboxMode && (req.url ?? '').startsWith('/sandbox/');
-    if (draining && !sandboxCall) return shuttingDown(res);
-    if (!sandboxCall) {
-      inFlight.add(res);
-      res.once('close', () => {
-        inFlight.delete(res);
-        if (inFlight.size === 0) drained?.();
-      });
-    }
-    handler(req as never, res as never, () => undefined);
-  });
+  const server = createServer(
+    { headersTimeout: timeouts.headersTimeoutMs, requestTimeout: timeouts.requestTimeoutMs, connectionsCheckingInterval: timeouts.checkIntervalMs },
+    (req, res) => {
+      const sandboxCall = sandboxMode && (req.url ?? '').startsWith('/sandbox/');
+      if (draining && !sandboxCall) return shuttingDown(res);
+      if (!sandboxCall) {
+        inFlight.add(res);
+        res.once('close', () => {
+          inFlight.delete(res);
+          if (inFlight.size === 0) drained?.();
+        });
+      }
+      handler(req as never, res as never, () => undefined);
+    },
+  );
   // Node's default keep-alive timeout (5 s) is shorter than many clients' pools: raise it so
   // a reused socket is not closed under a request.
   server.keepAliveTimeout = 65_000;
-  capConnectionsPerAddress(server, { perAddress: config.connectionsPerAddress, exempt: opts.connectionCapExempt ?? defaultCapExemption(config.trustProxy) });
+  capConnectionsPerAddress(server, {
+    perAddress: config.connectionsPerAddress,
+    exempt: opts.connectionCapExempt ?? defaultCapExemption(config.trustProxy),
+  });
   return {
     server,
     listen: () =>
@@ -237,12 +249,16 @@ type Front = ReturnType<typeof createFront>;
  * key secret when MAILKIT_KEY_SECRET is not set, live too: every instance on the database shares
  * it). Live without RESEND_WEBHOOK_SECRET there is none for Resend's webhook (warned once).
  */
-async function secretsFor(config: Config, database: Database, log: Logger): Promise<{ webhookKey: string; keySecret: string; resendWebhookSecret: string | null }> {
+async function secretsFor(
+  config: Config,
+  database: Database,
+  log: Logger,
+): Promise<{ webhookKey: string; keySecret: string; resendWebhookSecret: string | null }> {
   const keySecret = config.keySecret ?? (await generatedSecret(database, 'keySecret', () => randomBytes(32).toString('base64url')));
   if (config.mode !== 'sandbox') {
     if (!config.resend.webhookSecret) {
       log.warn(
-        'RESEND_WEBHOOK_SECRET is not set: Resend\'s delivery events (delivered, bounced, complained) and the suppression of addresses that bounce are off, and /webhooks/resend answers 503. Add a webhook in Resend for <BASE_URL>/webhooks/resend and set its signing secret to turn them on.',
+        "RESEND_WEBHOOK_SECRET is not set: Resend's delivery events (delivered, bounced, complained) and the suppression of addresses that bounce are off, and /webhooks/resend answers 503. Add a webhook in Resend for <BASE_URL>/webhooks/resend and set its signing secret to turn them on.",
       );
     }
     return { webhookKey: config.dodo.webhookKey!, keySecret, resendWebhookSecret: config.resend.webhookSecret ?? null };
@@ -310,7 +326,11 @@ function vendorClients(config: Config, opts: StackOptions, database: Database, l
   });
   // Resend counts N calls in a window that opens with the first: that window mirrored, the
   // whole quota is used (10 % wider, 1/1.1 of it). The margin covers a call's way to Resend.
-  const resendBudget = createBudget({ name: 'Resend', database, windows: [{ points: config.quotas.resendPerSecond, seconds: 1, window: { marginMs: RESEND_WINDOW_MARGIN_MS } }] });
+  const resendBudget = createBudget({
+    name: 'Resend',
+    database,
+    windows: [{ points: config.quotas.resendPerSecond, seconds: 1, window: { marginMs: RESEND_WINDOW_MARGIN_MS } }],
+  });
   const dodo = new DodoPayments({
     bearerToken: sandboxMode ? 'sandbox_dodo_key' : config.dodo.apiKey!,
     webhookKey,
@@ -348,7 +368,14 @@ async function buildServices(deps: {
   await settleLegacyLeases({ database, billing, log });
   const owner = newOwner();
   const metrics = createMetrics();
-  const credits = createCredits({ database, billing, owner, metrics, log: log.child({ component: 'credits' }), options: { settleEveryMs: config.settleEverySeconds * 1000, ...opts.credits } });
+  const credits = createCredits({
+    database,
+    billing,
+    owner,
+    metrics,
+    log: log.child({ component: 'credits' }),
+    options: { settleEveryMs: config.settleEverySeconds * 1000, ...opts.credits },
+  });
   const senderLog = log.child({ component: 'sender' });
   const sender = createSender({
     billing,
@@ -365,7 +392,14 @@ async function buildServices(deps: {
   });
   const env = config.mode === 'sandbox' || config.dodo.environment === 'test_mode' ? 'test' : 'live';
   const apiKeys = createApiKeys({ database, secret: deps.keySecret, env });
-  const readiness = createReadiness({ database, dodo: vendors.dodo, resend: vendors.resend, creditEntitlementId: catalog.creditEntitlementId, vendorTtlMs: opts.readinessVendorTtlMs, sendingPaused: () => mailer.paused() });
+  const readiness = createReadiness({
+    database,
+    dodo: vendors.dodo,
+    resend: vendors.resend,
+    creditEntitlementId: catalog.creditEntitlementId,
+    vendorTtlMs: opts.readinessVendorTtlMs,
+    sendingPaused: () => mailer.paused(),
+  });
   return { mailer, billing, credits, sender, apiKeys, readiness, metrics };
 }
 
@@ -374,7 +408,13 @@ async function buildServices(deps: {
  * was spent settled with Dodo until 12 s after the signal (server.ts forces the exit at 15 s:
  * what is left is settled by another instance, or this one restarted).
  */
-async function closeStack(deps: { front: Front; sandboxMode: boolean; services: Awaited<ReturnType<typeof buildServices>>; sandbox?: Sandbox; database: Database }): Promise<void> {
+async function closeStack(deps: {
+  front: Front;
+  sandboxMode: boolean;
+  services: Awaited<ReturnType<typeof buildServices>>;
+  sandbox?: Sandbox;
+  database: Database;
+}): Promise<void> {
   const { front, services, database } = deps;
   const closeStarted = Date.now();
   // Live: stop accepting at once. Sandbox: keep listening until the sends in flight are done,

@@ -25,7 +25,8 @@ export async function startBanner(stack: Stack): Promise<string> {
   const { config } = stack;
   const { checks } = await stack.readiness();
   // The reasons name their vendor ("Dodo did not answer: …"): the line already does.
-  const answered = (c: { ok: boolean; reason?: string }) => (c.ok ? 'answered' : (c.reason ?? 'did not answer').replace(/^(Dodo|Resend|the database) /, ''));
+  const answered = (c: { ok: boolean; reason?: string }) =>
+    c.ok ? 'answered' : (c.reason ?? 'did not answer').replace(/^(Dodo|Resend|the database) /, '');
   const dodoWhere = config.dodo.baseUrl ? `${stack.dodo.baseURL} (DODO_PAYMENTS_BASE_URL)` : `${stack.dodo.baseURL} (${config.dodo.environment})`;
   const resendWhere = config.resend.baseUrl ? `${stack.resend.baseUrl} (RESEND_BASE_URL)` : stack.resend.baseUrl;
   lines.push(
@@ -49,5 +50,10 @@ export async function startBanner(stack: Stack): Promise<string> {
 /** A loopback or private-network address: fine for a browser on this machine, never for a vendor's webhooks. */
 function isLocal(url: string): boolean {
   const host = new URL(url).hostname.replace(/^\[|\]$/g, '');
-  return host === 'localhost' || host.endsWith('.localhost') || host === '::1' || /^(127\.|10\.|192\.168\.|172\.(1[6-9]|2\d|3[01])\.|0\.0\.0\.0$)/.test(host);
+  return (
+    host === 'localhost' ||
+    host.endsWith('.localhost') ||
+    host === '::1' ||
+    /^(127\.|10\.|192\.168\.|172\.(1[6-9]|2\d|3[01])\.|0\.0\.0\.0$)/.test(host)
+  );
 }

@@ -11,7 +11,13 @@ type TestStack = Awaited<ReturnType<typeof startTestStack>>;
  * One raw request: the exact bytes given, so a body can lie about its Content-Encoding, and the
  * path as written (a URL object would resolve `%2e%2e` before sending).
  */
-function raw(origin: string, path: string, method: string, headers: Record<string, string>, body?: Buffer | string): Promise<{ status: number; body: string }> {
+function raw(
+  origin: string,
+  path: string,
+  method: string,
+  headers: Record<string, string>,
+  body?: Buffer | string,
+): Promise<{ status: number; body: string }> {
   const { hostname, port } = new URL(origin);
   return new Promise((resolve, reject) => {
     const req = httpRequest({ hostname, port, path, method, headers }, (res) => {
@@ -58,7 +64,11 @@ describe('client errors', () => {
       ['POST /send/batch (authenticated)', '/send/batch', {}],
       ['POST /checkout/subscribe', '/checkout/subscribe', {}],
       // With its signature headers: without them the body is not read at all (401).
-      ['POST /webhooks/dodo', '/webhooks/dodo', { 'webhook-id': 'msg_gzip', 'webhook-timestamp': String(Math.floor(Date.now() / 1000)), 'webhook-signature': 'v1,AAAA' }],
+      [
+        'POST /webhooks/dodo',
+        '/webhooks/dodo',
+        { 'webhook-id': 'msg_gzip', 'webhook-timestamp': String(Math.floor(Date.now() / 1000)), 'webhook-signature': 'v1,AAAA' },
+      ],
       ['the Resend sandbox', '/sandbox/resend/emails', { Authorization: 'Bearer re_x' }],
       ['the Dodo sandbox', '/sandbox/dodo/customers', { Authorization: 'Bearer x' }],
       ['the console API', '/sandbox/api/clock/advance', {}],
@@ -76,7 +86,13 @@ describe('client errors', () => {
 
     it('the checkout page form answers 400', async () => {
       lines.length = 0;
-      const res = await raw(stack.url, '/sandbox/checkout/cks_missing/pay', 'POST', { 'Content-Type': 'application/x-www-form-urlencoded', 'Content-Encoding': 'gzip' }, notGzip);
+      const res = await raw(
+        stack.url,
+        '/sandbox/checkout/cks_missing/pay',
+        'POST',
+        { 'Content-Type': 'application/x-www-form-urlencoded', 'Content-Encoding': 'gzip' },
+        notGzip,
+      );
       expect(res.status).toBe(400);
       expect(errorLines()).toEqual([]);
     });

@@ -61,7 +61,7 @@ describe('loadConfig', () => {
   });
 
   describe('sandbox quotas', () => {
-    it('are off by default (the burst is Dodo tier 0\'s, used once a rate is set)', () => {
+    it("are off by default (the burst is Dodo tier 0's, used once a rate is set)", () => {
       expect(loadConfig({}).sandbox).toMatchObject({ resendRateLimit: 0, dodoRateLimit: { perMinute: 0, burst: 40 } });
     });
 

@@ -59,27 +59,35 @@ describe.each(ENGINES)('the data folder (%s)', (engine) => {
     expect(octal(modeOf(dataDir))).toBe('0700');
     if (engine === 'sqlite') {
       // While the server runs, SQLite's write-ahead log and shared memory are there too.
-      for (const name of ['mailkit.sqlite', 'mailkit.sqlite-wal', 'mailkit.sqlite-shm']) expect([name, octal(modeOf(join(dataDir, name)))]).toEqual([name, '0600']);
+      for (const name of ['mailkit.sqlite', 'mailkit.sqlite-wal', 'mailkit.sqlite-shm'])
+        expect([name, octal(modeOf(join(dataDir, name)))]).toEqual([name, '0600']);
     }
     await running.close();
     stack = undefined;
     const files = modes(dataDir);
-    expect(Object.keys(files)).toEqual(expect.arrayContaining(['sandbox-dodo.json', 'sandbox-resend.json', ...(engine === 'sqlite' ? ['mailkit.sqlite'] : [])]));
+    expect(Object.keys(files)).toEqual(
+      expect.arrayContaining(['sandbox-dodo.json', 'sandbox-resend.json', ...(engine === 'sqlite' ? ['mailkit.sqlite'] : [])]),
+    );
     expect(files).toEqual(Object.fromEntries(Object.keys(files).map((name) => [name, '0600'])));
     expect(octal(modeOf(join(root, 'nested')))).toBe('0700');
   });
 
-  it.runIf(engine === 'sqlite')("tightens the files of an existing folder: a database left 0644, and an old install's snapshot holding the key secret", async () => {
-    const root = mkdtempSync(join(tmpdir(), 'mailkit-perms-'));
-    roots.push(root);
-    const dataDir = join(root, '.data');
-    mkdirSync(dataDir, { mode: 0o755 });
-    // The store from before the database, imported by an older version, kept its secrets there, readable by everyone.
-    writeFileSync(join(dataDir, 'mailkit.json.imported'), JSON.stringify({ generation: 0, data: { generated: { keySecret: 'k'.repeat(43) } } }), { mode: 0o644 });
-    await (await start(dataDir)).close();
-    expect(octal(modeOf(join(dataDir, 'mailkit.json.imported')))).toBe('0600');
-    chmodSync(join(dataDir, 'mailkit.sqlite'), 0o644);
-    await start(dataDir);
-    expect(octal(modeOf(join(dataDir, 'mailkit.sqlite')))).toBe('0600');
-  });
+  it.runIf(engine === 'sqlite')(
+    "tightens the files of an existing folder: a database left 0644, and an old install's snapshot holding the key secret",
+    async () => {
+      const root = mkdtempSync(join(tmpdir(), 'mailkit-perms-'));
+      roots.push(root);
+      const dataDir = join(root, '.data');
+      mkdirSync(dataDir, { mode: 0o755 });
+      // The store from before the database, imported by an older version, kept its secrets there, readable by everyone.
+      writeFileSync(join(dataDir, 'mailkit.json.imported'), JSON.stringify({ generation: 0, data: { generated: { keySecret: 'k'.repeat(43) } } }), {
+        mode: 0o644,
+      });
+      await (await start(dataDir)).close();
+      expect(octal(modeOf(join(dataDir, 'mailkit.json.imported')))).toBe('0600');
+      chmodSync(join(dataDir, 'mailkit.sqlite'), 0o644);
+      await start(dataDir);
+      expect(octal(modeOf(join(dataDir, 'mailkit.sqlite')))).toBe('0600');
+    },
+  );
 });

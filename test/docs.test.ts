@@ -13,7 +13,12 @@ const DOCS = join(ROOT, 'docs');
 /** README.md and every docs/*.md, as paths from the repository's root. */
 export function documents(root = ROOT): string[] {
   const docs = join(root, 'docs');
-  return ['README.md', ...readdirSync(docs).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)];
+  return [
+    'README.md',
+    ...readdirSync(docs)
+      .filter((f) => f.endsWith('.md'))
+      .map((f) => `docs/${f}`),
+  ];
 }
 
 /** The text without its fenced code blocks (a `# comment` in a bash block is not a heading). */
@@ -96,8 +101,13 @@ export function layoutPaths(readme: string): Array<{ path: string; row: string }
   let row = '';
   for (const line of block.split('\n')) {
     // A row starts at column 0 with its path; a continuation line is indented and keeps the row.
-    if (!line.startsWith(' ')) row = line.split(/\s{2,}/)[0]!.split(',')[0]!.trim();
-    for (const m of line.matchAll(/(?:^|[\s(])((?:[\w.-]+\/)+[\w.-]*|[\w-]+(?:\.[\w-]+)*\.(?:ts|mjs|md))(?=[\s),:;]|$)/g)) out.push({ path: m[1]!, row });
+    if (!line.startsWith(' '))
+      row = line
+        .split(/\s{2,}/)[0]!
+        .split(',')[0]!
+        .trim();
+    for (const m of line.matchAll(/(?:^|[\s(])((?:[\w.-]+\/)+[\w.-]*|[\w-]+(?:\.[\w-]+)*\.(?:ts|mjs|md))(?=[\s),:;]|$)/g))
+      out.push({ path: m[1]!, row });
   }
   return out;
 }
@@ -144,11 +154,11 @@ describe('the README and docs/', () => {
 
   describe('the checks themselves', () => {
     it('anchors follow GitHub: punctuation dropped, code blocks skipped, repeats numbered', () => {
-      expect([...anchors("# Going live (Dodo test mode, then live)\n## Flights: Resend's turns\n```bash\n# not a heading\n```\n## Flights: Resend's turns\n")]).toEqual([
-        'going-live-dodo-test-mode-then-live',
-        'flights-resends-turns',
-        'flights-resends-turns-1',
-      ]);
+      expect([
+        ...anchors(
+          "# Going live (Dodo test mode, then live)\n## Flights: Resend's turns\n```bash\n# not a heading\n```\n## Flights: Resend's turns\n",
+        ),
+      ]).toEqual(['going-live-dodo-test-mode-then-live', 'flights-resends-turns', 'flights-resends-turns-1']);
     });
 
     it('finds a broken file link, a missing anchor and a machine path', () => {

@@ -66,7 +66,9 @@ describe("one customer's Dodo calls and the others'", () => {
     const loops = flood(40, () => request(stack.url).post('/checkout/topup').set(bearer(heavy.key)).send({}));
     // The line at Dodo's budget has formed (its burst allowance went in the first second).
     await new Promise((r) => setTimeout(r, 1_500));
-    const sends = await timed(20, () => request(stack.url).post('/send').set(bearer(other.key)).send({ to: 'delivered@resend.dev', subject: 'Hi', text: 'hi' }));
+    const sends = await timed(20, () =>
+      request(stack.url).post('/send').set(bearer(other.key)).send({ to: 'delivered@resend.dev', subject: 'Hi', text: 'hi' }),
+    );
     await loops.stop();
 
     expect(sends.statuses.every((s) => s === 200)).toBe(true);
@@ -94,6 +96,7 @@ describe("one customer's Dodo calls and the others'", () => {
     // The busy customer gets its share meanwhile (at least a turn for each of the other's),
     // and once its calls have waited their longest for a turn, a 429 with Retry-After.
     expect(loops.answers.filter((a) => a.status === 200).length).toBeGreaterThanOrEqual(reads.ms.length);
-    for (const a of loops.answers.filter((x) => x.status !== 200)) expect([a.status, a.code, Number(a.retryAfter) > 0]).toEqual([429, 'billing_rate_limited', true]);
+    for (const a of loops.answers.filter((x) => x.status !== 200))
+      expect([a.status, a.code, Number(a.retryAfter) > 0]).toEqual([429, 'billing_rate_limited', true]);
   }, 60_000);
 });

@@ -1,7 +1,18 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { Database } from '../src/db/index';
 import type { Stack } from '../src/stack';
-import { dodoBalance, fleetKey, fleetStore, instanceEnv, settleFleet, spawnInstance, startInstance, startUpstream, type FleetStore, type Upstream } from './support/fleet';
+import {
+  dodoBalance,
+  fleetKey,
+  fleetStore,
+  instanceEnv,
+  settleFleet,
+  spawnInstance,
+  startInstance,
+  startUpstream,
+  type FleetStore,
+  type Upstream,
+} from './support/fleet';
 import { forEachEngine } from './support/database';
 import { balanceOf, customerWith, earlyInClockMinute } from './support/stack';
 
@@ -42,7 +53,11 @@ forEachEngine('two instances on one database', ({ engine }) => {
   const post = (instance: Stack | string, key: string, body: object, idempotencyKey?: string) =>
     fetch(`${typeof instance === 'string' ? instance : instance.url}/send`, {
       method: 'POST',
-      headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json', ...(idempotencyKey ? { 'Idempotency-Key': idempotencyKey } : {}) },
+      headers: {
+        Authorization: `Bearer ${key}`,
+        'Content-Type': 'application/json',
+        ...(idempotencyKey ? { 'Idempotency-Key': idempotencyKey } : {}),
+      },
       body: JSON.stringify(body),
     }).then(async (r) => ({ status: r.status, body: (await r.json().catch(() => null)) as any }));
   const outboxFor = (to: string) => upstream.sandbox.resend.messages().filter((m) => m.to.includes(to));
@@ -51,7 +66,9 @@ forEachEngine('two instances on one database', ({ engine }) => {
     const c = await customerWith(upstream, 10);
     const key = await fleetKey(dbA, c.customerId);
     const to = `same-key-${engine}@example.com`;
-    const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => post(i % 2 ? a : b, key, { to, subject: 'once', html: '<p>1</p>' }, 'one-key')));
+    const answers = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => post(i % 2 ? a : b, key, { to, subject: 'once', html: '<p>1</p>' }, 'one-key')),
+    );
     const ids = new Set(answers.filter((r) => r.status === 200).map((r) => r.body.id));
     // Paid in milliseconds from the balance, so every other request replays the one answer (no 409 after a wait).
     expect(answers.map((r) => r.status)).toEqual(Array(20).fill(200));
@@ -69,7 +86,9 @@ forEachEngine('two instances on one database', ({ engine }) => {
     const c = await customerWith(upstream, 50);
     const key = await fleetKey(dbA, c.customerId);
     const to = `race-${engine}@example.com`;
-    const answers = await Promise.all(Array.from({ length: 200 }, (_, i) => post(i % 2 ? a : b, key, { to, subject: `race ${i}`, html: '<p>r</p>' })));
+    const answers = await Promise.all(
+      Array.from({ length: 200 }, (_, i) => post(i % 2 ? a : b, key, { to, subject: `race ${i}`, html: '<p>r</p>' })),
+    );
     const count = (s: number) => answers.filter((r) => r.status === s).length;
     const other = answers.filter((r) => r.status !== 200 && r.status !== 402).map((r) => `${r.status} ${r.body?.error?.code}`);
     expect(other).toEqual([]);
@@ -90,7 +109,9 @@ forEachEngine('two instances on one database', ({ engine }) => {
       const c = await customerWith(upstream, 10);
       const key = await fleetKey(dbA, c.customerId);
       const answers = await Promise.all(
-        Array.from({ length: 30 }, (_, i) => fetch(`${(i % 2 ? a2 : b2).url}/credits`, { headers: { Authorization: `Bearer ${key}` } }).then((r) => r.status)),
+        Array.from({ length: 30 }, (_, i) =>
+          fetch(`${(i % 2 ? a2 : b2).url}/credits`, { headers: { Authorization: `Bearer ${key}` } }).then((r) => r.status),
+        ),
       );
       expect(answers.filter((s) => s === 200)).toHaveLength(10);
       expect(answers.filter((s) => s === 429)).toHaveLength(20);
@@ -113,7 +134,12 @@ forEachEngine('two instances on one database', ({ engine }) => {
       const statuses: number[] = [];
       while (until()) {
         const n = i++;
-        statuses.push(await post(target, key, { to, subject: `k-${n}`, html: '<p>c</p>' }, `k-${n}`).then((r) => r.status, () => 0));
+        statuses.push(
+          await post(target, key, { to, subject: `k-${n}`, html: '<p>c</p>' }, `k-${n}`).then(
+            (r) => r.status,
+            () => 0,
+          ),
+        );
       }
       return statuses;
     };

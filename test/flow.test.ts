@@ -79,7 +79,8 @@ describe('the tutorial flow, on the sandbox, through the real SDKs', () => {
     // Dodo's grants are read directly: first what was spent is settled with it.
     await stack.credits.settleNow();
     const grants = [];
-    for await (const g of stack.dodo.creditEntitlements.balances.listGrants(customerId, { credit_entitlement_id: stack.catalog.creditEntitlementId })) grants.push(g);
+    for await (const g of stack.dodo.creditEntitlements.balances.listGrants(customerId, { credit_entitlement_id: stack.catalog.creditEntitlementId }))
+      grants.push(g);
     // The top-up is untouched; the plan's grant paid every email, and no grant of MailKit's own exists.
     expect(grants.map((g) => [g.source_type, Number(g.remaining_amount)]).sort()).toEqual([
       ['one_time', 5000],

@@ -47,8 +47,12 @@ describe('live against unreachable vendors', () => {
     const stack = await startStack(loadConfig(LIVE_ENV), { inMemory: true, log: createLogger('silent'), dodoMaxRetries: 0 });
     try {
       const banner = await startBanner(stack);
-      expect(banner).toMatch(/^ {2}Dodo Payments {2}http:\/\/127\.0\.0\.1:9\/unreachable \(DODO_PAYMENTS_BASE_URL\): did not answer: ECONNREFUSED 127\.0\.0\.1:9$/m);
-      expect(banner).toMatch(/^ {2}Resend {9}http:\/\/127\.0\.0\.1:9\/unreachable \(RESEND_BASE_URL\): did not answer: ECONNREFUSED 127\.0\.0\.1:9$/m);
+      expect(banner).toMatch(
+        /^ {2}Dodo Payments {2}http:\/\/127\.0\.0\.1:9\/unreachable \(DODO_PAYMENTS_BASE_URL\): did not answer: ECONNREFUSED 127\.0\.0\.1:9$/m,
+      );
+      expect(banner).toMatch(
+        /^ {2}Resend {9}http:\/\/127\.0\.0\.1:9\/unreachable \(RESEND_BASE_URL\): did not answer: ECONNREFUSED 127\.0\.0\.1:9$/m,
+      );
       expect(banner).toMatch(/^ {2}Database .*: answered$/m);
       expect(banner).toMatch(/^Warning: BASE_URL is http:\/\/localhost:\d+, which Dodo and Resend cannot reach/m);
       expect(banner).not.toContain('test_mode');
@@ -59,7 +63,11 @@ describe('live against unreachable vendors', () => {
   });
 
   it('a public BASE_URL is not warned about', async () => {
-    const stack = await startStack(loadConfig({ ...LIVE_ENV, BASE_URL: 'https://mailkit.example.com' }), { inMemory: true, log: createLogger('silent'), dodoMaxRetries: 0 });
+    const stack = await startStack(loadConfig({ ...LIVE_ENV, BASE_URL: 'https://mailkit.example.com' }), {
+      inMemory: true,
+      log: createLogger('silent'),
+      dodoMaxRetries: 0,
+    });
     try {
       const banner = await startBanner(stack);
       expect(banner).toContain('Dodo → https://mailkit.example.com/webhooks/dodo');
@@ -77,7 +85,12 @@ describe('live against unreachable vendors', () => {
       expect((await request(stack.url).post('/checkout/subscribe').send({ email: 'a@example.com', name: 'A' })).status).toBe(503);
       const failure = lines.find((l) => typeof l.msg === 'string' && l.msg.startsWith('Dodo '));
       expect(failure?.msg).toBe('Dodo did not answer: ECONNREFUSED 127.0.0.1:9 (calling 127.0.0.1:9)');
-      expect(failure?.err).toEqual({ type: 'DodoUnavailable', vendor: 'Dodo', host: '127.0.0.1:9', cause: 'did not answer: ECONNREFUSED 127.0.0.1:9' });
+      expect(failure?.err).toEqual({
+        type: 'DodoUnavailable',
+        vendor: 'Dodo',
+        host: '127.0.0.1:9',
+        cause: 'did not answer: ECONNREFUSED 127.0.0.1:9',
+      });
     } finally {
       await stack.close();
     }

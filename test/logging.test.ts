@@ -38,8 +38,17 @@ describe('logs', () => {
     await request(stack.url).post('/send').set(bearer(alice.key)).send(email);
     stack.sandbox.dodo.faults.clear();
     // A forged key, a forged webhook, a key rotation.
-    await request(stack.url).get('/credits').set(bearer(`${alice.key}x`)).expect(401);
-    await request(stack.url).post('/webhooks/dodo').set('webhook-id', 'msg_x').set('webhook-timestamp', '1').set('webhook-signature', 'v1,AAAA').send('{}').expect(401);
+    await request(stack.url)
+      .get('/credits')
+      .set(bearer(`${alice.key}x`))
+      .expect(401);
+    await request(stack.url)
+      .post('/webhooks/dodo')
+      .set('webhook-id', 'msg_x')
+      .set('webhook-timestamp', '1')
+      .set('webhook-signature', 'v1,AAAA')
+      .send('{}')
+      .expect(401);
     const rotated = await request(stack.url).post('/account/key').set(bearer(alice.key)).expect(201);
     keys.push(rotated.body.api_key);
     // The low-balance alert (webhook → email with the balance).
@@ -105,7 +114,11 @@ describe('the access log at info', () => {
       await request(stack.url).get('/no-such-route').expect(404);
       const access = lines.filter((l) => l.msg === 'request completed').map((l) => `${l.req!.method} ${l.req!.url} ${l.res!.statusCode}`);
       // (Resend's delivery events reach /webhooks/resend meanwhile: inbound traffic, kept.)
-      expect(access.filter((l) => !l.startsWith('POST /webhooks/resend 200'))).toEqual(['POST /send 200', 'GET /credits 401', 'GET /no-such-route 404']);
+      expect(access.filter((l) => !l.startsWith('POST /webhooks/resend 200'))).toEqual([
+        'POST /send 200',
+        'GET /credits 401',
+        'GET /no-such-route 404',
+      ]);
     } finally {
       await stack.close();
     }

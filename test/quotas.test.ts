@@ -82,7 +82,7 @@ forEachEngine('a window budget (Resend: N calls in a window opened by the first)
     expect(Date.now() - started).toBeGreaterThanOrEqual(1_025);
   });
 
-  it("spends its window when the vendor says none of its own is left", async () => {
+  it('spends its window when the vendor says none of its own is left', async () => {
     const database = await under.open();
     // Long enough for the window's second turn (463 ms away), not for the next window (1,030 ms).
     const budget = createBudget({ name: 'Spent', database, windows: window(2), maxWaitMs: 700 });
@@ -98,8 +98,8 @@ forEachEngine('a window budget (Resend: N calls in a window opened by the first)
   });
 });
 
-forEachEngine('a vendor budget with a burst pool (Dodo\'s bucket)', (under) => {
-  it('lends the pool\'s turns at once beyond the spaced turn, across both instances, then refuses', async () => {
+forEachEngine("a vendor budget with a burst pool (Dodo's bucket)", (under) => {
+  it("lends the pool's turns at once beyond the spaced turn, across both instances, then refuses", async () => {
     const database = await under.open();
     const other = await under.openAnother(database);
     const opts = { name: 'Bursty', windows: [{ points: 6, seconds: 60 }], burst: { points: 3, seconds: 60 }, maxWaitMs: 200 };
@@ -109,15 +109,21 @@ forEachEngine('a vendor budget with a burst pool (Dodo\'s bucket)', (under) => {
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(4); // 1 spaced + 3 lent
   });
 
-  it('a vendor\'s 429 holds the pool back too', async () => {
+  it("a vendor's 429 holds the pool back too", async () => {
     const database = await under.open();
-    const budget = createBudget({ name: 'BurstyHeld', database, windows: [{ points: 6, seconds: 60 }], burst: { points: 3, seconds: 60 }, maxWaitMs: 100 });
+    const budget = createBudget({
+      name: 'BurstyHeld',
+      database,
+      windows: [{ points: 6, seconds: 60 }],
+      burst: { points: 3, seconds: 60 },
+      maxWaitMs: 100,
+    });
     await budget.penalize(30);
     await expect(budget.take()).rejects.toBeInstanceOf(QuotaExhausted);
   });
 });
 
-describe('Dodo\'s burst pool', () => {
+describe("Dodo's burst pool", () => {
   it('lends all but 4 of the bucket, and again only once the bucket has gained them back over the spaced turns', () => {
     // Tier 0: 4 a second; spaced turns take 4/1.1, so the bucket gains 0.36 a second.
     expect(dodoBurstPool(240, 40)).toEqual({ points: 36, seconds: 99 });
@@ -125,7 +131,7 @@ describe('Dodo\'s burst pool', () => {
   });
 });
 
-describe('a priority caller (MailKit\'s own emails)', () => {
+describe("a priority caller (MailKit's own emails)", () => {
   it('gets the next turn while ordinary callers keep the budget busy, and they step back meanwhile', async () => {
     // One turn every 110 ms; five ordinary callers take every turn as it comes.
     const budget = createBudget({ name: 'Busy', windows: [{ points: 10, seconds: 1 }], maxWaitMs: 2_000 });
@@ -133,7 +139,10 @@ describe('a priority caller (MailKit\'s own emails)', () => {
     const ordinaryTurns: number[] = [];
     const loops = Array.from({ length: 5 }, async () => {
       while (!stop) {
-        await budget.take().then(() => ordinaryTurns.push(Date.now()), () => undefined);
+        await budget.take().then(
+          () => ordinaryTurns.push(Date.now()),
+          () => undefined,
+        );
       }
     });
     await new Promise((r) => setTimeout(r, 400));
@@ -148,19 +157,24 @@ describe('a priority caller (MailKit\'s own emails)', () => {
   });
 });
 
-describe('sending within the vendors\' quotas', () => {
+describe("sending within the vendors' quotas", () => {
   let stack: Awaited<ReturnType<typeof startTestStack>> | undefined;
   afterEach(async () => {
     await stack?.close();
     stack = undefined;
   });
 
-  it('spends Resend\'s quota in spaced turns: beyond the budget a send is refused at once with Retry-After, nothing sent or charged', async () => {
+  it("spends Resend's quota in spaced turns: beyond the budget a send is refused at once with Retry-After, nothing sent or charged", async () => {
     // The sandbox enforces Resend's default 2 a second; MailKit's budget follows it.
     stack = await startTestStack({ SANDBOX_RESEND_RATE_LIMIT: '2' }, { mailer: { timeoutMs: 5_000, maxBackoffMs: 200 } });
     const c = await customerWith(stack, 50);
     const answers = await Promise.all(
-      Array.from({ length: 12 }, (_, i) => request(stack!.url).post('/send').set(bearer(c.key)).send({ to: 'delivered@resend.dev', subject: `q${i}`, html: '<p>q</p>' })),
+      Array.from({ length: 12 }, (_, i) =>
+        request(stack!.url)
+          .post('/send')
+          .set(bearer(c.key))
+          .send({ to: 'delivered@resend.dev', subject: `q${i}`, html: '<p>q</p>' }),
+      ),
     );
     const ok = answers.filter((r) => r.status === 200);
     const limited = answers.filter((r) => r.status === 429);
@@ -236,7 +250,7 @@ describe('a spare-turn caller (work done ahead: the next credit lease)', () => {
     await budget.take({ spare: true }); // the line is empty and a turn is free again
   });
 
-  it('asks through an SDK inside budgetTurns.run: refused as the vendor would (429, MailKit\'s budget named), nothing sent', async () => {
+  it("asks through an SDK inside budgetTurns.run: refused as the vendor would (429, MailKit's budget named), nothing sent", async () => {
     const budget = createBudget({ name: 'SpareFetch', windows: [{ points: 10, seconds: 1 }], maxWaitMs: 2_000 });
     let calls = 0;
     const fetch = budgetedFetch(async () => {
@@ -270,7 +284,11 @@ describe("a ledger write MailKit's own Dodo budget refused", () => {
         return new Response('{}', { status: 500 });
       }, counting),
     });
-    const billing = createBilling({ dodo, catalog: { creditEntitlementId: 'cde_x', planProductId: 'pdt_p', topupProductId: 'pdt_t' }, baseUrl: 'http://localhost' });
+    const billing = createBilling({
+      dodo,
+      catalog: { creditEntitlementId: 'cde_x', planProductId: 'pdt_p', topupProductId: 'pdt_t' },
+      baseUrl: 'http://localhost',
+    });
     const asked = Date.now();
     const err = await billing.reserve('cus_x', 1, 'key-1', 'one email').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(HttpError);

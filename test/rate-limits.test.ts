@@ -95,7 +95,9 @@ forEachEngine('createRateLimiters', ({ engine, open, openAnother }) => {
       const b = instance(limitsOf(5), await openAnother(database), clock);
       const remaining: string[] = [];
       for (let i = 0; i < 5; i++) {
-        const res = await request(i % 2 ? b.app : a.app).get('/customer?customer=cus_shared').expect(200);
+        const res = await request(i % 2 ? b.app : a.app)
+          .get('/customer?customer=cus_shared')
+          .expect(200);
         remaining.push(res.headers['ratelimit']!);
       }
       // One count: each instance sees the other's requests.
@@ -180,7 +182,11 @@ forEachEngine('createRateLimiters', ({ engine, open, openAnother }) => {
       try {
         vi.setSystemTime(Date.UTC(2026, 0, 1, 12, 0, 10));
         const database = await open();
-        const clock = { get now() { return Date.now(); } };
+        const clock = {
+          get now() {
+            return Date.now();
+          },
+        };
         const { app } = instance(limitsOf(10), database, clock);
         await request(app).get('/customer?customer=cus_old').expect(200);
         await request(app).post('/public').expect(200);
@@ -193,7 +199,12 @@ forEachEngine('createRateLimiters', ({ engine, open, openAnother }) => {
         expect(await keys()).toHaveLength(3);
         vi.setSystemTime(Date.UTC(2026, 0, 1, 12, 3, 0));
         await request(app).get('/customer?customer=cus_new').expect(200);
-        await vi.waitFor(async () => expect(await keys()).toEqual([`customer:${Math.floor(Date.now() / 60_000) - 1}:cus_mid`, `customer:${Math.floor(Date.now() / 60_000)}:cus_new`]));
+        await vi.waitFor(async () =>
+          expect(await keys()).toEqual([
+            `customer:${Math.floor(Date.now() / 60_000) - 1}:cus_mid`,
+            `customer:${Math.floor(Date.now() / 60_000)}:cus_new`,
+          ]),
+        );
       } finally {
         vi.useRealTimers();
       }
@@ -218,7 +229,11 @@ forEachEngine('createRateLimiters', ({ engine, open, openAnother }) => {
         await trx.insertInto('secrets').values({ name: 'during', value: 'x' }).execute();
         await request(app).get('/customer?customer=cus_tx').expect(200);
       });
-      const row = await database.db.selectFrom('rateLimits').select('points').where('key', '=', `customer:${Math.floor(clock.now / 60_000)}:cus_tx`).executeTakeFirst();
+      const row = await database.db
+        .selectFrom('rateLimits')
+        .select('points')
+        .where('key', '=', `customer:${Math.floor(clock.now / 60_000)}:cus_tx`)
+        .executeTakeFirst();
       expect(row).toEqual({ points: 1 });
       expect(database.native.engine === 'sqlite' && database.native.sqlite.pragma('synchronous', { simple: true })).toBe(2);
     });

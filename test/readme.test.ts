@@ -75,15 +75,27 @@ export function shapeErrors(doc: unknown, actual: unknown, path = '$'): string[]
   }
   if (Array.isArray(doc)) {
     return (actual as unknown[]).flatMap((item, i) =>
-      doc.some((d) => shapeErrors(d, item).length === 0) ? [] : [`${path}[${i}]: like none documented: ${shapeErrors(doc[0], item, `${path}[${i}]`).join('; ')}`],
+      doc.some((d) => shapeErrors(d, item).length === 0)
+        ? []
+        : [`${path}[${i}]: like none documented: ${shapeErrors(doc[0], item, `${path}[${i}]`).join('; ')}`],
     );
   }
   if (kind(doc) === 'object') {
     const d = doc as Record<string, unknown>;
     const a = actual as Record<string, unknown>;
-    const missing = Object.keys(d).filter((k) => !(k in a)).map((k) => `${path}.${k}: documented, not returned`);
-    const extra = Object.keys(a).filter((k) => !(k in d)).map((k) => `${path}.${k}: returned, not documented`);
-    return [...missing, ...extra, ...Object.keys(d).filter((k) => k in a).flatMap((k) => shapeErrors(d[k], a[k], `${path}.${k}`))];
+    const missing = Object.keys(d)
+      .filter((k) => !(k in a))
+      .map((k) => `${path}.${k}: documented, not returned`);
+    const extra = Object.keys(a)
+      .filter((k) => !(k in d))
+      .map((k) => `${path}.${k}: returned, not documented`);
+    return [
+      ...missing,
+      ...extra,
+      ...Object.keys(d)
+        .filter((k) => k in a)
+        .flatMap((k) => shapeErrors(d[k], a[k], `${path}.${k}`)),
+    ];
   }
   return [];
 }
@@ -183,10 +195,19 @@ describe('the README', () => {
       await request(stack.url).post('/send').set(bearer(key)).send({ to: 'delivered@resend.dev', subject: 'Step 3', html: '<p>hi</p>' }).expect(200);
       // A person reaches step 4 more than the settlement interval (5 s) later: the send is in Dodo's ledger by then.
       await stack.credits.settleNow();
-      await request(stack.url).post(`/sandbox/api/customers/${customerId}/adjust`).set('Content-Type', 'application/json').send({ amount: -4000 }).expect(200);
+      await request(stack.url)
+        .post(`/sandbox/api/customers/${customerId}/adjust`)
+        .set('Content-Type', 'application/json')
+        .send({ amount: -4000 })
+        .expect(200);
       await settle(stack);
       // "…" stands for what differs from run to run: a time, an id.
-      const pattern = new RegExp(`^${quoted!.split('…').map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('[^",]+')}$`);
+      const pattern = new RegExp(
+        `^${quoted!
+          .split('…')
+          .map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))
+          .join('[^",]+')}$`,
+      );
       const lines = logLines.filter((l) => l.includes(customerId) && l.includes('[low-balance]'));
       expect(lines).toHaveLength(1);
       expect(lines[0]).toMatch(pattern);

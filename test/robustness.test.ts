@@ -45,7 +45,11 @@ describe('requests that end badly', () => {
     req.destroy();
     await stack.sender.drain();
     // The client retries with its key: the stored outcome, no second email.
-    const retry = await request(stack.url).post('/send').set(bearer(alice.key)).set('Idempotency-Key', 'abandoned-1').send({ to: 'delivered@resend.dev', subject: 'abandoned', html: '<p>x</p>' });
+    const retry = await request(stack.url)
+      .post('/send')
+      .set(bearer(alice.key))
+      .set('Idempotency-Key', 'abandoned-1')
+      .send({ to: 'delivered@resend.dev', subject: 'abandoned', html: '<p>x</p>' });
     expect(retry.status).toBe(200);
     expect(retry.headers['idempotent-replayed']).toBe('true');
     expect(stack.sandbox.resend.messages().filter((m) => m.subject === 'abandoned')).toHaveLength(1);
@@ -62,7 +66,11 @@ describe('requests that end badly', () => {
   });
 
   it('garbage on the socket, a bare request line and a huge header are answered or dropped, never fatal', async () => {
-    for (const raw of ['\x00\x01\x02 not http\r\n\r\n', 'GET /credits\r\n\r\n', `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`]) {
+    for (const raw of [
+      '\x00\x01\x02 not http\r\n\r\n',
+      'GET /credits\r\n\r\n',
+      `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`,
+    ]) {
       await new Promise<void>((resolve) => {
         const { port } = new URL(stack.url);
         const socket = connect(Number(port), '127.0.0.1', () => socket.end(raw));
@@ -76,14 +84,29 @@ describe('requests that end badly', () => {
 
   it('upstreams that drop the connection after acting: answered 503, money still exact', async () => {
     stack.sandbox.dodo.faults.inject({ dropAfterProcessing: true, match: /ledger-entries/, count: 1 });
-    const r1 = await request(stack.url).post('/send').set(bearer(alice.key)).set('Idempotency-Key', 'dodo-drop').send({ to: 'delivered@resend.dev', subject: 'dodo drop', html: '<p>x</p>' });
+    const r1 = await request(stack.url)
+      .post('/send')
+      .set(bearer(alice.key))
+      .set('Idempotency-Key', 'dodo-drop')
+      .send({ to: 'delivered@resend.dev', subject: 'dodo drop', html: '<p>x</p>' });
     expect([200, 503]).toContain(r1.status);
     stack.sandbox.resend.faults.inject({ dropAfterProcessing: true, match: /^POST \/emails(\/batch)?$/, count: 1 });
-    const r2 = await request(stack.url).post('/send').set(bearer(alice.key)).set('Idempotency-Key', 'resend-drop').send({ to: 'delivered@resend.dev', subject: 'resend drop', html: '<p>x</p>' });
+    const r2 = await request(stack.url)
+      .post('/send')
+      .set(bearer(alice.key))
+      .set('Idempotency-Key', 'resend-drop')
+      .send({ to: 'delivered@resend.dev', subject: 'resend drop', html: '<p>x</p>' });
     expect([200, 503]).toContain(r2.status);
     // Both clients retry with their keys, as the 503 tells them to; each completes once.
-    for (const [key, subject] of [['dodo-drop', 'dodo drop'], ['resend-drop', 'resend drop']] as const) {
-      const again = await request(stack.url).post('/send').set(bearer(alice.key)).set('Idempotency-Key', key).send({ to: 'delivered@resend.dev', subject, html: '<p>x</p>' });
+    for (const [key, subject] of [
+      ['dodo-drop', 'dodo drop'],
+      ['resend-drop', 'resend drop'],
+    ] as const) {
+      const again = await request(stack.url)
+        .post('/send')
+        .set(bearer(alice.key))
+        .set('Idempotency-Key', key)
+        .send({ to: 'delivered@resend.dev', subject, html: '<p>x</p>' });
       expect(again.status).toBe(200);
     }
   });

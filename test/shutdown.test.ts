@@ -31,13 +31,19 @@ describe('graceful shutdown', () => {
     // Resend takes 400 ms to answer this one, so the send is mid-flight when shutdown starts.
     stack.sandbox.resend.faults.inject({ latencyMs: 400, match: /^POST \/emails(\/batch)?$/, count: 1 });
 
-    const inFlight = request(stack.url).post('/send').set(bearer(alice.key)).send({ to: 'delivered@resend.dev', subject: 'in flight', html: '<p>1</p>' });
+    const inFlight = request(stack.url)
+      .post('/send')
+      .set(bearer(alice.key))
+      .send({ to: 'delivered@resend.dev', subject: 'in flight', html: '<p>1</p>' });
     const pending = inFlight.then((r) => r); // starts the request
     // Shut down once the email is at Resend (the credit is already debited).
     await vi.waitUntil(() => stack!.sandbox.resend.faults.requestCount(/^POST \/emails(\/batch)?$/) > callsBefore, { timeout: 5_000, interval: 10 });
 
     const closing = stack.close();
-    const refused = await request(stack.url).post('/send').set(bearer(alice.key)).send({ to: 'delivered@resend.dev', subject: 'late', html: '<p>2</p>' });
+    const refused = await request(stack.url)
+      .post('/send')
+      .set(bearer(alice.key))
+      .send({ to: 'delivered@resend.dev', subject: 'late', html: '<p>2</p>' });
     expect(refused.status).toBe(503);
     expect(refused.body.error.code).toBe('shutting_down');
     expect(refused.headers['retry-after']).toBe('5');
@@ -92,9 +98,11 @@ describe('graceful shutdown', () => {
       child.stderr.on('data', (b: Buffer) => (out += b.toString()));
       let exitCode: number | null | undefined;
       const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve((exitCode = code))));
-      await vi.waitUntil(() => out.includes('MailKit running on') || exitCode !== undefined, { timeout: 30_000, interval: 10 }).catch((err: Error) => {
-        throw new Error(`${err.message}; the server printed:\n${out}`);
-      });
+      await vi
+        .waitUntil(() => out.includes('MailKit running on') || exitCode !== undefined, { timeout: 30_000, interval: 10 })
+        .catch((err: Error) => {
+          throw new Error(`${err.message}; the server printed:\n${out}`);
+        });
       expect(exitCode, out).toBeUndefined();
       child.kill('SIGTERM');
       expect(await exited).toBe(0);

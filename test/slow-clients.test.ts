@@ -85,7 +85,9 @@ describe('slow clients and refused bodies', () => {
   it('an authenticated body sent a byte every 2 s: the connection is closed once the request timeout has passed, nothing sent', async () => {
     const sent = stack.sandbox.resend.messages().length;
     const client = await open(stack.url);
-    client.socket.write(head(['POST /send HTTP/1.1', 'Host: 127.0.0.1', 'Content-Type: application/json', 'Content-Length: 1000', `Authorization: Bearer ${key}`]));
+    client.socket.write(
+      head(['POST /send HTTP/1.1', 'Host: 127.0.0.1', 'Content-Type: application/json', 'Content-Length: 1000', `Authorization: Bearer ${key}`]),
+    );
     client.socket.write('{"to":"delivered@resend.dev","subject":"');
     const stop = dribble(client, 2_000);
     const closedAfter = await client.closedWithin(REQUEST_TIMEOUT_MS + 10_000);
@@ -98,7 +100,10 @@ describe('slow clients and refused bodies', () => {
     ['a customer route, without a valid key (401)', ['POST /send HTTP/1.1', 'Authorization: Bearer mk_test_nope']],
     ['/webhooks/resend, without its signature headers (401)', ['POST /webhooks/resend HTTP/1.1']],
     ['/webhooks/dodo, without its signature headers (401)', ['POST /webhooks/dodo HTTP/1.1']],
-    ['/webhooks/resend, signed 10 minutes ago (401)', ['POST /webhooks/resend HTTP/1.1', 'svix-id: msg_1', `svix-timestamp: ${Math.floor(Date.now() / 1000) - 600}`, 'svix-signature: v1,AAAA']],
+    [
+      '/webhooks/resend, signed 10 minutes ago (401)',
+      ['POST /webhooks/resend HTTP/1.1', 'svix-id: msg_1', `svix-timestamp: ${Math.floor(Date.now() / 1000) - 600}`, 'svix-signature: v1,AAAA'],
+    ],
     ['a route that does not exist (404)', ['POST /nowhere HTTP/1.1']],
   ])('%s: answered before the body is read, and the connection closed', async (_name, [requestLine, ...headers]) => {
     const client = await open(stack.url);
@@ -111,10 +116,20 @@ describe('slow clients and refused bodies', () => {
     expect(closedAfter, 'the server kept the connection open, waiting for the body').not.toBeNull();
   });
 
-  it('a webhook body over the webhooks\' limit is 413, before any signature check', async () => {
+  it("a webhook body over the webhooks' limit is 413, before any signature check", async () => {
     const client = await open(stack.url);
     const at = Math.floor(Date.now() / 1000);
-    client.socket.write(head(['POST /webhooks/resend HTTP/1.1', 'Host: 127.0.0.1', 'Content-Type: application/json', `Content-Length: ${300 * 1024}`, 'svix-id: msg_1', `svix-timestamp: ${at}`, 'svix-signature: v1,AAAA']));
+    client.socket.write(
+      head([
+        'POST /webhooks/resend HTTP/1.1',
+        'Host: 127.0.0.1',
+        'Content-Type: application/json',
+        `Content-Length: ${300 * 1024}`,
+        'svix-id: msg_1',
+        `svix-timestamp: ${at}`,
+        'svix-signature: v1,AAAA',
+      ]),
+    );
     await client.closedWithin(5_000);
     expect(client.received()).toMatch(/^HTTP\/1\.1 413 /);
   });

@@ -20,7 +20,10 @@ describe('TRUST_PROXY', () => {
   const forgedFailures = async (n: number) => {
     const statuses: number[] = [];
     for (let i = 0; i < n; i++) {
-      const r = await request(stack!.url).get('/credits').set('Authorization', `Bearer mk_test_guess${i}.1.x.y`).set('X-Forwarded-For', `198.51.100.${i}`);
+      const r = await request(stack!.url)
+        .get('/credits')
+        .set('Authorization', `Bearer mk_test_guess${i}.1.x.y`)
+        .set('X-Forwarded-For', `198.51.100.${i}`);
       statuses.push(r.status);
     }
     return statuses;

@@ -22,7 +22,11 @@ export function requireCustomer(keys: ApiKeys): RequestHandler {
     const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
     if (!match) {
       res.set('WWW-Authenticate', 'Bearer realm="mailkit"');
-      throw new HttpError(401, 'missing_api_key', 'Send your MailKit API key as "Authorization: Bearer mk_…". It was emailed to you when your subscription started.');
+      throw new HttpError(
+        401,
+        'missing_api_key',
+        'Send your MailKit API key as "Authorization: Bearer mk_…". It was emailed to you when your subscription started.',
+      );
     }
     const customerId = await keys.verify(match[1]!);
     if (!customerId) {
@@ -62,4 +66,4 @@ function looksCut(presented: string): boolean {
   return parts.length < 4 || (parts[3] ?? '').length < 43;
 }
 const CUT_KEY =
-  'This API key looks cut short: a MailKit key is about 110 characters, mk_…, in four parts joined by dots (a double-click selects only the first). Copy the whole key (the outbox\'s key email has a Copy key button) and paste it again.';
+  "This API key looks cut short: a MailKit key is about 110 characters, mk_…, in four parts joined by dots (a double-click selects only the first). Copy the whole key (the outbox's key email has a Copy key button) and paste it again.";

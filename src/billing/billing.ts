@@ -11,7 +11,8 @@ export interface Catalog {
 }
 
 /** The tutorial's 402 message, word for word, and what a send costs (one credit per recipient). */
-export const NO_CREDITS_MESSAGE = 'No email credits remaining. Buy a top-up pack or upgrade your plan. Each email costs one credit per recipient (to, cc and bcc).';
+export const NO_CREDITS_MESSAGE =
+  'No email credits remaining. Buy a top-up pack or upgrade your plan. Each email costs one credit per recipient (to, cc and bcc).';
 
 /** Thrown by reserve when Dodo refuses the debit: the balance is short (overage is disabled). */
 export class InsufficientCredits extends HttpError {
@@ -63,7 +64,13 @@ export interface Billing {
    * Debits `amount` credits under `key` (a settlement): Dodo's balance right after it, or
    * 'exists' when Dodo has an entry with that key already (a retry of an answer lost).
    */
-  debit(customerId: string, amount: number, key: string, reason: string, metadata: Record<string, string>): Promise<{ balanceAfter: string; createdAt: string } | 'exists'>;
+  debit(
+    customerId: string,
+    amount: number,
+    key: string,
+    reason: string,
+    metadata: Record<string, string>,
+  ): Promise<{ balanceAfter: string; createdAt: string } | 'exists'>;
   /** Debits `amount` credits under `key`. 'already' when Dodo has an entry with that key (a retry). */
   reserve(customerId: string, amount: number, key: string, reason: string, extra?: LedgerExtra): Promise<'reserved' | 'already'>;
   /** Credits `amount` back under `key`; a repeat with the same key is a no-op. */
@@ -112,13 +119,28 @@ export function createBilling(opts: {
    * timeout, a 429 or a 5xx proves nothing, and only a definite answer (201, 409 for the key,
    * 400) settles it. Such a write ends in DodoUnavailable (in doubt), never in a refusal.
    */
-  const ledgerEntry = async (customerId: string, entryType: 'debit' | 'credit', amount: number, key: string, reason: string, extra: LedgerExtra = {}) => {
+  const ledgerEntry = async (
+    customerId: string,
+    entryType: 'debit' | 'credit',
+    amount: number,
+    key: string,
+    reason: string,
+    extra: LedgerExtra = {},
+  ) => {
     let inDoubt = false;
     for (let attempt = 0; ; attempt++) {
       try {
         return await ledgerEntries.createLedgerEntry(
           customerId,
-          { credit_entitlement_id: catalog.creditEntitlementId, amount: String(amount), entry_type: entryType, reason, idempotency_key: key, ...(extra.metadata ? { metadata: extra.metadata } : {}), ...(extra.expiresAt ? { expires_at: extra.expiresAt } : {}) },
+          {
+            credit_entitlement_id: catalog.creditEntitlementId,
+            amount: String(amount),
+            entry_type: entryType,
+            reason,
+            idempotency_key: key,
+            ...(extra.metadata ? { metadata: extra.metadata } : {}),
+            ...(extra.expiresAt ? { expires_at: extra.expiresAt } : {}),
+          },
           // The SDK's timeout counts the wait for a turn of MailKit's Dodo budget too: the call
           // itself keeps its 10 s.
           { maxRetries: 0, timeout: 10_000 + (budgetTurns.getStore()?.maxWaitMs ?? DODO_WAIT_MS) },
@@ -153,7 +175,9 @@ export function createBilling(opts: {
   // client is told when to retry; retrying here would spend more of the budget Dodo just refused.
   const balanceRead = async (customerId: string) => {
     try {
-      const b = await guard(host, () => ledgerEntries.retrieve(customerId, { credit_entitlement_id: catalog.creditEntitlementId }, { maxRetries: 0 }));
+      const b = await guard(host, () =>
+        ledgerEntries.retrieve(customerId, { credit_entitlement_id: catalog.creditEntitlementId }, { maxRetries: 0 }),
+      );
       return { balance: b.balance, lastTransactionAt: b.last_transaction_at ?? null };
     } catch (err) {
       if (err instanceof DodoPayments.NotFoundError) return { balance: '0', lastTransactionAt: null };
@@ -228,11 +252,22 @@ export function createBilling(opts: {
     return guard(host, async () => {
       // Page by page, stopping at a page that is not full: the SDK's iterator asks for one more
       // (empty) page, a Dodo call of the budget for nothing.
-      let page = await ledgerEntries.listGrants(customerId, { credit_entitlement_id: catalog.creditEntitlementId, page_size: 100 }, { maxRetries: 0 });
+      let page = await ledgerEntries.listGrants(
+        customerId,
+        { credit_entitlement_id: catalog.creditEntitlementId, page_size: 100 },
+        { maxRetries: 0 },
+      );
       for (;;) {
         const items = page.getPaginatedItems();
         for (const g of items) {
-          out.push({ id: g.id, createdAt: g.created_at, expiresAt: g.expires_at ?? null, isExpired: g.is_expired, initialAmount: Number(g.initial_amount), remainingAmount: Number(g.remaining_amount) });
+          out.push({
+            id: g.id,
+            createdAt: g.created_at,
+            expiresAt: g.expires_at ?? null,
+            isExpired: g.is_expired,
+            initialAmount: Number(g.initial_amount),
+            remainingAmount: Number(g.remaining_amount),
+          });
         }
         if (items.length < 100 || out.length >= 1000 || !page.hasNextPage()) break;
         page = await page.getNextPage();

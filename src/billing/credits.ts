@@ -1,6 +1,16 @@
 import { randomBytes } from 'node:crypto';
 import type { CreditLedgerEntry } from 'dodopayments/resources/credit-entitlements/balances';
-import { claimBalance, dueBalances, findBalance, openSettlement, pruneCredits, recordSettlement, releaseBalance, utcDay, type BalanceRow } from '../db/credits';
+import {
+  claimBalance,
+  dueBalances,
+  findBalance,
+  openSettlement,
+  pruneCredits,
+  recordSettlement,
+  releaseBalance,
+  utcDay,
+  type BalanceRow,
+} from '../db/credits';
 import type { Database } from '../db/index';
 import { HttpError } from '../errors';
 import type { Logger } from '../logger';
@@ -28,7 +38,9 @@ export interface Credits {
   /** Seeds the customer's balance from Dodo if MailKit has none yet (one grants read). */
   ensure(customerId: string): Promise<BalanceRow>;
   /** A ledger entry Dodo announced (a credit.* webhook): MailKit's own settlements are known; anything else is read back. */
-  dodoChanged(entry: Pick<CreditLedgerEntry, 'id' | 'customer_id' | 'amount' | 'is_credit' | 'transaction_type' | 'created_at' | 'metadata'>): Promise<void>;
+  dodoChanged(
+    entry: Pick<CreditLedgerEntry, 'id' | 'customer_id' | 'amount' | 'is_credit' | 'transaction_type' | 'created_at' | 'metadata'>,
+  ): Promise<void>;
   /** One pass over the customers with work (it also runs every `intervalMs` on its own). */
   tick(): Promise<void>;
   /** Settles everything spent, now (before reading Dodo's balance directly: it then equals the customers'). */
@@ -59,7 +71,15 @@ const PRUNE_EVERY_MS = 10 * 60_000;
 const REFRESH_MS = 15 * 60_000;
 const ACTIVE_MS = 60 * 60_000;
 
-export function createCredits(deps: { database: Database; billing: Billing; owner: string; now?: () => number; log?: Logger; metrics?: Metrics; options?: CreditsOptions }): Credits {
+export function createCredits(deps: {
+  database: Database;
+  billing: Billing;
+  owner: string;
+  now?: () => number;
+  log?: Logger;
+  metrics?: Metrics;
+  options?: CreditsOptions;
+}): Credits {
   const { database, billing, owner, log } = deps;
   const now = deps.now ?? Date.now;
   const settleEveryMs = deps.options?.settleEveryMs ?? 5_000;
@@ -91,7 +111,8 @@ export function createCredits(deps: { database: Database; billing: Billing; owne
         if (s) await askSettlement(c, s);
       }
     } catch (err) {
-      if (err instanceof HttpError && (err.status === 429 || err.status === 503)) log?.debug({ customerId, code: err.code }, 'settlement waits for Dodo');
+      if (err instanceof HttpError && (err.status === 429 || err.status === 503))
+        log?.debug({ customerId, code: err.code }, 'settlement waits for Dodo');
       else log?.warn({ customerId, err }, 'could not settle or sync a balance yet');
     } finally {
       busy.delete(customerId);
@@ -106,7 +127,11 @@ export function createCredits(deps: { database: Database; billing: Billing; owne
       prunedAt = t;
       await pruneCredits(database, t - SETTLEMENT_RETENTION_MS, utcDay(t - DAYS_RETENTION_MS));
     }
-    const due = await dueBalances(database, { now: t, settleBefore: t - settleEveryMs, refreshBefore: t - REFRESH_MS, activeSince: t - ACTIVE_MS, owner, all: opts.all }, 100);
+    const due = await dueBalances(
+      database,
+      { now: t, settleBefore: t - settleEveryMs, refreshBefore: t - REFRESH_MS, activeSince: t - ACTIVE_MS, owner, all: opts.all },
+      100,
+    );
     const queue = [...due];
     const worker = async () => {
       for (let c = queue.shift(); c && now() < (opts.until ?? Infinity); c = queue.shift()) await work(c, opts.all ?? false);
@@ -114,7 +139,8 @@ export function createCredits(deps: { database: Database; billing: Billing; owne
     await Promise.all(Array.from({ length: PARALLEL }, worker));
   }
 
-  const timer = intervalMs > 0 ? setInterval(() => void credits.tick().catch((err: unknown) => log?.warn({ err }, 'credit pass failed')), intervalMs) : null;
+  const timer =
+    intervalMs > 0 ? setInterval(() => void credits.tick().catch((err: unknown) => log?.warn({ err }, 'credit pass failed')), intervalMs) : null;
   timer?.unref();
 
   const credits: Credits = {

@@ -1,5 +1,15 @@
 import type { CreditLedgerEntry } from 'dodopayments/resources/credit-entitlements/balances';
-import { claimBalance, countDodoEntry, findBalance, openSettlement, releaseBalance, seedBalance, updateBalance, utcDay, type BalanceRow } from '../db/credits';
+import {
+  claimBalance,
+  countDodoEntry,
+  findBalance,
+  openSettlement,
+  releaseBalance,
+  seedBalance,
+  updateBalance,
+  utcDay,
+  type BalanceRow,
+} from '../db/credits';
 import { grantsOf, lapsedOwed, nextCheckOf, owedOf, rebalanced, spendable, type Grant } from './credit-math';
 import { CLAIM_MS, type CreditsContext } from './credits-context';
 
@@ -80,19 +90,28 @@ export async function expireGrants(c: CreditsContext, customerId: string): Promi
  * other change is counted in its day for the usage chart (once per entry) and the grants are
  * read again, now when nobody is settling the customer, else after the settlement.
  */
-export async function dodoChanged(c: CreditsContext, entry: Pick<CreditLedgerEntry, 'id' | 'customer_id' | 'amount' | 'is_credit' | 'transaction_type' | 'created_at' | 'metadata'>): Promise<void> {
+export async function dodoChanged(
+  c: CreditsContext,
+  entry: Pick<CreditLedgerEntry, 'id' | 'customer_id' | 'amount' | 'is_credit' | 'transaction_type' | 'created_at' | 'metadata'>,
+): Promise<void> {
   const customerId = entry.customer_id;
   // MailKit's own settlement: its answer applied it already (or will).
   if (typeof entry.metadata?.mailkit_settlement === 'string') return;
   const amount = Math.abs(Math.floor(Number(entry.amount)));
-  const column = entry.is_credit ? 'credits' : entry.transaction_type === 'credit_expired' || entry.transaction_type === 'rollover_forfeited' ? 'expired' : 'adjusted';
+  const column = entry.is_credit
+    ? 'credits'
+    : entry.transaction_type === 'credit_expired' || entry.transaction_type === 'rollover_forfeited'
+      ? 'expired'
+      : 'adjusted';
   await countDodoEntry(c.database, { id: entry.id, customerId, day: utcDay(Date.parse(entry.created_at) || c.now()), column, amount }, c.now());
   const row = await findBalance(c.database, customerId);
   if (!row) {
     // A new customer (its first credits): seeded now, with this change in it, so its first
     // send or balance read waits for no Dodo call. If Dodo does not answer, its first need
     // seeds it instead.
-    await ensureBalance(c, customerId).catch((err: unknown) => c.log?.warn({ err, customerId }, 'credit balance not seeded yet: seeded on first need'));
+    await ensureBalance(c, customerId).catch((err: unknown) =>
+      c.log?.warn({ err, customerId }, 'credit balance not seeded yet: seeded on first need'),
+    );
     return;
   }
   // Read back now when nobody is settling this customer (the webhook's sender then sees the

@@ -57,7 +57,9 @@ async function main(argv: string[]): Promise<number> {
   // The server's own database (it may be running: SQLite's WAL lets this process read beside it).
   const file = join(config.dataDir, 'mailkit.sqlite');
   if (!config.databaseUrl && !existsSync(file)) {
-    console.error(`key: no MailKit database in ${resolve(config.dataDir)} (no mailkit.sqlite there): is MAILKIT_DATA_DIR the server's? A server creates it when it first starts.`);
+    console.error(
+      `key: no MailKit database in ${resolve(config.dataDir)} (no mailkit.sqlite there): is MAILKIT_DATA_DIR the server's? A server creates it when it first starts.`,
+    );
     return 1;
   }
   const known = await customerKnown(config, origin, customerId);

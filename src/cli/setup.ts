@@ -36,7 +36,11 @@ Options:
 and TOPUP_PRODUCT_ID lines change, everything else is kept byte for byte. Secrets are never printed.`;
 
 /** What the three ids are called in .env. */
-export const ENV_KEYS = { creditEntitlementId: 'CREDIT_ENTITLEMENT_ID', planProductId: 'PLAN_PRODUCT_ID', topupProductId: 'TOPUP_PRODUCT_ID' } as const;
+export const ENV_KEYS = {
+  creditEntitlementId: 'CREDIT_ENTITLEMENT_ID',
+  planProductId: 'PLAN_PRODUCT_ID',
+  topupProductId: 'TOPUP_PRODUCT_ID',
+} as const;
 const LABELS = { creditEntitlementId: CATALOG.entitlement.name, planProductId: CATALOG.plan.name, topupProductId: CATALOG.topup.name } as const;
 const CREATED_KEY = { entitlement: 'creditEntitlementId', plan: 'planProductId', topup: 'topupProductId' } as const;
 

@@ -86,7 +86,11 @@ export async function runTrigger(o: TriggerOptions): Promise<number> {
   for (const e of body.events) {
     const d = settled.get(e.id);
     const last = d?.attempts.at(-1);
-    const outcome = !d ? 'unknown' : d.state === 'pending' ? 'pending' : `${d.state}${last?.status ? ` (HTTP ${last.status})` : last?.error ? ` (${last.error})` : ''}`;
+    const outcome = !d
+      ? 'unknown'
+      : d.state === 'pending'
+        ? 'pending'
+        : `${d.state}${last?.status ? ` (HTTP ${last.status})` : last?.error ? ` (${last.error})` : ''}`;
     out(`  ${e.id}  ${e.type.padEnd(26)} ${outcome}`);
   }
   out(`See them in ${base}/sandbox`);

@@ -26,7 +26,8 @@ export function sqlCounterStore(
     ...(opts.inMemoryBlockOnConsumed ? { inMemoryBlockOnConsumed: opts.inMemoryBlockOnConsumed } : {}),
   };
   const native = database.native;
-  if (native.engine === 'sqlite') return new RateLimiterSQLite({ ...common, storeClient: countingConnection(native.sqlite, native.prepare), storeType: 'better-sqlite3' });
+  if (native.engine === 'sqlite')
+    return new RateLimiterSQLite({ ...common, storeClient: countingConnection(native.sqlite, native.prepare), storeType: 'better-sqlite3' });
   return new RateLimiterPostgres({ ...common, storeClient: native.pool, storeType: 'pool' });
 }
 

@@ -114,7 +114,11 @@ export async function updateBalance(
 }
 
 /** Creates a customer's balance from Dodo's grants, unless another instance did first; answers the row. */
-export async function seedBalance(database: Database, customerId: string, row: Omit<BalanceRow, 'customerId' | 'owner' | 'ownerUntil'>): Promise<BalanceRow> {
+export async function seedBalance(
+  database: Database,
+  customerId: string,
+  row: Omit<BalanceRow, 'customerId' | 'owner' | 'ownerUntil'>,
+): Promise<BalanceRow> {
   await database.db
     .insertInto('creditBalances')
     .values({ customerId, ...row, owner: null, ownerUntil: null })
@@ -127,7 +131,13 @@ export async function seedBalance(database: Database, customerId: string, row: O
  * Takes a customer's balance for `owner` until `until`, to settle or sync it: one conditional
  * update, so one instance at a time asks Dodo about one customer.
  */
-export async function claimBalance(database: Database, customerId: string, owner: string, now: number, until: number): Promise<BalanceRow | undefined> {
+export async function claimBalance(
+  database: Database,
+  customerId: string,
+  owner: string,
+  now: number,
+  until: number,
+): Promise<BalanceRow | undefined> {
   return database.db
     .updateTable('creditBalances')
     .set({ owner, ownerUntil: until })
@@ -138,7 +148,12 @@ export async function claimBalance(database: Database, customerId: string, owner
 }
 
 export async function releaseBalance(database: Database, customerId: string, owner: string): Promise<void> {
-  await database.db.updateTable('creditBalances').set({ owner: null, ownerUntil: null }).where('customerId', '=', customerId).where('owner', '=', owner).execute();
+  await database.db
+    .updateTable('creditBalances')
+    .set({ owner: null, ownerUntil: null })
+    .where('customerId', '=', customerId)
+    .where('owner', '=', owner)
+    .execute();
 }
 
 /** Marks a balance for a read of Dodo's grants (a change MailKit did not make). */
@@ -152,7 +167,11 @@ export async function markNeedsSync(database: Database, customerId: string): Pro
  * asked for, or a refresh (active since `activeSince`, grants confirmed before `refreshBefore`).
  * Those settled longest ago first, so Dodo's turns go round the customers fairly.
  */
-export async function dueBalances(database: Database, opts: { now: number; settleBefore: number; refreshBefore: number; activeSince: number; owner: string; all?: boolean }, limit: number): Promise<string[]> {
+export async function dueBalances(
+  database: Database,
+  opts: { now: number; settleBefore: number; refreshBefore: number; activeSince: number; owner: string; all?: boolean },
+  limit: number,
+): Promise<string[]> {
   const { now, settleBefore } = opts;
   const rows = await database.db
     .selectFrom('creditBalances')
@@ -189,7 +208,18 @@ export async function recordSettlement(database: Database, customerId: string, i
   return database.db.transaction().execute(async (trx) => {
     const row = await lockedBalance(trx, database.engine, customerId);
     if (!row || row.unsettled <= 0 || row.settling > 0) return undefined;
-    const settlement: SettlementRow = { id, customerId, credits: row.unsettled, state: 'asking', inDoubt: 0, partial: null, paid: null, balanceAfter: null, createdAt: now, updatedAt: now };
+    const settlement: SettlementRow = {
+      id,
+      customerId,
+      credits: row.unsettled,
+      state: 'asking',
+      inDoubt: 0,
+      partial: null,
+      paid: null,
+      balanceAfter: null,
+      createdAt: now,
+      updatedAt: now,
+    };
     await trx.insertInto('settlements').values(settlement).execute();
     await trx.updateTable('creditBalances').set({ unsettled: 0, settling: row.unsettled }).where('customerId', '=', customerId).execute();
     return settlement;
@@ -197,7 +227,11 @@ export async function recordSettlement(database: Database, customerId: string, i
 }
 
 /** Changes a settlement still asking (in doubt; its partial amount fixed before it is asked). */
-export async function updateSettlement(database: Database, id: string, patch: Partial<Pick<SettlementRow, 'inDoubt' | 'partial' | 'updatedAt'>>): Promise<void> {
+export async function updateSettlement(
+  database: Database,
+  id: string,
+  patch: Partial<Pick<SettlementRow, 'inDoubt' | 'partial' | 'updatedAt'>>,
+): Promise<void> {
   await database.db.updateTable('settlements').set(patch).where('id', '=', id).where('state', '=', 'asking').execute();
 }
 
@@ -227,7 +261,13 @@ export async function closeSettlement(
 }
 
 /** Adds `amount` to one column of a customer's day (the usage chart). */
-export async function addToDay(db: Kysely<Tables>, customerId: string, day: string, column: 'emails' | 'adjusted' | 'expired' | 'credits', amount: number): Promise<void> {
+export async function addToDay(
+  db: Kysely<Tables>,
+  customerId: string,
+  day: string,
+  column: 'emails' | 'adjusted' | 'expired' | 'credits',
+  amount: number,
+): Promise<void> {
   if (amount === 0) return;
   await db
     .insertInto('creditDays')
@@ -237,9 +277,18 @@ export async function addToDay(db: Kysely<Tables>, customerId: string, day: stri
 }
 
 /** Counts a Dodo ledger entry in its customer's day, once (a webhook handled twice, or by two instances, counts once). */
-export async function countDodoEntry(database: Database, entry: { id: string; customerId: string; day: string; column: 'adjusted' | 'expired' | 'credits'; amount: number }, now: number): Promise<void> {
+export async function countDodoEntry(
+  database: Database,
+  entry: { id: string; customerId: string; day: string; column: 'adjusted' | 'expired' | 'credits'; amount: number },
+  now: number,
+): Promise<void> {
   await database.db.transaction().execute(async (trx) => {
-    const fresh = await trx.insertInto('dodoEntries').values({ id: entry.id, recordedAt: now }).onConflict((oc) => oc.column('id').doNothing()).returning('id').executeTakeFirst();
+    const fresh = await trx
+      .insertInto('dodoEntries')
+      .values({ id: entry.id, recordedAt: now })
+      .onConflict((oc) => oc.column('id').doNothing())
+      .returning('id')
+      .executeTakeFirst();
     if (fresh) await addToDay(trx, entry.customerId, entry.day, entry.column, entry.amount);
   });
 }
@@ -251,7 +300,11 @@ export async function creditDays(database: Database, customerId: string, fromDay
 
 /** The first day anything moved in a customer's balance (null: never). */
 export async function firstCreditDay(database: Database, customerId: string): Promise<string | null> {
-  const row = await database.db.selectFrom('creditDays').select((eb) => eb.fn.min('day').as('first')).where('customerId', '=', customerId).executeTakeFirst();
+  const row = await database.db
+    .selectFrom('creditDays')
+    .select((eb) => eb.fn.min('day').as('first'))
+    .where('customerId', '=', customerId)
+    .executeTakeFirst();
   return (row?.first as string | null) ?? null;
 }
 

@@ -140,12 +140,26 @@ export async function refuseEmails(db: Database['db'], refused: RefusedEmail[], 
   await db
     .updateTable('emails')
     .set({ status: 'failed', statusRank: STATUS_RANK.failed, updatedAt: at })
-    .where('id', 'in', refused.map((r) => r.id))
+    .where(
+      'id',
+      'in',
+      refused.map((r) => r.id),
+    )
     .where('statusRank', '<', STATUS_RANK.failed)
     .execute();
   await db
     .insertInto('emailEvents')
-    .values(refused.map((r) => ({ id: `mailkit:${r.id}:refused`, emailId: r.id, type: 'email.failed', occurredAt: at, receivedAt: at, detail: r.reason, suppress: null })))
+    .values(
+      refused.map((r) => ({
+        id: `mailkit:${r.id}:refused`,
+        emailId: r.id,
+        type: 'email.failed',
+        occurredAt: at,
+        receivedAt: at,
+        detail: r.reason,
+        suppress: null,
+      })),
+    )
     .onConflict((oc) => oc.column('id').doNothing())
     .execute();
 }
@@ -170,7 +184,11 @@ export async function applyEarlyEvents(db: Database['db'], emails: NewEmail[], a
  */
 export async function recordEmailEvent(database: Database, event: NewEmailEvent, at: number): Promise<boolean> {
   const row: EmailEventRow = { ...event, receivedAt: at, suppress: event.suppress.length ? JSON.stringify(event.suppress) : null };
-  const inserted = await database.db.insertInto('emailEvents').values(row).onConflict((oc) => oc.column('id').doNothing()).executeTakeFirst();
+  const inserted = await database.db
+    .insertInto('emailEvents')
+    .values(row)
+    .onConflict((oc) => oc.column('id').doNothing())
+    .executeTakeFirst();
   if (Number(inserted.numInsertedOrUpdatedRows ?? 0) === 0) return false;
   try {
     await applyEvent(database.db, row, at);
@@ -178,7 +196,11 @@ export async function recordEmailEvent(database: Database, event: NewEmailEvent,
     // Not applied, so not recorded either: the sender's redelivery (its answer is a 5xx) must
     // find the id unknown and apply it, not be dropped as a duplicate. The insert is committed
     // before the email is read, not in one transaction with it: see applyEarlyEvents.
-    await database.db.deleteFrom('emailEvents').where('id', '=', row.id).execute().catch(() => undefined);
+    await database.db
+      .deleteFrom('emailEvents')
+      .where('id', '=', row.id)
+      .execute()
+      .catch(() => undefined);
     throw err;
   }
   return true;
@@ -219,12 +241,22 @@ export async function listEmails(
 }
 
 /** One of the customer's emails with its events, oldest first; undefined for anyone else's. */
-export async function findEmail(database: Database, customerId: string, id: string): Promise<{ email: EmailRow; events: EmailEventRow[] } | undefined> {
+export async function findEmail(
+  database: Database,
+  customerId: string,
+  id: string,
+): Promise<{ email: EmailRow; events: EmailEventRow[] } | undefined> {
   const email = await database.db.selectFrom('emails').selectAll().where('id', '=', id).where('customerId', '=', customerId).executeTakeFirst();
   if (!email) return undefined;
   // Resend's events name its id; MailKit's own (a refusal) name the email's.
   const names = email.providerId && email.providerId !== id ? [id, email.providerId] : [id];
-  const events = await database.db.selectFrom('emailEvents').selectAll().where('emailId', 'in', names).orderBy('occurredAt').orderBy('receivedAt').execute();
+  const events = await database.db
+    .selectFrom('emailEvents')
+    .selectAll()
+    .where('emailId', 'in', names)
+    .orderBy('occurredAt')
+    .orderBy('receivedAt')
+    .execute();
   return { email, events };
 }
 
@@ -236,7 +268,9 @@ export async function forgetOrphanEventsBefore(database: Database, cutoff: numbe
   const gone = await database.db
     .deleteFrom('emailEvents')
     .where('receivedAt', '<', cutoff)
-    .where(({ not, exists, selectFrom }) => not(exists(selectFrom('emails').select('emails.id').whereRef('emails.providerId', '=', 'emailEvents.emailId'))))
+    .where(({ not, exists, selectFrom }) =>
+      not(exists(selectFrom('emails').select('emails.id').whereRef('emails.providerId', '=', 'emailEvents.emailId'))),
+    )
     // MailKit's own events (a refusal) name the email by its own id: they stay with it.
     .where('id', 'not like', 'mailkit:%')
     .executeTakeFirst();

@@ -44,13 +44,20 @@ export async function recordFlight(
             ms.length === 1
               ? ms[0]!.offset
               : eb.cast<number>(
-                  ms.slice(1).reduce((c, m) => c.when('id', '=', m.sendId).then(m.offset), eb.case().when('id', '=', ms[0]!.sendId).then(ms[0]!.offset)).end(),
+                  ms
+                    .slice(1)
+                    .reduce((c, m) => c.when('id', '=', m.sendId).then(m.offset), eb.case().when('id', '=', ms[0]!.sendId).then(ms[0]!.offset))
+                    .end(),
                   'integer',
                 ),
           deliveringSince: at,
           updatedAt: at,
         }))
-        .where('id', 'in', ms.map((m) => m.sendId))
+        .where(
+          'id',
+          'in',
+          ms.map((m) => m.sendId),
+        )
         .where('owner', '=', owner)
         .where('state', '=', 'delivering')
         .returning('id')
@@ -64,7 +71,10 @@ export async function recordFlight(
     }
     if (flying.length > 0) {
       const body = flying.flatMap((m) => bodyOf(m.sendId));
-      await trx.insertInto('flights').values({ id: flightId, body: JSON.stringify(body), createdAt: at }).execute();
+      await trx
+        .insertInto('flights')
+        .values({ id: flightId, body: JSON.stringify(body), createdAt: at })
+        .execute();
     }
     return flying;
   });
@@ -89,7 +99,11 @@ export async function pruneFlights(database: Database, settledBefore: number, cu
         eb('createdAt', '<', cutoff),
         eb.and([
           eb('createdAt', '<', settledBefore),
-          eb.not(eb.exists(eb.selectFrom('sends').select('sends.id').whereRef('sends.flightId', '=', 'flights.id').where('sends.state', '=', 'delivering'))),
+          eb.not(
+            eb.exists(
+              eb.selectFrom('sends').select('sends.id').whereRef('sends.flightId', '=', 'flights.id').where('sends.state', '=', 'delivering'),
+            ),
+          ),
         ]),
       ]),
     )
@@ -109,7 +123,11 @@ export async function releaseFlightOf(database: Database, sendId: string): Promi
   await database.db
     .deleteFrom('flights')
     .where('id', '=', (eb) => eb.selectFrom('sends').select('sends.flightId').where('sends.id', '=', sendId))
-    .where((eb) => eb.not(eb.exists(eb.selectFrom('sends').select('sends.id').whereRef('sends.flightId', '=', 'flights.id').where('sends.state', '=', 'delivering'))))
+    .where((eb) =>
+      eb.not(
+        eb.exists(eb.selectFrom('sends').select('sends.id').whereRef('sends.flightId', '=', 'flights.id').where('sends.state', '=', 'delivering')),
+      ),
+    )
     .execute();
 }
 
@@ -123,6 +141,8 @@ export async function releaseFlight(db: Database['db'], flightId: string): Promi
   await db
     .deleteFrom('flights')
     .where('id', '=', flightId)
-    .where((eb) => eb.not(eb.exists(eb.selectFrom('sends').select('sends.id').where('sends.flightId', '=', flightId).where('sends.state', '=', 'delivering'))))
+    .where((eb) =>
+      eb.not(eb.exists(eb.selectFrom('sends').select('sends.id').where('sends.flightId', '=', flightId).where('sends.state', '=', 'delivering'))),
+    )
     .execute();
 }

@@ -38,8 +38,7 @@ export interface Database {
  * what Kysely runs on, and what a library given the handle should prepare with.
  */
 export type NativeClient =
-  | { engine: 'sqlite'; sqlite: BetterSqlite3.Database; prepare: (sql: string) => BetterSqlite3.Statement }
-  | { engine: 'postgres'; pool: pg.Pool };
+  { engine: 'sqlite'; sqlite: BetterSqlite3.Database; prepare: (sql: string) => BetterSqlite3.Statement } | { engine: 'postgres'; pool: pg.Pool };
 
 export interface DatabaseOptions {
   /** A `postgres://` URL selects PostgreSQL; otherwise SQLite at `file`. */
@@ -117,7 +116,10 @@ function openSqlite(file: string, mustExist: boolean): Database {
   // Another process (a second server on the same file, the key CLI) may hold the write lock briefly.
   sqlite.pragma('busy_timeout = 5000');
   const prepare = statementCache(sqlite);
-  const db = new Kysely<Tables>({ dialect: new SqliteDialect({ database: { prepare, close: () => sqlite.close() } }), plugins: [new CamelCasePlugin()] });
+  const db = new Kysely<Tables>({
+    dialect: new SqliteDialect({ database: { prepare, close: () => sqlite.close() } }),
+    plugins: [new CamelCasePlugin()],
+  });
   return {
     db,
     engine: 'sqlite',
@@ -165,7 +167,10 @@ async function openPostgres(url: string, opts: DatabaseOptions): Promise<Databas
     max: opts.poolSize ?? 10,
     connectionTimeoutMillis: 5_000,
     // Times are epoch milliseconds in BIGINT columns: well inside a double, so read them as numbers.
-    types: { getTypeParser: ((oid: number, format?: 'text' | 'binary') => (oid === 20 ? Number : pg.types.getTypeParser(oid, format))) as typeof pg.types.getTypeParser },
+    types: {
+      getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+        oid === 20 ? Number : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+    },
     ...(schema ? { options: `-c search_path=${schema}` } : {}),
   });
   // A client losing its server must not crash the process: the pool listens on its idle
@@ -204,9 +209,12 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   const e = err as { code?: string; message?: string } | null;
   if (!e || typeof e !== 'object') return false;
   const code = e.code ?? '';
-  if (['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EPIPE', 'SQLITE_BUSY', 'SQLITE_LOCKED', 'SQLITE_IOERR', 'SQLITE_FULL'].includes(code)) return true;
+  if (['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EPIPE', 'SQLITE_BUSY', 'SQLITE_LOCKED', 'SQLITE_IOERR', 'SQLITE_FULL'].includes(code))
+    return true;
   // PostgreSQL classes 08 (connection), 53 (resources), 57P (shutdown, cannot connect now).
   if (/^(08|53|57P)/.test(code)) return true;
   const message = e.message ?? '';
-  return /Connection terminated|not queryable|timeout exceeded when trying to connect|Cannot use a pool after calling end|driver has already been destroyed/i.test(message);
+  return /Connection terminated|not queryable|timeout exceeded when trying to connect|Cannot use a pool after calling end|driver has already been destroyed/i.test(
+    message,
+  );
 }

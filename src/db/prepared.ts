@@ -45,7 +45,9 @@ export function prepared<V extends Record<string, Scalar>, R>(build: (db: Kysely
         },
       });
       const query = build(db, placeholders).compile();
-      const slots = query.parameters.map((p) => (typeof p === 'string' && p.startsWith(PLACEHOLDER) ? { name: p.slice(PLACEHOLDER.length) } : { value: p }));
+      const slots = query.parameters.map((p) =>
+        typeof p === 'string' && p.startsWith(PLACEHOLDER) ? { name: p.slice(PLACEHOLDER.length) } : { value: p },
+      );
       const used = new Set(slots.flatMap((s) => ('name' in s ? [s.name] : [])));
       const lost = [...asked].filter((n) => !used.has(n));
       if (lost.length) throw new Error(`prepared query: ${lost.join(', ')} did not become parameters of ${query.sql}`);

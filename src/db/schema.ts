@@ -128,7 +128,6 @@ export interface SecretsTable {
   value: string;
 }
 
-
 /**
  * rate-limiter-flexible's counters (its column names): one row per limiter key and window,
  * shared by every instance on this database.

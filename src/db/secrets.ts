@@ -6,7 +6,11 @@ import type { Database } from './index';
  */
 export async function generatedSecret(database: Database, name: string, make: () => string): Promise<string> {
   const { db } = database;
-  await db.insertInto('secrets').values({ name, value: make() }).onConflict((oc) => oc.column('name').doNothing()).execute();
+  await db
+    .insertInto('secrets')
+    .values({ name, value: make() })
+    .onConflict((oc) => oc.column('name').doNothing())
+    .execute();
   const row = await db.selectFrom('secrets').select('value').where('name', '=', name).executeTakeFirstOrThrow();
   return row.value;
 }

@@ -83,7 +83,14 @@ export interface TransitionOptions {
  * what commits with it (TransitionOptions); a transition out of `delivering` also forgets the
  * send's flight when none of its sends is still delivering (db/flights.ts releaseFlight).
  */
-export async function transitionSend(database: Database, id: string, owner: string, from: readonly string[], patch: SendPatch, opts: TransitionOptions = {}): Promise<SendRow> {
+export async function transitionSend(
+  database: Database,
+  id: string,
+  owner: string,
+  from: readonly string[],
+  patch: SendPatch,
+  opts: TransitionOptions = {},
+): Promise<SendRow> {
   const apply = (db: Database['db']) => applyTransition(db, database.engine, id, owner, from, patch, opts);
   const row = await (opts.dropPayload || opts.history || opts.spend ? database.db.transaction().execute((trx) => apply(trx)) : apply(database.db));
   if (opts.release) releasedClaims(database).add(claimKey(id, owner));
@@ -93,10 +100,22 @@ export async function transitionSend(database: Database, id: string, owner: stri
 }
 
 /** What a transition commits, on `db` (a transaction when it commits more than the row). */
-async function applyTransition(db: Database['db'], engine: Database['engine'], id: string, owner: string, from: readonly string[], patch: SendPatch, opts: TransitionOptions): Promise<SendRow> {
+async function applyTransition(
+  db: Database['db'],
+  engine: Database['engine'],
+  id: string,
+  owner: string,
+  from: readonly string[],
+  patch: SendPatch,
+  opts: TransitionOptions,
+): Promise<SendRow> {
   const set = opts.release ? { ...patch, owner: null, claimedUntil: null } : patch;
   const columns = Object.keys(set).filter((c) => set[c as keyof typeof set] !== undefined) as Array<keyof typeof set>;
-  const [row] = await transitionQuery(columns, from).run(db, { ...Object.fromEntries(columns.map((c) => [`set:${c}`, set[c] as Scalar])), id, owner });
+  const [row] = await transitionQuery(columns, from).run(db, {
+    ...Object.fromEntries(columns.map((c) => [`set:${c}`, set[c] as Scalar])),
+    id,
+    owner,
+  });
   if (!row) throw new LostClaim(id);
   if (opts.spend) await endSpendIn(db, engine, opts.spend);
   if (opts.history) {
@@ -181,7 +200,12 @@ export function releasedByTransition(database: Database, id: string, owner: stri
  */
 export async function deleteSend(database: Database, id: string, owner: string, from: readonly SendRow['state'][]): Promise<boolean> {
   return database.db.transaction().execute(async (trx) => {
-    const gone = await trx.deleteFrom('sends').where('id', '=', id).where('owner', '=', owner).where('state', 'in', [...from]).executeTakeFirst();
+    const gone = await trx
+      .deleteFrom('sends')
+      .where('id', '=', id)
+      .where('owner', '=', owner)
+      .where('state', 'in', [...from])
+      .executeTakeFirst();
     if (Number(gone.numDeletedRows) === 0) return false;
     await trx.deleteFrom('sendPayloads').where('sendId', '=', id).execute();
     return true;
@@ -243,7 +267,14 @@ export async function pruneSends(database: Database, cutoff: number): Promise<nu
     await trx
       .deleteFrom('sendPayloads')
       .where(({ not, exists, selectFrom }) =>
-        not(exists(selectFrom('sends').select('sends.id').whereRef('sends.id', '=', 'sendPayloads.sendId').where('sends.state', 'in', [...UNSETTLED_STATES, 'failed']))),
+        not(
+          exists(
+            selectFrom('sends')
+              .select('sends.id')
+              .whereRef('sends.id', '=', 'sendPayloads.sendId')
+              .where('sends.state', 'in', [...UNSETTLED_STATES, 'failed']),
+          ),
+        ),
       )
       .execute();
     return Number(gone.numDeletedRows);

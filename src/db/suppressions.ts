@@ -54,7 +54,11 @@ export async function listSuppressions(
 
 /** Takes an address off the customer's list; false when it was not on it. */
 export async function removeSuppression(database: Database, customerId: string, address: string): Promise<boolean> {
-  const gone = await database.db.deleteFrom('suppressions').where('customerId', '=', customerId).where('address', '=', address.toLowerCase()).executeTakeFirst();
+  const gone = await database.db
+    .deleteFrom('suppressions')
+    .where('customerId', '=', customerId)
+    .where('address', '=', address.toLowerCase())
+    .executeTakeFirst();
   return Number(gone.numDeletedRows) > 0;
 }
 

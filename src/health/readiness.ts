@@ -70,7 +70,10 @@ export function createReadiness(opts: {
     const [database, { dodo, resend: reachable }] = await Promise.all([checkDatabase(), vendors.result]);
     const paused = opts.sendingPaused?.();
     const resend = paused
-      ? { ok: false, reason: `Resend refused MailKit's API key (${paused.status} ${paused.name}) since ${new Date(paused.since).toISOString()}: sending is paused` }
+      ? {
+          ok: false,
+          reason: `Resend refused MailKit's API key (${paused.status} ${paused.name}) since ${new Date(paused.since).toISOString()}: sending is paused`,
+        }
       : reachable;
     // A failed vendor check is not cached: the next probe asks again.
     if (!dodo.ok || !reachable.ok) vendors = null;

@@ -77,7 +77,9 @@ export function createHttpFetch(opts: HttpFetchOptions = {}): FetchLike {
             // A Response refuses a body for the null-body statuses.
             const nullBody = status === 204 || status === 205 || status === 304;
             try {
-              resolve(new Response(nullBody ? null : Buffer.concat(chunks), { status, statusText: res.statusMessage ?? '', headers: responseHeaders }));
+              resolve(
+                new Response(nullBody ? null : Buffer.concat(chunks), { status, statusText: res.statusMessage ?? '', headers: responseHeaders }),
+              );
             } catch (err) {
               reject(new TypeError('fetch failed', { cause: err }));
             }

@@ -11,7 +11,12 @@ export function transportCause(err: unknown): string | undefined {
   let e = err as ErrorLike | undefined;
   for (let depth = 0; e && typeof e === 'object' && depth < 6; depth++, e = e.cause as ErrorLike | undefined) {
     if (typeof e.code === 'string' && /^(E[A-Z]+|UND_ERR_[A-Z_]+|ERR_TLS_[A-Z_]+|[A-Z_]*CERT[A-Z_]*)$/.test(e.code)) {
-      const where = typeof e.address === 'string' ? `${e.address}${typeof e.port === 'number' ? `:${e.port}` : ''}` : typeof e.hostname === 'string' ? e.hostname : '';
+      const where =
+        typeof e.address === 'string'
+          ? `${e.address}${typeof e.port === 'number' ? `:${e.port}` : ''}`
+          : typeof e.hostname === 'string'
+            ? e.hostname
+            : '';
       return where ? `${e.code} ${where}` : e.code;
     }
     if (e.name === 'APIConnectionTimeoutError' || e.name === 'TimeoutError') return 'timed out';

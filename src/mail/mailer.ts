@@ -22,7 +22,18 @@ export const recipientCount = (e: OutgoingEmail): number => e.to.length + (e.cc?
 
 /** The Resend request body of one email (the SDK maps replyTo to reply_to). */
 const resendBody = (e: OutgoingEmail, from: string) =>
-  ({ from, to: e.to, subject: e.subject, html: e.html, text: e.text, cc: e.cc, bcc: e.bcc, replyTo: e.replyTo, tags: e.tags, headers: e.headers }) as never;
+  ({
+    from,
+    to: e.to,
+    subject: e.subject,
+    html: e.html,
+    text: e.text,
+    cc: e.cc,
+    bcc: e.bcc,
+    replyTo: e.replyTo,
+    tags: e.tags,
+    headers: e.headers,
+  }) as never;
 
 /**
  * What became of one Resend call. Only Resend's ids prove an email went out, and only a
@@ -45,8 +56,7 @@ export type Delivery =
   | { kind: 'paused'; status: number; name: string; message: string; retryAfterSec: number };
 
 export type BatchDelivery =
-  | { kind: 'sent'; ids: Array<string | null>; errors: Array<{ index: number; message: string }> }
-  | Exclude<Delivery, { kind: 'sent' }>;
+  { kind: 'sent'; ids: Array<string | null>; errors: Array<{ index: number; message: string }> } | Exclude<Delivery, { kind: 'sent' }>;
 
 /** Sending paused because Resend refused MailKit's credentials: since when, and Resend's answer. */
 export interface SendingPause {
@@ -74,7 +84,11 @@ export interface Mailer {
    * `tokenTaken`: the caller already took this call's turn from the budget (the dispatcher
    * takes it before it packs the flight); its retries take their own.
    */
-  deliverFlight(items: Array<{ email: OutgoingEmail; from: string }>, idempotencyKey: string, opts?: { tokenTaken?: boolean }): Promise<BatchDelivery>;
+  deliverFlight(
+    items: Array<{ email: OutgoingEmail; from: string }>,
+    idempotencyKey: string,
+    opts?: { tokenTaken?: boolean },
+  ): Promise<BatchDelivery>;
   /** Resend's shared quota, for the dispatcher. */
   readonly budget?: Budget;
   /** Set while Resend refuses MailKit's credentials (401/403): readiness says why. */
@@ -154,7 +168,7 @@ export function createMailer(opts: MailerOptions): Mailer {
     if (!pause) {
       log?.error(
         { status: failed.status, name: failed.name, reason: failed.message },
-        'Resend refused MailKit\'s API key: sending is paused. Emails keep their credits and go out once Resend accepts the key again (check RESEND_API_KEY and the sending domain).',
+        "Resend refused MailKit's API key: sending is paused. Emails keep their credits and go out once Resend accepts the key again (check RESEND_API_KEY and the sending domain).",
       );
       pause = { since: now(), status: failed.status, name: failed.name, message: failed.message, nextProbeAt: now() + probeMs };
     } else pause.nextProbeAt = Math.max(pause.nextProbeAt, now() + probeMs);
@@ -163,7 +177,7 @@ export function createMailer(opts: MailerOptions): Mailer {
   /** A call Resend answered past its key check: the key works again. */
   function endPause() {
     if (!pause) return;
-    log?.info({ pausedMs: now() - pause.since }, 'Resend accepts MailKit\'s API key again: sending resumed');
+    log?.info({ pausedMs: now() - pause.since }, "Resend accepts MailKit's API key again: sending resumed");
     pause = null;
   }
 
@@ -190,7 +204,16 @@ export function createMailer(opts: MailerOptions): Mailer {
       } catch (err) {
         if (!(err instanceof QuotaExhausted)) throw err;
         // Never sent: as definite as Resend's own 429, unless an earlier try is in doubt.
-        return { failed: doubt ?? { kind: 'rejected', retryable: true, status: 429, name: 'quota_exhausted', message: err.message, retryAfterSec: err.retryAfterSeconds } };
+        return {
+          failed: doubt ?? {
+            kind: 'rejected',
+            retryable: true,
+            status: 429,
+            name: 'quota_exhausted',
+            message: err.message,
+            retryAfterSec: err.retryAfterSeconds,
+          },
+        };
       }
       let result;
       try {
@@ -218,7 +241,8 @@ export function createMailer(opts: MailerOptions): Mailer {
       // Resend's own 429: every instance holds back for as long as it asks.
       if (failed.kind === 'rejected' && failed.status === 429) void opts.budget?.penalize(failed.retryAfterSec ?? 1);
       if (failed.kind === 'unknown') doubt = failed;
-      const retryable = (failed.kind === 'rejected' && failed.retryable) || (failed.kind === 'unknown' && failed.status !== undefined && !failed.conflict);
+      const retryable =
+        (failed.kind === 'rejected' && failed.retryable) || (failed.kind === 'unknown' && failed.status !== undefined && !failed.conflict);
       const retryAfterSec = 'retryAfterSec' in failed ? failed.retryAfterSec : undefined;
       if (retryable && attempt < maxRetries && (retryAfterSec === undefined || retryAfterSec * 1000 <= maxBackoffMs)) {
         await sleep(Math.min(maxBackoffMs, retryAfterSec !== undefined ? retryAfterSec * 1000 : backoff(attempt)));
@@ -246,11 +270,19 @@ export function createMailer(opts: MailerOptions): Mailer {
     },
 
     deliverBatch(emails, idempotencyKey, sender = from, callOpts = {}) {
-      return batchCall(emails.map((e) => resendBody(e, sender)), idempotencyKey, callOpts.tokenTaken ?? false);
+      return batchCall(
+        emails.map((e) => resendBody(e, sender)),
+        idempotencyKey,
+        callOpts.tokenTaken ?? false,
+      );
     },
 
     deliverFlight(items, idempotencyKey, callOpts = {}) {
-      return batchCall(items.map((i) => resendBody(i.email, i.from)), idempotencyKey, callOpts.tokenTaken ?? false);
+      return batchCall(
+        items.map((i) => resendBody(i.email, i.from)),
+        idempotencyKey,
+        callOpts.tokenTaken ?? false,
+      );
     },
     budget: opts.budget,
     paused: () => (pause ? { since: pause.since, status: pause.status, name: pause.name, message: pause.message } : null),
@@ -290,7 +322,8 @@ function classify(error: ResendError, headers: Record<string, string> | null): E
   if (status >= 500) return { kind: 'unknown', message, status, retryAfterSec };
   // Another request with this key is still being processed (it may yet succeed), or this key
   // was used for another body (what it sent is unknown to this call).
-  if (status === 409) return { kind: 'unknown', message, status, retryAfterSec: retryAfterSec ?? 1, conflict: name !== 'concurrent_idempotent_requests' };
+  if (status === 409)
+    return { kind: 'unknown', message, status, retryAfterSec: retryAfterSec ?? 1, conflict: name !== 'concurrent_idempotent_requests' };
   // MailKit's credentials or endpoint, not the email: 401/403 (key invalid, restricted, a domain
   // not verified), 404/405 (a wrong RESEND_BASE_URL), 400 invalid_idempotency_key (MailKit's key).
   if (status === 401 || status === 403 || status === 404 || status === 405 || name === 'invalid_idempotency_key') {

@@ -14,7 +14,8 @@ export function accountRoutes(deps: { billing: Billing; apiKeys: ApiKeys; auth: 
     const customerId = customerOf(req);
     const customer = await deps.billing.customer(customerId).catch((err: unknown) => {
       // A key is self-verifying, so one can be minted for any id: Dodo may not know its customer.
-      if (err instanceof DodoPayments.NotFoundError) throw new HttpError(404, 'unknown_customer', `This key is for ${customerId}, a customer Dodo Payments does not know.`);
+      if (err instanceof DodoPayments.NotFoundError)
+        throw new HttpError(404, 'unknown_customer', `This key is for ${customerId}, a customer Dodo Payments does not know.`);
       throw err;
     });
     res.set('Cache-Control', 'no-store');

@@ -11,13 +11,19 @@ const status = z.enum(EMAIL_STATUSES as [string, ...string[]]);
 
 export const emailsQuery = pageQuery.extend({ status: status.optional() });
 /** Email ids are UUIDs (Resend's, or MailKit's own for a send answered once queued); anything else cannot be one of the customer's emails. */
-export const emailIdParam = z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i, 'must be an email id as POST /send returned it');
+export const emailIdParam = z
+  .string()
+  .regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i, 'must be an email id as POST /send returned it');
 
 /** One email in the history. `status` only moves forward: queued → sent → delivered, or bounced, complained… */
 export const emailSummary = z.object({
-  id: z.string().describe("The email's id, as POST /send returned it: Resend's, or MailKit's own for a send answered once queued (Prefer: respond-async)"),
+  id: z
+    .string()
+    .describe("The email's id, as POST /send returned it: Resend's, or MailKit's own for a send answered once queued (Prefer: respond-async)"),
   provider_id: z.string().nullable().describe("Resend's id for it, once Resend accepted it (null while queued, or when Resend refused it)"),
-  status: status.describe('queued: accepted, no event yet; then the latest of sent, delivery_delayed, delivered, bounced, failed, suppressed, complained'),
+  status: status.describe(
+    'queued: accepted, no event yet; then the latest of sent, delivery_delayed, delivered, bounced, failed, suppressed, complained',
+  ),
   to: z.array(z.string()),
   cc: z.array(z.string()),
   bcc: z.array(z.string()),
@@ -37,7 +43,18 @@ export const emailList = z.object({ data: z.array(emailSummary), has_more: z.boo
 const iso = (ms: number) => new Date(ms).toISOString();
 function summary(e: EmailRow): z.infer<typeof emailSummary> {
   const r = JSON.parse(e.recipients) as Recipients;
-  return { id: e.id, provider_id: e.providerId, status: e.status, to: r.to, cc: r.cc, bcc: r.bcc, subject: e.subject, credits: e.credits, created_at: iso(e.createdAt), updated_at: iso(e.updatedAt) };
+  return {
+    id: e.id,
+    provider_id: e.providerId,
+    status: e.status,
+    to: r.to,
+    cc: r.cc,
+    bcc: r.bcc,
+    subject: e.subject,
+    credits: e.credits,
+    created_at: iso(e.createdAt),
+    updated_at: iso(e.updatedAt),
+  };
 }
 const event = (e: EmailEventRow): z.infer<typeof emailEvent> => ({ type: e.type, at: iso(e.occurredAt), detail: e.detail });
 

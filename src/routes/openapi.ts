@@ -19,7 +19,11 @@ export const errorEnvelope = z.object({ error: z.object({ code: z.string(), mess
 
 const balanceBody = z.object({
   customer_id: z.string(),
-  balance: z.string().describe('What the customer can spend now, as a decimal string (as Dodo gives balances): the balance MailKit keeps, which Dodo holds too once the spends are settled (within seconds)'),
+  balance: z
+    .string()
+    .describe(
+      'What the customer can spend now, as a decimal string (as Dodo gives balances): the balance MailKit keeps, which Dodo holds too once the spends are settled (within seconds)',
+    ),
   pending: z.string().describe('Credits of emails still on their way to the email provider: spent, or given back if it refuses them'),
 });
 const checkoutBody = z.object({ checkout_url: z.url() });
@@ -30,7 +34,9 @@ const batchResult = z.object({
   failed: z.number().int(),
 });
 const queuedResult = z.object({
-  id: z.string().describe("MailKit's email id: GET /emails/{id} follows its fate (queued, then sent, delivered, or failed with its credits refunded)"),
+  id: z
+    .string()
+    .describe("MailKit's email id: GET /emails/{id} follows its fate (queued, then sent, delivered, or failed with its credits refunded)"),
   status: z.literal('queued'),
 });
 const queuedBatch = z.object({
@@ -103,27 +109,120 @@ interface Op {
 
 const CUSTOMER_ERRORS = [401, 429, 503];
 const OPS: Op[] = [
-  { method: 'post', path: '/checkout/subscribe', summary: 'Start a subscription: a Dodo checkout link', auth: false, body: subscribeBody, bodyRequired: true, ok: checkoutBody, errors: [400, 413, 415, 429, 503] },
-  { method: 'post', path: '/checkout/topup', summary: 'A top-up checkout link for the key’s customer (404: a key minted for a customer Dodo does not know)', body: topupBody, ok: checkoutBody, errors: [400, 403, 404, ...CUSTOMER_ERRORS] },
+  {
+    method: 'post',
+    path: '/checkout/subscribe',
+    summary: 'Start a subscription: a Dodo checkout link',
+    auth: false,
+    body: subscribeBody,
+    bodyRequired: true,
+    ok: checkoutBody,
+    errors: [400, 413, 415, 429, 503],
+  },
+  {
+    method: 'post',
+    path: '/checkout/topup',
+    summary: 'A top-up checkout link for the key’s customer (404: a key minted for a customer Dodo does not know)',
+    body: topupBody,
+    ok: checkoutBody,
+    errors: [400, 403, 404, ...CUSTOMER_ERRORS],
+  },
   { method: 'get', path: '/credits', summary: 'The key’s balance', ok: balanceBody, errors: CUSTOMER_ERRORS },
-  { method: 'get', path: '/credits/usage', summary: `Usage per UTC day (1–${MAX_USAGE_DAYS} days)`, query: usageQuery, ok: usageBody, errors: [400, ...CUSTOMER_ERRORS] },
-  { method: 'get', path: '/credits/{customerId}', summary: 'The tutorial’s balance route (the id must be the key’s own)', params: { customerId: customerIdString }, ok: balanceBody.omit({ customer_id: true, pending: true }), errors: [400, 403, ...CUSTOMER_ERRORS] },
   {
-    method: 'post', path: '/send', summary: 'Send one email (one credit per recipient: to, cc and bcc)', body: sendBody, bodyRequired: true, idempotent: true, ok: sendResult, accepted: queuedResult,
+    method: 'get',
+    path: '/credits/usage',
+    summary: `Usage per UTC day (1–${MAX_USAGE_DAYS} days)`,
+    query: usageQuery,
+    ok: usageBody,
+    errors: [400, ...CUSTOMER_ERRORS],
+  },
+  {
+    method: 'get',
+    path: '/credits/{customerId}',
+    summary: 'The tutorial’s balance route (the id must be the key’s own)',
+    params: { customerId: customerIdString },
+    ok: balanceBody.omit({ customer_id: true, pending: true }),
+    errors: [400, 403, ...CUSTOMER_ERRORS],
+  },
+  {
+    method: 'post',
+    path: '/send',
+    summary: 'Send one email (one credit per recipient: to, cc and bcc)',
+    body: sendBody,
+    bodyRequired: true,
+    idempotent: true,
+    ok: sendResult,
+    accepted: queuedResult,
     errors: [400, 402, 403, 409, 413, 415, 422, 429, 502, 503, 401],
   },
   {
-    method: 'post', path: '/send/batch', summary: 'Send up to 100 emails in one call; a suppressed item alone is refused', body: batchBody, bodyRequired: true, idempotent: true, ok: batchResult, accepted: queuedBatch,
+    method: 'post',
+    path: '/send/batch',
+    summary: 'Send up to 100 emails in one call; a suppressed item alone is refused',
+    body: batchBody,
+    bodyRequired: true,
+    idempotent: true,
+    ok: batchResult,
+    accepted: queuedBatch,
     errors: [400, 402, 403, 409, 413, 415, 422, 429, 502, 503, 401],
   },
-  { method: 'get', path: '/emails', summary: 'The key’s emails, newest first, cursor-paginated, by status', query: emailsQuery, ok: emailList, errors: [400, ...CUSTOMER_ERRORS] },
-  { method: 'get', path: '/emails/{id}', summary: 'One email: status, each event with its time, what it cost', params: { id: emailIdParam }, ok: emailDetail, errors: [400, 404, ...CUSTOMER_ERRORS] },
-  { method: 'get', path: '/suppressions', summary: 'The key’s suppression list (permanent bounces, complaints), newest first', query: suppressionsQuery, ok: suppressionList, errors: [400, ...CUSTOMER_ERRORS] },
-  { method: 'delete', path: '/suppressions/{email}', summary: 'Take an address off the list: sends to it go through again', params: { email: suppressionParam }, ok: suppressionDeleted, errors: [400, 404, ...CUSTOMER_ERRORS] },
-  { method: 'get', path: '/account', summary: 'Who this key belongs to (404: a key minted for a customer Dodo does not know)', ok: accountBody, errors: [404, ...CUSTOMER_ERRORS] },
-  { method: 'post', path: '/account/key', summary: 'Rotate the key: the old one stops working at once', body: emptyBody, ok: z.object({ api_key: z.string() }), okStatus: 201, errors: [400, 413, 415, ...CUSTOMER_ERRORS] },
+  {
+    method: 'get',
+    path: '/emails',
+    summary: 'The key’s emails, newest first, cursor-paginated, by status',
+    query: emailsQuery,
+    ok: emailList,
+    errors: [400, ...CUSTOMER_ERRORS],
+  },
+  {
+    method: 'get',
+    path: '/emails/{id}',
+    summary: 'One email: status, each event with its time, what it cost',
+    params: { id: emailIdParam },
+    ok: emailDetail,
+    errors: [400, 404, ...CUSTOMER_ERRORS],
+  },
+  {
+    method: 'get',
+    path: '/suppressions',
+    summary: 'The key’s suppression list (permanent bounces, complaints), newest first',
+    query: suppressionsQuery,
+    ok: suppressionList,
+    errors: [400, ...CUSTOMER_ERRORS],
+  },
+  {
+    method: 'delete',
+    path: '/suppressions/{email}',
+    summary: 'Take an address off the list: sends to it go through again',
+    params: { email: suppressionParam },
+    ok: suppressionDeleted,
+    errors: [400, 404, ...CUSTOMER_ERRORS],
+  },
+  {
+    method: 'get',
+    path: '/account',
+    summary: 'Who this key belongs to (404: a key minted for a customer Dodo does not know)',
+    ok: accountBody,
+    errors: [404, ...CUSTOMER_ERRORS],
+  },
+  {
+    method: 'post',
+    path: '/account/key',
+    summary: 'Rotate the key: the old one stops working at once',
+    body: emptyBody,
+    ok: z.object({ api_key: z.string() }),
+    okStatus: 201,
+    errors: [400, 413, 415, ...CUSTOMER_ERRORS],
+  },
   { method: 'get', path: '/healthz', summary: 'Alive', auth: false, ok: z.object({ status: z.literal('ok') }), errors: [] },
-  { method: 'get', path: '/readyz', summary: 'Ready: the database, Dodo and Resend answer (503 names the failing check)', auth: false, ok: readyBody, errors: [] },
+  {
+    method: 'get',
+    path: '/readyz',
+    summary: 'Ready: the database, Dodo and Resend answer (503 names the failing check)',
+    auth: false,
+    ok: readyBody,
+    errors: [],
+  },
 ];
 
 function operation(op: Op) {
@@ -136,9 +235,28 @@ function operation(op: Op) {
       required: !(schema as Schema).safeParse(undefined).success,
       schema: toJson(schema as Schema, 'input'),
     })),
-    ...(op.idempotent ? [{ name: 'Idempotency-Key', in: 'header', required: false, description: 'Retry with the same key and body: one email, one debit, the same answer (24 h)', schema: toJson(idempotencyKeyHeader.unwrap(), 'input') }] : []),
+    ...(op.idempotent
+      ? [
+          {
+            name: 'Idempotency-Key',
+            in: 'header',
+            required: false,
+            description: 'Retry with the same key and body: one email, one debit, the same answer (24 h)',
+            schema: toJson(idempotencyKeyHeader.unwrap(), 'input'),
+          },
+        ]
+      : []),
     ...(op.accepted
-      ? [{ name: 'Prefer', in: 'header', required: false, description: '`respond-async`: answer 202 once the send is paid and queued (MailKit’s ids), not once the email provider accepted it; it is delivered in the background', schema: { type: 'string' } }]
+      ? [
+          {
+            name: 'Prefer',
+            in: 'header',
+            required: false,
+            description:
+              '`respond-async`: answer 202 once the send is paid and queued (MailKit’s ids), not once the email provider accepted it; it is delivered in the background',
+            schema: { type: 'string' },
+          },
+        ]
       : []),
   ];
   const okHeaders = { ...(customer ? rateHeaders(true) : {}), ...(op.idempotent ? SEND_HEADERS : {}) };
@@ -156,18 +274,31 @@ function operation(op: Op) {
     const retry = status === 429 || status === 503 || status === 409;
     responses[String(status)] = {
       description: ERROR_TEXT[status],
-      headers: { ...(customer ? rateHeaders(status === 429) : {}), ...(retry ? RETRY_AFTER : {}), ...(op.idempotent && status !== 401 ? { 'Idempotency-Key': { ...SEND_HEADERS['Idempotency-Key'], required: false } } : {}) },
+      headers: {
+        ...(customer ? rateHeaders(status === 429) : {}),
+        ...(retry ? RETRY_AFTER : {}),
+        ...(op.idempotent && status !== 401 ? { 'Idempotency-Key': { ...SEND_HEADERS['Idempotency-Key'], required: false } } : {}),
+      },
       content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
     };
   }
-  if (op.path === '/readyz') responses['503'] = { description: ERROR_TEXT[503], content: { 'application/json': { schema: toJson(readyBody, 'output') } } };
-  responses.default = { description: 'Any other failure, in the same envelope', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } };
+  if (op.path === '/readyz')
+    responses['503'] = { description: ERROR_TEXT[503], content: { 'application/json': { schema: toJson(readyBody, 'output') } } };
+  responses.default = {
+    description: 'Any other failure, in the same envelope',
+    content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
+  };
   return {
-    operationId: `${op.method}${op.path.replace(/[{}]/g, '').replace(/\/(\w)/g, (_m, c: string) => c.toUpperCase()).replace(/\W/g, '')}`,
+    operationId: `${op.method}${op.path
+      .replace(/[{}]/g, '')
+      .replace(/\/(\w)/g, (_m, c: string) => c.toUpperCase())
+      .replace(/\W/g, '')}`,
     summary: op.summary,
     security: customer ? [{ apiKey: [] }] : [],
     ...(parameters.length ? { parameters } : {}),
-    ...(op.body ? { requestBody: { required: op.bodyRequired ?? false, content: { 'application/json': { schema: toJson(op.body, 'input') } } } } : {}),
+    ...(op.body
+      ? { requestBody: { required: op.bodyRequired ?? false, content: { 'application/json': { schema: toJson(op.body, 'input') } } } }
+      : {}),
     responses,
   };
 }

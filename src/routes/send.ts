@@ -9,10 +9,7 @@ import { customerIdField, emailObject, idempotencyKeyHeader, LIMITS, parse } fro
 
 export const sendBody = emailObject({ customer_id: customerIdField });
 export const batchBody = z.strictObject({
-  emails: z
-    .array(emailObject({}))
-    .min(1, 'needs at least one email')
-    .max(LIMITS.batchItems, `at most ${LIMITS.batchItems} emails per batch`),
+  emails: z.array(emailObject({})).min(1, 'needs at least one email').max(LIMITS.batchItems, `at most ${LIMITS.batchItems} emails per batch`),
   customer_id: customerIdField,
 });
 
@@ -84,7 +81,8 @@ export function sendRoutes(deps: { sender: Sender; auth: RequestHandler; databas
     }
     const outcome = await deps.sender.sendBatch(customerId, sendable, key, { async: queued });
     const answer = outcome.body as { data?: unknown[]; sent?: number; queued?: number; failed: number };
-    if ((outcome.status !== 200 && outcome.status !== 202) || !Array.isArray(answer?.data) || sendable.length === emails.length) return reply(res, outcome);
+    if ((outcome.status !== 200 && outcome.status !== 202) || !Array.isArray(answer?.data) || sendable.length === emails.length)
+      return reply(res, outcome);
     let next = 0;
     const data = emails.map((_, i) => (refusals[i] ? refused(i) : answer.data![next++]));
     const failed = answer.failed + (emails.length - sendable.length);

@@ -10,7 +10,9 @@ import { emailAddress, parse } from './validate';
 /** One entry of the list, as the API shows it. */
 export const suppressionObject = z.object({
   email: z.email(),
-  reason: z.enum(['bounced', 'complained', 'suppressed']).describe('bounced: a permanent bounce; complained: a spam complaint; suppressed: Resend refused it (on its own suppression list)'),
+  reason: z
+    .enum(['bounced', 'complained', 'suppressed'])
+    .describe('bounced: a permanent bounce; complained: a spam complaint; suppressed: Resend refused it (on its own suppression list)'),
   email_id: z.string().nullable().describe('The email whose event put the address on the list'),
   created_at: z.iso.datetime(),
 });
@@ -33,11 +35,18 @@ export function suppressionRoutes(deps: { database: Database; auth: RequestHandl
   router.get('/suppressions', deps.auth, async (req, res) => {
     const q = parse(suppressionsQuery, req.query, 'query');
     const after = q.cursor ? decodeCursor(q.cursor) : undefined;
-    const rows = await listSuppressions(deps.database, customerOf(req), { limit: q.limit + 1, after: after && { createdAt: after.at, address: after.key } });
+    const rows = await listSuppressions(deps.database, customerOf(req), {
+      limit: q.limit + 1,
+      after: after && { createdAt: after.at, address: after.key },
+    });
     const page = rows.slice(0, q.limit);
     const last = page.at(-1);
     res.set('Cache-Control', 'no-store');
-    res.json({ data: page.map(toApi), has_more: rows.length > q.limit, next_cursor: rows.length > q.limit && last ? encodeCursor(last.createdAt, last.address) : null });
+    res.json({
+      data: page.map(toApi),
+      has_more: rows.length > q.limit,
+      next_cursor: rows.length > q.limit && last ? encodeCursor(last.createdAt, last.address) : null,
+    });
   });
 
   router.delete('/suppressions/:email', deps.auth, async (req, res) => {

@@ -89,7 +89,14 @@ export function foldDays(
   for (let d = opts.days - 1; d >= 0; d--) {
     const date = isoDate(end - d * DAY_MS);
     const r = byDay.get(date);
-    out.push({ date, emails: Number(r?.emails ?? 0), adjusted: Number(r?.adjusted ?? 0), expired: Number(r?.expired ?? 0), credits: Number(r?.credits ?? 0), balance: null });
+    out.push({
+      date,
+      emails: Number(r?.emails ?? 0),
+      adjusted: Number(r?.adjusted ?? 0),
+      expired: Number(r?.expired ?? 0),
+      credits: Number(r?.credits ?? 0),
+      balance: null,
+    });
   }
   const today = out.at(-1)!;
   today.emails += opts.owed;

@@ -30,7 +30,8 @@ const UNSUPPORTED: Record<string, string> = {
   scheduled_at: 'scheduled sending is not supported (Resend refuses it in batch sends, which MailKit delivers through)',
 };
 // Own entries only: an unknown field named `constructor` must not find Object's.
-const unknownFields = (keys: string[]) => keys.map((k) => (Object.hasOwn(UNSUPPORTED, k) ? UNSUPPORTED[k] : undefined)).find(Boolean) ?? `unknown field(s): ${keys.join(', ')}`;
+const unknownFields = (keys: string[]) =>
+  keys.map((k) => (Object.hasOwn(UNSUPPORTED, k) ? UNSUPPORTED[k] : undefined)).find(Boolean) ?? `unknown field(s): ${keys.join(', ')}`;
 
 const noLineBreaks = (v: string) => !/[\r\n]/.test(v);
 /** C0 controls (tab aside) and DEL: never legitimate in a header-bound value such as a subject or a name. */
@@ -56,9 +57,7 @@ export const emailAddress = z
   .pipe(z.email('must be a valid email address'));
 
 /** A Dodo customer id, as the tutorial passes it (only ever compared with the key's own). */
-export const customerIdString = z
-  .string({ error: 'must be a string' })
-  .regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be a customer id such as cus_…');
+export const customerIdString = z.string({ error: 'must be a string' }).regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be a customer id such as cus_…');
 export const customerIdField = customerIdString.optional();
 
 /** Limits that keep one request's cost bounded; stated in the README. */
@@ -81,7 +80,10 @@ export const LIMITS = {
 
 /** An address or a list of them, as Resend takes `to`, `cc`, `bcc` and `reply_to`. */
 const addressList = (min: number) =>
-  z.union([emailAddress, z.array(emailAddress).min(min, 'needs at least one recipient').max(LIMITS.recipients, `at most ${LIMITS.recipients} addresses`)]);
+  z.union([
+    emailAddress,
+    z.array(emailAddress).min(min, 'needs at least one recipient').max(LIMITS.recipients, `at most ${LIMITS.recipients} addresses`),
+  ]);
 
 /** A body part: HTML or plain text. */
 const bodyPart = z
@@ -99,9 +101,23 @@ const tagPart = z
  * Headers MailKit sets itself (or Resend does from the fields above): a custom header may not
  * override them, so the sender stays MAIL_FROM and recipients are only what the fields say.
  */
-const RESERVED_HEADERS = new Set(
-  ['from', 'sender', 'to', 'cc', 'bcc', 'reply-to', 'subject', 'date', 'message-id', 'mime-version', 'content-type', 'content-transfer-encoding', 'return-path', 'dkim-signature', 'received'],
-);
+const RESERVED_HEADERS = new Set([
+  'from',
+  'sender',
+  'to',
+  'cc',
+  'bcc',
+  'reply-to',
+  'subject',
+  'date',
+  'message-id',
+  'mime-version',
+  'content-type',
+  'content-transfer-encoding',
+  'return-path',
+  'dkim-signature',
+  'received',
+]);
 /**
  * The rule for every other custom header: it may not name a sender or a recipient beyond the
  * fields, nor claim a result that only receiving servers establish. So a custom header is
@@ -118,10 +134,7 @@ const RESERVED_HEADERS = new Set(
  */
 function refusedHeader(lowerName: string): boolean {
   return (
-    lowerName.startsWith('resent-') ||
-    lowerName.startsWith('arc-') ||
-    lowerName.endsWith('authentication-results') ||
-    REFUSED_HEADERS.has(lowerName)
+    lowerName.startsWith('resent-') || lowerName.startsWith('arc-') || lowerName.endsWith('authentication-results') || REFUSED_HEADERS.has(lowerName)
   );
 }
 const REFUSED_HEADERS = new Set(['received-spf', 'domainkey-signature', 'disposition-notification-to', 'return-receipt-to', 'errors-to']);
@@ -135,10 +148,17 @@ const customHeaders = z
     if (names.length > LIMITS.headers) ctx.addIssue({ code: 'custom', message: `at most ${LIMITS.headers} headers` });
     for (const name of names) {
       // The bad name is not echoed back: it may hold line breaks.
-      if (!headerName.test(name)) ctx.addIssue({ code: 'custom', message: "holds an invalid header name (letters, digits and !#$%&'*+.^_`|~- only, up to 100 characters)" });
-      else if (RESERVED_HEADERS.has(name.toLowerCase())) ctx.addIssue({ code: 'custom', path: [name], message: 'is set by MailKit and cannot be overridden' });
+      if (!headerName.test(name))
+        ctx.addIssue({ code: 'custom', message: "holds an invalid header name (letters, digits and !#$%&'*+.^_`|~- only, up to 100 characters)" });
+      else if (RESERVED_HEADERS.has(name.toLowerCase()))
+        ctx.addIssue({ code: 'custom', path: [name], message: 'is set by MailKit and cannot be overridden' });
       else if (refusedHeader(name.toLowerCase())) {
-        ctx.addIssue({ code: 'custom', path: [name], message: 'may not be set: no custom header may name another sender or recipient, or claim an authentication result (Resent-*, ARC-*, *Authentication-Results, Received-SPF, Disposition-Notification-To…)' });
+        ctx.addIssue({
+          code: 'custom',
+          path: [name],
+          message:
+            'may not be set: no custom header may name another sender or recipient, or claim an authentication result (Resent-*, ARC-*, *Authentication-Results, Received-SPF, Disposition-Notification-To…)',
+        });
       }
     }
   })
@@ -157,16 +177,21 @@ export const emailFields = {
   cc: addressList(1).optional(),
   bcc: addressList(1).optional(),
   reply_to: addressList(1).optional(),
-  tags: z.array(z.strictObject({ name: tagPart, value: tagPart }), { error: 'must be an array of { name, value } objects' }).max(LIMITS.tags, `at most ${LIMITS.tags} tags`).optional(),
+  tags: z
+    .array(z.strictObject({ name: tagPart, value: tagPart }), { error: 'must be an array of { name, value } objects' })
+    .max(LIMITS.tags, `at most ${LIMITS.tags} tags`)
+    .optional(),
   headers: customHeaders.optional(),
 };
 
 /** One email object: the fields above plus `extra`, with an HTML or a text body (Resend needs one). */
 export const emailObject = <E extends z.core.$ZodLooseShape>(extra: E) =>
-  z.strictObject({ ...emailFields, ...extra }).refine((e) => (e as { html?: string }).html !== undefined || (e as { text?: string }).text !== undefined, {
-    message: 'needs an html or a text body',
-    path: ['html'],
-  });
+  z
+    .strictObject({ ...emailFields, ...extra })
+    .refine((e) => (e as { html?: string }).html !== undefined || (e as { text?: string }).text !== undefined, {
+      message: 'needs an html or a text body',
+      path: ['html'],
+    });
 
 /** `Idempotency-Key` header: 1–255 printable ASCII characters. */
 export const idempotencyKeyHeader = z

@@ -94,7 +94,14 @@ export interface SandboxCustomerSummary {
 export interface SandboxCustomerDetail {
   customer: { customer_id: string; email: string; name: string; created_at: string };
   balances: Array<{ credit_entitlement_id: string; credit_entitlement_name: string; unit: string; balance: string; primary: boolean }>;
-  subscriptions: Array<{ subscription_id: string; product_id: string; product_name: string; status: string; previous_billing_date: string; next_billing_date: string }>;
+  subscriptions: Array<{
+    subscription_id: string;
+    product_id: string;
+    product_name: string;
+    status: string;
+    previous_billing_date: string;
+    next_billing_date: string;
+  }>;
   /** Oldest first (the order debits consume them). */
   grants: Array<{
     id: string;

@@ -69,7 +69,9 @@ export function createSandbox(opts: SandboxOptions): Sandbox {
   router.use('/resend', resend.api);
   router.use('/outbox', resend.outbox);
   // Last: the console's `/` and `/api` must not shadow the halves above.
-  router.use(createConsoleRouter({ dodo, resend, consolePath: '/sandbox', outboxPath: '/sandbox/outbox', assetsPath: '/sandbox/assets', log: opts.log }));
+  router.use(
+    createConsoleRouter({ dodo, resend, consolePath: '/sandbox', outboxPath: '/sandbox/outbox', assetsPath: '/sandbox/assets', log: opts.log }),
+  );
 
   return {
     router,

@@ -16,7 +16,14 @@ const ACCEPTED_RETRY_MAX_MS = 10_000;
  * the background (below). `room`: the places among the accepted emails its request holds, given
  * back when it settles. Resolves to the 202 as soon as it is paid.
  */
-export function acceptSend(parts: SenderParts, row: SendRow, fingerprint: string, payload: SendPayload, payloadText: string, room: number): Promise<StoredResponse> {
+export function acceptSend(
+  parts: SenderParts,
+  row: SendRow,
+  fingerprint: string,
+  payload: SendPayload,
+  payloadText: string,
+  room: number,
+): Promise<StoredResponse> {
   const { ctx } = parts;
   const count = payload.emails.length;
   let answer!: (r: StoredResponse) => void;
@@ -31,7 +38,9 @@ export function acceptSend(parts: SenderParts, row: SendRow, fingerprint: string
     paidOnce = true;
     const ids = emailIdsOf(paid.id, paid.nonce, count);
     // Its fate is visible from now on. Should this fail, the emails are recorded when they settle.
-    await insertEmails(ctx.database.db, queuedHistory(paid, ids, payload.emails), ctx.now()).catch((err: unknown) => ctx.log?.warn({ sendId: paid.id, err }, 'could not record queued emails yet'));
+    await insertEmails(ctx.database.db, queuedHistory(paid, ids, payload.emails), ctx.now()).catch((err: unknown) =>
+      ctx.log?.warn({ sendId: paid.id, err }, 'could not record queued emails yet'),
+    );
     answer(acceptedAnswer(paid.id, paid.nonce, payload));
   };
   const run = parts.runs.track(row.id, fingerprint, row, false, (r) => deliverAccepted(parts, r, payloadText, onPaid), accepted);
@@ -45,7 +54,12 @@ export function acceptSend(parts: SenderParts, row: SendRow, fingerprint: string
  * Resend refusing MailKit's key, is asked again under the same key (steps.ts). At shutdown the
  * send is left to the reconciler, on this instance or another.
  */
-async function deliverAccepted(parts: SenderParts, row: SendRow, payloadText: string, onPaid: (row: SendRow) => Promise<void>): Promise<StoredResponse> {
+async function deliverAccepted(
+  parts: SenderParts,
+  row: SendRow,
+  payloadText: string,
+  onPaid: (row: SendRow) => Promise<void>,
+): Promise<StoredResponse> {
   const { ctx, stopping } = parts;
   let paid = false;
   const paying = async (r: SendRow) => {

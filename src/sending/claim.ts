@@ -17,9 +17,15 @@ const WAIT_FOR_OTHER_MS = 10_000;
  * same send (in this process, or on another instance), replays a finished one, or runs it.
  * sending/README.md ("Several instances") has the rules.
  */
-export async function beginSend(parts: SenderParts, customerId: string, clientKey: string | undefined, body: unknown, payload: SendPayload): Promise<SendOutcome> {
-const { ctx, runs, claimMs } = parts;
-const { database, owner, now } = ctx;
+export async function beginSend(
+  parts: SenderParts,
+  customerId: string,
+  clientKey: string | undefined,
+  body: unknown,
+  payload: SendPayload,
+): Promise<SendOutcome> {
+  const { ctx, runs, claimMs } = parts;
+  const { database, owner, now } = ctx;
   // Without a client key every request is a new send; the generated key is returned so the
   // client can still retry an ambiguous outcome safely.
   const key = clientKey ?? randomUUID();
@@ -56,9 +62,19 @@ const { database, owner, now } = ctx;
         continue;
       }
       const t = now();
-      const { created, row: existing } = await insertOrGetSend(database, newRow(customerId, key, sendId, fingerprint, credits, t, owner, t + claimMs), payloadText);
+      const { created, row: existing } = await insertOrGetSend(
+        database,
+        newRow(customerId, key, sendId, fingerprint, credits, t, owner, t + claimMs),
+        payloadText,
+      );
       if (!existing) continue; // deleted between two statements: claim again
-      if (created) return { ...(await (payload.async ? acceptSend(parts, existing, fingerprint, payload, payloadText, takeRoom()) : runs.track(sendId, fingerprint, existing, false, (r) => runSend(ctx, r)))), headers };
+      if (created)
+        return {
+          ...(await (payload.async
+            ? acceptSend(parts, existing, fingerprint, payload, payloadText, takeRoom())
+            : runs.track(sendId, fingerprint, existing, false, (r) => runSend(ctx, r)))),
+          headers,
+        };
       assertSameBody(existing.fingerprint, fingerprint);
       if (existing.state === 'done') return replayed(resultOf(existing));
       const mine = await acquireSend(database, sendId, owner, t, t + claimMs);
@@ -81,9 +97,14 @@ const { database, owner, now } = ctx;
       }
       // Running on another instance: wait for it, then replay its answer or take over.
       if (now() >= waitUntil) {
-        throw new HttpError(409, 'idempotency_key_in_use', 'A request with this Idempotency-Key is still being processed. Retry after the Retry-After delay to get its result.', {
-          'Retry-After': '2',
-        });
+        throw new HttpError(
+          409,
+          'idempotency_key_in_use',
+          'A request with this Idempotency-Key is still being processed. Retry after the Retry-After delay to get its result.',
+          {
+            'Retry-After': '2',
+          },
+        );
       }
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -104,10 +125,15 @@ async function holdRoom(parts: SenderParts, customerId: string, count: number, h
   const { room, acceptLimit } = parts;
   if (await room.hold(customerId, count)) return count;
   const seconds = Math.max(1, Math.ceil(((room.held() + room.waiting() + count - acceptLimit) / acceptLimit) * 5));
-  throw new HttpError(429, 'send_queue_full', "MailKit is holding as many emails as the email provider's quota delivers in the next seconds. Nothing was taken; retry after the Retry-After delay.", {
-    'Retry-After': String(seconds),
-    ...headers,
-  });
+  throw new HttpError(
+    429,
+    'send_queue_full',
+    "MailKit is holding as many emails as the email provider's quota delivers in the next seconds. Nothing was taken; retry after the Retry-After delay.",
+    {
+      'Retry-After': String(seconds),
+      ...headers,
+    },
+  );
 }
 
 /**
@@ -129,7 +155,16 @@ async function storedPayload(parts: SenderParts, sendId: string): Promise<SendPa
 }
 
 /** A new send, claimed by `owner` from the start: the insert is the claim. */
-function newRow(customerId: string, clientKey: string, id: string, fingerprint: string, credits: number, at: number, owner: string, claimedUntil: number): SendRow {
+function newRow(
+  customerId: string,
+  clientKey: string,
+  id: string,
+  fingerprint: string,
+  credits: number,
+  at: number,
+  owner: string,
+  claimedUntil: number,
+): SendRow {
   return {
     id,
     customerId,
@@ -159,6 +194,10 @@ function newRow(customerId: string, clientKey: string, id: string, fingerprint: 
 
 function assertSameBody(expected: string, actual: string) {
   if (expected !== actual) {
-    throw new HttpError(422, 'idempotency_key_reused', 'This Idempotency-Key was already used with a different request body. Use a new key for a new email.');
+    throw new HttpError(
+      422,
+      'idempotency_key_reused',
+      'This Idempotency-Key was already used with a different request body. Use a new key for a new email.',
+    );
   }
 }

@@ -24,7 +24,11 @@ export interface Dispatcher {
    * instead of being refused after `maxWaitMs`; the sender bounds how many wait. `alone`: the
    * send's own call (its own key), made instead of a flight when it flies alone.
    */
-  deliver(row: SendRow, items: Array<{ email: OutgoingEmail; from: string }>, opts?: { patient?: boolean; alone?: () => Promise<BatchDelivery> }): Promise<BatchDelivery>;
+  deliver(
+    row: SendRow,
+    items: Array<{ email: OutgoingEmail; from: string }>,
+    opts?: { patient?: boolean; alone?: () => Promise<BatchDelivery> },
+  ): Promise<BatchDelivery>;
   /** Re-sends the flight that carried `row` (same body, same key): this send's part, or null if the flight is gone. */
   redeliver(row: SendRow, count: number): Promise<BatchDelivery | null>;
 }
@@ -77,7 +81,7 @@ export function createDispatcher(opts: {
   function pack(): Waiting[] {
     const flight: Waiting[] = [];
     let count = 0;
-    for (let progressed = true; progressed && count < FLIGHT_MAX; ) {
+    for (let progressed = true; progressed && count < FLIGHT_MAX;) {
       progressed = false;
       for (let i = 0; i < turns.length && count < FLIGHT_MAX; i++) {
         const customer = turns[i]!;
@@ -115,7 +119,14 @@ export function createDispatcher(opts: {
       const keep = list.filter((w) => {
         if (which === 'expired' && w.deadline > now) return true;
         if (which === 'impatient' && w.deadline === Infinity) return true;
-        w.resolve({ kind: 'rejected', retryable: true, status: 429, name: 'quota_exhausted', message: 'Resend quota spent: nothing was sent.', retryAfterSec });
+        w.resolve({
+          kind: 'rejected',
+          retryable: true,
+          status: 429,
+          name: 'quota_exhausted',
+          message: 'Resend quota spent: nothing was sent.',
+          retryAfterSec,
+        });
         return false;
       });
       if (keep.length) waiting.set(customer, keep);
@@ -167,7 +178,14 @@ export function createDispatcher(opts: {
     const bySend = new Map(flight.map((w) => [w.row.id, w]));
     let flying: Array<FlightMember & { offset: number }>;
     try {
-      flying = await recordFlight(database, flightId, opts.owner, flight.map((w) => ({ sendId: w.row.id, count: w.items.length })), (sendId) => bySend.get(sendId)!.items, Date.now());
+      flying = await recordFlight(
+        database,
+        flightId,
+        opts.owner,
+        flight.map((w) => ({ sendId: w.row.id, count: w.items.length })),
+        (sendId) => bySend.get(sendId)!.items,
+        Date.now(),
+      );
     } catch (err) {
       // Not recorded, so not flown: the sends stay delivering with no flight, never sent.
       for (const w of flight) w.reject(err);

@@ -24,7 +24,9 @@ export class Runs {
 
   constructor(private readonly deps: { database: Database; owner: string; claimMs: number; now: () => number; log?: Logger }) {
     this.renewer = setInterval(() => {
-      void renewClaims(deps.database, deps.owner, [...this.byId.keys()], deps.now() + deps.claimMs).catch((err: unknown) => deps.log?.warn({ err }, 'could not renew send claims'));
+      void renewClaims(deps.database, deps.owner, [...this.byId.keys()], deps.now() + deps.claimMs).catch((err: unknown) =>
+        deps.log?.warn({ err }, 'could not renew send claims'),
+      );
     }, deps.claimMs / 3);
     // It must not keep a finished test or CLI process alive.
     this.renewer.unref();
@@ -35,7 +37,14 @@ export class Runs {
    * the same send joins it; lets go of the claim at the end, unless the run's last transition
    * did (`done` commits with the claim let go: db/sends.ts releasedByTransition).
    */
-  async track(sendId: string, fingerprint: string, row: SendRow, reconciler: boolean, step: (row: SendRow) => Promise<StoredResponse | void>, accepted?: Promise<StoredResponse>): Promise<StoredResponse> {
+  async track(
+    sendId: string,
+    fingerprint: string,
+    row: SendRow,
+    reconciler: boolean,
+    step: (row: SendRow) => Promise<StoredResponse | void>,
+    accepted?: Promise<StoredResponse>,
+  ): Promise<StoredResponse> {
     const { database, owner, log } = this.deps;
     releasedByTransition(database, sendId, owner); // nothing from an earlier run counts
     const promise = (async () => {
@@ -45,11 +54,19 @@ export class Runs {
         if (err instanceof LostClaim) {
           // Another instance took the send over (this one stalled past its claim): its run answers.
           log?.warn({ sendId }, 'send claim lost mid-run');
-          throw new HttpError(409, 'idempotency_key_in_use', 'This send is being completed by another request. Retry after the Retry-After delay to get its result.', { 'Retry-After': '2' });
+          throw new HttpError(
+            409,
+            'idempotency_key_in_use',
+            'This send is being completed by another request. Retry after the Retry-After delay to get its result.',
+            { 'Retry-After': '2' },
+          );
         }
         throw err;
       } finally {
-        if (!releasedByTransition(database, sendId, owner)) await releaseSend(database, sendId, owner).catch((err: unknown) => log?.warn({ sendId, err }, 'could not release a send claim (it expires by itself)'));
+        if (!releasedByTransition(database, sendId, owner))
+          await releaseSend(database, sendId, owner).catch((err: unknown) =>
+            log?.warn({ sendId, err }, 'could not release a send claim (it expires by itself)'),
+          );
       }
     })();
     this.byId.set(sendId, { fingerprint, promise, reconciler, accepted });

@@ -87,7 +87,10 @@ export function createSender(opts: {
     stopping: { now: false, signal: stopped.signal },
   };
   let reconciling: Promise<number> | null = null;
-  const timer = intervalMs > 0 ? setInterval(() => void sender.reconcile().catch((err: unknown) => log?.error({ err }, 'reconcile pass failed')), intervalMs) : null;
+  const timer =
+    intervalMs > 0
+      ? setInterval(() => void sender.reconcile().catch((err: unknown) => log?.error({ err }, 'reconcile pass failed')), intervalMs)
+      : null;
   // It must not keep a finished test or CLI process alive.
   timer?.unref();
   const from = opts.mailer.from;

@@ -37,7 +37,12 @@ export interface StepContext {
  * client's request, when a client runs it. `onPaid` is called once the send's credits are
  * taken (or found taken), before its delivery: a send answered once queued answers there.
  */
-export async function runSend(ctx: StepContext, row: SendRow, payloadText?: string, onPaid?: (row: SendRow) => Promise<void>): Promise<StoredResponse> {
+export async function runSend(
+  ctx: StepContext,
+  row: SendRow,
+  payloadText?: string,
+  onPaid?: (row: SendRow) => Promise<void>,
+): Promise<StoredResponse> {
   if (row.state === 'refunding') {
     row = await finishRefund(ctx, row);
     // The refund ended the attempt and dropped its payload: the client's retry supplied it
@@ -66,7 +71,14 @@ export async function reserve(ctx: StepContext, row: SendRow): Promise<SendRow> 
     await voidReservation(ctx, row);
     row = (await findSend(ctx.database, row.id))!;
   }
-  if (row.state === 'failed') row = await transitionSend(ctx.database, row.id, ctx.owner, ['failed'], { state: 'reserving', funding: 'balance', leaseId: null, inDoubt: 0, updatedAt: ctx.now() });
+  if (row.state === 'failed')
+    row = await transitionSend(ctx.database, row.id, ctx.owner, ['failed'], {
+      state: 'reserving',
+      funding: 'balance',
+      leaseId: null,
+      inDoubt: 0,
+      updatedAt: ctx.now(),
+    });
   try {
     let paid = await payFromBalance(ctx.database, row, ctx.owner, ctx.now());
     if (!paid) {
@@ -86,7 +98,15 @@ export async function reserve(ctx: StepContext, row: SendRow): Promise<SendRow> 
 /** A send that was never paid: a first attempt is as if it never was; a later one ends failed, with the next attempt's keys. */
 async function dropUnpaid(ctx: StepContext, row: SendRow): Promise<void> {
   if (row.attempt === 0 && !row.inDoubt) await dropFirstAttempt(ctx, row);
-  else await transitionSend(ctx.database, row.id, ctx.owner, ['reserving'], { state: 'failed', attempt: row.attempt + 1, inDoubt: 0, updatedAt: ctx.now() }, { dropPayload: true });
+  else
+    await transitionSend(
+      ctx.database,
+      row.id,
+      ctx.owner,
+      ['reserving'],
+      { state: 'failed', attempt: row.attempt + 1, inDoubt: 0, updatedAt: ctx.now() },
+      { dropPayload: true },
+    );
 }
 
 /** A first attempt refused before anything was held: its row goes, unless it moved on meanwhile. */
@@ -133,7 +153,8 @@ export async function deliver(ctx: StepContext, row: SendRow, fresh: boolean): P
  */
 async function callResend(ctx: StepContext, row: SendRow, payload: SendPayload, fresh: boolean): Promise<BatchDelivery> {
   const items = payload.emails.map((email) => ({ email, from: payload.from }));
-  if (ctx.dispatcher && fresh) return ctx.dispatcher.deliver(row, items, { patient: payload.async === true, alone: () => ownCall(ctx, row, payload, true) });
+  if (ctx.dispatcher && fresh)
+    return ctx.dispatcher.deliver(row, items, { patient: payload.async === true, alone: () => ownCall(ctx, row, payload, true) });
   if (row.flightId) {
     const again = ctx.dispatcher ? await ctx.dispatcher.redeliver(row, items.length) : null;
     return again ?? { kind: 'unknown', message: 'the flight that carried this send can no longer be re-sent' };
@@ -149,7 +170,9 @@ async function callResend(ctx: StepContext, row: SendRow, payload: SendPayload, 
 function ownCall(ctx: StepContext, row: SendRow, payload: SendPayload, tokenTaken = false): Promise<BatchDelivery> {
   const key = upstreamKeys(row.id, row.nonce, row.attempt).resend;
   if (payload.batch) return ctx.mailer.deliverBatch(payload.emails, key, payload.from, { tokenTaken });
-  return ctx.mailer.deliver(payload.emails[0]!, key, payload.from, { tokenTaken }).then((one) => (one.kind === 'sent' ? { kind: 'sent', ids: [one.id], errors: [] } : one));
+  return ctx.mailer
+    .deliver(payload.emails[0]!, key, payload.from, { tokenTaken })
+    .then((one) => (one.kind === 'sent' ? { kind: 'sent', ids: [one.id], errors: [] } : one));
 }
 
 /** How a delivery settles the credits it reserved (sending/README.md, "What Resend's answers prove"). */
@@ -197,7 +220,14 @@ async function settle(ctx: StepContext, row: SendRow, s: Settlement, inDoubt: bo
   if (s.kind === 'retry') {
     if (paidHere(row)) {
       // Nothing was sent: its credits go back in the transition that ends the attempt.
-      await transitionSend(ctx.database, row.id, ctx.owner, ['delivering'], { state: 'failed', attempt: row.attempt + 1, inDoubt: 0, updatedAt: at }, { dropPayload: true, spend: spendEnd(row, 0) });
+      await transitionSend(
+        ctx.database,
+        row.id,
+        ctx.owner,
+        ['delivering'],
+        { state: 'failed', attempt: row.attempt + 1, inDoubt: 0, updatedAt: at },
+        { dropPayload: true, spend: spendEnd(row, 0) },
+      );
       throw s.error;
     }
     row = await transitionSend(ctx.database, row.id, ctx.owner, ['delivering'], {
@@ -221,18 +251,32 @@ async function settle(ctx: StepContext, row: SendRow, s: Settlement, inDoubt: bo
     // What was sent is owed to Dodo (settled in arrears), what was refused goes back: both in the
     // transaction that ends the send.
     const spend = paidHere(row) ? spendEnd(row, row.credits - refunded) : undefined;
-    await transitionSend(ctx.database, row.id, ctx.owner, ['delivering'], { state: 'done', inDoubt: 0, ...result, updatedAt: at }, { dropPayload: true, release: true, history, spend });
+    await transitionSend(
+      ctx.database,
+      row.id,
+      ctx.owner,
+      ['delivering'],
+      { state: 'done', inDoubt: 0, ...result, updatedAt: at },
+      { dropPayload: true, release: true, history, spend },
+    );
     return s.response;
   }
-  row = await transitionSend(ctx.database, row.id, ctx.owner, ['delivering'], {
-    state: 'refunding',
-    inDoubt: 0,
-    refundCredits: refunded,
-    refundReason: s.refund!.reason,
-    refundRetryable: 0,
-    ...result,
-    updatedAt: at,
-  }, { history });
+  row = await transitionSend(
+    ctx.database,
+    row.id,
+    ctx.owner,
+    ['delivering'],
+    {
+      state: 'refunding',
+      inDoubt: 0,
+      refundCredits: refunded,
+      refundReason: s.refund!.reason,
+      refundRetryable: 0,
+      ...result,
+      updatedAt: at,
+    },
+    { history },
+  );
   try {
     await finishRefund(ctx, row);
   } catch (err) {
@@ -250,14 +294,21 @@ async function settle(ctx: StepContext, row: SendRow, s: Settlement, inDoubt: bo
  */
 export async function finishRefund(ctx: StepContext, row: SendRow): Promise<SendRow> {
   await ctx.billing.refund(row.customerId, row.refundCredits!, upstreamKeys(row.id, row.nonce, row.attempt).refund, row.refundReason ?? 'refund');
-  return transitionSend(ctx.database, row.id, ctx.owner, ['refunding'], {
-    refundCredits: null,
-    refundReason: null,
-    refundRetryable: null,
-    inDoubt: 0,
-    updatedAt: ctx.now(),
-    ...(row.refundRetryable ? { state: 'failed', attempt: row.attempt + 1 } : { state: 'done' }),
-  }, { dropPayload: true });
+  return transitionSend(
+    ctx.database,
+    row.id,
+    ctx.owner,
+    ['refunding'],
+    {
+      refundCredits: null,
+      refundReason: null,
+      refundRetryable: null,
+      inDoubt: 0,
+      updatedAt: ctx.now(),
+      ...(row.refundRetryable ? { state: 'failed', attempt: row.attempt + 1 } : { state: 'done' }),
+    },
+    { dropPayload: true },
+  );
 }
 
 /** Paid from the balance MailKit keeps (not by a Dodo debit of its own, or a lease, from before). */
@@ -284,7 +335,14 @@ export async function voidReservation(ctx: StepContext, row: SendRow): Promise<v
       await transitionSend(ctx.database, row.id, ctx.owner, ['reserving'], { inDoubt: 1, updatedAt: ctx.now() });
       throw err; // still no definite answer: the next pass
     }
-    await transitionSend(ctx.database, row.id, ctx.owner, ['reserving'], { state: 'failed', attempt: row.attempt + 1, inDoubt: 0, updatedAt: ctx.now() }, { dropPayload: true });
+    await transitionSend(
+      ctx.database,
+      row.id,
+      ctx.owner,
+      ['reserving'],
+      { state: 'failed', attempt: row.attempt + 1, inDoubt: 0, updatedAt: ctx.now() },
+      { dropPayload: true },
+    );
     return;
   }
   row = await transitionSend(ctx.database, row.id, ctx.owner, ['reserving'], {
@@ -313,12 +371,19 @@ export async function redeliver(ctx: StepContext, row: SendRow): Promise<void> {
  * now could be a second email, so it ends 502 with its credit kept, and an operator is told.
  */
 async function unconfirmedForGood(ctx: StepContext, row: SendRow): Promise<StoredResponse> {
-  await transitionSend(ctx.database, row.id, ctx.owner, ['delivering'], {
-    state: 'done',
-    resultStatus: UNCONFIRMED_FOR_GOOD.status,
-    resultBody: JSON.stringify(UNCONFIRMED_FOR_GOOD.body),
-    updatedAt: ctx.now(),
-  }, { dropPayload: true, spend: paidHere(row) ? spendEnd(row, row.credits) : undefined });
+  await transitionSend(
+    ctx.database,
+    row.id,
+    ctx.owner,
+    ['delivering'],
+    {
+      state: 'done',
+      resultStatus: UNCONFIRMED_FOR_GOOD.status,
+      resultBody: JSON.stringify(UNCONFIRMED_FOR_GOOD.body),
+      updatedAt: ctx.now(),
+    },
+    { dropPayload: true, spend: paidHere(row) ? spendEnd(row, row.credits) : undefined },
+  );
   ctx.log?.error({ sendId: row.id, customerId: row.customerId, credits: row.credits }, 'send left unconfirmed for good: credit kept, check Resend');
   return UNCONFIRMED_FOR_GOOD;
 }
@@ -348,7 +413,8 @@ const UNCONFIRMED_FOR_GOOD: StoredResponse = {
   body: {
     error: {
       code: 'delivery_unconfirmed',
-      message: 'The email provider never confirmed this email within 24 hours. It may have been delivered, so its credit was kept; contact support to check it.',
+      message:
+        'The email provider never confirmed this email within 24 hours. It may have been delivered, so its credit was kept; contact support to check it.',
     },
   },
 };
@@ -378,7 +444,9 @@ function settlementOf(d: BatchDelivery, sendId: string, payload: SendPayload, in
   // call's answer, or this call's own).
   const messages = new Map(d.errors.map((e) => [e.index, e.message]));
   const accepted = d.ids.flatMap((id, index) => (id ? [{ id, email: emails[index]!, index }] : []));
-  const refused = d.ids.flatMap((id, index) => (id ? [] : [{ index, reason: `The email provider rejected this email: ${messages.get(index) ?? 'no reason given'}` }]));
+  const refused = d.ids.flatMap((id, index) =>
+    id ? [] : [{ index, reason: `The email provider rejected this email: ${messages.get(index) ?? 'no reason given'}` }],
+  );
   const refunded = emails.reduce((n, e, i) => (d.ids[i] ? n : n + recipientCount(e)), 0);
   if (!batch) {
     if (accepted[0]) return { kind: 'done', response: { status: 200, body: { id: accepted[0].id } }, accepted };
@@ -390,7 +458,9 @@ function settlementOf(d: BatchDelivery, sendId: string, payload: SendPayload, in
       refused: [{ index: 0, reason: message }],
     };
   }
-  const data = d.ids.map((id, index) => (id ? { id } : { error: { code: 'email_rejected', message: messages.get(index) ?? 'Rejected by the email provider.' } }));
+  const data = d.ids.map((id, index) =>
+    id ? { id } : { error: { code: 'email_rejected', message: messages.get(index) ?? 'Rejected by the email provider.' } },
+  );
   const failed = refused.length;
   return {
     kind: 'done',
@@ -406,12 +476,17 @@ function sendingPaused(retryAfterSec: number): HttpError {
   return new HttpError(
     503,
     'email_sending_paused',
-    'Sending is paused: the email provider refused MailKit\'s credentials. Your email is kept with its credit and goes out once sending resumes; retry with the same Idempotency-Key to get its result.',
+    "Sending is paused: the email provider refused MailKit's credentials. Your email is kept with its credit and goes out once sending resumes; retry with the same Idempotency-Key to get its result.",
     { 'Retry-After': String(Math.max(1, Math.ceil(retryAfterSec))) },
   );
 }
 
 function providerBusy(d: { retryAfterSec?: number }): HttpError {
   const retryAfter = String(Math.max(1, Math.ceil(d.retryAfterSec ?? 2)));
-  return new HttpError(429, 'email_rate_limited', 'The email provider is rate limiting us. Nothing was sent or charged; retry after the Retry-After delay.', { 'Retry-After': retryAfter });
+  return new HttpError(
+    429,
+    'email_rate_limited',
+    'The email provider is rate limiting us. Nothing was sent or charged; retry after the Retry-After delay.',
+    { 'Retry-After': retryAfter },
+  );
 }

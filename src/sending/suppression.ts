@@ -12,7 +12,12 @@ import { KEY_RETENTION_MS, sendIdFor } from './records';
  */
 
 /** The refusal of one email to a suppressed recipient, or null (also for a retry of a send under way). */
-export async function suppressionRefusal(database: Database, customerId: string, email: OutgoingEmail, key: string | undefined): Promise<HttpError | null> {
+export async function suppressionRefusal(
+  database: Database,
+  customerId: string,
+  email: OutgoingEmail,
+  key: string | undefined,
+): Promise<HttpError | null> {
   const earlier = key ? await findSend(database, sendIdFor(customerId, key)) : undefined;
   if (earlier && earlier.state !== 'failed') return null;
   return (await suppressionCheck(database, customerId, [email]))[0] ?? null;
@@ -42,14 +47,23 @@ async function suppressionCheck(database: Database, customerId: string, emails: 
 
 /** The refusal of a batch item that was suppressed when its send first ran (and is no longer). */
 const suppressedEarlier = () =>
-  new HttpError(422, 'recipient_suppressed', 'Not sent: a recipient was on your suppression list when this batch was first sent under this Idempotency-Key, so nothing was charged for it. Send it again under a new key.');
+  new HttpError(
+    422,
+    'recipient_suppressed',
+    'Not sent: a recipient was on your suppression list when this batch was first sent under this Idempotency-Key, so nothing was charged for it. Send it again under a new key.',
+  );
 
 /**
  * The suppression refusals of a batch. Under a key whose send got under way, the first run's
  * (recorded then): a retry sends exactly the items the first run sent, so the same key with
  * the same body stays the same send even if the list changed meanwhile.
  */
-export async function batchRefusals(database: Database, customerId: string, emails: OutgoingEmail[], key: string | undefined): Promise<Array<HttpError | null>> {
+export async function batchRefusals(
+  database: Database,
+  customerId: string,
+  emails: OutgoingEmail[],
+  key: string | undefined,
+): Promise<Array<HttpError | null>> {
   const now = await suppressionCheck(database, customerId, emails);
   if (!key) return now;
   const sendId = sendIdFor(customerId, key);

@@ -49,7 +49,11 @@ export function createDodoWebhookRouter(opts: {
   let seen = 0;
   const router = Router();
 
-  const body = signedWebhookBody({ headers: { id: 'webhook-id', timestamp: 'webhook-timestamp', signature: 'webhook-signature' }, log, what: 'webhook' });
+  const body = signedWebhookBody({
+    headers: { id: 'webhook-id', timestamp: 'webhook-timestamp', signature: 'webhook-signature' },
+    log,
+    what: 'webhook',
+  });
   router.post('/', ...body, async (req, res) => {
     const raw = Buffer.isBuffer(req.body) ? req.body.toString('utf8') : '';
     const headers = {
@@ -86,13 +90,17 @@ export function createDodoWebhookRouter(opts: {
     // The dedupe record is a unique insert: when two instances ran the same delivery at once
     // (the handlers are idempotent), exactly one records it and the other answers duplicate.
     const recorded = first && (await recordWebhook(database, webhookId, now().getTime()));
-    if (recorded && ++seen % 1000 === 0) void forgetWebhooksBefore(database, now().getTime() - REMEMBER_MS).catch((err: unknown) => log.warn({ err }, 'could not forget old webhook ids'));
+    if (recorded && ++seen % 1000 === 0)
+      void forgetWebhooksBefore(database, now().getTime() - REMEMBER_MS).catch((err: unknown) =>
+        log.warn({ err }, 'could not forget old webhook ids'),
+      );
     res.json(recorded ? { received: true } : { received: true, duplicate: true });
   });
 
   async function dispatch(event: DodoEvent, webhookId: string) {
     // Only the table's own entries: `__proto__` or `toString` would be found on its prototype.
-    const handler = (Object.hasOwn(handlers, event.type) ? handlers[event.type] : undefined) as ((e: DodoEvent, ctx: WebhookContext) => Promise<void>) | undefined;
+    const handler = (Object.hasOwn(handlers, event.type) ? handlers[event.type] : undefined) as
+      ((e: DodoEvent, ctx: WebhookContext) => Promise<void>) | undefined;
     const ctx = { webhookId, log: log.child({ webhookId, eventType: event.type }) };
     if (!handler) {
       ctx.log.info('webhook acknowledged (no handler for this type)');

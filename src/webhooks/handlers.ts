@@ -20,7 +20,13 @@ type LedgerEventType =
  * Resend idempotency key derived from the webhook-id, so a redelivery, or a second server
  * instance handling the same delivery, cannot send them twice.
  */
-export function createWebhookHandlers(deps: { apiKeys: ApiKeys; billing: Billing; credits: Credits; mailer: Mailer; baseUrl: string }): WebhookHandlers {
+export function createWebhookHandlers(deps: {
+  apiKeys: ApiKeys;
+  billing: Billing;
+  credits: Credits;
+  mailer: Mailer;
+  baseUrl: string;
+}): WebhookHandlers {
   const { apiKeys, billing, credits, mailer, baseUrl } = deps;
   /** Only MailKit's own entitlement: Dodo sends every entitlement's events to the endpoint. */
   const ours = (creditEntitlementId: string) => creditEntitlementId === billing.catalog.creditEntitlementId;
@@ -85,7 +91,10 @@ export function createWebhookHandlers(deps: { apiKeys: ApiKeys; billing: Billing
       if (ours(d.credit_entitlement_id)) {
         const now = await credits.balance(d.customer_id);
         if (now.available >= Number(d.threshold_amount)) {
-          ctx.log.info({ customerId: d.customer_id, available: now.available }, 'low-balance alert skipped: the balance is above the threshold again');
+          ctx.log.info(
+            { customerId: d.customer_id, available: now.available },
+            'low-balance alert skipped: the balance is above the threshold again',
+          );
           return;
         }
         available = String(now.available);

@@ -62,7 +62,13 @@ function noneSuppressed(event: EmailEvent): string | null {
 /** A short reason worth showing with the event, never the email's content. */
 function detailOf(event: EmailEvent): string | null {
   const d = event.data;
-  const text = d.bounce ? `${d.bounce.type} bounce: ${d.bounce.message ?? ''}` : d.failed ? d.failed.reason : d.suppressed ? (d.suppressed.message ?? d.suppressed.reason ?? null) : null;
+  const text = d.bounce
+    ? `${d.bounce.type} bounce: ${d.bounce.message ?? ''}`
+    : d.failed
+      ? d.failed.reason
+      : d.suppressed
+        ? (d.suppressed.message ?? d.suppressed.reason ?? null)
+        : null;
   const note = noneSuppressed(event);
   // The note first: a long bounce message must not cut it off.
   const parts = [note, text?.trim() || null].filter((p): p is string => p !== null);
@@ -74,7 +80,13 @@ function detailOf(event: EmailEvent): string | null {
  * `webhooks.verify`; 401 when it fails) → shape check (400) → dedupe by `svix-id` → the
  * email's status and the customer's suppression list. Mount BEFORE express.json().
  */
-export function createResendWebhookRouter(opts: { resend: Resend; secret: string | null; database: Database; log: Logger; now?: () => number }): Router {
+export function createResendWebhookRouter(opts: {
+  resend: Resend;
+  secret: string | null;
+  database: Database;
+  log: Logger;
+  now?: () => number;
+}): Router {
   const { resend, secret, database, log } = opts;
   const now = opts.now ?? Date.now;
   let recordedCount = 0;
@@ -86,12 +98,21 @@ export function createResendWebhookRouter(opts: { resend: Resend; secret: string
       res
         .status(503)
         .set({ 'Retry-After': '3600', Connection: 'close' })
-        .json({ error: { code: 'webhook_not_configured', message: 'RESEND_WEBHOOK_SECRET is not set on this MailKit: Resend events cannot be verified yet.' } });
+        .json({
+          error: {
+            code: 'webhook_not_configured',
+            message: 'RESEND_WEBHOOK_SECRET is not set on this MailKit: Resend events cannot be verified yet.',
+          },
+        });
     });
     return router;
   }
 
-  const body = signedWebhookBody({ headers: { id: 'svix-id', timestamp: 'svix-timestamp', signature: 'svix-signature' }, log, what: 'resend webhook' });
+  const body = signedWebhookBody({
+    headers: { id: 'svix-id', timestamp: 'svix-timestamp', signature: 'svix-signature' },
+    log,
+    what: 'resend webhook',
+  });
   router.post('/', ...body, async (req, res) => {
     const raw = Buffer.isBuffer(req.body) ? req.body.toString('utf8') : '';
     const headers = { id: req.get('svix-id') ?? '', timestamp: req.get('svix-timestamp') ?? '', signature: req.get('svix-signature') ?? '' };
@@ -124,7 +145,9 @@ export function createResendWebhookRouter(opts: { resend: Resend; secret: string
     };
     const recorded = await recordEmailEvent(database, record, now());
     if (recorded && ++recordedCount % 1000 === 0) {
-      void forgetOrphanEventsBefore(database, now() - ORPHAN_AFTER_MS).catch((err: unknown) => log.warn({ err }, 'could not forget orphan email events'));
+      void forgetOrphanEventsBefore(database, now() - ORPHAN_AFTER_MS).catch((err: unknown) =>
+        log.warn({ err }, 'could not forget orphan email events'),
+      );
     }
     log.debug({ svixId: headers.id, eventType: event.type, emailId: record.emailId, duplicate: !recorded }, 'resend email event');
     res.json(recorded ? { received: true } : { received: true, duplicate: true });

@@ -20,15 +20,20 @@ const TOLERANCE_SECONDS = 5 * 60;
  * error middleware): these routes are public, and the signature can only be checked on the
  * whole body. The SDK then verifies the signature over these raw bytes.
  */
-export function signedWebhookBody(opts: { headers: { id: string; timestamp: string; signature: string }; log: Logger; what: string }): RequestHandler[] {
+export function signedWebhookBody(opts: {
+  headers: { id: string; timestamp: string; signature: string };
+  log: Logger;
+  what: string;
+}): RequestHandler[] {
   const { headers, log, what } = opts;
   const signatureFirst: RequestHandler = (req, _res, next) => {
     const timestamp = Number(req.get(headers.timestamp) ?? NaN);
-    const reason = !req.get(headers.id) || !req.get(headers.signature)
-      ? 'missing signature headers'
-      : !Number.isSafeInteger(timestamp) || Math.abs(Date.now() / 1000 - timestamp) > TOLERANCE_SECONDS
-        ? 'timestamp missing or outside the tolerance'
-        : null;
+    const reason =
+      !req.get(headers.id) || !req.get(headers.signature)
+        ? 'missing signature headers'
+        : !Number.isSafeInteger(timestamp) || Math.abs(Date.now() / 1000 - timestamp) > TOLERANCE_SECONDS
+          ? 'timestamp missing or outside the tolerance'
+          : null;
     if (reason === null) return next();
     log.warn({ webhookId: req.get(headers.id) || undefined, reason }, `${what} signature rejected`);
     next(new HttpError(401, 'invalid_signature', 'The webhook signature, or its timestamp, did not verify.'));

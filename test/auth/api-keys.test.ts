@@ -24,7 +24,7 @@ describe('API keys', () => {
     }
   });
 
-  it("cannot be forged to name another customer: swapping the customer part breaks the mac", async () => {
+  it('cannot be forged to name another customer: swapping the customer part breaks the mac', async () => {
     const { keys } = await setup();
     const key = await keys.mint('cus_alice');
     const other = Buffer.from('cus_bob').toString('base64url');
@@ -33,8 +33,8 @@ describe('API keys', () => {
   });
 
   it('a key minted under another server secret does not verify (rotating the secret revokes all)', async () => {
-    const a = (await setup('a'.repeat(32)));
-    const b = (await setup('b'.repeat(32)));
+    const a = await setup('a'.repeat(32));
+    const b = await setup('b'.repeat(32));
     expect(await b.keys.verify(await a.keys.mint('cus_x'))).toBeNull();
   });
 

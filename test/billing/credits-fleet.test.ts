@@ -1,7 +1,18 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { Database } from '../../src/db/index';
 import type { Stack } from '../../src/stack';
-import { dodoBalance, fleetKey, fleetStore, instanceEnv, settleFleet, spawnInstance, startInstance, startUpstream, type FleetStore, type Upstream } from '../support/fleet';
+import {
+  dodoBalance,
+  fleetKey,
+  fleetStore,
+  instanceEnv,
+  settleFleet,
+  spawnInstance,
+  startInstance,
+  startUpstream,
+  type FleetStore,
+  type Upstream,
+} from '../support/fleet';
 import { forEachEngine } from '../support/database';
 import { customerWith } from '../support/stack';
 
@@ -45,11 +56,16 @@ forEachEngine('the balance MailKit keeps, on two instances', ({ engine }) => {
   const post = (instance: Stack | string, key: string, body: object, idempotencyKey?: string) =>
     fetch(`${typeof instance === 'string' ? instance : instance.url}/send`, {
       method: 'POST',
-      headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json', ...(idempotencyKey ? { 'Idempotency-Key': idempotencyKey } : {}) },
+      headers: {
+        Authorization: `Bearer ${key}`,
+        'Content-Type': 'application/json',
+        ...(idempotencyKey ? { 'Idempotency-Key': idempotencyKey } : {}),
+      },
       body: JSON.stringify(body),
     }).then(async (r) => ({ status: r.status, body: (await r.json().catch(() => null)) as any }));
   /** Dodo calls about one customer's credits, counted at the upstream. */
-  const callsFor = (customerId: string) => upstream.sandbox.dodo.faults.requestCount(new RegExp(CREDIT_CALLS.source.replace('(cus_[^/]+)', customerId)));
+  const callsFor = (customerId: string) =>
+    upstream.sandbox.dodo.faults.requestCount(new RegExp(CREDIT_CALLS.source.replace('(cus_[^/]+)', customerId)));
 
   it('running dry: 200 concurrent sends on 50 credits (5 customers) send exactly 50 emails and answer 150 × 402; a few Dodo calls a customer; a sixth customer sends on', async () => {
     const dry = await Promise.all(Array.from({ length: 5 }, () => customerWith(upstream, 10)));
@@ -78,7 +94,9 @@ forEachEngine('the balance MailKit keeps, on two instances', ({ engine }) => {
     expect(upstream.sandbox.resend.messages().filter((m) => m.to.includes(to))).toHaveLength(50);
     expect(richAnswers.map((r) => r.status)).toEqual(Array(20).fill(200));
     // Latencies are the benchmark's to judge (npm run bench -- --quotas, scenario e); printed here.
-    console.log(`running dry (${engine}): slowest answer ${Math.max(...answers.map((r) => r.ms))} ms; the sixth customer's slowest ${Math.max(...richAnswers.map((r) => r.ms))} ms`);
+    console.log(
+      `running dry (${engine}): slowest answer ${Math.max(...answers.map((r) => r.ms))} ms; the sixth customer's slowest ${Math.max(...richAnswers.map((r) => r.ms))} ms`,
+    );
 
     await settleFleet(a, dbA);
     for (const c of dry) expect(await dodoBalance(upstream, c.customerId)).toBe(0);
@@ -97,7 +115,8 @@ forEachEngine('the balance MailKit keeps, on two instances', ({ engine }) => {
     const asked = upstream.sandbox.dodo.faults.requestCount(/ledger-entries$/);
     upstream.sandbox.dodo.faults.inject({ holdAnswerMs: 5_000, count: 1, match: /ledger-entries$/ });
     const deadline = Date.now() + 20_000;
-    while (upstream.sandbox.dodo.faults.requestCount(/ledger-entries$/) === asked && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    while (upstream.sandbox.dodo.faults.requestCount(/ledger-entries$/) === asked && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 50));
     expect(upstream.sandbox.dodo.faults.requestCount(/ledger-entries$/)).toBeGreaterThan(asked);
     await doomed.kill();
     expect(await dodoBalance(upstream, c.customerId)).toBe(93); // made, though nobody heard the answer

@@ -20,7 +20,8 @@ const local = async (stack: Stack, key: string) => Number((await request(stack.u
 const dodo = async (stack: Stack, customerId: string) => Number(await stack.billing.balance(customerId));
 const grants = async (stack: Stack, customerId: string) => {
   const out = [];
-  for await (const g of stack.dodo.creditEntitlements.balances.listGrants(customerId, { credit_entitlement_id: stack.catalog.creditEntitlementId })) out.push(g);
+  for await (const g of stack.dodo.creditEntitlements.balances.listGrants(customerId, { credit_entitlement_id: stack.catalog.creditEntitlementId }))
+    out.push(g);
   return out;
 };
 const batch = (stack: Stack, key: string, n: number, subject: string) =>
@@ -40,7 +41,12 @@ async function refusedFifty(stack: TestStack, key: string) {
 /** Sends `n` emails, about 50 a second, as a steady sender would. */
 async function steady(stack: Stack, key: string, n: number, subject: string) {
   for (let i = 0; i < n; i += 5) {
-    const round = Array.from({ length: Math.min(5, n - i) }, (_, j) => request(stack.url).post('/send').set(bearer(key)).send({ to: 'delivered@resend.dev', subject: `${subject} ${i + j}`, html: '<p>x</p>' }));
+    const round = Array.from({ length: Math.min(5, n - i) }, (_, j) =>
+      request(stack.url)
+        .post('/send')
+        .set(bearer(key))
+        .send({ to: 'delivered@resend.dev', subject: `${subject} ${i + j}`, html: '<p>x</p>' }),
+    );
     for (const r of await Promise.all(round)) expect(r.status).toBe(200);
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -138,17 +144,17 @@ forEachEngine('the balance MailKit keeps', ({ engine }) => {
     const c = await customerWith(s, 1100);
     const alerts = () => s.sandbox.resend.messages().filter((m) => /running low/.test(m.subject));
     await refusedFifty(s, c.key);
-    (await batch(s, c.key, 60, 'sixty').expect(200));
+    await batch(s, c.key, 60, 'sixty').expect(200);
     await s.credits.settleNow();
     await settle(s);
     expect(await local(s, c.key)).toBe(1040);
     expect(alerts()).toHaveLength(0);
-    (await batch(s, c.key, 50, 'fifty').expect(200));
+    await batch(s, c.key, 50, 'fifty').expect(200);
     await s.credits.settleNow();
     await settle(s);
     expect(alerts()).toHaveLength(1);
     expect(alerts()[0]!.text).toMatch(/You have 990 emails left/);
-    (await batch(s, c.key, 50, 'fifty more').expect(200));
+    await batch(s, c.key, 50, 'fifty more').expect(200);
     await s.credits.settleNow();
     await settle(s);
     expect(alerts()).toHaveLength(1);

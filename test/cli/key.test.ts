@@ -45,12 +45,20 @@ describe('npm run key', () => {
 
   it('refuses a customer Dodo does not know: exit code 1, no key', async () => {
     const attempt = run(['cus_nosuchcustomer'], env());
-    await expect(attempt).rejects.toMatchObject({ code: 1, stdout: '', stderr: expect.stringContaining('Dodo does not know customer cus_nosuchcustomer') });
+    await expect(attempt).rejects.toMatchObject({
+      code: 1,
+      stdout: '',
+      stderr: expect.stringContaining('Dodo does not know customer cus_nosuchcustomer'),
+    });
   });
 
   it('refuses a data folder without a database (a mistyped MAILKIT_DATA_DIR), creating nothing there', async () => {
     const typo = join(dataDir, 'typo');
-    await expect(run([customerId], env({ MAILKIT_DATA_DIR: typo }))).rejects.toMatchObject({ code: 1, stdout: '', stderr: expect.stringContaining('no MailKit database') });
+    await expect(run([customerId], env({ MAILKIT_DATA_DIR: typo }))).rejects.toMatchObject({
+      code: 1,
+      stdout: '',
+      stderr: expect.stringContaining('no MailKit database'),
+    });
     expect(existsSync(typo)).toBe(false);
     const empty = mkdtempSync(join(tmpdir(), 'mailkit-key-empty-'));
     await expect(run([customerId], env({ MAILKIT_DATA_DIR: empty }))).rejects.toMatchObject({ code: 1, stdout: '' });
@@ -88,7 +96,11 @@ describe('npm run key', () => {
       const other = mkdtempSync(join(tmpdir(), 'mailkit-key-other-'));
       const database = await openDatabase({ file: join(other, 'mailkit.sqlite') });
       await generatedSecret(database, 'keySecret', () => '');
-      await database.db.updateTable('secrets').set({ value: (await storedSecrets(stack)).keySecret! }).where('name', '=', 'keySecret').execute();
+      await database.db
+        .updateTable('secrets')
+        .set({ value: (await storedSecrets(stack)).keySecret! })
+        .where('name', '=', 'keySecret')
+        .execute();
       await database.close();
       const attempt = run(['--rotate', customerId, '--base-url', stack.url], env({ MAILKIT_DATA_DIR: other }));
       await expect(attempt).rejects.toMatchObject({ code: 1, stdout: '', stderr: expect.stringContaining('did not accept a key') });

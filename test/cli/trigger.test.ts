@@ -77,7 +77,9 @@ describe('npm run trigger', () => {
   });
 
   it('--help lists the five events (spawned, as npm runs it)', async () => {
-    const { stdout } = await promisify(execFile)('npx', ['tsx', 'src/cli/trigger.ts', '--help'], { env: { PATH: process.env.PATH, HOME: process.env.HOME } });
+    const { stdout } = await promisify(execFile)('npx', ['tsx', 'src/cli/trigger.ts', '--help'], {
+      env: { PATH: process.env.PATH, HOME: process.env.HOME },
+    });
     expect(stdout).toMatch(/^Usage: npm run trigger/);
     for (const event of TRIGGER_EVENTS) expect(stdout).toContain(event);
   });

@@ -65,7 +65,11 @@ describe("MailKit's Dodo requests, validated by Steady against the official spec
 
   it('creating subscribe and top-up checkouts is valid', async () => {
     // Steady's mock may omit the optional checkout_url; what matters is that the request passed.
-    const accepted = (p: Promise<string>) => p.then(() => 'ok', (e: Error) => (/without a checkout URL/.test(e.message) ? 'ok' : e.message));
+    const accepted = (p: Promise<string>) =>
+      p.then(
+        () => 'ok',
+        (e: Error) => (/without a checkout URL/.test(e.message) ? 'ok' : e.message),
+      );
     expect(await accepted(billing().subscribeCheckout({ email: 'a@example.com', name: 'A' }))).toBe('ok');
     expect(await accepted(billing().topupCheckout('cus_123'))).toBe('ok');
   });
@@ -78,7 +82,9 @@ describe("MailKit's Dodo requests, validated by Steady against the official spec
 
   it('a settlement’s debit, and the debit and refund of a send paid on its own (before balances), are valid', async () => {
     // A request Steady rejects comes back 400, which debit() and reserve() would report as insufficient credits.
-    expect(await billing().debit('cus_123', 12, 'stl_x', '12 email credits spent (settlement stl_x)', { mailkit_settlement: 'stl_x' })).toMatchObject({ balanceAfter: expect.any(String) });
+    expect(await billing().debit('cus_123', 12, 'stl_x', '12 email credits spent (settlement stl_x)', { mailkit_settlement: 'stl_x' })).toMatchObject(
+      { balanceAfter: expect.any(String) },
+    );
     expect(await billing().reserve('cus_123', 1, 'snd_x:debit:0', 'email send snd_x')).toBe('reserved');
     await expect(billing().refund('cus_123', 1, 'snd_x:refund:0', 'refund: email send snd_x')).resolves.toBeUndefined();
   });

@@ -53,7 +53,9 @@ describe('Resend sandbox webhooks against resend-openapi-1.5.0.yaml', () => {
     const { email_id: _dropped, ...noId } = (sent as Extract<WebhookEventPayload, { type: 'email.sent' }>).data;
     expect(() => assertWebhookMatchesSpec('email.sent', { ...sent, data: noId }, 'resend')).toThrow(/email_id/);
     const b = bounced as Extract<WebhookEventPayload, { type: 'email.bounced' }>;
-    expect(() => assertWebhookMatchesSpec('email.bounced', { ...b, data: { ...b.data, bounce: { ...b.data.bounce, subType: 'Suppressed' } } }, 'resend')).toThrow();
+    expect(() =>
+      assertWebhookMatchesSpec('email.bounced', { ...b, data: { ...b.data, bounce: { ...b.data.bounce, subType: 'Suppressed' } } }, 'resend'),
+    ).toThrow();
   });
 
   it('fills the SDK’s required BaseEmailEventData fields, message_id included', () => {

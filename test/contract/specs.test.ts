@@ -10,11 +10,17 @@ describe('the vendor specs in test/contract/specs', () => {
   const listed = [...readme.matchAll(/^\| `([^`]+)` \|.*\| `([0-9a-f]{64})` \|$/gm)].map(([, file, hash]) => ({ file: file!, hash: hash! }));
 
   it('lists every spec file with its hash', () => {
-    const files = readdirSync(specsDir).filter((f) => f !== 'README.md').sort();
+    const files = readdirSync(specsDir)
+      .filter((f) => f !== 'README.md')
+      .sort();
     expect(listed.map((l) => l.file).sort()).toEqual(files);
   });
 
   it.each(listed)('$file is byte for byte the published one', ({ file, hash }) => {
-    expect(createHash('sha256').update(readFileSync(resolve(specsDir, file))).digest('hex')).toBe(hash);
+    expect(
+      createHash('sha256')
+        .update(readFileSync(resolve(specsDir, file)))
+        .digest('hex'),
+    ).toBe(hash);
   });
 });

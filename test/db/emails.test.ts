@@ -4,8 +4,23 @@ import { findEmail, forgetEmailsBefore, forgetOrphanEventsBefore, recordEmailEve
 import { suppressedAmong } from '../../src/db/suppressions';
 import { ENGINES, freshDatabase } from '../support/stack';
 
-const email = (id: string, to = 'bounced@resend.dev') => ({ id, providerId: id, customerId: 'cus_a', sendId: 'snd_1', recipients: { to: [to], cc: [], bcc: [] }, subject: 'Hi', credits: 1 });
-const event = (id: string, emailId: string, type: string, suppress: string[] = []) => ({ id, emailId, type, occurredAt: 1_000, detail: null, suppress });
+const email = (id: string, to = 'bounced@resend.dev') => ({
+  id,
+  providerId: id,
+  customerId: 'cus_a',
+  sendId: 'snd_1',
+  recipients: { to: [to], cc: [], bcc: [] },
+  subject: 'Hi',
+  credits: 1,
+});
+const event = (id: string, emailId: string, type: string, suppress: string[] = []) => ({
+  id,
+  emailId,
+  type,
+  occurredAt: 1_000,
+  detail: null,
+  suppress,
+});
 
 describe.each(ENGINES)('the email history tables (%s)', (engine) => {
   let database: Database;
@@ -22,7 +37,9 @@ describe.each(ENGINES)('the email history tables (%s)', (engine) => {
     const found = await findEmail(database, 'cus_a', 'e1');
     expect(found?.email.status).toBe('bounced');
     expect(found?.events.map((e) => e.type)).toEqual(['email.sent', 'email.bounced']);
-    expect((await suppressedAmong(database, 'cus_a', ['BOUNCED@resend.dev'])).map((r) => [r.address, r.reason, r.emailId])).toEqual([['bounced@resend.dev', 'bounced', 'e1']]);
+    expect((await suppressedAmong(database, 'cus_a', ['BOUNCED@resend.dev'])).map((r) => [r.address, r.reason, r.emailId])).toEqual([
+      ['bounced@resend.dev', 'bounced', 'e1'],
+    ]);
     // Recording the same email again (a retried send) changes nothing.
     await recordEmails(database, [email('e1')], 30);
     expect((await findEmail(database, 'cus_a', 'e1'))?.email.status).toBe('bounced');
@@ -31,7 +48,11 @@ describe.each(ENGINES)('the email history tables (%s)', (engine) => {
 
   it('forgets the emails older than the retention, with their events, a batch at a time; keeps the younger', async () => {
     database = await freshDatabase(engine);
-    await recordEmails(database, Array.from({ length: 7 }, (_, i) => email(`old-${i}`, 'delivered@resend.dev')), 100);
+    await recordEmails(
+      database,
+      Array.from({ length: 7 }, (_, i) => email(`old-${i}`, 'delivered@resend.dev')),
+      100,
+    );
     await recordEmails(database, [email('young', 'delivered@resend.dev')], 900);
     await recordEmailEvent(database, event('msg_old', 'old-0', 'email.delivered'), 150);
     await recordEmailEvent(database, event('msg_young', 'young', 'email.delivered'), 950);

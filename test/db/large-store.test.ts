@@ -35,7 +35,10 @@ describe('a store a customer fills with large batches', () => {
     await batches(0, 2);
     const afterTwo = size();
     await batches(2, 8);
-    const payloads = await stack.database.db.selectFrom('sendPayloads').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+    const payloads = await stack.database.db
+      .selectFrom('sendPayloads')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .executeTakeFirstOrThrow();
     expect(Number(payloads.n)).toBe(0);
     // 48 MB of email bodies went through; the file holds at most what was in flight at once
     // (SQLite reuses the freed pages), not the history: three times as many batches, no growth.
@@ -44,7 +47,10 @@ describe('a store a customer fills with large batches', () => {
 
     stack = await startTestStack(env, { inMemory: false });
     try {
-      const again = await request(stack.url).post('/send').set(bearer(c.key)).send({ to: 'delivered@resend.dev', subject: 'after restart', html: '<p>ok</p>' });
+      const again = await request(stack.url)
+        .post('/send')
+        .set(bearer(c.key))
+        .send({ to: 'delivered@resend.dev', subject: 'after restart', html: '<p>ok</p>' });
       expect(again.status).toBe(200);
     } finally {
       await stack.close();

@@ -21,7 +21,9 @@ describe.each(ENGINES)('prepared queries (%s)', (engine) => {
       await put.run(trx, { sendId: 'b', body: 'two' });
       expect(await bodyOf.run(trx, { sendId: 'b' })).toEqual([{ sendId: 'b', body: 'two' }]);
     });
-    expect(await bodyOf.run(database.db, { sendId: 'a' })).toEqual(await database.db.selectFrom('sendPayloads').select(['sendId', 'body']).where('sendId', '=', 'a').execute());
+    expect(await bodyOf.run(database.db, { sendId: 'a' })).toEqual(
+      await database.db.selectFrom('sendPayloads').select(['sendId', 'body']).where('sendId', '=', 'a').execute(),
+    );
     expect(await bodyOf.run(database.db, { sendId: 'b' })).toEqual([{ sendId: 'b', body: 'two' }]);
     expect(await bodyOf.run(database.db, { sendId: 'c' })).toEqual([]);
     expect(await rename.changed(database.db, { from: 'one', to: 'uno' })).toBe(1);
@@ -43,7 +45,12 @@ describe.each(ENGINES)('prepared queries (%s)', (engine) => {
   it('refuses a build whose text would depend on the values', async () => {
     database = await freshDatabase(engine);
     // Reads a value instead of passing it: the statement would keep the first call's choice.
-    const branching = prepared((db, v: { sendId: string; all: string }) => db.selectFrom('sendPayloads').select('body').$if(v.all !== 'yes', (q) => q.where('sendId', '=', v.sendId)));
+    const branching = prepared((db, v: { sendId: string; all: string }) =>
+      db
+        .selectFrom('sendPayloads')
+        .select('body')
+        .$if(v.all !== 'yes', (q) => q.where('sendId', '=', v.sendId)),
+    );
     // Spreads the values: an insert of no columns at all.
     const spreading = prepared((db, v: { sendId: string; body: string }) => db.insertInto('sendPayloads').values({ ...v }));
     await expect(branching.run(database.db, { sendId: 'a', all: 'yes' })).rejects.toThrow(/all did not become parameters/);

@@ -78,7 +78,12 @@ describe('the dashboard for keyboard, screen reader and phone users', () => {
   it('fits a 375 px phone with no horizontal scrolling, banner and table open', async () => {
     const { key, customerId } = await subscribe(env.stack, 'phone@example.com', 'Phone');
     await env.stack.sandbox.dodo.adjustBalance(customerId, env.stack.catalog.creditEntitlementId, -4200, 'low on a phone');
-    const { page, problems } = await openPage(env.browser, { viewport: { width: 375, height: 740 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
+    const { page, problems } = await openPage(env.browser, {
+      viewport: { width: 375, height: 740 },
+      isMobile: true,
+      hasTouch: true,
+      deviceScaleFactor: 2,
+    });
     await signIn(page, env.stack.baseUrl, key);
     await page.locator('#low-balance-banner').waitFor();
     await page.locator('#usage-chart canvas').waitFor();

@@ -17,7 +17,10 @@ describe('the sandbox console: email events', () => {
     await expect.poll(() => item.locator('.webhook-type').textContent()).toBe('email.sent');
     await item.locator('button[data-redeliver]').click();
     // MailKit's /webhooks/resend acknowledges the redelivery (200, a duplicate of an event it has).
-    await page.locator('#console-status').filter({ hasText: `Redelivered ${sent().id}` }).waitFor({ timeout: 15_000 });
+    await page
+      .locator('#console-status')
+      .filter({ hasText: `Redelivered ${sent().id}` })
+      .waitFor({ timeout: 15_000 });
     expect(sent().attempts.length).toBeGreaterThan(before);
     expect(sent().attempts.at(-1)!.status).toBe(200);
     await snap(page, 'console-email-events');

@@ -28,7 +28,9 @@ describe('recent emails and the suppression list, in Chromium', () => {
     expect(await row.locator('td').nth(4).textContent()).toBe('1');
     await expect.poll(() => row.locator('td').nth(3).textContent(), { timeout: 15_000 }).toBe('bounced');
     await expect.poll(() => page.locator('#emails-news').textContent()).toContain('bounced@resend.dev: bounced');
-    await expect.poll(() => page.locator('#suppression-rows tr').first().locator('td').first().textContent(), { timeout: 15_000 }).toBe('bounced@resend.dev');
+    await expect
+      .poll(() => page.locator('#suppression-rows tr').first().locator('td').first().textContent(), { timeout: 15_000 })
+      .toBe('bounced@resend.dev');
     expect(await page.locator('#suppression-rows tr').first().locator('td').nth(1).textContent()).toBe('bounced');
     await snap(page, 'history-01-bounced');
 

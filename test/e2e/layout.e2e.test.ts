@@ -93,7 +93,8 @@ function cutLabels(page: Page, selector: string): Promise<string[]> {
       range.selectNodeContents(el);
       const text = range.getBoundingClientRect().width;
       const room = el.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
-      if ((breaks && style.whiteSpace !== 'nowrap') || text > room + 0.5) cut.push(`<${el.tagName.toLowerCase()} class="${el.className}">${el.textContent} (${Math.round(text)} px in ${room})`);
+      if ((breaks && style.whiteSpace !== 'nowrap') || text > room + 0.5)
+        cut.push(`<${el.tagName.toLowerCase()} class="${el.className}">${el.textContent} (${Math.round(text)} px in ${room})`);
     }
     return cut;
   }, selector);
@@ -105,7 +106,11 @@ function twoLineLabels(page: Page): Promise<string[]> {
     Array.from(document.querySelectorAll('button, .badge')).flatMap((el) => {
       const range = document.createRange();
       range.selectNodeContents(el);
-      const lines = new Set(Array.from(range.getClientRects()).filter((r) => r.width > 0).map((r) => Math.round(r.top)));
+      const lines = new Set(
+        Array.from(range.getClientRects())
+          .filter((r) => r.width > 0)
+          .map((r) => Math.round(r.top)),
+      );
       return lines.size > 1 ? [el.textContent ?? ''] : [];
     }),
   );
@@ -129,14 +134,25 @@ describe('tables, badges and buttons at 1280 and 375 px: words wrap whole', () =
     it(`the dashboard at ${width} px`, async () => {
       const { page, problems } = await openPage(env.browser, { viewport: { width, height: 900 } });
       await signIn(page, env.stack.baseUrl, customer.key);
-      for (const status of ['delivered', 'bounced', 'complained']) await page.locator(`#email-rows .status-${status}`).first().waitFor({ timeout: 15_000 });
+      for (const status of ['delivered', 'bounced', 'complained'])
+        await page.locator(`#email-rows .status-${status}`).first().waitFor({ timeout: 15_000 });
       await page.getByRole('button', { name: `Remove ${LONG_BOUNCE} from the suppression list` }).waitFor();
       await page.locator('#usage-chart canvas').waitFor();
       await page.locator('#usage-details summary').click();
       await snap(page, `layout-dashboard-${width}`);
-      await expectWholeWords(page, `dashboard at ${width}`, '.left-table th, #email-rows .status, #email-rows .col-time, #email-rows .col-credits, .col-reason, button');
+      await expectWholeWords(
+        page,
+        `dashboard at ${width}`,
+        '.left-table th, #email-rows .status, #email-rows .col-time, #email-rows .col-credits, .col-reason, button',
+      );
       // On a phone each email is a card, and its credits say what they count.
-      if (width === 375) expect(await page.locator('#email-rows .col-credits').first().evaluate((el) => getComputedStyle(el, '::after').content)).toBe('" credit"');
+      if (width === 375)
+        expect(
+          await page
+            .locator('#email-rows .col-credits')
+            .first()
+            .evaluate((el) => getComputedStyle(el, '::after').content),
+        ).toBe('" credit"');
       expect(problems).toEqual(NO_PROBLEMS);
     });
 
@@ -167,7 +183,11 @@ describe('tables, badges and buttons at 1280 and 375 px: words wrap whole', () =
       await page.locator('#rows .badge-complained').waitFor();
       // A new email makes the page's own refresh (outbox.js) draw every row again: those are checked.
       const subject = `Drawn by the page at ${width} px`;
-      await request(env.stack.url).post('/send').set(bearer(customer.other)).send({ to: 'delivered@resend.dev', subject, html: '<p>Hi</p>' }).expect(200);
+      await request(env.stack.url)
+        .post('/send')
+        .set(bearer(customer.other))
+        .send({ to: 'delivered@resend.dev', subject, html: '<p>Hi</p>' })
+        .expect(200);
       await page.locator('#rows tr.fresh', { hasText: subject }).waitFor({ timeout: 10_000 });
       await snap(page, `layout-outbox-${width}`);
       await expectWholeWords(page, `outbox at ${width}`, '.badge, button, th, .col-time');
@@ -215,15 +235,27 @@ describe('tables, badges and buttons at 1280 and 375 px: words wrap whole', () =
       expect(chart.adjusted.at(-1)).toBe(4000);
       expect(chart.emailsBar).toBeGreaterThan(40);
       // Nothing at all before the customer's first day: no bar, no balance, no threshold.
-      for (const series of [chart.emails, chart.adjusted, chart.balance, chart.threshold]) expect(series.slice(0, -1).every((v: number | null) => v === null)).toBe(true);
+      for (const series of [chart.emails, chart.adjusted, chart.balance, chart.threshold])
+        expect(series.slice(0, -1).every((v: number | null) => v === null)).toBe(true);
       expect(chart.balance.at(-1)).toBe(Number(today.balance));
       // A balance of one day is a dot, not an invisible line.
       expect(chart.lonePoints).toEqual([days.length - 1]);
 
       // Before any hover, the legend reads the latest day; over a day before the customer, no balance; away again, the latest.
       const legend = () =>
-        page.locator('.u-legend .u-series').evaluateAll((rows) => Object.fromEntries(rows.map((r) => [r.querySelector('.u-label')?.textContent, r.querySelector('.u-value')?.textContent])));
-      const latest = { Day: today.date, 'Emails sent': '5', 'Adjusted by hand': '4,000', 'Expired (not usage)': '0', Balance: Number(today.balance).toLocaleString('en-US'), 'Low-balance threshold': '1,000' };
+        page
+          .locator('.u-legend .u-series')
+          .evaluateAll((rows) =>
+            Object.fromEntries(rows.map((r) => [r.querySelector('.u-label')?.textContent, r.querySelector('.u-value')?.textContent])),
+          );
+      const latest = {
+        Day: today.date,
+        'Emails sent': '5',
+        'Adjusted by hand': '4,000',
+        'Expired (not usage)': '0',
+        Balance: Number(today.balance).toLocaleString('en-US'),
+        'Low-balance threshold': '1,000',
+      };
       expect(await legend()).toEqual(latest);
       const plot = page.locator('#usage-chart .u-over');
       await plot.hover({ position: { x: 3, y: 40 } });

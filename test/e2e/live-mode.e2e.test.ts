@@ -12,9 +12,11 @@ const SANDBOX_WORDS = /sandbox|delivered@resend\.dev|mk_test_/i;
 /** All a reader sees of the dashboard's words: its visible text, and every field's value and placeholder. */
 async function shownText(page: Page): Promise<{ text: string; fields: string[] }> {
   const text = await page.locator('body').innerText();
-  const fields = await page.locator('input, textarea').evaluateAll((els) =>
-    (els as HTMLInputElement[]).filter((el) => el.getClientRects().length).flatMap((el) => [el.value, el.placeholder].filter(Boolean)),
-  );
+  const fields = await page
+    .locator('input, textarea')
+    .evaluateAll((els) =>
+      (els as HTMLInputElement[]).filter((el) => el.getClientRects().length).flatMap((el) => [el.value, el.placeholder].filter(Boolean)),
+    );
   return { text, fields };
 }
 

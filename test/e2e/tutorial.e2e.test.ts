@@ -6,7 +6,6 @@ import request from 'supertest';
 import { bearer, outboxTo, settle, subscribe } from '../support/stack';
 import { useBrowserStack, NO_PROBLEMS, openPage, signIn, snap, unexpected } from './support/browser';
 
-
 /** The dashboard's own state (public/app.js), read in the page for the chart's geometry. */
 declare const state: { chart: any };
 
@@ -232,7 +231,11 @@ describe('the tutorial, clicked through in Chromium', () => {
       // Another 5xx is not that case: no hint.
       await page.unroute('**/send');
       await page.route('**/send', (route) =>
-        route.fulfill({ status: 503, contentType: 'application/json', body: JSON.stringify({ error: { code: 'billing_unavailable', message: 'Billing is not answering.' } }) }),
+        route.fulfill({
+          status: 503,
+          contentType: 'application/json',
+          body: JSON.stringify({ error: { code: 'billing_unavailable', message: 'Billing is not answering.' } }),
+        }),
       );
       await page.getByLabel('Subject').fill('Another email');
       await page.getByRole('button', { name: 'Send', exact: true }).click();

@@ -11,7 +11,9 @@ describe('wholeWords', () => {
   });
 
   it("escapes each word with the page's escaper", () => {
-    expect(wholeWords('<b> & "x"')).toBe(`<span class="word">${escapeHtml('<b>')}</span> <span class="word">&amp;</span> <span class="word">&quot;x&quot;</span>`);
+    expect(wholeWords('<b> & "x"')).toBe(
+      `<span class="word">${escapeHtml('<b>')}</span> <span class="word">&amp;</span> <span class="word">&quot;x&quot;</span>`,
+    );
     expect(wholeWords('<b>', numericEntities)).toBe('<span class="word">&#60;b&#62;</span>');
   });
 });

@@ -82,7 +82,7 @@ describe('createHttpFetch', () => {
   });
 
   describe('under the Dodo SDK', () => {
-    it('a timeout is the SDK\'s connection timeout, after its retries', async () => {
+    it("a timeout is the SDK's connection timeout, after its retries", async () => {
       let calls = 0;
       handle = () => void calls++; // never answers
       const dodo = new DodoPayments({ bearerToken: 'k', baseURL: base, fetch: fetchHttp, timeout: 50, maxRetries: 1 });
@@ -90,7 +90,7 @@ describe('createHttpFetch', () => {
       expect(calls).toBe(2);
     });
 
-    it('a dropped connection is the SDK\'s connection error; a 429 is retried like any fetch', async () => {
+    it("a dropped connection is the SDK's connection error; a 429 is retried like any fetch", async () => {
       handle = (req) => req.socket.destroy();
       const dodo = new DodoPayments({ bearerToken: 'k', baseURL: base, fetch: fetchHttp, maxRetries: 0 });
       await expect(dodo.customers.retrieve('cus_1')).rejects.toBeInstanceOf(DodoPayments.APIConnectionError);

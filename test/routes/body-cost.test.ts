@@ -115,7 +115,9 @@ describe('request body cost', () => {
   });
 
   it('a public route reads at most 16 KiB', async () => {
-    const r = await request(stack.url).post('/checkout/subscribe').send({ email: 'big@example.com', name: 'x'.repeat(20 * 1024) });
+    const r = await request(stack.url)
+      .post('/checkout/subscribe')
+      .send({ email: 'big@example.com', name: 'x'.repeat(20 * 1024) });
     expect(r.status).toBe(413);
   });
 });
@@ -143,7 +145,11 @@ describe('customerGate', () => {
       await new Promise((r) => setTimeout(r, 5));
       return k === 'good' ? 'cus_1' : null;
     });
-    await request(app).post('/').set('Authorization', 'good').send({ a: 1 }).expect(200, { customer: 'cus_1', body: { a: 1 } });
+    await request(app)
+      .post('/')
+      .set('Authorization', 'good')
+      .send({ a: 1 })
+      .expect(200, { customer: 'cus_1', body: { a: 1 } });
     expect((await request(app).post('/').set('Authorization', 'bad').send({})).status).toBe(401);
     expect((await request(app).post('/').set('Authorization', 'bad').send({})).status).toBe(401);
     expect((await request(app).post('/').set('Authorization', 'bad').send({})).status).toBe(429);
@@ -169,7 +175,11 @@ describe('the Resend sandbox (any key is accepted)', () => {
 
   it('8 MiB of [ and ] is a 400 in its own envelope, as fast as an ordinary 8 MiB body', async () => {
     const send = (body: string | object) =>
-      request(stack.url).post('/sandbox/resend/emails').set('Authorization', 'Bearer re_any').set('Content-Type', 'application/json').send(body as string);
+      request(stack.url)
+        .post('/sandbox/resend/emails')
+        .set('Authorization', 'Bearer re_any')
+        .set('Content-Type', 'application/json')
+        .send(body as string);
     // Missing from and subject: a 422 once parsed.
     const normal = await normalCost(stack.url, () => send(ordinary).expect(422));
     let answer: request.Response | undefined;

@@ -124,8 +124,35 @@ forEachEngine('GET /credits', (under) => {
   it('ignores a webhook for another credit entitlement', async () => {
     const { get, customerId, instance } = await setup();
     await get().expect(200);
-    const other = { id: 'msg_other', type: 'credit.added', url: '', createdAt: new Date().toISOString(), attempts: [], state: 'delivered' as const,
-      payload: { business_id: 'bus_x', type: 'credit.added', timestamp: new Date().toISOString(), data: { id: 'cle_x', customer_id: customerId, credit_entitlement_id: 'cde_other', amount: '100', balance_after: '100', balance_before: '0', is_credit: true, transaction_type: 'credit_added', created_at: new Date().toISOString(), metadata: {}, brand_id: 'b', business_id: 'bus_x', overage_after: '0', overage_before: '0' } } };
+    const other = {
+      id: 'msg_other',
+      type: 'credit.added',
+      url: '',
+      createdAt: new Date().toISOString(),
+      attempts: [],
+      state: 'delivered' as const,
+      payload: {
+        business_id: 'bus_x',
+        type: 'credit.added',
+        timestamp: new Date().toISOString(),
+        data: {
+          id: 'cle_x',
+          customer_id: customerId,
+          credit_entitlement_id: 'cde_other',
+          amount: '100',
+          balance_after: '100',
+          balance_before: '0',
+          is_credit: true,
+          transaction_type: 'credit_added',
+          created_at: new Date().toISOString(),
+          metadata: {},
+          brand_id: 'b',
+          business_id: 'bus_x',
+          overage_after: '0',
+          overage_before: '0',
+        },
+      },
+    };
     const before = dodoCalls();
     await deliver(instance, other);
     expect((await get().expect(200)).body.balance).toBe('5000');
@@ -168,7 +195,9 @@ forEachEngine('GET /credits', (under) => {
     const rows = await database.db.selectFrom('settlements').selectAll().where('customerId', '=', customerId).execute();
     const paid = rows.reduce((n, r) => n + (r.paid ?? 0), 0);
     const unpaid = rows.reduce((n, r) => n + (r.credits - (r.paid ?? 0)), 0);
-    console.log(`the bound (${under.engine}): refused ${firstRefusal - deductedAt} ms after the change; ${sentAfter} sends paid past it, ${unpaid} credits unpaid`);
+    console.log(
+      `the bound (${under.engine}): refused ${firstRefusal - deductedAt} ms after the change; ${sentAfter} sends paid past it, ${unpaid} credits unpaid`,
+    );
     // Every email is accounted for: paid by Dodo (all its 1,000 credits but what the change took),
     // or unpaid; never more.
     expect(paid).toBe(1000 - deducted);

@@ -23,12 +23,15 @@ describe('the dashboard and its assets', () => {
       expect(css.headers['content-type']).toMatch(/text\/css/);
     });
 
-    it.each(['/vendor/uplot/uPlot.cjs.js', '/vendor/uplot/uPlot.d.ts', '/vendor/uplot/../package.json', '/vendor/uplot/', '/vendor/uplot/%2e%2e/package.json'])(
-      'serves nothing else: %s is a 404',
-      async (path) => {
-        await request(stack.url).get(path).expect(404);
-      },
-    );
+    it.each([
+      '/vendor/uplot/uPlot.cjs.js',
+      '/vendor/uplot/uPlot.d.ts',
+      '/vendor/uplot/../package.json',
+      '/vendor/uplot/',
+      '/vendor/uplot/%2e%2e/package.json',
+    ])('serves nothing else: %s is a 404', async (path) => {
+      await request(stack.url).get(path).expect(404);
+    });
   });
 
   describe('GET /', () => {

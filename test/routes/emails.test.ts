@@ -15,14 +15,23 @@ describe.each(ENGINES)('GET /emails and GET /emails/:id (%s)', (engine) => {
     alice = await subscribe(stack, `alice-h-${engine}@example.com`, 'Alice');
     bob = await subscribe(stack, `bob-h-${engine}@example.com`, 'Bob');
     for (let i = 0; i < 5; i++) {
-      const res = await request(stack.url).post('/send').set(bearer(alice.key)).send({ to: `delivered+${i}@resend.dev`, subject: `Hello ${i}`, html: '<p>secret body</p>' }).expect(200);
+      const res = await request(stack.url)
+        .post('/send')
+        .set(bearer(alice.key))
+        .send({ to: `delivered+${i}@resend.dev`, subject: `Hello ${i}`, html: '<p>secret body</p>' })
+        .expect(200);
       ids.push(res.body.id);
       await new Promise((r) => setTimeout(r, 3)); // distinct creation times
     }
     const batch = await request(stack.url)
       .post('/send/batch')
       .set(bearer(alice.key))
-      .send({ emails: [{ to: 'bounced@resend.dev', subject: 'B1', html: '<p>1</p>' }, { to: 'delivered@resend.dev', cc: ['delivered+cc@resend.dev'], subject: 'B2', text: 'two' }] })
+      .send({
+        emails: [
+          { to: 'bounced@resend.dev', subject: 'B1', html: '<p>1</p>' },
+          { to: 'delivered@resend.dev', cc: ['delivered+cc@resend.dev'], subject: 'B2', text: 'two' },
+        ],
+      })
       .expect(200);
     ids.push(...batch.body.data.map((d: { id: string }) => d.id));
     await request(stack.url).post('/send').set(bearer(bob.key)).send({ to: 'delivered@resend.dev', subject: 'Bob', html: '<p>b</p>' }).expect(200);
@@ -32,12 +41,15 @@ describe.each(ENGINES)('GET /emails and GET /emails/:id (%s)', (engine) => {
     await stack?.close();
   });
 
-  it('lists the key\'s own emails, newest first, page by page with a cursor, each exactly once', async () => {
+  it("lists the key's own emails, newest first, page by page with a cursor, each exactly once", async () => {
     const seen: Array<{ id: string; created_at: string }> = [];
     let cursor: string | null = null;
     let pages = 0;
     do {
-      const res: request.Response = await request(stack.url).get(`/emails?limit=3${cursor ? `&cursor=${cursor}` : ''}`).set(bearer(alice.key)).expect(200);
+      const res: request.Response = await request(stack.url)
+        .get(`/emails?limit=3${cursor ? `&cursor=${cursor}` : ''}`)
+        .set(bearer(alice.key))
+        .expect(200);
       expect(res.headers['cache-control']).toBe('no-store');
       seen.push(...res.body.data);
       cursor = res.body.next_cursor;

@@ -6,7 +6,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bearer, customerWith, startTestStack, subscribe } from '../support/stack';
 
 type TestStack = Awaited<ReturnType<typeof startTestStack>>;
-type Doc = { openapi: string; paths: Record<string, Record<string, { responses: Record<string, { headers?: Record<string, { required?: boolean }>; content?: Record<string, { schema: unknown }> }> }>> };
+type Doc = {
+  openapi: string;
+  paths: Record<
+    string,
+    Record<string, { responses: Record<string, { headers?: Record<string, { required?: boolean }>; content?: Record<string, { schema: unknown }> }> }>
+  >;
+};
 
 /**
  * MailKit's own contract: GET /openapi.json is a valid OpenAPI 3.1 document, and every route's
@@ -32,10 +38,13 @@ describe('GET /openapi.json', () => {
     for (const [name, h] of Object.entries(declared!.headers ?? {})) {
       if (h.required) expect(res.headers[name.toLowerCase()], `${method.toUpperCase()} ${template} ${res.status} lacks ${name}`).toBeDefined();
     }
-    const pointer = ['paths', template, method, 'responses', String(res.status), 'content', 'application/json', 'schema'].map((p) => p.replace(/~/g, '~0').replace(/\//g, '~1')).join('/');
+    const pointer = ['paths', template, method, 'responses', String(res.status), 'content', 'application/json', 'schema']
+      .map((p) => p.replace(/~/g, '~0').replace(/\//g, '~1'))
+      .join('/');
     let fn = compiled.get(pointer);
     if (!fn) compiled.set(pointer, (fn = ajv.compile({ $ref: `mailkit:openapi#/${pointer}` })));
-    if (!fn(res.body)) throw new Error(`${method.toUpperCase()} ${template} ${res.status}: ${ajv.errorsText(fn.errors)}\n${JSON.stringify(res.body).slice(0, 500)}`);
+    if (!fn(res.body))
+      throw new Error(`${method.toUpperCase()} ${template} ${res.status}: ${ajv.errorsText(fn.errors)}\n${JSON.stringify(res.body).slice(0, 500)}`);
   }
 
   beforeAll(async () => {
@@ -55,7 +64,10 @@ describe('GET /openapi.json', () => {
     expect(result.errors ?? []).toEqual([]);
     expect(result.valid).toBe(true);
     expect(doc.openapi).toBe('3.1.0');
-    const send = doc.paths['/send']!.post as unknown as { parameters: Array<{ name: string; in: string }>; requestBody: { content: Record<string, { schema: { properties: Record<string, unknown> } }> } };
+    const send = doc.paths['/send']!.post as unknown as {
+      parameters: Array<{ name: string; in: string }>;
+      requestBody: { content: Record<string, { schema: { properties: Record<string, unknown> } }> };
+    };
     expect(send.parameters).toContainEqual(expect.objectContaining({ name: 'Idempotency-Key', in: 'header' }));
     // Generated from the same schema that validates the request: every field the route takes.
     expect(Object.keys(send.requestBody.content['application/json']!.schema.properties).sort()).toEqual(
@@ -88,34 +100,78 @@ describe('GET /openapi.json', () => {
     conforms(await request(s).get(`/credits/${broke.customerId}`).set(auth), 'get', '/credits/{customerId}');
     conforms(await request(s).get('/credits/bad%20id').set(auth), 'get', '/credits/{customerId}');
 
-    const sent = await request(s).post('/send').set(auth).set('Idempotency-Key', 'oa-1').send({ to: 'bounced@resend.dev', cc: 'delivered@resend.dev', subject: 'Hi', text: 'Hi', tags: [{ name: 'a', value: 'b' }] });
+    const sent = await request(s)
+      .post('/send')
+      .set(auth)
+      .set('Idempotency-Key', 'oa-1')
+      .send({ to: 'bounced@resend.dev', cc: 'delivered@resend.dev', subject: 'Hi', text: 'Hi', tags: [{ name: 'a', value: 'b' }] });
     conforms(sent, 'post', '/send');
-    const replay = await request(s).post('/send').set(auth).set('Idempotency-Key', 'oa-1').send({ to: 'bounced@resend.dev', cc: 'delivered@resend.dev', subject: 'Hi', text: 'Hi', tags: [{ name: 'a', value: 'b' }] });
+    const replay = await request(s)
+      .post('/send')
+      .set(auth)
+      .set('Idempotency-Key', 'oa-1')
+      .send({ to: 'bounced@resend.dev', cc: 'delivered@resend.dev', subject: 'Hi', text: 'Hi', tags: [{ name: 'a', value: 'b' }] });
     expect(replay.headers['idempotent-replayed']).toBe('true');
     conforms(replay, 'post', '/send');
-    conforms(await request(s).post('/send').set(auth).set('Idempotency-Key', 'oa-1').send({ to: 'delivered@resend.dev', subject: 'Other', text: 'x' }), 'post', '/send');
+    conforms(
+      await request(s).post('/send').set(auth).set('Idempotency-Key', 'oa-1').send({ to: 'delivered@resend.dev', subject: 'Other', text: 'x' }),
+      'post',
+      '/send',
+    );
     conforms(await request(s).post('/send').set(auth).send({ to: 'x' }), 'post', '/send');
     conforms(await request(s).post('/send').set(auth).set('Content-Type', 'text/plain').send('x'), 'post', '/send');
     conforms(await request(s).post('/send').set(bearer(broke.key)).send({ to: 'delivered@resend.dev', subject: 'Hi', text: 'x' }), 'post', '/send');
-    conforms(await request(s).post('/send').set(auth).send({ to: 'delivered@resend.dev', subject: 'Hi', text: 'x', customer_id: broke.customerId }), 'post', '/send');
+    conforms(
+      await request(s).post('/send').set(auth).send({ to: 'delivered@resend.dev', subject: 'Hi', text: 'x', customer_id: broke.customerId }),
+      'post',
+      '/send',
+    );
     conforms(await request(s).post('/send').send({ to: 'delivered@resend.dev', subject: 'Hi', text: 'x' }), 'post', '/send');
     await stack.sandbox.resend.webhooks.idle();
     const suppressed = await request(s).post('/send').set(auth).send({ to: 'bounced@resend.dev', subject: 'Again', text: 'x' });
     expect(suppressed.status).toBe(422);
     conforms(suppressed, 'post', '/send');
 
-    const batch = await request(s).post('/send/batch').set(auth).send({ emails: [{ to: 'delivered@resend.dev', subject: 'A', html: '<p>a</p>' }, { to: 'bounced@resend.dev', subject: 'B', text: 'b' }] });
+    const batch = await request(s)
+      .post('/send/batch')
+      .set(auth)
+      .send({
+        emails: [
+          { to: 'delivered@resend.dev', subject: 'A', html: '<p>a</p>' },
+          { to: 'bounced@resend.dev', subject: 'B', text: 'b' },
+        ],
+      });
     expect(batch.body.data[1].error.code).toBe('recipient_suppressed');
     conforms(batch, 'post', '/send/batch');
     conforms(await request(s).post('/send/batch').set(auth).send({ emails: [] }), 'post', '/send/batch');
-    conforms(await request(s).post('/send/batch').set(bearer(broke.key)).send({ emails: [{ to: 'delivered@resend.dev', subject: 'A', text: 'a' }] }), 'post', '/send/batch');
+    conforms(
+      await request(s)
+        .post('/send/batch')
+        .set(bearer(broke.key))
+        .send({ emails: [{ to: 'delivered@resend.dev', subject: 'A', text: 'a' }] }),
+      'post',
+      '/send/batch',
+    );
     conforms(await request(s).post('/send/batch').send({ emails: [] }), 'post', '/send/batch');
 
     // Answered once queued (Prefer: respond-async): 202 with MailKit's ids.
-    const queued = await request(s).post('/send').set(auth).set('Prefer', 'respond-async').send({ to: 'delivered@resend.dev', subject: 'Queued', text: 'q' });
+    const queued = await request(s)
+      .post('/send')
+      .set(auth)
+      .set('Prefer', 'respond-async')
+      .send({ to: 'delivered@resend.dev', subject: 'Queued', text: 'q' });
     expect(queued.status).toBe(202);
     conforms(queued, 'post', '/send');
-    const queuedBatch = await request(s).post('/send/batch').set(auth).set('Prefer', 'respond-async').send({ emails: [{ to: 'delivered@resend.dev', subject: 'A', text: 'a' }, { to: 'bounced@resend.dev', subject: 'B', text: 'b' }] });
+    const queuedBatch = await request(s)
+      .post('/send/batch')
+      .set(auth)
+      .set('Prefer', 'respond-async')
+      .send({
+        emails: [
+          { to: 'delivered@resend.dev', subject: 'A', text: 'a' },
+          { to: 'bounced@resend.dev', subject: 'B', text: 'b' },
+        ],
+      });
     expect(queuedBatch.status).toBe(202);
     conforms(queuedBatch, 'post', '/send/batch');
 
@@ -158,7 +214,19 @@ describe('GET /openapi.json', () => {
       }
     }
     // And the error statuses a customer meets most.
-    for (const key of ['post /send 202', 'post /send/batch 202', 'post /send 400', 'post /send 401', 'post /send 402', 'post /send 403', 'post /send 415', 'post /send 422', 'get /emails/{id} 404', 'get /credits 429', 'delete /suppressions/{email} 404']) {
+    for (const key of [
+      'post /send 202',
+      'post /send/batch 202',
+      'post /send 400',
+      'post /send 401',
+      'post /send 402',
+      'post /send 403',
+      'post /send 415',
+      'post /send 422',
+      'get /emails/{id} 404',
+      'get /credits 429',
+      'delete /suppressions/{email} 404',
+    ]) {
       expect(covered.has(key), key).toBe(true);
     }
   });

@@ -37,7 +37,10 @@ describe('rate limits', () => {
     await request(stack.url).post('/send').set(bearer(alice.key)).send({ to: 'delivered@resend.dev', subject: 'ok', html: '<p>1</p>' }).expect(200);
     const sentBefore = stack.sandbox.resend.messages().length;
 
-    const over = await request(stack.url).post('/send').set(bearer(alice.key)).send({ to: 'delivered@resend.dev', subject: 'over', html: '<p>2</p>' });
+    const over = await request(stack.url)
+      .post('/send')
+      .set(bearer(alice.key))
+      .send({ to: 'delivered@resend.dev', subject: 'over', html: '<p>2</p>' });
     expect429(over);
     expect(stack.sandbox.resend.messages().length).toBe(sentBefore);
     expect(await balanceOf(stack, bob.key)).toBe(5000); // bob's own budget is untouched
@@ -54,7 +57,9 @@ describe('rate limits', () => {
 
   it('failed authentications are limited per address, and a valid key from the same address still works', async () => {
     for (let i = 0; i < 3; i++) {
-      const r = await request(stack.url).get('/credits').set(bearer(`mk_test_guess${i}.1.x.y`));
+      const r = await request(stack.url)
+        .get('/credits')
+        .set(bearer(`mk_test_guess${i}.1.x.y`));
       expect(r.status).toBe(401);
     }
     expect429(await request(stack.url).get('/credits').set(bearer('mk_test_guess4.1.x.y')));

@@ -53,7 +53,11 @@ describe.each(ENGINES)('the full send API: text, cc, bcc, reply_to, tags, header
 
   it('a text-only email is fine; a single recipient still costs exactly one credit', async () => {
     const before = await balanceOf(stack, c.key);
-    const res = await request(stack.url).post('/send').set(bearer(c.key)).send({ to: 'delivered@resend.dev', subject: 'Plain', text: 'Just text' }).expect(200);
+    const res = await request(stack.url)
+      .post('/send')
+      .set(bearer(c.key))
+      .send({ to: 'delivered@resend.dev', subject: 'Plain', text: 'Just text' })
+      .expect(200);
     expect(messageById(res.body.id)).toMatchObject({ html: null, text: 'Just text', cc: [], bcc: [], replyTo: [], tags: [], headers: {} });
     expect(await balanceOf(stack, c.key)).toBe(before - 1);
   });
@@ -61,10 +65,22 @@ describe.each(ENGINES)('the full send API: text, cc, bcc, reply_to, tags, header
   it('POST /send/batch: each item carries its own fields through the batched call; the debit is the sum of recipients', async () => {
     const before = await balanceOf(stack, c.key);
     const second = { to: 'delivered+b@resend.dev', subject: 'Second', text: 'two', tags: [{ name: 'n', value: '2' }] };
-    const res = await request(stack.url).post('/send/batch').set(bearer(c.key)).send({ emails: [full, second] }).expect(200);
+    const res = await request(stack.url)
+      .post('/send/batch')
+      .set(bearer(c.key))
+      .send({ emails: [full, second] })
+      .expect(200);
     expect(res.body).toMatchObject({ sent: 2, failed: 0 });
     const [a, b] = res.body.data.map((d: { id: string }) => messageById(d.id)!);
-    expect(a).toMatchObject({ to: full.to, cc: [full.cc], bcc: full.bcc, replyTo: full.reply_to, text: full.text, tags: full.tags, headers: full.headers });
+    expect(a).toMatchObject({
+      to: full.to,
+      cc: [full.cc],
+      bcc: full.bcc,
+      replyTo: full.reply_to,
+      text: full.text,
+      tags: full.tags,
+      headers: full.headers,
+    });
     expect(b).toMatchObject({ to: ['delivered+b@resend.dev'], cc: [], html: null, text: 'two', tags: [{ name: 'n', value: '2' }], headers: {} });
     expect(await balanceOf(stack, c.key)).toBe(before - 5);
   });
@@ -76,7 +92,13 @@ describe.each(ENGINES)('the full send API: text, cc, bcc, reply_to, tags, header
     await stack.sandbox.dodo.adjustBalance(c.customerId, stack.catalog.creditEntitlementId, -(await balanceOf(stack, c.key)) + 299, 'test');
     await stack.sandbox.dodo.webhooks.idle();
     const sent = stack.sandbox.resend.messages().length;
-    const emails = Array.from({ length: 100 }, (_, i) => ({ to: `delivered+${i}@resend.dev`, cc: 'delivered+c@resend.dev', bcc: 'delivered+b@resend.dev', subject: 's', text: 't' }));
+    const emails = Array.from({ length: 100 }, (_, i) => ({
+      to: `delivered+${i}@resend.dev`,
+      cc: 'delivered+c@resend.dev',
+      bcc: 'delivered+b@resend.dev',
+      subject: 's',
+      text: 't',
+    }));
     const res = await request(stack.url).post('/send/batch').set(bearer(c.key)).send({ emails }).expect(402);
     expect(res.body.error.message).toMatch(/one credit per recipient/i);
     expect(stack.sandbox.resend.messages().length).toBe(sent);
@@ -95,7 +117,12 @@ describe.each(ENGINES)('the full send API: text, cc, bcc, reply_to, tags, header
       ['a tag with a space', { tags: [{ name: 'bad name', value: 'x' }] }, 'tags.0.name', 'may only contain ASCII letters'],
       ['a tag with an extra field', { tags: [{ name: 'a', value: 'b', colour: 'red' }] }, 'tags.0', 'unknown field(s): colour'],
       ['tags as an object', { tags: { a: 'b' } }, 'tags', 'must be an array'],
-      ['a header value with CRLF (header injection)', { headers: { 'X-Ref': 'a\r\nBcc: victim@example.com' } }, 'headers.X-Ref', 'must not contain line breaks'],
+      [
+        'a header value with CRLF (header injection)',
+        { headers: { 'X-Ref': 'a\r\nBcc: victim@example.com' } },
+        'headers.X-Ref',
+        'must not contain line breaks',
+      ],
       ['a header name with CRLF (header injection)', { headers: { 'X-Ref: 1\r\nBcc': 'x' } }, 'headers', 'holds an invalid header name'],
       ['a header overriding From', { headers: { from: 'ceo@bank.com' } }, 'headers.from', 'is set by MailKit'],
       ['a header overriding Bcc', { headers: { BCC: 'spy@example.com' } }, 'headers.BCC', 'is set by MailKit'],
@@ -112,7 +139,12 @@ describe.each(ENGINES)('the full send API: text, cc, bcc, reply_to, tags, header
         'Received-SPF',
         'Disposition-Notification-To',
         'Return-Receipt-To',
-      ].map((name): [string, Record<string, unknown>, string, string] => [`a ${name} header`, { headers: { [name]: 'ceo@bank.com' } }, `headers.${name}`, 'may not be set']),
+      ].map((name): [string, Record<string, unknown>, string, string] => [
+        `a ${name} header`,
+        { headers: { [name]: 'ceo@bank.com' } },
+        `headers.${name}`,
+        'may not be set',
+      ]),
       ['a header value not a string', { headers: { 'X-Count': 3 } }, 'headers.X-Count', 'must be a string'],
       ['attachments', { attachments: [{ filename: 'a.txt', content: 'aGk=' }] }, 'body', 'attachments are not supported'],
       ['scheduled sending', { scheduled_at: 'in 1 hour' }, 'body', 'scheduled sending is not supported'],
@@ -140,7 +172,11 @@ describe.each(ENGINES)('the full send API: text, cc, bcc, reply_to, tags, header
       expect(single.body.error.message).toMatch(new RegExp(`^${field.replace(/\./g, '\\.')}: `));
       expect(single.body.error.message).toContain(message);
       expect(single.body.error.message).not.toMatch(/[\r\n]/);
-      const batch = await request(stack.url).post('/send/batch').set(bearer(c.key)).send({ emails: [{ to: 'delivered@resend.dev', subject: 'ok', text: 'ok' }, body] }).expect(400);
+      const batch = await request(stack.url)
+        .post('/send/batch')
+        .set(bearer(c.key))
+        .send({ emails: [{ to: 'delivered@resend.dev', subject: 'ok', text: 'ok' }, body] })
+        .expect(400);
       expect(batch.body.error.message).toContain(`${field === 'body' ? 'emails.1' : `emails.1.${field}`}: ${message}`);
       expect(stack.sandbox.resend.messages().length).toBe(before);
       expect(await balanceOf(stack, c.key)).toBe(balance);

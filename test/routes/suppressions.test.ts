@@ -24,7 +24,7 @@ describe.each(ENGINES)('suppression (%s)', (engine) => {
     await stack?.close();
   });
 
-  it('a permanent bounce puts the address on the sender\'s list, with the email that bounced', async () => {
+  it("a permanent bounce puts the address on the sender's list, with the email that bounced", async () => {
     const body = await list(alice.key);
     expect(body).toMatchObject({ has_more: false, next_cursor: null });
     expect(body.data).toEqual([{ email: 'bounced@resend.dev', reason: 'bounced', email_id: expect.any(String), created_at: expect.any(String) }]);
@@ -66,7 +66,11 @@ describe.each(ENGINES)('suppression (%s)', (engine) => {
     expect(await balanceOf(stack, alice.key)).toBe(balance - 3);
     expect(outbox('delivered+b2@resend.dev')).toBe(0);
     // A batch whose every item is suppressed sends and charges nothing.
-    const none = await request(stack.url).post('/send/batch').set(bearer(alice.key)).send({ emails: [emails[1]] }).expect(200);
+    const none = await request(stack.url)
+      .post('/send/batch')
+      .set(bearer(alice.key))
+      .send({ emails: [emails[1]] })
+      .expect(200);
     expect(none.body).toMatchObject({ sent: 0, failed: 1 });
     expect(await balanceOf(stack, alice.key)).toBe(balance - 3);
   });
@@ -81,7 +85,11 @@ describe.each(ENGINES)('suppression (%s)', (engine) => {
   });
 
   it('a complaint suppresses the address too', async () => {
-    await request(stack.url).post('/send').set(bearer(alice.key)).send({ to: 'complained@resend.dev', subject: 'Spam?', html: '<p>c</p>' }).expect(200);
+    await request(stack.url)
+      .post('/send')
+      .set(bearer(alice.key))
+      .send({ to: 'complained@resend.dev', subject: 'Spam?', html: '<p>c</p>' })
+      .expect(200);
     await stack.sandbox.resend.webhooks.idle();
     const body = await list(alice.key);
     expect(body.data.map((s: { email: string; reason: string }) => [s.email, s.reason])).toEqual(
@@ -93,7 +101,11 @@ describe.each(ENGINES)('suppression (%s)', (engine) => {
   });
 
   it('a complaint from one recipient among several suppresses the complainer only', async () => {
-    await request(stack.url).post('/send').set(bearer(bob.key)).send({ to: ['complained@resend.dev', 'important-client@example.com'], subject: 'Two', text: 't' }).expect(200);
+    await request(stack.url)
+      .post('/send')
+      .set(bearer(bob.key))
+      .send({ to: ['complained@resend.dev', 'important-client@example.com'], subject: 'Two', text: 't' })
+      .expect(200);
     await stack.sandbox.resend.webhooks.idle();
     const listed = (await list(bob.key)).data.map((s: { email: string }) => s.email);
     expect(listed).toContain('complained@resend.dev');
@@ -105,7 +117,11 @@ describe.each(ENGINES)('suppression (%s)', (engine) => {
   });
 
   it('a bounce of one recipient among several suppresses that recipient only (the one the event names)', async () => {
-    await request(stack.url).post('/send').set(bearer(bob.key)).send({ to: 'delivered+mixed@resend.dev', bcc: 'bounced+hidden@resend.dev', subject: 'Mixed', text: 'm' }).expect(200);
+    await request(stack.url)
+      .post('/send')
+      .set(bearer(bob.key))
+      .send({ to: 'delivered+mixed@resend.dev', bcc: 'bounced+hidden@resend.dev', subject: 'Mixed', text: 'm' })
+      .expect(200);
     await stack.sandbox.resend.webhooks.idle();
     const listed = (await list(bob.key)).data.map((s: { email: string }) => s.email);
     expect(listed).toContain('bounced+hidden@resend.dev');
@@ -123,7 +139,9 @@ describe.each(ENGINES)('suppression (%s)', (engine) => {
   });
 
   it('DELETE takes the address off (then the send goes through); bad input is a 4xx that changes nothing', async () => {
-    expect((await request(stack.url).delete('/suppressions/not-an-address').set(bearer(alice.key)).expect(400)).body.error.message).toMatch(/^email: /);
+    expect((await request(stack.url).delete('/suppressions/not-an-address').set(bearer(alice.key)).expect(400)).body.error.message).toMatch(
+      /^email: /,
+    );
     expect((await request(stack.url).get('/suppressions?limit=0').set(bearer(alice.key)).expect(400)).body.error.message).toMatch(/^limit: /);
     expect((await request(stack.url).get('/suppressions?cursor=nope').set(bearer(alice.key)).expect(400)).body.error.message).toMatch(/^cursor: /);
     expect((await list(alice.key)).data).toHaveLength(2);
@@ -154,7 +172,12 @@ describe.each(ENGINES)('suppression (%s)', (engine) => {
     const again = await request(stack.url).post('/send').set(bearer(alice.key)).set('Idempotency-Key', 'retry-1').send(single).expect(200);
     expect(again.body).toEqual(first.body);
     expect(again.headers['idempotent-replayed']).toBe('true');
-    const batchAgain = await request(stack.url).post('/send/batch').set(bearer(alice.key)).set('Idempotency-Key', 'retry-2').send({ emails }).expect(200);
+    const batchAgain = await request(stack.url)
+      .post('/send/batch')
+      .set(bearer(alice.key))
+      .set('Idempotency-Key', 'retry-2')
+      .send({ emails })
+      .expect(200);
     expect(batchAgain.body).toEqual(batch.body);
     expect(await balanceOf(stack, alice.key)).toBe(balance);
     // A new key is a new send: now refused.

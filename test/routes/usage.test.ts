@@ -27,7 +27,7 @@ describe('GET /credits/usage', () => {
   });
 
   describe('after subscribing and sending 3 emails', () => {
-    it("shows today's 3 emails, the 5,000 grant and a balance of \"4997\"", async () => {
+    it('shows today\'s 3 emails, the 5,000 grant and a balance of "4997"', async () => {
       const res = await request(stack.url).get('/credits/usage').set(bearer(alice.key)).expect(200);
       expect(res.headers['cache-control']).toBe('no-store');
       // A string, as GET /credits gives it.
@@ -39,7 +39,14 @@ describe('GET /credits/usage', () => {
       // Today's emails count those not settled with Dodo yet.
       expect(last).toEqual({ date: today(), emails: 3, adjusted: 0, expired: 0, credits: 5000, balance: '4997' });
       // Before the subscription the customer had no balance at all: none is drawn.
-      expect(res.body.days[0]).toEqual({ date: expect.stringMatching(/^\d{4}-\d{2}-\d{2}$/), emails: 0, adjusted: 0, expired: 0, credits: 0, balance: null });
+      expect(res.body.days[0]).toEqual({
+        date: expect.stringMatching(/^\d{4}-\d{2}-\d{2}$/),
+        emails: 0,
+        adjusted: 0,
+        expired: 0,
+        credits: 0,
+        balance: null,
+      });
     });
 
     it('answers ?days=7 with 7 consecutive days ending today', async () => {
@@ -144,10 +151,23 @@ describe('GET /credits/usage when credits expire', () => {
 
 describe('foldDays', () => {
   const now = Date.parse('2026-03-10T12:00:00Z');
-  const row = (day: string, r: Partial<{ emails: number; adjusted: number; expired: number; credits: number }>) => ({ day, emails: 0, adjusted: 0, expired: 0, credits: 0, ...r });
+  const row = (day: string, r: Partial<{ emails: number; adjusted: number; expired: number; credits: number }>) => ({
+    day,
+    emails: 0,
+    adjusted: 0,
+    expired: 0,
+    credits: 0,
+    ...r,
+  });
 
   it('walks each day’s closing balance back from the live one; before the first movement, none', () => {
-    const days = foldDays([row('2026-03-08', { credits: 1000 }), row('2026-03-09', { emails: 300 })], { days: 4, now, first: '2026-03-08', available: 699, owed: 1 });
+    const days = foldDays([row('2026-03-08', { credits: 1000 }), row('2026-03-09', { emails: 300 })], {
+      days: 4,
+      now,
+      first: '2026-03-08',
+      available: 699,
+      owed: 1,
+    });
     expect(days).toEqual([
       { date: '2026-03-07', emails: 0, adjusted: 0, expired: 0, credits: 0, balance: null },
       { date: '2026-03-08', emails: 0, adjusted: 0, expired: 0, credits: 1000, balance: '1000' },
@@ -163,7 +183,13 @@ describe('foldDays', () => {
   });
 
   it('keeps adjustments and expiries apart from emails', () => {
-    const [day] = foldDays([row('2026-03-10', { emails: 3, adjusted: 300, expired: 45 })], { days: 1, now, first: '2026-03-01', available: 60, owed: 0 });
+    const [day] = foldDays([row('2026-03-10', { emails: 3, adjusted: 300, expired: 45 })], {
+      days: 1,
+      now,
+      first: '2026-03-01',
+      available: 60,
+      owed: 0,
+    });
     expect(day).toEqual({ date: '2026-03-10', emails: 3, adjusted: 300, expired: 45, credits: 0, balance: '60' });
   });
 

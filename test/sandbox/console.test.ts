@@ -11,7 +11,8 @@ type TestStack = Awaited<ReturnType<typeof startTestStack>>;
 
 const lowBalanceMails = (stack: TestStack, email: string) => outboxTo(stack, email).filter((m) => /running low/.test(m.subject));
 const deliveries = (stack: TestStack) => stack.sandbox.dodo.webhooks.list();
-const json = (stack: TestStack, path: string, body: unknown = {}) => request(stack.url).post(`/sandbox/api${path}`).set('Content-Type', 'application/json').send(JSON.stringify(body));
+const json = (stack: TestStack, path: string, body: unknown = {}) =>
+  request(stack.url).post(`/sandbox/api${path}`).set('Content-Type', 'application/json').send(JSON.stringify(body));
 
 /** Every delivery since `known`, oldest first, after they settled: each must have reached the app with a 2xx. */
 async function newDeliveries(stack: TestStack, known: Set<string>): Promise<WebhookDelivery[]> {
@@ -59,7 +60,13 @@ describe('sandbox control API (/sandbox/api)', () => {
       const res = await request(stack.url).get(`/sandbox/api/customers/${customerId}`).expect(200);
       expect(res.body.customer).toMatchObject({ customer_id: customerId, email, name: 'Grace' });
       expect(res.body.balances).toEqual([
-        { credit_entitlement_id: stack.catalog.creditEntitlementId, credit_entitlement_name: 'Email Credits', unit: 'email', balance: '5000', primary: true },
+        {
+          credit_entitlement_id: stack.catalog.creditEntitlementId,
+          credit_entitlement_name: 'Email Credits',
+          unit: 'email',
+          balance: '5000',
+          primary: true,
+        },
       ]);
       expect(res.body.grants).toEqual([
         expect.objectContaining({ source: 'subscription', initial: '5000', remaining: '5000', is_expired: false, expires_at: expect.any(String) }),
@@ -79,7 +86,10 @@ describe('sandbox control API (/sandbox/api)', () => {
         const form = await request(stack.url).post(`/sandbox/api/customers/${customerId}/adjust`).type('form').send({ amount: '-4000' });
         expect(form.status).toBe(415);
         expect(form.body.error.code).toBe('unsupported_media_type');
-        const text = await request(stack.url).post(`/sandbox/api/customers/${customerId}/adjust`).set('Content-Type', 'text/plain').send('{"amount":-4000}');
+        const text = await request(stack.url)
+          .post(`/sandbox/api/customers/${customerId}/adjust`)
+          .set('Content-Type', 'text/plain')
+          .send('{"amount":-4000}');
         expect(text.status).toBe(415);
         const bare = await request(stack.url).post('/sandbox/api/clock/advance');
         expect(bare.status).toBe(415);
@@ -91,14 +101,20 @@ describe('sandbox control API (/sandbox/api)', () => {
     });
 
     describe('when the body is invalid', () => {
-      it.each([[{}], [{ amount: '-4000' }], [{ amount: 0 }], [{ amount: 1.5 }], [{ amount: -4000, reason: 'x'.repeat(201) }]])('answers 400 for %j', async (body) => {
-        const res = await json(stack, `/customers/${customerId}/adjust`, body);
-        expect(res.status).toBe(400);
-        expect(res.body).toEqual({ error: { code: 'invalid_request', message: expect.any(String) } });
-      });
+      it.each([[{}], [{ amount: '-4000' }], [{ amount: 0 }], [{ amount: 1.5 }], [{ amount: -4000, reason: 'x'.repeat(201) }]])(
+        'answers 400 for %j',
+        async (body) => {
+          const res = await json(stack, `/customers/${customerId}/adjust`, body);
+          expect(res.status).toBe(400);
+          expect(res.body).toEqual({ error: { code: 'invalid_request', message: expect.any(String) } });
+        },
+      );
 
       it('answers 400 invalid_json for malformed JSON', async () => {
-        const res = await request(stack.url).post(`/sandbox/api/customers/${customerId}/adjust`).set('Content-Type', 'application/json').send('{"amount":');
+        const res = await request(stack.url)
+          .post(`/sandbox/api/customers/${customerId}/adjust`)
+          .set('Content-Type', 'application/json')
+          .send('{"amount":');
         expect(res.status).toBe(400);
         expect(res.body.error.code).toBe('invalid_json');
       });
@@ -234,7 +250,10 @@ describe('POST /sandbox/api/trigger', () => {
 
   it('credit.balance_low leaves the balance just under the threshold and emails the customer', async () => {
     expect(lowBalanceMails(stack, email)).toHaveLength(1);
-    const ledger = (await request(stack.url).get(`/sandbox/api/customers/${customerId}`)).body.ledger as Array<{ description: string; balance_after: string }>;
+    const ledger = (await request(stack.url).get(`/sandbox/api/customers/${customerId}`)).body.ledger as Array<{
+      description: string;
+      balance_after: string;
+    }>;
     expect(ledger.find((l) => l.description === 'Sandbox trigger: credit.balance_low')?.balance_after).toBe('999');
   });
 
@@ -243,7 +262,11 @@ describe('POST /sandbox/api/trigger', () => {
     await settle(stack);
     const mails = lowBalanceMails(stack, email).length;
     const res = await json(stack, '/trigger', { event: 'credit.balance_low', customer_id: customerId }).expect(202);
-    expect(res.body.events.map((e: { type: string }) => e.type)).toEqual(['credit.manual_adjustment', 'credit.manual_adjustment', 'credit.balance_low']);
+    expect(res.body.events.map((e: { type: string }) => e.type)).toEqual([
+      'credit.manual_adjustment',
+      'credit.manual_adjustment',
+      'credit.balance_low',
+    ]);
     await settle(stack);
     expect(lowBalanceMails(stack, email)).toHaveLength(mails + 1);
     expect(await balanceOf(stack, key)).toBe(999);
@@ -267,7 +290,9 @@ describe('POST /sandbox/api/trigger', () => {
     }
     // credit.added needs no subscription.
     await json(stack, '/trigger', { event: 'credit.added', customer_id: loner.customer_id, amount: 7 }).expect(202);
-    const row = (await request(stack.url).get('/sandbox/api/customers')).body.data.find((c: { customer_id: string }) => c.customer_id === loner.customer_id);
+    const row = (await request(stack.url).get('/sandbox/api/customers')).body.data.find(
+      (c: { customer_id: string }) => c.customer_id === loner.customer_id,
+    );
     expect(row.balance).toBe('7');
     await settle(stack);
   });
@@ -307,7 +332,10 @@ describe('GET /sandbox (the console page)', () => {
     expect(res.headers['content-security-policy']).toMatch(/script-src 'self'/);
     expect(res.text).not.toMatch(/<script(?![^>]*\bsrc=)[^>]*>/);
     expect(res.text).not.toMatch(/<style|\sstyle=|\son[a-z]+=/i);
-    await request(stack.url).get('/sandbox/assets/console.js').expect(200).expect('content-type', /javascript/);
+    await request(stack.url)
+      .get('/sandbox/assets/console.js')
+      .expect(200)
+      .expect('content-type', /javascript/);
     await request(stack.url).get('/sandbox/assets/console.css').expect(200);
   });
 
@@ -325,10 +353,7 @@ describe('GET /sandbox (the console page)', () => {
 
 describe('in live mode', () => {
   it('/sandbox and /sandbox/api do not exist', async () => {
-    const stack = await startStack(
-      loadConfig(LIVE_ENV),
-      { inMemory: true, log: createLogger('silent') },
-    );
+    const stack = await startStack(loadConfig(LIVE_ENV), { inMemory: true, log: createLogger('silent') });
     try {
       for (const path of ['/sandbox', '/sandbox/api/customers', '/sandbox/api/webhooks']) {
         expect((await request(stack.url).get(path)).status).toBe(404);

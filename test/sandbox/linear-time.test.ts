@@ -29,9 +29,9 @@ describe('sandbox patterns on adversarial input', () => {
     });
 
     it('still reads an email as before', () => {
-      expect(htmlToText('<head><title>T</title><style>p{}</style></head><p>Hi &amp; <b>bye</b></p><!-- note --><script>var a = "<p>";</script> a < b')).toBe(
-        'Hi & bye a < b',
-      );
+      expect(
+        htmlToText('<head><title>T</title><style>p{}</style></head><p>Hi &amp; <b>bye</b></p><!-- note --><script>var a = "<p>";</script> a < b'),
+      ).toBe('Hi & bye a < b');
       expect(htmlToText('<SCRIPT type="x">hidden</sCrIpT >shown<scripts>kept</scripts>')).toBe('shown kept');
     });
   });
@@ -75,7 +75,10 @@ describe('sandbox patterns on adversarial input', () => {
   describe('through the running sandbox', () => {
     let stack: TestStack;
     const resendApi = (body: unknown) =>
-      request(stack.url).post('/sandbox/resend/emails').set('Authorization', 'Bearer re_test').send(body as object);
+      request(stack.url)
+        .post('/sandbox/resend/emails')
+        .set('Authorization', 'Bearer re_test')
+        .send(body as object);
 
     beforeAll(async () => {
       stack = await startTestStack();
@@ -96,8 +99,12 @@ describe('sandbox patterns on adversarial input', () => {
     });
 
     it('a "from" of "a" + 100,000 spaces + "x" is refused (422) as fast as a normal send', async () => {
-      const normal = await normalCost(stack.url, () => resendApi({ from: 'a@example.com', to: 'b@example.com', subject: 's', html: '<p>x</p>' }).expect(200));
-      const cost = await costOf(stack.url, () => resendApi({ from: `a${' '.repeat(100_000)}x`, to: 'b@example.com', subject: 's', html: '<p>x</p>' }).expect(422));
+      const normal = await normalCost(stack.url, () =>
+        resendApi({ from: 'a@example.com', to: 'b@example.com', subject: 's', html: '<p>x</p>' }).expect(200),
+      );
+      const cost = await costOf(stack.url, () =>
+        resendApi({ from: `a${' '.repeat(100_000)}x`, to: 'b@example.com', subject: 's', html: '<p>x</p>' }).expect(422),
+      );
       expect(cost.ms).toBeLessThan(normal.ms + MARGIN_MS);
       expect(cost.healthzMs).toBeLessThan(normal.healthzMs + MARGIN_MS);
     });

@@ -45,7 +45,10 @@ forEachEngine('sends answered once queued', ({ engine }) => {
     const detail = await emailOf(stack, c.key, r.body.id);
     expect(detail.events.map((e: { type: string }) => e.type)).toContain('email.delivered');
     expect(sentTo(stack, 'q-1')).toBe(1);
-    const resendIds = stack.sandbox.resend.messages().filter((m) => m.subject === 'q-1').map((m) => m.id);
+    const resendIds = stack.sandbox.resend
+      .messages()
+      .filter((m) => m.subject === 'q-1')
+      .map((m) => m.id);
     expect(resendIds).not.toContain(r.body.id);
 
     const again = await sendAsync(stack, c.key, 'q-1', { ...email, subject: 'q-1' });
@@ -109,13 +112,23 @@ forEachEngine('sends answered once queued', ({ engine }) => {
   it('a batch: 202 with one id per email, the suppressed one refused alone', async () => {
     stack = await startTestStack({}, { engine });
     const c = await customerWith(stack, 10);
-    await request(stack.url).post('/send').set(bearer(c.key)).send({ ...email, to: 'bounced@resend.dev' }).expect(200);
+    await request(stack.url)
+      .post('/send')
+      .set(bearer(c.key))
+      .send({ ...email, to: 'bounced@resend.dev' })
+      .expect(200);
     await waitFor(async () => (await request(stack!.url).get('/suppressions').set(bearer(c.key))).body.data.length === 1);
     const r = await request(stack.url)
       .post('/send/batch')
       .set(bearer(c.key))
       .set('Prefer', 'respond-async')
-      .send({ emails: [{ ...email, subject: 'b-1' }, { ...email, to: 'bounced@resend.dev', subject: 'b-2' }, { ...email, subject: 'b-3' }] });
+      .send({
+        emails: [
+          { ...email, subject: 'b-1' },
+          { ...email, to: 'bounced@resend.dev', subject: 'b-2' },
+          { ...email, subject: 'b-3' },
+        ],
+      });
     expect(r.status).toBe(202);
     expect(r.body).toMatchObject({ queued: 2, failed: 1 });
     expect(r.body.data[1].error.code).toBe('recipient_suppressed');
@@ -138,7 +151,10 @@ forEachEngine('sends answered once queued', ({ engine }) => {
     stack = await startTestStack({}, { engine, ...QUICK, acceptLimit: 2 });
     const c = await customerWith(stack, 10);
     stack.sandbox.resend.faults.inject({ status: 503, match: /^POST \/emails(\/batch)?$/ });
-    const first = await Promise.all([sendAsync(stack, c.key, 'l-1', { ...email, subject: 'l-1' }), sendAsync(stack, c.key, 'l-2', { ...email, subject: 'l-2' })]);
+    const first = await Promise.all([
+      sendAsync(stack, c.key, 'l-1', { ...email, subject: 'l-1' }),
+      sendAsync(stack, c.key, 'l-2', { ...email, subject: 'l-2' }),
+    ]);
     expect(first.map((r) => r.status)).toEqual([202, 202]);
     const refused = await sendAsync(stack, c.key, 'l-3', { ...email, subject: 'l-3' });
     expect(refused.status).toBe(429);

@@ -23,7 +23,10 @@ describe('POST /send/batch', () => {
     expect(await balanceOf(stack, c.key)).toBe(4900);
     await stack.credits.settleNow();
     const debits = [];
-    for await (const e of stack.dodo.creditEntitlements.balances.listLedger(c.customerId, { credit_entitlement_id: stack.catalog.creditEntitlementId, page_number: 0 })) {
+    for await (const e of stack.dodo.creditEntitlements.balances.listLedger(c.customerId, {
+      credit_entitlement_id: stack.catalog.creditEntitlementId,
+      page_number: 0,
+    })) {
       if (e.transaction_type === 'credit_deducted') debits.push(Number(e.amount));
     }
     expect(debits).toEqual([100]);

@@ -70,7 +70,11 @@ describe('a lost COMMIT acknowledgement (PostgreSQL)', () => {
     expect(dropped).toBeGreaterThanOrEqual(3);
     const sentOnce = () => subjects.every((s) => stack!.sandbox.resend.messages().filter((m) => m.subject === s).length === 1);
     for (let i = 0; i < 100 && !sentOnce(); i++) await sleep(100);
-    for (const s of subjects) expect(stack!.sandbox.resend.messages().filter((m) => m.subject === s), s).toHaveLength(1);
+    for (const s of subjects)
+      expect(
+        stack!.sandbox.resend.messages().filter((m) => m.subject === s),
+        s,
+      ).toHaveLength(1);
     // Anything left unsettled is settled; then the customer paid exactly one credit per email.
     await stack!.sender.reconcile();
     expect(await balanceOf(stack!, c.key)).toBe(100 - COMMITS_TRIED);

@@ -28,7 +28,14 @@ forEachEngine('the dispatcher', ({ engine }) => {
     for (let i = 0; i < 4; i++) customers.push(await customerWith(stack, 20));
     const before = batchCalls(stack);
     const answers = await Promise.all(
-      customers.flatMap((c, ci) => Array.from({ length: 10 }, (_, i) => request(stack!.url).post('/send').set(bearer(c.key)).send(one(`c${ci}@example.com`, `m${i}`)))),
+      customers.flatMap((c, ci) =>
+        Array.from({ length: 10 }, (_, i) =>
+          request(stack!.url)
+            .post('/send')
+            .set(bearer(c.key))
+            .send(one(`c${ci}@example.com`, `m${i}`)),
+        ),
+      ),
     );
     expect(answers.map((r) => r.status)).toEqual(Array(40).fill(200));
     expect(new Set(answers.map((r) => r.body.id)).size).toBe(40);
@@ -50,7 +57,12 @@ forEachEngine('the dispatcher', ({ engine }) => {
     stack.sandbox.resend.faults.inject({ latencyMs: 300, count: 1, match: EITHER });
     await request(stack.url).post('/send').set(bearer(c.key)).send(one('warmup@example.com', 'w')).expect(200);
     stack.sandbox.resend.faults.inject({ dropAfterProcessing: true, count: 1, match: /^POST \/emails\/batch$/ });
-    const send = (k: number) => request(stack!.url).post('/send').set(bearer(c.key)).set('Idempotency-Key', `lost-${k}`).send(one('lost@example.com', `l${k}`));
+    const send = (k: number) =>
+      request(stack!.url)
+        .post('/send')
+        .set(bearer(c.key))
+        .set('Idempotency-Key', `lost-${k}`)
+        .send(one('lost@example.com', `l${k}`));
     const first = await Promise.all([0, 1, 2].map(send));
     expect(first.map((r) => r.status)).toEqual([503, 503, 503]);
     expect(outboxTo(stack, 'lost@example.com')).toHaveLength(3); // it did go out
@@ -78,7 +90,11 @@ forEachEngine('the dispatcher', ({ engine }) => {
       const [singles, batches] = [singleCalls(stack), batchCalls(stack)];
       await request(stack.url).post('/send').set(bearer(c.key)).send(one('alone@example.com', 's')).expect(200);
       expect([singleCalls(stack) - singles, batchCalls(stack) - batches]).toEqual([1, 0]);
-      const b = await request(stack.url).post('/send/batch').set(bearer(c.key)).send({ emails: [one('alone@example.com', 'b')] }).expect(200);
+      const b = await request(stack.url)
+        .post('/send/batch')
+        .set(bearer(c.key))
+        .send({ emails: [one('alone@example.com', 'b')] })
+        .expect(200);
       expect(b.body.sent).toBe(1);
       expect([singleCalls(stack) - singles, batchCalls(stack) - batches]).toEqual([1, 1]);
       expect(await stack.database.db.selectFrom('sends').select('flightId').where('flightId', 'is not', null).execute()).toEqual([]);
@@ -118,10 +134,18 @@ forEachEngine('the dispatcher', ({ engine }) => {
     const batch = (n: number) => ({ emails: Array.from({ length: 100 }, (_, i) => one('heavy@example.com', `h${n}.${i}`)) });
     const order: string[] = [];
     const heavyRuns = [0, 1, 2].map((n) =>
-      request(stack!.url).post('/send/batch').set(bearer(heavy.key)).send(batch(n)).then((r) => (order.push(`heavy${n}`), r)),
+      request(stack!.url)
+        .post('/send/batch')
+        .set(bearer(heavy.key))
+        .send(batch(n))
+        .then((r) => (order.push(`heavy${n}`), r)),
     );
     await new Promise((r) => setTimeout(r, 20)); // the heavy batches are queued first
-    const lightRun = request(stack.url).post('/send').set(bearer(light.key)).send(one('light@example.com', 'l')).then((r) => (order.push('light'), r));
+    const lightRun = request(stack.url)
+      .post('/send')
+      .set(bearer(light.key))
+      .send(one('light@example.com', 'l'))
+      .then((r) => (order.push('light'), r));
     const [h0, h1, h2, l] = await Promise.all([...heavyRuns, lightRun]);
     expect([h0!.status, h1!.status, h2!.status, l!.status]).toEqual([200, 200, 200, 200]);
     // Turns by customer: the light send flies before the last of the heavy batches.

@@ -19,9 +19,7 @@ describe('POST /send keeps money exact', () => {
       // concurrent requests can keep one waiting past 2 s, which is an honest 503 but not this test's point.
       stack = await startTestStack({}, { mailer: { timeoutMs: 15_000, maxBackoffMs: 200 } });
       const c = await customerWith(stack, 50);
-      const results = await Promise.all(
-        Array.from({ length: 200 }, () => request(stack.url).post('/send').set(bearer(c.key)).send(email)),
-      );
+      const results = await Promise.all(Array.from({ length: 200 }, () => request(stack.url).post('/send').set(bearer(c.key)).send(email)));
       const byStatus = results.reduce<Record<number, number>>((acc, r) => ({ ...acc, [r.status]: (acc[r.status] ?? 0) + 1 }), {});
       const errors = results.filter((r) => r.status >= 500).map((r) => r.body.error);
       expect(byStatus, JSON.stringify(errors)).toEqual({ 200: 50, 402: 150 });
@@ -78,7 +76,11 @@ describe('POST /send keeps money exact', () => {
       stack = await startTestStack();
       const c = await customerWith(stack, 100);
       await request(stack.url).post('/send').set(bearer(c.key)).set('Idempotency-Key', 'k1').send(email).expect(200);
-      const r = await request(stack.url).post('/send').set(bearer(c.key)).set('Idempotency-Key', 'k1').send({ ...email, subject: 'Other' });
+      const r = await request(stack.url)
+        .post('/send')
+        .set(bearer(c.key))
+        .set('Idempotency-Key', 'k1')
+        .send({ ...email, subject: 'Other' });
       expect(r.status).toBe(422);
       expect(r.body.error.code).toBe('idempotency_key_reused');
       expect(sentTo(stack)).toBe(1);

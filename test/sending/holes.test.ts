@@ -97,7 +97,7 @@ forEachEngine('the send state machine', ({ engine }) => {
       expect(await balanceOf(stack, c.key)).toBe(9);
     });
 
-    it('keeps the first try\'s sender: a MAIL_FROM changed before the retry is not a different email', async () => {
+    it("keeps the first try's sender: a MAIL_FROM changed before the retry is not a different email", async () => {
       stack = await startTestStack({}, { ...QUICK, engine });
       const c = await customerWith(stack, 10);
       stack.sandbox.resend.faults.inject({ dropAfterProcessing: true, count: 1, match: /^POST \/emails(\/batch)?$/ });
@@ -119,10 +119,32 @@ forEachEngine('the send state machine', ({ engine }) => {
       // The journal-store sender's keys: debit `<id>:debit:0`, email `<id>:0`. Its email went out; the answer was lost.
       const id = sendIdFor(c.customerId, 'old-key');
       await stack.billing.reserve(c.customerId, 1, `${id}:debit:0`, 'email send (old sender)');
-      const sent = await stack.resend.emails.send({ from: stack.mailer.from, to: [email.to], subject: 'imported', html: email.html }, { idempotencyKey: `${id}:0` });
+      const sent = await stack.resend.emails.send(
+        { from: stack.mailer.from, to: [email.to], subject: 'imported', html: email.html },
+        { idempotencyKey: `${id}:0` },
+      );
       const t = Date.now() - 120_000;
-      await stack.database.db.insertInto('sends').values(sendRow({ id, customerId: c.customerId, clientKey: '', fingerprint: 'old', nonce: '', inDoubt: 1, createdAt: t, updatedAt: t, deliveringSince: t, funding: 'debit' })).execute();
-      await stack.database.db.insertInto('sendPayloads').values({ sendId: id, body: JSON.stringify({ batch: false, from: stack.mailer.from, emails: [mail('imported')] }) }).execute();
+      await stack.database.db
+        .insertInto('sends')
+        .values(
+          sendRow({
+            id,
+            customerId: c.customerId,
+            clientKey: '',
+            fingerprint: 'old',
+            nonce: '',
+            inDoubt: 1,
+            createdAt: t,
+            updatedAt: t,
+            deliveringSince: t,
+            funding: 'debit',
+          }),
+        )
+        .execute();
+      await stack.database.db
+        .insertInto('sendPayloads')
+        .values({ sendId: id, body: JSON.stringify({ batch: false, from: stack.mailer.from, emails: [mail('imported')] }) })
+        .execute();
 
       expect(await stack.sender.reconcile()).toBe(1);
       expect(sentWith('imported')).toHaveLength(1);
@@ -132,5 +154,4 @@ forEachEngine('the send state machine', ({ engine }) => {
       expect(JSON.parse(row!.resultBody!)).toEqual({ id: sent.data!.id });
     });
   });
-
 });

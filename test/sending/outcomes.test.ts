@@ -24,7 +24,8 @@ const post = (stack: Stack, path: string, key: string, idempotencyKey: string, b
   return (async ? r.set('Prefer', 'respond-async') : r).send(body);
 };
 const bySubject = (stack: TestStack, subject: string) => stack.sandbox.resend.messages().filter((m) => m.subject === subject);
-const history = async (stack: Stack, key: string) => (await request(stack.url).get('/emails').set(bearer(key)).expect(200)).body.data as Array<{ id: string; status: string; subject: string }>;
+const history = async (stack: Stack, key: string) =>
+  (await request(stack.url).get('/emails').set(bearer(key)).expect(200)).body.data as Array<{ id: string; status: string; subject: string }>;
 const emailOf = async (stack: Stack, key: string, id: string) => (await request(stack.url).get(`/emails/${id}`).set(bearer(key)).expect(200)).body;
 
 /** Retries a request after each 503 (waiting its Retry-After, shortened) until another answer. */

@@ -117,7 +117,11 @@ describe('the send reconciler', () => {
       expect(sentTo(stack)).toHaveLength(0);
 
       expect(await stack.sender.reconcile()).toBe(1);
-      expect(sentTo(stack).map((m) => m.subject).sort()).toEqual(['Invoice 7', 'Invoice 8', 'Invoice 9']);
+      expect(
+        sentTo(stack)
+          .map((m) => m.subject)
+          .sort(),
+      ).toEqual(['Invoice 7', 'Invoice 8', 'Invoice 9']);
       expect(await balanceOf(stack, c.key)).toBe(7);
       const late = await request(stack.url).post('/send/batch').set(bearer(c.key)).set('Idempotency-Key', 'batch-1').send(batch).expect(200);
       expect(late.body.sent).toBe(3);
@@ -173,7 +177,7 @@ describe('the send reconciler', () => {
     });
   });
 
-  describe('past Resend\'s 24-hour key window', () => {
+  describe("past Resend's 24-hour key window", () => {
     it('never redelivers (it could be a second email): the send ends unconfirmed with its credit kept', async () => {
       stack = await startTestStack({}, NOW);
       const c = await customerWith(stack, 10);
@@ -230,4 +234,3 @@ describe('the send reconciler', () => {
     });
   });
 });
-

@@ -53,7 +53,10 @@ function engineUnderTest(engine: Engine): EngineUnderTest & { cleanUp(): Promise
   const schemas: string[] = [];
 
   const connect = async (location: Location): Promise<Database> => {
-    const database = 'file' in location ? await openDatabase({ file: location.file }) : await openTestDatabase({ url: postgresUrl, schema: location.schema, poolSize: 4 });
+    const database =
+      'file' in location
+        ? await openDatabase({ file: location.file })
+        : await openTestDatabase({ url: postgresUrl, schema: location.schema, poolSize: 4 });
     opened.push(database);
     locations.set(database, location);
     return database;

@@ -49,7 +49,12 @@ export async function instanceEnv(upstream: Upstream, extra: Record<string, stri
 export const FLEET_SECRET = 'fleet-secret-'.repeat(4);
 
 /** A live-mode instance in this process, on `database` (left open: the caller owns it). */
-export async function startInstance(upstream: Upstream, database: Database, opts: StackOptions = {}, env: Record<string, string> = {}): Promise<Stack> {
+export async function startInstance(
+  upstream: Upstream,
+  database: Database,
+  opts: StackOptions = {},
+  env: Record<string, string> = {},
+): Promise<Stack> {
   const config = loadConfig(await instanceEnv(upstream, env));
   const keepOpen = { ...database, close: async () => undefined };
   return startStack(config, {
@@ -172,7 +177,11 @@ export async function settleFleet(instance: Stack, database: Database, timeoutMs
     await instance.sender.reconcile();
     await instance.credits.settleNow();
     const sends = await database.db.selectFrom('sends').select('id').where('state', 'in', ['reserving', 'delivering', 'refunding']).execute();
-    const owed = await database.db.selectFrom('creditBalances').select('customerId').where((eb) => eb.or([eb('held', '>', 0), eb('unsettled', '>', 0), eb('settling', '>', 0)])).execute();
+    const owed = await database.db
+      .selectFrom('creditBalances')
+      .select('customerId')
+      .where((eb) => eb.or([eb('held', '>', 0), eb('unsettled', '>', 0), eb('settling', '>', 0)]))
+      .execute();
     if (sends.length === 0 && owed.length === 0) break;
     if (Date.now() > deadline) throw new Error(`${sends.length} sends unfinished and ${owed.length} balances unsettled`);
     await new Promise((r) => setTimeout(r, 500));

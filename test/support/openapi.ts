@@ -75,22 +75,29 @@ function describeErrors(fn: ValidateFunction): string {
  * `pathTemplate` is the spec's own key, e.g. `/credit-entitlements/{credit_entitlement_id}`.
  * Throws with the validator's messages when it does not; returns silently when it does.
  */
-export function assertResponseMatchesSpec(
-  name: SpecName,
-  method: string,
-  pathTemplate: string,
-  status: number,
-  body: unknown,
-): void {
+export function assertResponseMatchesSpec(name: SpecName, method: string, pathTemplate: string, status: number, body: unknown): void {
   const op = loadSpec(name).paths[pathTemplate]?.[method.toLowerCase()];
   if (!op) throw new Error(`${name} spec has no operation ${method.toUpperCase()} ${pathTemplate}`);
   const response = op.responses?.[String(status)] ?? op.responses?.default;
   if (!response) throw new Error(`${name} spec declares no ${status} for ${method.toUpperCase()} ${pathTemplate}`);
   if (!response.content?.['application/json']?.schema) return; // the spec declares no body for this status
-  const ref = '/' + pointer('paths', pathTemplate, method.toLowerCase(), 'responses', String(response === op.responses?.default ? 'default' : status), 'content', 'application/json', 'schema');
+  const ref =
+    '/' +
+    pointer(
+      'paths',
+      pathTemplate,
+      method.toLowerCase(),
+      'responses',
+      String(response === op.responses?.default ? 'default' : status),
+      'content',
+      'application/json',
+      'schema',
+    );
   const fn = validatorFor(name, ref);
   if (!fn(body)) {
-    throw new Error(`${method.toUpperCase()} ${pathTemplate} ${status} body does not match the ${name} spec: ${describeErrors(fn)}\n${JSON.stringify(body).slice(0, 2000)}`);
+    throw new Error(
+      `${method.toUpperCase()} ${pathTemplate} ${status} body does not match the ${name} spec: ${describeErrors(fn)}\n${JSON.stringify(body).slice(0, 2000)}`,
+    );
   }
 }
 

@@ -16,10 +16,13 @@ export async function freshDatabase(engine: 'sqlite' | 'postgres'): Promise<Data
   if (engine === 'sqlite') return openDatabase({ file: ':memory:' });
   const schema = `stack_${process.pid}_${Math.random().toString(36).slice(2, 10)}`;
   const database = await openTestDatabase({ url: postgresUrl!, schema, poolSize: 4 });
-  return { ...database, close: async () => {
-    await database.close();
-    await dropSchemas([schema]);
-  } };
+  return {
+    ...database,
+    close: async () => {
+      await database.close();
+      await dropSchemas([schema]);
+    },
+  };
 }
 
 /** A fresh in-memory MailKit on the sandbox, on an ephemeral loopback port. */
@@ -115,7 +118,9 @@ export const LIVE_ENV = {
 };
 
 /** The secrets the stack generated for itself (sandbox mode), as stored in its database. */
-export async function storedSecrets(stack: Stack): Promise<{ keySecret?: string; sandboxWebhookSecret?: string; sandboxResendWebhookSecret?: string }> {
+export async function storedSecrets(
+  stack: Stack,
+): Promise<{ keySecret?: string; sandboxWebhookSecret?: string; sandboxResendWebhookSecret?: string }> {
   const rows = await stack.database.db.selectFrom('secrets').selectAll().execute();
   return Object.fromEntries(rows.map((r) => [r.name, r.value]));
 }

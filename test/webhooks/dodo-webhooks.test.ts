@@ -8,8 +8,7 @@ type TestStack = Awaited<ReturnType<typeof startTestStack>>;
 describe('POST /webhooks/dodo', () => {
   let stack: TestStack;
   let signer: Webhook;
-  const event = (type: string, data: object = {}) =>
-    JSON.stringify({ business_id: 'bus_test', type, timestamp: new Date().toISOString(), data });
+  const event = (type: string, data: object = {}) => JSON.stringify({ business_id: 'bus_test', type, timestamp: new Date().toISOString(), data });
   const post = (body: string, id: string, at = new Date(), sign = signer) =>
     request(stack.url)
       .post('/webhooks/dodo')
@@ -78,7 +77,8 @@ describe('POST /webhooks/dodo', () => {
 
   it('a redelivered subscription.active (same webhook-id) is acknowledged without a second key email', async () => {
     const { customerId } = await subscribe(stack, 'replay@example.com');
-    const keyEmails = () => stack.sandbox.resend.messages().filter((m) => m.to.includes('replay@example.com') && m.subject === 'Your MailKit API key');
+    const keyEmails = () =>
+      stack.sandbox.resend.messages().filter((m) => m.to.includes('replay@example.com') && m.subject === 'Your MailKit API key');
     expect(keyEmails()).toHaveLength(1);
     const delivery = stack.sandbox.dodo.webhooks
       .list()

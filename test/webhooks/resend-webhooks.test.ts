@@ -8,16 +8,36 @@ import { bearer, ENGINES, startTestStack, storedSecrets, subscribe } from '../su
 type TestStack = Awaited<ReturnType<typeof startTestStack>>;
 
 /** A Resend email event as Resend posts it: Svix headers, signed over the exact bytes sent. */
-function signedEvent(secret: string, event: { type: string; emailId: string; at?: Date; extra?: Record<string, unknown> }, opts: { id?: string; timestamp?: Date } = {}) {
+function signedEvent(
+  secret: string,
+  event: { type: string; emailId: string; at?: Date; extra?: Record<string, unknown> },
+  opts: { id?: string; timestamp?: Date } = {},
+) {
   const id = opts.id ?? `msg_${randomBytes(12).toString('hex')}`;
   const timestamp = opts.timestamp ?? new Date();
   const body = JSON.stringify({
     type: event.type,
     created_at: (event.at ?? new Date()).toISOString(),
-    data: { email_id: event.emailId, created_at: new Date().toISOString(), from: 'MailKit <onboarding@resend.dev>', to: ['someone@example.com'], subject: 'Hi', ...event.extra },
+    data: {
+      email_id: event.emailId,
+      created_at: new Date().toISOString(),
+      from: 'MailKit <onboarding@resend.dev>',
+      to: ['someone@example.com'],
+      subject: 'Hi',
+      ...event.extra,
+    },
   });
   const signature = new Webhook(secret).sign(id, timestamp, body);
-  return { id, body, headers: { 'svix-id': id, 'svix-timestamp': String(Math.floor(timestamp.getTime() / 1000)), 'svix-signature': signature, 'Content-Type': 'application/json' } };
+  return {
+    id,
+    body,
+    headers: {
+      'svix-id': id,
+      'svix-timestamp': String(Math.floor(timestamp.getTime() / 1000)),
+      'svix-signature': signature,
+      'Content-Type': 'application/json',
+    },
+  };
 }
 
 describe.each(ENGINES)('POST /webhooks/resend (%s)', (engine) => {
@@ -27,7 +47,8 @@ describe.each(ENGINES)('POST /webhooks/resend (%s)', (engine) => {
 
   const post = (e: ReturnType<typeof signedEvent>) => request(stack.url).post('/webhooks/resend').set(e.headers).send(e.body);
   const email = async (id: string) => (await request(stack.url).get(`/emails/${id}`).set(bearer(key)).expect(200)).body;
-  const suppressed = async () => (await request(stack.url).get('/suppressions').set(bearer(key)).expect(200)).body.data.map((s: { email: string }) => s.email).sort();
+  const suppressed = async () =>
+    (await request(stack.url).get('/suppressions').set(bearer(key)).expect(200)).body.data.map((s: { email: string }) => s.email).sort();
   let n = 0;
   const send = async (to = `r${++n}@example.com`) =>
     (await request(stack.url).post('/send').set(bearer(key)).send({ to, subject: 'Hi', html: '<p>Hi</p>' }).expect(200)).body.id as string;
@@ -115,8 +136,15 @@ describe.each(ENGINES)('POST /webhooks/resend (%s)', (engine) => {
       await post(signedEvent(secret, { type: 'email.failed', emailId: failedId, extra: { failed: { reason: 'reached_daily_quota' } } })).expect(200);
       expect(await email(failedId)).toMatchObject({ status: 'failed', events: [{ type: 'email.failed', detail: 'reached_daily_quota' }] });
       const suppressedId = await send('gone@example.com');
-      const suppressed = { reason: 'previous_bounce', type: 'OnAccountSuppressionList', message: 'The address is on the account suppression list.', diagnosticCode: [] };
-      await post(signedEvent(secret, { type: 'email.suppressed', emailId: suppressedId, extra: { to: ['gone@example.com'], suppressed } })).expect(200);
+      const suppressed = {
+        reason: 'previous_bounce',
+        type: 'OnAccountSuppressionList',
+        message: 'The address is on the account suppression list.',
+        diagnosticCode: [],
+      };
+      await post(signedEvent(secret, { type: 'email.suppressed', emailId: suppressedId, extra: { to: ['gone@example.com'], suppressed } })).expect(
+        200,
+      );
       expect((await email(suppressedId)).status).toBe('suppressed');
     });
 
@@ -163,13 +191,15 @@ describe.each(ENGINES)('POST /webhooks/resend (%s)', (engine) => {
 
     it('an event that could not be applied is not recorded: its redelivery applies it', async () => {
       const id = await send();
-      const failUpdates = engine === 'sqlite'
-        ? ["create temp trigger fail_email_update before update on emails begin select raise(abort, 'injected failure'); end"]
-        : [
-            "create or replace function fail_email_update() returns trigger language plpgsql as $$ begin raise exception 'injected failure'; end $$",
-            'create trigger fail_email_update before update on emails for each row execute function fail_email_update()',
-          ];
-      const healUpdates = engine === 'sqlite' ? ['drop trigger fail_email_update'] : ['drop trigger fail_email_update on emails', 'drop function fail_email_update()'];
+      const failUpdates =
+        engine === 'sqlite'
+          ? ["create temp trigger fail_email_update before update on emails begin select raise(abort, 'injected failure'); end"]
+          : [
+              "create or replace function fail_email_update() returns trigger language plpgsql as $$ begin raise exception 'injected failure'; end $$",
+              'create trigger fail_email_update before update on emails for each row execute function fail_email_update()',
+            ];
+      const healUpdates =
+        engine === 'sqlite' ? ['drop trigger fail_email_update'] : ['drop trigger fail_email_update on emails', 'drop function fail_email_update()'];
       const event = signedEvent(secret, { type: 'email.delivered', emailId: id });
       for (const statement of failUpdates) await sql.raw(statement).execute(stack.database.db);
       try {
@@ -186,7 +216,11 @@ describe.each(ENGINES)('POST /webhooks/resend (%s)', (engine) => {
       const id = await send();
       const bad = signedEvent(secret, { type: 'email.delivered', emailId: id });
       const broken = JSON.stringify({ type: 'email.delivered', created_at: 'yesterday', data: {} });
-      const headers = { ...bad.headers, 'svix-signature': new Webhook(secret).sign(bad.id, new Date(), broken), 'svix-timestamp': String(Math.floor(Date.now() / 1000)) };
+      const headers = {
+        ...bad.headers,
+        'svix-signature': new Webhook(secret).sign(bad.id, new Date(), broken),
+        'svix-timestamp': String(Math.floor(Date.now() / 1000)),
+      };
       expect((await request(stack.url).post('/webhooks/resend').set(headers).send(broken).expect(400)).body.error.code).toBe('malformed_payload');
       await post(signedEvent(secret, { type: 'email.opened', emailId: id })).expect(200);
       expect(await email(id)).toMatchObject({ status: 'queued', events: [] });

@@ -29,7 +29,10 @@ export async function up(db: Kysely<any>): Promise<void> {
   await db.schema.createIndex('leases_customer_state').on('leases').columns(['customer_id', 'state']).execute();
   await db.schema.createIndex('leases_state_used').on('leases').columns(['state', 'last_used_at']).execute();
   await db.schema.alterTable('sends').addColumn('lease_id', 'text').execute();
-  await db.schema.alterTable('sends').addColumn('funding', 'text', (c) => c.notNull().defaultTo('debit')).execute();
+  await db.schema
+    .alterTable('sends')
+    .addColumn('funding', 'text', (c) => c.notNull().defaultTo('debit'))
+    .execute();
 }
 
 export async function down(db: Kysely<any>): Promise<void> {

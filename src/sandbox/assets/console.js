@@ -21,10 +21,15 @@
       body: JSON.stringify(body || {}),
       credentials: 'same-origin',
     }).then(function (res) {
-      return res.json().catch(function () { return {}; }).then(function (json) {
-        if (!res.ok) throw new Error((json.error && json.error.message) || 'HTTP ' + res.status);
-        return json;
-      });
+      return res
+        .json()
+        .catch(function () {
+          return {};
+        })
+        .then(function (json) {
+          if (!res.ok) throw new Error((json.error && json.error.message) || 'HTTP ' + res.status);
+          return json;
+        });
     });
   }
 
@@ -34,19 +39,33 @@
     var deadline = Date.now() + 5000;
     function check() {
       return fetch(api + (path || '/webhooks'), { headers: { accept: 'application/json' }, cache: 'no-store' })
-        .then(function (res) { return res.json(); })
-        .then(function (list) {
-          var pending = list.data.some(function (d) { return d.state === 'pending'; });
-          if (!pending || Date.now() > deadline) return;
-          return new Promise(function (resolve) { setTimeout(resolve, 200); }).then(check);
+        .then(function (res) {
+          return res.json();
         })
-        .catch(function () { /* reload anyway */ });
+        .then(function (list) {
+          var pending = list.data.some(function (d) {
+            return d.state === 'pending';
+          });
+          if (!pending || Date.now() > deadline) return;
+          return new Promise(function (resolve) {
+            setTimeout(resolve, 200);
+          }).then(check);
+        })
+        .catch(function () {
+          /* reload anyway */
+        });
     }
-    return new Promise(function (resolve) { setTimeout(resolve, 150); }).then(check);
+    return new Promise(function (resolve) {
+      setTimeout(resolve, 150);
+    }).then(check);
   }
 
   function reloadWith(message, customerId) {
-    try { sessionStorage.setItem(FLASH, message); } catch (e) { /* private mode: no flash */ }
+    try {
+      sessionStorage.setItem(FLASH, message);
+    } catch (e) {
+      /* private mode: no flash */
+    }
     var url = new URL(window.location.href);
     if (customerId) url.searchParams.set('customer', customerId);
     url.searchParams.delete('customer_id');
@@ -59,15 +78,19 @@
   function run(button, label, work) {
     if (button) button.disabled = true;
     say(label + '…');
-    return work()
-      .catch(function (err) {
-        say(err.message, 'error');
-        if (button) button.disabled = false;
-      });
+    return work().catch(function (err) {
+      say(err.message, 'error');
+      if (button) button.disabled = false;
+    });
   }
 
   var flash = null;
-  try { flash = sessionStorage.getItem(FLASH); sessionStorage.removeItem(FLASH); } catch (e) { /* ignore */ }
+  try {
+    flash = sessionStorage.getItem(FLASH);
+    sessionStorage.removeItem(FLASH);
+  } catch (e) {
+    /* ignore */
+  }
   if (flash) say(flash, 'ok');
 
   /** −4,000 or +5,000: formatted like every other number on the page. */
@@ -108,7 +131,11 @@
       run(trigger.querySelector('button[type="submit"]'), 'Triggering ' + type, function () {
         return post('/trigger', { event: type, customer_id: customerId }).then(function (res) {
           return settled().then(function () {
-            var types = res.events.map(function (e) { return e.type; }).join(', ');
+            var types = res.events
+              .map(function (e) {
+                return e.type;
+              })
+              .join(', ');
             reloadWith('Triggered ' + type + ': ' + (types || 'no events') + '.', customerId);
           });
         });
@@ -142,7 +169,9 @@
       run(button, 'Redelivering ' + id, function () {
         return post(path + '/' + encodeURIComponent(id) + '/redeliver').then(function () {
           // A pending delivery may keep failing: settled() gives up waiting after ~5 s.
-          return settled(path).then(function () { reloadWith('Redelivered ' + id + '.'); });
+          return settled(path).then(function () {
+            reloadWith('Redelivered ' + id + '.');
+          });
         });
       });
     });

@@ -41,10 +41,12 @@
 
   // Text that wraps at its spaces only: each word in a .word span, which the CSS keeps whole.
   function appendWords(parent, text) {
-    String(text).split(/(\s+)/).forEach(function (part) {
-      if (!part) return;
-      parent.appendChild(/^\s/.test(part) ? document.createTextNode(part) : el('span', 'word', part));
-    });
+    String(text)
+      .split(/(\s+)/)
+      .forEach(function (part) {
+        if (!part) return;
+        parent.appendChild(/^\s/.test(part) ? document.createTextNode(part) : el('span', 'word', part));
+      });
     return parent;
   }
 
@@ -83,7 +85,9 @@
     var rows = document.getElementById('rows');
     if (!rows) return;
     var known = {};
-    currentIds().forEach(function (href) { known[href] = true; });
+    currentIds().forEach(function (href) {
+      known[href] = true;
+    });
     var fragment = document.createDocumentFragment();
     list.messages.forEach(function (m) {
       fragment.appendChild(rowFor(m, !known[outboxPath + '/' + encodeURIComponent(m.id)]));
@@ -98,16 +102,22 @@
 
   function poll() {
     fetch(outboxPath + '/messages?limit=200', { headers: { accept: 'application/json' }, cache: 'no-store' })
-      .then(function (res) { return res.ok ? res.json() : Promise.reject(res.status); })
+      .then(function (res) {
+        return res.ok ? res.json() : Promise.reject(res.status);
+      })
       .then(function (list) {
         document.getElementById('live').hidden = false;
-        var ids = list.messages.map(function (m) { return outboxPath + '/' + encodeURIComponent(m.id); });
+        var ids = list.messages.map(function (m) {
+          return outboxPath + '/' + encodeURIComponent(m.id);
+        });
         if (ids.join(' ') !== currentIds().join(' ')) render(list);
       })
       .catch(function () {
         document.getElementById('live').hidden = true;
       })
-      .then(function () { setTimeout(poll, POLL_MS); });
+      .then(function () {
+        setTimeout(poll, POLL_MS);
+      });
   }
 
   function setUpList() {
@@ -136,8 +146,12 @@
     button.addEventListener('click', function () {
       var result = document.getElementById('copy-key-result');
       navigator.clipboard.writeText(button.getAttribute('data-key')).then(
-        function () { result.textContent = 'Copied. Paste it into the dashboard\'s "Your API key".'; },
-        function () { result.textContent = 'Could not copy: select the whole key above and copy it.'; }
+        function () {
+          result.textContent = 'Copied. Paste it into the dashboard\'s "Your API key".';
+        },
+        function () {
+          result.textContent = 'Could not copy: select the whole key above and copy it.';
+        },
       );
     });
   }

@@ -99,10 +99,16 @@ function actions(m: ConsoleModel): string {
 
 function detail(d: SandboxCustomerDetail): string {
   const balances = d.balances
-    .map((b) => `<li><strong class="num">${e(groupDigits(b.balance))}</strong> ${e(b.credit_entitlement_name)}${b.primary ? '' : ` <code>${e(b.credit_entitlement_id)}</code>`}</li>`)
+    .map(
+      (b) =>
+        `<li><strong class="num">${e(groupDigits(b.balance))}</strong> ${e(b.credit_entitlement_name)}${b.primary ? '' : ` <code>${e(b.credit_entitlement_id)}</code>`}</li>`,
+    )
     .join('');
   const subs = d.subscriptions
-    .map((s) => `<li>${e(s.product_name)} · <span class="badge badge-${s.status === 'active' ? 'delivered' : 'bounced'}">${e(s.status)}</span> · next billing ${when(s.next_billing_date)} <code>${e(s.subscription_id)}</code></li>`)
+    .map(
+      (s) =>
+        `<li>${e(s.product_name)} · <span class="badge badge-${s.status === 'active' ? 'delivered' : 'bounced'}">${e(s.status)}</span> · next billing ${when(s.next_billing_date)} <code>${e(s.subscription_id)}</code></li>`,
+    )
     .join('');
   const grants = d.grants
     .map((g) => {
@@ -164,7 +170,10 @@ function webhookItem(w: WebhookDelivery): string {
   <summary>Body and attempts <code>${e(w.id)}</code></summary>
   <pre class="json">${e(JSON.stringify(w.payload, null, 2))}</pre>
   <ol class="attempts">${w.attempts
-    .map((a) => `<li>${when(a.at)} → ${a.status !== null ? `HTTP ${e(a.status)}` : e(a.error ?? 'no answer')} in ${e(a.durationMs)} ms${a.response ? ` <code>${e(a.response)}</code>` : ''}</li>`)
+    .map(
+      (a) =>
+        `<li>${when(a.at)} → ${a.status !== null ? `HTTP ${e(a.status)}` : e(a.error ?? 'no answer')} in ${e(a.durationMs)} ms${a.response ? ` <code>${e(a.response)}</code>` : ''}</li>`,
+    )
     .join('')}</ol>
 </details>
 </li>`;
@@ -223,8 +232,8 @@ ${m.moreWebhooks ? `<p class="hint">${e(m.moreWebhooks)} older deliveries: <a hr
 </section>
 ${m.emailEvents ? emailEventsSection(m, m.emailEvents) : ''}
 <p class="api hint">JSON: <a href="${e(m.apiPath)}/customers"><code>GET ${e(m.apiPath)}/customers</code></a> · <a href="${e(m.apiPath)}/webhooks"><code>GET ${e(m.apiPath)}/webhooks</code></a>${
-  m.emailEvents ? ` · <a href="${e(m.apiPath)}/resend/webhooks"><code>GET ${e(m.apiPath)}/resend/webhooks</code></a>` : ''
-}</p>
+    m.emailEvents ? ` · <a href="${e(m.apiPath)}/resend/webhooks"><code>GET ${e(m.apiPath)}/resend/webhooks</code></a>` : ''
+  }</p>
 </main>
 </body>
 </html>

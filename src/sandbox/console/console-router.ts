@@ -39,7 +39,11 @@ export function createConsoleRouter(o: ConsoleRouterOptions): Router {
         webhooks: webhooks.slice(0, WEBHOOKS_SHOWN),
         moreWebhooks: Math.max(0, webhooks.length - WEBHOOKS_SHOWN),
         emailEvents: o.resend
-          ? { enabled: o.resend.webhooks.enabled(), shown: emailEvents.slice(0, WEBHOOKS_SHOWN), more: Math.max(0, emailEvents.length - WEBHOOKS_SHOWN) }
+          ? {
+              enabled: o.resend.webhooks.enabled(),
+              shown: emailEvents.slice(0, WEBHOOKS_SHOWN),
+              more: Math.max(0, emailEvents.length - WEBHOOKS_SHOWN),
+            }
           : null,
         consolePath: o.consolePath,
         apiPath,

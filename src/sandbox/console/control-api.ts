@@ -143,7 +143,9 @@ function parse<T>(schema: z.ZodType<T>, body: unknown): T {
 const sameOriginJsonWrites: RequestHandler = (req, _res, next) => {
   if (req.method === 'GET' || req.method === 'HEAD' || req.method === 'OPTIONS') return next();
   if (isCrossSite(req)) {
-    return next(new SandboxControlError(403, 'cross_site_request', 'The sandbox control API only accepts requests from its own pages, curl or the CLI.'));
+    return next(
+      new SandboxControlError(403, 'cross_site_request', 'The sandbox control API only accepts requests from its own pages, curl or the CLI.'),
+    );
   }
   // Checked on the header, not req.is(): a write without a body must still declare JSON.
   const type = (req.get('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
@@ -163,8 +165,10 @@ function errors(log?: (entry: Record<string, unknown>) => void): ErrorRequestHan
     if (err instanceof SandboxControlError) ({ status, code, message } = err);
     else if (e?.type === 'entity.parse.failed') [status, code, message] = [400, 'invalid_json', 'The request body is not valid JSON.'];
     else if (e?.type === 'entity.too.large') [status, code, message] = [413, 'payload_too_large', 'The request body is too large.'];
-    else if (e?.type && typeof e.status === 'number' && e.status < 500) [status, code, message] = [e.status, 'bad_request', 'The request could not be read.'];
-    else if (clientErrorStatus(err) !== undefined) [status, code, message] = [clientErrorStatus(err)!, 'bad_request', clientErrorMessage(clientErrorStatus(err)!)];
+    else if (e?.type && typeof e.status === 'number' && e.status < 500)
+      [status, code, message] = [e.status, 'bad_request', 'The request could not be read.'];
+    else if (clientErrorStatus(err) !== undefined)
+      [status, code, message] = [clientErrorStatus(err)!, 'bad_request', clientErrorMessage(clientErrorStatus(err)!)];
     else log?.({ msg: 'sandbox control API error', err: (err as Error)?.message });
     res.status(status).json({ error: { code, message } });
   };

@@ -83,7 +83,8 @@ export function payCheckout(deps: BillingDeps, sessionId: string, details?: Paye
 
   // Order (documented in the README): subscription.active, payment.succeeded, then one
   // credit.added per granted entitlement, as Dodo's subscription guide sequences them.
-  if (subscription) emit('subscription.active', { payload_type: 'Subscription', ...subscriptionView(store.data, subscription) }, customer.customer_id);
+  if (subscription)
+    emit('subscription.active', { payload_type: 'Subscription', ...subscriptionView(store.data, subscription) }, customer.customer_id);
   emit('payment.succeeded', { payload_type: 'Payment', ...payment }, customer.customer_id);
   for (const item of items) {
     grantProductCredits(deps, {
@@ -134,7 +135,11 @@ function resolveCustomer(deps: BillingDeps, session: StoredSession, details?: Pa
   const email = (session.customer && 'email' in session.customer ? session.customer.email : details?.email)?.trim();
   if (!email) throw new CheckoutError(422, 'An email address is required to pay');
   const name = session.customer && 'email' in session.customer ? session.customer.name : details?.name;
-  return findOrCreateCustomer(deps, { email, name, phone_number: session.customer && 'email' in session.customer ? session.customer.phone_number : null });
+  return findOrCreateCustomer(deps, {
+    email,
+    name,
+    phone_number: session.customer && 'email' in session.customer ? session.customer.phone_number : null,
+  });
 }
 
 function cartProducts(deps: BillingDeps, session: StoredSession): CartItem[] {

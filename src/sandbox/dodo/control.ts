@@ -1,11 +1,5 @@
 import type { JsonStore } from '../../lib/json-store';
-import {
-  SandboxControlError,
-  type SandboxCustomerDetail,
-  type SandboxCustomerSummary,
-  type TriggerEvent,
-  type TriggerResult,
-} from '../contracts';
+import { SandboxControlError, type SandboxCustomerDetail, type SandboxCustomerSummary, type TriggerEvent, type TriggerResult } from '../contracts';
 import { formatAmount } from './amounts';
 import type { SandboxBilling } from './billing';
 import type { SandboxClock } from './clock';
@@ -52,7 +46,12 @@ export function createControl(deps: {
 
   const entitlementOr409 = () => {
     const e = primaryEntitlement();
-    if (!e) throw new SandboxControlError(409, 'no_entitlement', 'The sandbox has no credit entitlement yet: start MailKit once (it provisions one) or run `npm run setup`.');
+    if (!e)
+      throw new SandboxControlError(
+        409,
+        'no_entitlement',
+        'The sandbox has no credit entitlement yet: start MailKit once (it provisions one) or run `npm run setup`.',
+      );
     return e;
   };
 
@@ -128,7 +127,8 @@ export function createControl(deps: {
       }
       // Smallest balance that is not low, and the largest that is (integer maths on units).
       const thresholdUnits = Math.ceil((rule.creditsUnits * rule.percent) / 100);
-      if (thresholdUnits < 1) throw new SandboxControlError(409, 'no_low_balance_threshold', 'The low-balance threshold is zero: no balance can fall below it.');
+      if (thresholdUnits < 1)
+        throw new SandboxControlError(409, 'no_low_balance_threshold', 'The low-balance threshold is zero: no balance can fall below it.');
       const target = thresholdUnits - 1;
       const base = { entitlement: e, customerId, metadata: { sandbox_trigger: 'credit.balance_low' }, idempotencyKey: null };
       let balance = balanceUnits(state(), e.id, customerId);
@@ -147,7 +147,12 @@ export function createControl(deps: {
         });
         balance = thresholdUnits;
       }
-      const result = ledger.debit({ ...base, units: balance - target, transactionType: 'manual_adjustment', description: 'Sandbox trigger: credit.balance_low' });
+      const result = ledger.debit({
+        ...base,
+        units: balance - target,
+        transactionType: 'manual_adjustment',
+        description: 'Sandbox trigger: credit.balance_low',
+      });
       if (!result.ok) throw new Error('trigger debit refused although the balance covered it');
     },
 

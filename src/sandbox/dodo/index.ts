@@ -80,7 +80,8 @@ export function createDodoSandbox(options: DodoSandboxOptions & DodoSandboxExtra
     async adjustBalance(customerId, creditEntitlementId, amount, reason) {
       billing.processDue(clock.now());
       const entitlement = store.data.entitlements[creditEntitlementId];
-      if (!entitlement || entitlement.deleted_at) throw new SandboxControlError(404, 'not_found', `Credit entitlement ${creditEntitlementId} not found`);
+      if (!entitlement || entitlement.deleted_at)
+        throw new SandboxControlError(404, 'not_found', `Credit entitlement ${creditEntitlementId} not found`);
       if (!store.data.customers[customerId]) throw new SandboxControlError(404, 'not_found', `Customer ${customerId} not found`);
       if (!Number.isFinite(amount) || amount === 0) throw new SandboxControlError(400, 'invalid_amount', 'amount must be a non-zero number');
       // String(), not toFixed(): 1.5 at precision 0 must be refused, not rounded to 2.

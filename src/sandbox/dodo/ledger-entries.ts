@@ -51,7 +51,10 @@ export function touchBalance(state: DodoState, entitlementId: string, customerId
 export function recordEntry(
   state: DodoState,
   args: { entitlement: StoredEntitlement; customerId: string; units: number; isCredit: boolean },
-  extra: Pick<StoredLedgerEntry, 'transaction_type' | 'description' | 'metadata' | 'reference_type' | 'reference_id' | 'grant_id' | 'idempotency_key' | 'allocations'>,
+  extra: Pick<
+    StoredLedgerEntry,
+    'transaction_type' | 'description' | 'metadata' | 'reference_type' | 'reference_id' | 'grant_id' | 'idempotency_key' | 'allocations'
+  >,
   beforeUnits: number,
   now: string,
   /** Only for a transfer between grants (a rollover), where the balance does not move. */

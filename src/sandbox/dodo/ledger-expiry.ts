@@ -77,7 +77,12 @@ function expireAndRollOver(deps: LedgerDeps, e: Ending, policy: RolloverPolicy |
       recordEntry(
         deps.store.data,
         { entitlement: e.entitlement, customerId: e.grant.customer_id, isCredit: false, units: expired },
-        { ...fromGrant(e.grant), transaction_type: 'credit_expired', description: 'Unused credits expired', allocations: [{ grant_id: e.grant.id, units: expired }] },
+        {
+          ...fromGrant(e.grant),
+          transaction_type: 'credit_expired',
+          description: 'Unused credits expired',
+          allocations: [{ grant_id: e.grant.id, units: expired }],
+        },
         balance,
         e.now,
       ),

@@ -19,7 +19,12 @@ export function lowBalanceRule(state: DodoState, entitlementId: string, customer
     const ent = state.entitlements[entitlementId];
     const perCycle = Number(attachment.credits_amount) * 10 ** (ent?.precision ?? 0) * s.quantity;
     if (!best || s.created_at > best.createdAt) {
-      best = { subscriptionId: s.subscription_id, percent: attachment.low_balance_threshold_percent, creditsUnits: Math.round(perCycle), createdAt: s.created_at };
+      best = {
+        subscriptionId: s.subscription_id,
+        percent: attachment.low_balance_threshold_percent,
+        creditsUnits: Math.round(perCycle),
+        createdAt: s.created_at,
+      };
     }
   }
   return best ? { subscriptionId: best.subscriptionId, percent: best.percent, creditsUnits: best.creditsUnits } : null;

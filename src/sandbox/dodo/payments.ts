@@ -127,7 +127,11 @@ export function grantProductCredits(
  * The rollover rule a product grant carries: the attachment's fields win, the entitlement's fill
  * the gaps (as with expiry). A null percentage means everything left rolls over.
  */
-export function rolloverPolicy(attachment: StoredAttachment | null, entitlement: StoredEntitlement, lifetimeDays: number | null): RolloverPolicy | null {
+export function rolloverPolicy(
+  attachment: StoredAttachment | null,
+  entitlement: StoredEntitlement,
+  lifetimeDays: number | null,
+): RolloverPolicy | null {
   const enabled = attachment?.rollover_enabled ?? entitlement.rollover_enabled;
   if (!enabled) return null;
   const count = attachment?.rollover_timeframe_count ?? entitlement.rollover_timeframe_count ?? null;

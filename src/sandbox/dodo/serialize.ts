@@ -1,9 +1,5 @@
 import type { CreditEntitlement } from 'dodopayments/resources/credit-entitlements/credit-entitlements';
-import type {
-  BalanceListGrantsResponse,
-  CreditLedgerEntry,
-  CustomerCreditBalance,
-} from 'dodopayments/resources/credit-entitlements/balances';
+import type { BalanceListGrantsResponse, CreditLedgerEntry, CustomerCreditBalance } from 'dodopayments/resources/credit-entitlements/balances';
 import type { CheckoutSessionStatus } from 'dodopayments/resources/checkout-sessions';
 import type { CreditEntitlementMappingResponse, Product, ProductListResponse } from 'dodopayments/resources/products/products';
 import type { Subscription } from 'dodopayments/resources/subscriptions';

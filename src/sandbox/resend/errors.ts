@@ -32,14 +32,9 @@ export const errors = {
   notFound: () => resendError(404, 'not_found', 'The requested endpoint does not exist.'),
   methodNotAllowed: () => resendError(405, 'method_not_allowed', 'Method is not allowed for the requested path.'),
   invalidIdempotencyKey: () => resendError(400, 'invalid_idempotency_key', 'The key must be between 1-256 chars.'),
-  invalidIdempotentRequest: () =>
-    resendError(409, 'invalid_idempotent_request', 'Same idempotency key used with a different request payload.'),
+  invalidIdempotentRequest: () => resendError(409, 'invalid_idempotent_request', 'Same idempotency key used with a different request payload.'),
   concurrentIdempotentRequests: () =>
-    resendError(
-      409,
-      'concurrent_idempotent_requests',
-      'Same idempotency key used while original request is still in progress.',
-    ),
+    resendError(409, 'concurrent_idempotent_requests', 'Same idempotency key used while original request is still in progress.'),
   /** `perSecond`: the team's limit, which Resend's message quotes (2 by default). */
   rateLimited: (perSecond = 2) =>
     resendError(
@@ -47,10 +42,8 @@ export const errors = {
       'rate_limit_exceeded',
       `Too many requests. You can only make ${perSecond} requests per second. See rate limit response headers for more information. Or contact support to increase rate limit.`,
     ),
-  malformedJson: () =>
-    resendError(400, 'validation_error', 'We found an error with one or more fields in the request: the body is not valid JSON.'),
-  internal: () =>
-    resendError(500, 'internal_server_error', 'An unexpected error occurred, please try again later.'),
+  malformedJson: () => resendError(400, 'validation_error', 'We found an error with one or more fields in the request: the body is not valid JSON.'),
+  internal: () => resendError(500, 'internal_server_error', 'An unexpected error occurred, please try again later.'),
 } as const;
 
 /** The envelope for a status injected by a fault: the name Resend uses for that status. */

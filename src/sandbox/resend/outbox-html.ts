@@ -25,7 +25,10 @@ export function decodeEntities(value: string): string {
 /** Elements whose content is not text: skipped whole, up to their end tag. */
 const HIDDEN_ELEMENTS = ['script', 'style', 'head', 'title'] as const;
 type HiddenElement = (typeof HIDDEN_ELEMENTS)[number];
-const END_TAGS = Object.fromEntries(HIDDEN_ELEMENTS.map((name) => [name, new RegExp(`</${name}(?![A-Za-z0-9-])`, 'gi')])) as Record<HiddenElement, RegExp>;
+const END_TAGS = Object.fromEntries(HIDDEN_ELEMENTS.map((name) => [name, new RegExp(`</${name}(?![A-Za-z0-9-])`, 'gi')])) as Record<
+  HiddenElement,
+  RegExp
+>;
 /** Inline elements run on with the text around them ("<a>Buy</a>: $9" is "Buy: $9"); any other tag breaks words. */
 const INLINE_ELEMENTS = new Set(['a', 'abbr', 'b', 'code', 'em', 'i', 'mark', 'q', 's', 'small', 'span', 'strong', 'sub', 'sup', 'u']);
 const TAG_NAME = /[A-Za-z][A-Za-z0-9]{0,31}/y;

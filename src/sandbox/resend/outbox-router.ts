@@ -63,7 +63,9 @@ export function createOutboxRouter(deps: OutboxRouterDeps): Router {
     // origin-keyed agent cluster: Chromium warns on every message when asked to.
     res.removeHeader('Origin-Agent-Cluster');
     // A text-only email still gets a readable body in the frame.
-    const html = message.html ?? `<!doctype html><meta charset="utf-8"><pre style="white-space:pre-wrap;font:14px/1.5 ui-monospace,monospace">${escapeHtml(message.text ?? '')}</pre>`;
+    const html =
+      message.html ??
+      `<!doctype html><meta charset="utf-8"><pre style="white-space:pre-wrap;font:14px/1.5 ui-monospace,monospace">${escapeHtml(message.text ?? '')}</pre>`;
     res.type('html').send(html);
   });
 

@@ -9,7 +9,6 @@ export interface RateLimitDecision {
   resetSeconds: number;
 }
 
-
 /** Fixed one-second windows shared by every API key; `take` returns null while the limit is off (0). */
 export interface RateLimiter {
   set(perSecond: number): void;

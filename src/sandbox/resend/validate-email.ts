@@ -99,7 +99,9 @@ export function validateEmail(body: unknown, inBatch = false): EmailValidation {
       throw invalid(inBatch ? 'Attachments are not supported in batch emails.' : 'Attachments are not supported by the MailKit sandbox.');
     }
     if (!absent(fields.scheduled_at)) {
-      throw invalid(inBatch ? 'The `scheduled_at` field is not supported in batch emails.' : 'Scheduled sending is not supported by the MailKit sandbox.');
+      throw invalid(
+        inBatch ? 'The `scheduled_at` field is not supported in batch emails.' : 'Scheduled sending is not supported by the MailKit sandbox.',
+      );
     }
     if (!absent(fields.template)) throw invalid('Templates are not supported by the MailKit sandbox.');
 

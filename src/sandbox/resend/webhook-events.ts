@@ -13,7 +13,9 @@ export type EmailEvent =
   | (Omit<EmailSentEvent, 'data'> & { data: EmailEventData })
   | (Omit<EmailDeliveredEvent, 'data'> & { data: EmailEventData })
   | (Omit<EmailComplainedEvent, 'data'> & { data: EmailEventData })
-  | (Omit<EmailBouncedEvent, 'data'> & { data: EmailEventData & Pick<EmailBouncedEvent['data'], 'bounce'> & { bounce: { diagnosticCode: string[] } } });
+  | (Omit<EmailBouncedEvent, 'data'> & {
+      data: EmailEventData & Pick<EmailBouncedEvent['data'], 'bounce'> & { bounce: { diagnosticCode: string[] } };
+    });
 
 export type EmailEventType = EmailEvent['type'];
 
@@ -71,7 +73,11 @@ export function emailEvents(message: OutboxMessage, acceptedAt: number): EmailEv
     if (type === 'email.bounced') {
       for (const recipient of recipientsWith(message, 'bounced')) {
         const diagnosticCode = [`smtp; 550 5.1.1 <${bareAddress(recipient)}>: Recipient address rejected: User unknown`];
-        events.push({ type, created_at: at(), data: { ...data, to: [recipient], bounce: { type: 'Permanent', subType: 'General', message: BOUNCE_MESSAGE, diagnosticCode } } });
+        events.push({
+          type,
+          created_at: at(),
+          data: { ...data, to: [recipient], bounce: { type: 'Permanent', subType: 'General', message: BOUNCE_MESSAGE, diagnosticCode } },
+        });
       }
     } else if (type === 'email.complained') {
       for (const recipient of recipientsWith(message, 'complained')) events.push({ type, created_at: at(), data: { ...data, to: [recipient] } });

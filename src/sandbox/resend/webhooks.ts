@@ -77,7 +77,11 @@ export function createResendWebhooks(deps: ResendWebhooksDeps): ResendWebhooks {
 function disabledWebhooks(store: JsonStore<ResendState>): ResendWebhooks {
   return {
     emit() {},
-    list: () => store.data.deliveries.slice().reverse().map(({ queueKey: _k, nextAttemptAt: _n, ...d }) => structuredClone(d)),
+    list: () =>
+      store.data.deliveries
+        .slice()
+        .reverse()
+        .map(({ queueKey: _k, nextAttemptAt: _n, ...d }) => structuredClone(d)),
     redeliver: async (id) => {
       throw new Error(`No webhook receiver is configured; cannot redeliver ${id}`);
     },

@@ -103,9 +103,10 @@ export async function signIn(page: Page, baseUrl: string, key: string): Promise<
  * `stack` options, such as its logger, then `setup`, when given) and closed after them:
  * `env.stack` and `env.browser` inside the tests.
  */
-export function useBrowserStack(
-  opts: { setup?: (stack: BrowserStack) => Promise<unknown>; stack?: Parameters<typeof startTestStack>[1] } = {},
-): { stack: BrowserStack; browser: Browser } {
+export function useBrowserStack(opts: { setup?: (stack: BrowserStack) => Promise<unknown>; stack?: Parameters<typeof startTestStack>[1] } = {}): {
+  stack: BrowserStack;
+  browser: Browser;
+} {
   const env = {} as { stack: BrowserStack; browser: Browser };
   beforeAll(async () => {
     env.stack = await startTestStack({}, opts.stack);

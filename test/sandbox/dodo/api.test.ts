@@ -29,7 +29,7 @@ describe('unknown routes', () => {
 });
 
 describe('faults', () => {
-  it('injects a status in Dodo\'s envelope, ahead of auth', async () => {
+  it("injects a status in Dodo's envelope, ahead of auth", async () => {
     h.sb.faults.inject({ status: 503, count: 1, match: /^GET \/customers$/ });
     const res = await rawApi(h, 'GET', '/customers');
     expect(res).toEqual({ status: 503, body: { code: 'SERVICE_UNAVAILABLE', message: expect.any(String) } });
@@ -42,7 +42,13 @@ describe('credit entitlements', () => {
   it('creates, lists, gets, patches and deletes', async () => {
     const { entitlement } = await provision(h.client);
     expect(entitlement.id).toMatch(/^cde_[0-9A-Za-z]{21}$/);
-    expect(entitlement).toMatchObject({ name: 'Email Credits', unit: 'email', precision: 0, expires_after_days: 30, overage_behavior: 'forgive_at_reset' });
+    expect(entitlement).toMatchObject({
+      name: 'Email Credits',
+      unit: 'email',
+      precision: 0,
+      expires_after_days: 30,
+      overage_behavior: 'forgive_at_reset',
+    });
 
     const got = await h.client.creditEntitlements.retrieve(entitlement.id);
     assertResponseMatchesSpec('dodo', 'get', '/credit-entitlements/{id}', 200, got);
@@ -62,7 +68,10 @@ describe('credit entitlements', () => {
   });
 
   it('refuses a body without required fields with 422', async () => {
-    await expect(h.client.creditEntitlements.create({ name: 'x' } as never)).rejects.toMatchObject({ status: 422, error: { code: 'INVALID_REQUEST_BODY' } });
+    await expect(h.client.creditEntitlements.create({ name: 'x' } as never)).rejects.toMatchObject({
+      status: 422,
+      error: { code: 'INVALID_REQUEST_BODY' },
+    });
   });
 });
 
@@ -100,10 +109,20 @@ describe('products', () => {
     const { entitlement } = await provision(h.client);
     const price = { type: 'one_time_price' as const, price: 100, currency: 'USD' as const, discount: 0, purchasing_power_parity: false };
     await expect(
-      h.client.products.create({ name: 'x', tax_category: 'saas', price, credit_entitlements: [{ credit_entitlement_id: 'cde_nope', credits_amount: '1' }] }),
+      h.client.products.create({
+        name: 'x',
+        tax_category: 'saas',
+        price,
+        credit_entitlements: [{ credit_entitlement_id: 'cde_nope', credits_amount: '1' }],
+      }),
     ).rejects.toMatchObject({ status: 422 });
     await expect(
-      h.client.products.create({ name: 'x', tax_category: 'saas', price, credit_entitlements: [{ credit_entitlement_id: entitlement.id, credits_amount: '1.5' }] }),
+      h.client.products.create({
+        name: 'x',
+        tax_category: 'saas',
+        price,
+        credit_entitlements: [{ credit_entitlement_id: entitlement.id, credits_amount: '1.5' }],
+      }),
     ).rejects.toMatchObject({ status: 422 });
   });
 });
@@ -141,7 +160,11 @@ describe('customers', () => {
   it('lists balances per entitlement and per customer', async () => {
     const { entitlement } = await provision(h.client);
     const c = await h.client.customers.create({ email: 'bal@example.com', name: 'Bal' });
-    await h.client.creditEntitlements.balances.createLedgerEntry(c.customer_id, { credit_entitlement_id: entitlement.id, entry_type: 'credit', amount: '7' });
+    await h.client.creditEntitlements.balances.createLedgerEntry(c.customer_id, {
+      credit_entitlement_id: entitlement.id,
+      entry_type: 'credit',
+      amount: '7',
+    });
     const balances = await h.client.creditEntitlements.balances.list(entitlement.id, { customer_id: c.customer_id });
     assertResponseMatchesSpec('dodo', 'get', '/credit-entitlements/{credit_entitlement_id}/balances', 200, { items: balances.items });
     expect(balances.items.map((b) => [b.customer_id, b.balance, b.overage])).toEqual([[c.customer_id, '7', '0']]);

@@ -58,7 +58,10 @@ describe('hosted checkout page', () => {
       tax_category: 'saas',
       price: { type: 'one_time_price', price: 100, currency: 'USD', discount: 0, purchasing_power_parity: false },
     });
-    const evilSession = await h.client.checkoutSessions.create({ product_cart: [{ product_id: evil.product_id, quantity: 1 }], customer: { email: 'e@example.com' } });
+    const evilSession = await h.client.checkoutSessions.create({
+      product_cart: [{ product_id: evil.product_id, quantity: 1 }],
+      customer: { email: 'e@example.com' },
+    });
     const evilHtml = await (await fetch(evilSession.checkout_url!)).text();
     expect(evilHtml).toContain('&lt;img src=x onerror=alert(1)&gt; &amp; Co');
     expect(evilHtml).not.toContain('<img');
@@ -69,7 +72,10 @@ describe('hosted checkout page', () => {
     expect(html).not.toMatch(/<script|\son[a-z]+=|style=/i);
     expect((await fetch(`${h.baseUrl}/sandbox/assets/checkout.css`)).status).toBe(200);
 
-    const oneTime = await h.client.checkoutSessions.create({ product_cart: [{ product_id: topUp.product_id, quantity: 1 }], customer: { email: 'b@example.com' } });
+    const oneTime = await h.client.checkoutSessions.create({
+      product_cart: [{ product_id: topUp.product_id, quantity: 1 }],
+      customer: { email: 'b@example.com' },
+    });
     const html2 = await (await fetch(oneTime.checkout_url!)).text();
     expect(html2).toContain('Email Top-Up Pack');
     expect(html2).toMatch(/\$9\.00</);
@@ -110,11 +116,23 @@ describe('paying for the plan', () => {
     const webhooks = await settledWebhooks(h);
     expect(webhooks.map((w) => w.type)).toEqual(['subscription.active', 'payment.succeeded', 'credit.added']);
     const [active, paid, added] = webhooks;
-    expect(active!.payload.data).toMatchObject({ subscription_id: subscriptionId, status: 'active', product_id: plan.product_id, payload_type: 'Subscription' });
+    expect(active!.payload.data).toMatchObject({
+      subscription_id: subscriptionId,
+      status: 'active',
+      product_id: plan.product_id,
+      payload_type: 'Subscription',
+    });
     const nextBilling = new Date(active!.payload.data.next_billing_date);
     const previous = new Date(active!.payload.data.previous_billing_date);
     expect(nextBilling.getUTCMonth()).toBe((previous.getUTCMonth() + 1) % 12);
-    expect(paid!.payload.data).toMatchObject({ payment_id: paymentId, total_amount: 1900, currency: 'USD', status: 'succeeded', subscription_id: subscriptionId, checkout_session_id: sessionId });
+    expect(paid!.payload.data).toMatchObject({
+      payment_id: paymentId,
+      total_amount: 1900,
+      currency: 'USD',
+      status: 'succeeded',
+      subscription_id: subscriptionId,
+      checkout_session_id: sessionId,
+    });
     expect(added!.payload.data).toMatchObject({
       transaction_type: 'credit_added',
       amount: '5000',
@@ -137,7 +155,9 @@ describe('paying for the plan', () => {
     expect(() => h.client.webhooks.unwrap(tampered, { headers: added!.headers })).toThrow();
 
     const grants = await h.client.creditEntitlements.balances.listGrants(customerId, { credit_entitlement_id: entitlement.id });
-    assertResponseMatchesSpec('dodo', 'get', '/credit-entitlements/{credit_entitlement_id}/balances/{customer_id}/grants', 200, { items: grants.items });
+    assertResponseMatchesSpec('dodo', 'get', '/credit-entitlements/{credit_entitlement_id}/balances/{customer_id}/grants', 200, {
+      items: grants.items,
+    });
     expect(grants.items).toHaveLength(1);
     const grant = grants.items[0]!;
     expect(grant).toMatchObject({ source_type: 'subscription', source_id: subscriptionId, initial_amount: '5000', remaining_amount: '5000' });
@@ -194,9 +214,9 @@ describe('declining', () => {
     const { sessionId, location } = await buyWithCard(h, topUp.product_id, { email: 'eve@example.com' }, 'decline');
     expect(location.searchParams.get('status')).toBe('failed');
     const customerId = location.searchParams.get('customer_id')!;
-    await expect(
-      h.client.creditEntitlements.balances.retrieve(customerId, { credit_entitlement_id: entitlement.id }),
-    ).rejects.toMatchObject({ status: 404 });
+    await expect(h.client.creditEntitlements.balances.retrieve(customerId, { credit_entitlement_id: entitlement.id })).rejects.toMatchObject({
+      status: 404,
+    });
     const webhooks = await settledWebhooks(h);
     expect(webhooks.map((w) => w.type)).toEqual(['payment.failed']);
     expect(webhooks[0]!.payload.data).toMatchObject({ status: 'failed', error_code: 'CARD_DECLINED', checkout_session_id: sessionId });

@@ -25,7 +25,11 @@ describe('advanceClock', () => {
     const { entitlement, topUp } = await provision(h.client);
     const bought = await buyWithCard(h, topUp.product_id, { email: 'exp@example.com' });
     const customerId = bought.location.searchParams.get('customer_id')!;
-    await h.client.creditEntitlements.balances.createLedgerEntry(customerId, { credit_entitlement_id: entitlement.id, entry_type: 'debit', amount: '1200' });
+    await h.client.creditEntitlements.balances.createLedgerEntry(customerId, {
+      credit_entitlement_id: entitlement.id,
+      entry_type: 'debit',
+      amount: '1200',
+    });
 
     await h.sb.advanceClock(29 * DAY);
     let balance = await h.client.creditEntitlements.balances.retrieve(customerId, { credit_entitlement_id: entitlement.id });
@@ -38,7 +42,13 @@ describe('advanceClock', () => {
     const webhooks = await settledWebhooks(h);
     const expired = webhooks.filter((w) => w.type === 'credit.expired');
     expect(expired).toHaveLength(1);
-    expect(expired[0]!.payload.data).toMatchObject({ transaction_type: 'credit_expired', amount: '3800', balance_before: '3800', balance_after: '0', is_credit: false });
+    expect(expired[0]!.payload.data).toMatchObject({
+      transaction_type: 'credit_expired',
+      amount: '3800',
+      balance_before: '3800',
+      balance_after: '0',
+      is_credit: false,
+    });
 
     const grants = await h.client.creditEntitlements.balances.listGrants(customerId, { credit_entitlement_id: entitlement.id, status: 'expired' });
     expect(grants.items).toHaveLength(1);
@@ -59,7 +69,11 @@ describe('advanceClock', () => {
     await settledWebhooks(h);
     const initial = h.received.length;
 
-    await h.client.creditEntitlements.balances.createLedgerEntry(customerId, { credit_entitlement_id: entitlement.id, entry_type: 'debit', amount: '100' });
+    await h.client.creditEntitlements.balances.createLedgerEntry(customerId, {
+      credit_entitlement_id: entitlement.id,
+      entry_type: 'debit',
+      amount: '100',
+    });
     await h.sb.advanceClock(31 * DAY + 60_000);
 
     const webhooks = await settledWebhooks(h);
@@ -84,7 +98,9 @@ describe('advanceClock', () => {
     const balance = await h.client.creditEntitlements.balances.retrieve(customerId, { credit_entitlement_id: entitlement.id });
     expect(balance.balance).toBe('5000');
     const grants = await h.client.creditEntitlements.balances.listGrants(customerId, { credit_entitlement_id: entitlement.id });
-    assertResponseMatchesSpec('dodo', 'get', '/credit-entitlements/{credit_entitlement_id}/balances/{customer_id}/grants', 200, { items: grants.items });
+    assertResponseMatchesSpec('dodo', 'get', '/credit-entitlements/{credit_entitlement_id}/balances/{customer_id}/grants', 200, {
+      items: grants.items,
+    });
     expect(grants.items.map((g) => [g.source_type, g.remaining_amount, g.is_expired])).toEqual([
       ['subscription', '0', true],
       ['subscription', '5000', false],

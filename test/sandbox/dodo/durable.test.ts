@@ -21,7 +21,12 @@ describe('durable state', () => {
     const { entitlement, plan } = await provision(h.client);
     const { location } = await buyWithCard(h, plan.product_id, { email: 'durable@example.com' });
     const customerId = location.searchParams.get('customer_id')!;
-    await h.client.creditEntitlements.balances.createLedgerEntry(customerId, { credit_entitlement_id: entitlement.id, entry_type: 'debit', amount: '42', idempotency_key: 'once' });
+    await h.client.creditEntitlements.balances.createLedgerEntry(customerId, {
+      credit_entitlement_id: entitlement.id,
+      entry_type: 'debit',
+      amount: '42',
+      idempotency_key: 'once',
+    });
     await h.sb.advanceClock(3 * DAY);
     const clockBefore = h.sb.now().getTime();
     await settledWebhooks(h);
@@ -43,7 +48,12 @@ describe('durable state', () => {
     expect(balance.balance).toBe(String(5000 - 42 + 8));
     expect((await h.client.products.retrieve(plan.product_id)).credit_entitlements[0]!.credits_amount).toBe('5000');
     await expect(
-      h.client.creditEntitlements.balances.createLedgerEntry(customerId, { credit_entitlement_id: entitlement.id, entry_type: 'debit', amount: '1', idempotency_key: 'once' }),
+      h.client.creditEntitlements.balances.createLedgerEntry(customerId, {
+        credit_entitlement_id: entitlement.id,
+        entry_type: 'debit',
+        amount: '1',
+        idempotency_key: 'once',
+      }),
     ).rejects.toMatchObject({ status: 409 });
 
     // The pending credit.manual_adjustment resumes and reaches the new receiver, verifiably signed.

@@ -34,7 +34,14 @@ export interface Harness {
  * `dodopayments` SDK pointed at it. The server listens first so the sandbox can be told its URLs.
  */
 export async function startHarness(
-  opts: { dataFile?: string | null; retryDelaysMs?: number[]; secret?: string; webhookUrl?: string; rateLimit?: DodoRateLimit; wallClock?: () => number } = {},
+  opts: {
+    dataFile?: string | null;
+    retryDelaysMs?: number[];
+    secret?: string;
+    webhookUrl?: string;
+    rateLimit?: DodoRateLimit;
+    wallClock?: () => number;
+  } = {},
 ): Promise<Harness> {
   const secret = opts.secret ?? `whsec_${randomBytes(24).toString('base64')}`;
   const received: ReceivedWebhook[] = [];

@@ -16,7 +16,18 @@ afterEach(async () => {
   await h.close();
 });
 
-async function entry(customerId: string, entitlementId: string, body: { entry_type: 'credit' | 'debit'; amount: string; idempotency_key?: string; expires_at?: string; reason?: string; metadata?: Record<string, string> }) {
+async function entry(
+  customerId: string,
+  entitlementId: string,
+  body: {
+    entry_type: 'credit' | 'debit';
+    amount: string;
+    idempotency_key?: string;
+    expires_at?: string;
+    reason?: string;
+    metadata?: Record<string, string>;
+  },
+) {
   const res = await h.client.creditEntitlements.balances.createLedgerEntry(customerId, { credit_entitlement_id: entitlementId, ...body });
   assertResponseMatchesSpec('dodo', 'post', LEDGER_ENTRIES, 201, res);
   return res;
@@ -40,15 +51,34 @@ describe('POST …/ledger-entries', () => {
       const { entitlement } = await provision(h.client);
       const c = await h.client.customers.create({ email: 'api@example.com', name: 'Api' });
       const expiresAt = new Date(h.sb.now().getTime() + 3 * 86_400_000).toISOString();
-      const res = await entry(c.customer_id, entitlement.id, { entry_type: 'credit', amount: '25', expires_at: expiresAt, reason: 'goodwill', metadata: { ticket: 'T-1' } });
-      expect(res).toMatchObject({ entry_type: 'credit', is_credit: true, amount: '25', balance_before: '0', balance_after: '25', reason: 'goodwill', metadata: { ticket: 'T-1' } });
+      const res = await entry(c.customer_id, entitlement.id, {
+        entry_type: 'credit',
+        amount: '25',
+        expires_at: expiresAt,
+        reason: 'goodwill',
+        metadata: { ticket: 'T-1' },
+      });
+      expect(res).toMatchObject({
+        entry_type: 'credit',
+        is_credit: true,
+        amount: '25',
+        balance_before: '0',
+        balance_after: '25',
+        reason: 'goodwill',
+        metadata: { ticket: 'T-1' },
+      });
       expect(res.id).toMatch(/^cle_[0-9A-Za-z]{21}$/);
       expect(res.grant_id).toMatch(/^cgr_[0-9A-Za-z]{21}$/);
       const [grant] = await grantsOf(c.customer_id, entitlement.id);
       expect(grant).toMatchObject({ id: res.grant_id, source_type: 'api', initial_amount: '25', remaining_amount: '25', expires_at: expiresAt });
       const webhooks = await settledWebhooks(h);
       expect(webhooks.map((w) => w.type)).toEqual(['credit.added']);
-      expect(webhooks[0]!.payload.data).toMatchObject({ id: res.id, transaction_type: 'credit_added', description: 'goodwill', metadata: { ticket: 'T-1' } });
+      expect(webhooks[0]!.payload.data).toMatchObject({
+        id: res.id,
+        transaction_type: 'credit_added',
+        description: 'goodwill',
+        metadata: { ticket: 'T-1' },
+      });
     });
   });
 
@@ -115,7 +145,13 @@ describe('POST …/ledger-entries', () => {
   describe('idempotency_key', () => {
     it('answers 409 on reuse, per entitlement and customer, naming the original entry', async () => {
       const { entitlement } = await provision(h.client);
-      const other = await h.client.creditEntitlements.create({ name: 'SMS', unit: 'sms', precision: 0, rollover_enabled: false, overage_enabled: false });
+      const other = await h.client.creditEntitlements.create({
+        name: 'SMS',
+        unit: 'sms',
+        precision: 0,
+        rollover_enabled: false,
+        overage_enabled: false,
+      });
       const a = await h.client.customers.create({ email: 'a@example.com', name: 'A' });
       const b = await h.client.customers.create({ email: 'b@example.com', name: 'B' });
       await entry(a.customer_id, entitlement.id, { entry_type: 'credit', amount: '10' });
@@ -142,7 +178,10 @@ describe('POST …/ledger-entries', () => {
       const { entitlement } = await provision(h.client);
       const c = await h.client.customers.create({ email: 'v@example.com', name: 'V' });
       for (const amount of ['0', '-1', '1.5', 'abc', '', '12345678901']) {
-        await expect(entry(c.customer_id, entitlement.id, { entry_type: 'credit', amount })).rejects.toMatchObject({ status: 400, error: { code: 'INVALID_AMOUNT' } });
+        await expect(entry(c.customer_id, entitlement.id, { entry_type: 'credit', amount })).rejects.toMatchObject({
+          status: 400,
+          error: { code: 'INVALID_AMOUNT' },
+        });
       }
       expect((await entry(c.customer_id, entitlement.id, { entry_type: 'credit', amount: '2.0' })).amount).toBe('2');
       const path = `/credit-entitlements/${entitlement.id}/balances/${c.customer_id}/ledger-entries`;
@@ -159,8 +198,14 @@ describe('POST …/ledger-entries', () => {
     it('answers 404 for an unknown customer or entitlement', async () => {
       const { entitlement } = await provision(h.client);
       const c = await h.client.customers.create({ email: 'n@example.com', name: 'N' });
-      await expect(entry('cus_unknown', entitlement.id, { entry_type: 'credit', amount: '1' })).rejects.toMatchObject({ status: 404, error: { code: 'NOT_FOUND' } });
-      await expect(entry(c.customer_id, 'cde_unknown', { entry_type: 'credit', amount: '1' })).rejects.toMatchObject({ status: 404, error: { code: 'NOT_FOUND' } });
+      await expect(entry('cus_unknown', entitlement.id, { entry_type: 'credit', amount: '1' })).rejects.toMatchObject({
+        status: 404,
+        error: { code: 'NOT_FOUND' },
+      });
+      await expect(entry(c.customer_id, 'cde_unknown', { entry_type: 'credit', amount: '1' })).rejects.toMatchObject({
+        status: 404,
+        error: { code: 'NOT_FOUND' },
+      });
       await expect(balanceOf(c.customer_id, 'cde_unknown')).rejects.toMatchObject({ status: 404 });
       await expect(grantsOf('cus_unknown', entitlement.id)).rejects.toMatchObject({ status: 404 });
     });
@@ -182,19 +227,36 @@ describe('GET …/ledger and …/grants pagination', () => {
     expect(first.items[0]!.balance_after).toBe(String(78 - 13));
 
     const all = [];
-    for await (const item of h.client.creditEntitlements.balances.listLedger(c.customer_id, { credit_entitlement_id: entitlement.id, page_number: 0, page_size: 7 })) all.push(item);
+    for await (const item of h.client.creditEntitlements.balances.listLedger(c.customer_id, {
+      credit_entitlement_id: entitlement.id,
+      page_number: 0,
+      page_size: 7,
+    }))
+      all.push(item);
     expect(all).toHaveLength(25);
     expect(new Set(all.map((e) => e.id)).size).toBe(25);
 
-    const credits = await h.client.creditEntitlements.balances.listLedger(c.customer_id, { credit_entitlement_id: entitlement.id, transaction_type: 'credit_added', page_size: 100 });
+    const credits = await h.client.creditEntitlements.balances.listLedger(c.customer_id, {
+      credit_entitlement_id: entitlement.id,
+      transaction_type: 'credit_added',
+      page_size: 100,
+    });
     expect(credits.items).toHaveLength(12);
     const future = new Date(h.sb.now().getTime() + 60_000).toISOString();
     const none = await h.client.creditEntitlements.balances.listLedger(c.customer_id, { credit_entitlement_id: entitlement.id, start_date: future });
     expect(none.items).toEqual([]);
-    const past = await h.client.creditEntitlements.balances.listLedger(c.customer_id, { credit_entitlement_id: entitlement.id, end_date: future, page_size: 100 });
+    const past = await h.client.creditEntitlements.balances.listLedger(c.customer_id, {
+      credit_entitlement_id: entitlement.id,
+      end_date: future,
+      page_size: 100,
+    });
     expect(past.items).toHaveLength(25);
 
-    const page2 = await h.client.creditEntitlements.balances.listGrants(c.customer_id, { credit_entitlement_id: entitlement.id, page_number: 1, page_size: 5 });
+    const page2 = await h.client.creditEntitlements.balances.listGrants(c.customer_id, {
+      credit_entitlement_id: entitlement.id,
+      page_number: 1,
+      page_size: 5,
+    });
     expect(page2.items.map((g) => g.initial_amount)).toEqual(['6', '7', '8', '9', '10']);
     const beyond = await h.client.creditEntitlements.balances.listGrants(c.customer_id, { credit_entitlement_id: entitlement.id, page_number: 9 });
     expect(beyond.items).toEqual([]);
@@ -217,7 +279,9 @@ describe('credit.balance_low', () => {
     expect(await balanceOf(customerId, entitlement.id)).toBe('1000');
     expect(await lowEvents()).toHaveLength(0);
     const adjusted = (await settledWebhooks(h)).filter((w) => w.type === 'credit.manual_adjustment');
-    expect(adjusted.map((w) => [w.payload.data.transaction_type, w.payload.data.amount, w.payload.data.is_credit])).toEqual([['manual_adjustment', '4000', false]]);
+    expect(adjusted.map((w) => [w.payload.data.transaction_type, w.payload.data.amount, w.payload.data.is_credit])).toEqual([
+      ['manual_adjustment', '4000', false],
+    ]);
 
     await entry(customerId, entitlement.id, { entry_type: 'debit', amount: '1' });
     let low = await lowEvents();

@@ -50,7 +50,10 @@ describe('Dodo API quota', () => {
       const err = await rejection(h.client.creditEntitlements.list());
       expect(err).toBeInstanceOf(DodoPayments.RateLimitError);
       expect(err.status).toBe(429);
-      expect(err.error).toEqual({ code: 'TOO_MANY_REQUESTS', message: 'Rate limit exceeded: 60 requests a minute, bursts of 3. Back off and retry.' });
+      expect(err.error).toEqual({
+        code: 'TOO_MANY_REQUESTS',
+        message: 'Rate limit exceeded: 60 requests a minute, bursts of 3. Back off and retry.',
+      });
       expect(quotaHeaders(err.headers!)).toEqual({ limit: '3', remaining: '0', reset: String(clock.seconds(3)) });
       expect(err.headers!.get('retry-after')).toBeNull();
       expect(err.headers!.get('retry-after-ms')).toBeNull();
@@ -92,7 +95,13 @@ describe('Dodo API quota', () => {
       expect(h.sb.rateLimit()!.remaining).toBe(4);
 
       const answers = [
-        await call('POST', '/credit-entitlements', { name: 'Email Credits', unit: 'email', precision: 0, rollover_enabled: false, overage_enabled: false }),
+        await call('POST', '/credit-entitlements', {
+          name: 'Email Credits',
+          unit: 'email',
+          precision: 0,
+          rollover_enabled: false,
+          overage_enabled: false,
+        }),
         await call('GET', '/credit-entitlements'),
         await call('GET', '/customers/cus_unknown'),
         await call('GET', '/no-such-route'),
@@ -198,14 +207,18 @@ describe('Dodo API quota', () => {
   });
 
   describe('from the environment', () => {
-    it('SANDBOX_DODO_RATE_LIMIT and SANDBOX_RESEND_RATE_LIMIT reach the sandbox; under the real quotas the tutorial\'s click-through is never refused', async () => {
+    it("SANDBOX_DODO_RATE_LIMIT and SANDBOX_RESEND_RATE_LIMIT reach the sandbox; under the real quotas the tutorial's click-through is never refused", async () => {
       const stack = await startTestStack({ SANDBOX_DODO_RATE_LIMIT: '240', SANDBOX_RESEND_RATE_LIMIT: '2' });
       try {
         expect(stack.sandbox.dodo.rateLimit()).toMatchObject({ perMinute: 240, burst: 40 });
         expect(stack.sandbox.resend.rateLimit()).toMatchObject({ limit: 2 });
         // Subscribe, read the key from the outbox, send one email, read the balance.
         const c = await subscribe(stack, 'newcomer@example.com', 'Newcomer');
-        await request(stack.url).post('/send').set(bearer(c.key)).send({ to: 'delivered@resend.dev', subject: 'Hello', html: '<p>Hi</p>' }).expect(200);
+        await request(stack.url)
+          .post('/send')
+          .set(bearer(c.key))
+          .send({ to: 'delivered@resend.dev', subject: 'Hello', html: '<p>Hi</p>' })
+          .expect(200);
         expect(await balanceOf(stack, c.key)).toBe(4999);
         expect(stack.sandbox.dodo.rateLimit()!.limited).toBe(0);
         expect(stack.sandbox.resend.rateLimit()!.limited).toBe(0);

@@ -51,13 +51,17 @@ async function grantsOf(customerId: string, entitlementId: string) {
   return page.items;
 }
 
-describe('rollover at a grant\'s expiry', () => {
+describe("rollover at a grant's expiry", () => {
   describe('when the entitlement has rollover_enabled with 50 % and max_rollover_count 1', () => {
     it('rolls half of what is left into a new grant, expires the rest, then forfeits at the limit', async () => {
       const { entitlement, plan } = await rolloverPlan();
       const { location } = await buyWithCard(h, plan.product_id, { email: 'roll@example.com' });
       const customerId = location.searchParams.get('customer_id')!;
-      await h.client.creditEntitlements.balances.createLedgerEntry(customerId, { credit_entitlement_id: entitlement.id, entry_type: 'debit', amount: '201' });
+      await h.client.creditEntitlements.balances.createLedgerEntry(customerId, {
+        credit_entitlement_id: entitlement.id,
+        entry_type: 'debit',
+        amount: '201',
+      });
       await settledWebhooks(h);
       h.received.length = 0;
 
@@ -66,8 +70,20 @@ describe('rollover at a grant\'s expiry', () => {
       expect(first.map((w) => w.type)).toEqual(['credit.expired', 'credit.rolled_over']);
       const [expired, rolled] = first.map((w) => w.payload.data);
       // 799 left: floor(50 %) = 399 rolls over, 400 expire.
-      expect(expired).toMatchObject({ transaction_type: 'credit_expired', amount: '400', balance_before: '799', balance_after: '399', is_credit: false });
-      expect(rolled).toMatchObject({ transaction_type: 'credit_rolled_over', amount: '399', balance_before: '399', balance_after: '399', is_credit: true });
+      expect(expired).toMatchObject({
+        transaction_type: 'credit_expired',
+        amount: '400',
+        balance_before: '799',
+        balance_after: '399',
+        is_credit: false,
+      });
+      expect(rolled).toMatchObject({
+        transaction_type: 'credit_rolled_over',
+        amount: '399',
+        balance_before: '399',
+        balance_after: '399',
+        is_credit: true,
+      });
 
       const grants = await grantsOf(customerId, entitlement.id);
       expect(grants).toHaveLength(2);
@@ -92,7 +108,12 @@ describe('rollover at a grant\'s expiry', () => {
       await h.sb.advanceClock(10 * DAY);
       const second = await settledWebhooks(h);
       expect(second.map((w) => w.type)).toEqual(['credit.rollover_forfeited']);
-      expect(second[0]!.payload.data).toMatchObject({ transaction_type: 'rollover_forfeited', amount: '399', balance_after: '0', grant_id: child!.id });
+      expect(second[0]!.payload.data).toMatchObject({
+        transaction_type: 'rollover_forfeited',
+        amount: '399',
+        balance_after: '0',
+        grant_id: child!.id,
+      });
 
       const ledger = await h.client.creditEntitlements.balances.listLedger(customerId, { credit_entitlement_id: entitlement.id, page_size: 100 });
       assertResponseMatchesSpec('dodo', 'get', LEDGER, 200, { items: ledger.items });
@@ -120,7 +141,13 @@ describe('rollover at a grant\'s expiry', () => {
 
   describe('when rollover is off (the tutorial entitlement)', () => {
     it('simply expires, as before', async () => {
-      const entitlement = await h.client.creditEntitlements.create({ name: 'Plain', unit: 'c', precision: 0, rollover_enabled: false, overage_enabled: false });
+      const entitlement = await h.client.creditEntitlements.create({
+        name: 'Plain',
+        unit: 'c',
+        precision: 0,
+        rollover_enabled: false,
+        overage_enabled: false,
+      });
       const c = await h.client.customers.create({ email: 'plain@example.com', name: 'P' });
       await h.client.creditEntitlements.balances.createLedgerEntry(c.customer_id, {
         credit_entitlement_id: entitlement.id,

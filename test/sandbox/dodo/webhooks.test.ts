@@ -8,7 +8,11 @@ afterEach(async () => {
 
 async function customerWithCredits(entitlementId: string, email: string) {
   const c = await h.client.customers.create({ email, name: email });
-  await h.client.creditEntitlements.balances.createLedgerEntry(c.customer_id, { credit_entitlement_id: entitlementId, entry_type: 'credit', amount: '100' });
+  await h.client.creditEntitlements.balances.createLedgerEntry(c.customer_id, {
+    credit_entitlement_id: entitlementId,
+    entry_type: 'credit',
+    amount: '100',
+  });
   return c.customer_id;
 }
 
@@ -19,7 +23,11 @@ describe('webhook delivery', () => {
     h.receiver.status = 503;
     const customerId = await customerWithCredits(entitlement.id, 'retry@example.com');
     for (const amount of ['1', '2', '3']) {
-      await h.client.creditEntitlements.balances.createLedgerEntry(customerId, { credit_entitlement_id: entitlement.id, entry_type: 'debit', amount });
+      await h.client.creditEntitlements.balances.createLedgerEntry(customerId, {
+        credit_entitlement_id: entitlement.id,
+        entry_type: 'debit',
+        amount,
+      });
     }
     await new Promise((r) => setTimeout(r, 80));
     expect(h.received).toHaveLength(0);
@@ -28,7 +36,12 @@ describe('webhook delivery', () => {
     expect(head.attempts.length).toBeGreaterThanOrEqual(2);
     expect(head.attempts[0]!.status).toBe(503);
     // Later events wait behind the failing head: nothing after it was attempted yet.
-    expect(h.sb.webhooks.list().slice(0, -1).every((d) => d.attempts.length === 0)).toBe(true);
+    expect(
+      h.sb.webhooks
+        .list()
+        .slice(0, -1)
+        .every((d) => d.attempts.length === 0),
+    ).toBe(true);
 
     h.receiver.status = 200;
     const received = await settledWebhooks(h);

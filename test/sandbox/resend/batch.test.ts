@@ -52,7 +52,12 @@ describe('POST /emails/batch', () => {
         { index: 1, message: expect.stringContaining('`from`') },
         { index: 3, message: expect.stringContaining('`to`') },
       ]);
-      expect(h.sandbox.messages().map((m) => m.subject).sort()).toEqual(['good-0', 'good-2']);
+      expect(
+        h.sandbox
+          .messages()
+          .map((m) => m.subject)
+          .sort(),
+      ).toEqual(['good-0', 'good-2']);
       expect(new Set(h.sandbox.messages().map((m) => m.id))).toEqual(new Set(data!.data.map((d) => d.id)));
     });
 
@@ -63,7 +68,9 @@ describe('POST /emails/batch', () => {
   });
 
   it('rejects more than 100 emails with 422 and accepts exactly 100', async () => {
-    const tooMany = await h.api('/emails/batch', { body: Array.from({ length: 101 }, () => ({ from: 'a@mailkit.dev', to: 'b@example.com', subject: 's', text: 't' })) });
+    const tooMany = await h.api('/emails/batch', {
+      body: Array.from({ length: 101 }, () => ({ from: 'a@mailkit.dev', to: 'b@example.com', subject: 's', text: 't' })),
+    });
     expect(tooMany.status).toBe(422);
     expectResendError(await tooMany.json(), 422, 'validation_error');
     expect(h.sandbox.messages()).toHaveLength(0);

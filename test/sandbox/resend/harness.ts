@@ -88,7 +88,11 @@ export async function startReceiver() {
       const payload = JSON.parse(raw);
       const event: ReceivedEvent = {
         raw,
-        headers: { id: String(req.headers['svix-id']), timestamp: String(req.headers['svix-timestamp']), signature: String(req.headers['svix-signature']) },
+        headers: {
+          id: String(req.headers['svix-id']),
+          timestamp: String(req.headers['svix-timestamp']),
+          signature: String(req.headers['svix-signature']),
+        },
         type: payload.type,
         payload,
       };

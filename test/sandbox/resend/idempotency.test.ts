@@ -22,8 +22,14 @@ describe('Idempotency-Key', () => {
 
     it('treats the same JSON with keys in another order as the same payload', async () => {
       h = await startSandbox();
-      const a = await h.api('/emails', { rawBody: '{"from":"a@mailkit.dev","to":"b@example.com","subject":"s","text":"t"}', headers: { 'idempotency-key': 'k' } });
-      const b = await h.api('/emails', { rawBody: '{"text":"t","subject":"s","to":"b@example.com","from":"a@mailkit.dev"}', headers: { 'idempotency-key': 'k' } });
+      const a = await h.api('/emails', {
+        rawBody: '{"from":"a@mailkit.dev","to":"b@example.com","subject":"s","text":"t"}',
+        headers: { 'idempotency-key': 'k' },
+      });
+      const b = await h.api('/emails', {
+        rawBody: '{"text":"t","subject":"s","to":"b@example.com","from":"a@mailkit.dev"}',
+        headers: { 'idempotency-key': 'k' },
+      });
       expect(b.status).toBe(200);
       expect((await b.json()).id).toBe((await a.json()).id);
       expect(h.sandbox.messages()).toHaveLength(1);
@@ -57,7 +63,10 @@ describe('Idempotency-Key', () => {
     it('is scoped per API key', async () => {
       h = await startSandbox();
       const a = await h.api('/emails', { body: email(), headers: { 'idempotency-key': 'same', authorization: 'Bearer re_key_a' } });
-      const b = await h.api('/emails', { body: email({ subject: 'other' }), headers: { 'idempotency-key': 'same', authorization: 'Bearer re_key_b' } });
+      const b = await h.api('/emails', {
+        body: email({ subject: 'other' }),
+        headers: { 'idempotency-key': 'same', authorization: 'Bearer re_key_b' },
+      });
       expect(a.status).toBe(200);
       expect(b.status).toBe(200);
       expect((await a.json()).id).not.toBe((await b.json()).id);

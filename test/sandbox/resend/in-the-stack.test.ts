@@ -66,7 +66,7 @@ describe('Resend sandbox webhooks in the running stack', () => {
     expect(history.body.data.map((e: { to: string[]; status: string }) => [e.to, e.status])).toEqual([[['bounced@resend.dev'], 'bounced']]);
   });
 
-  it('logs no error, and one line (not one per attempt) about the receiver\'s answer', async () => {
+  it("logs no error, and one line (not one per attempt) about the receiver's answer", async () => {
     expect(lines.filter((l) => l.level >= 50)).toEqual([]);
     const answers = lines.filter((l) => l.msg === 'resend webhook receiver answers');
     expect(answers).toHaveLength(1);

@@ -7,7 +7,7 @@ afterEach(async () => {
 });
 
 describe('rate limit', () => {
-  it('answers 429 rate_limit_exceeded with Resend\'s headers past the per-second limit', async () => {
+  it("answers 429 rate_limit_exceeded with Resend's headers past the per-second limit", async () => {
     const clock = manualClock();
     h = await startSandbox({ now: clock.now, rateLimitPerSecond: 2 });
     const one = await h.api('/emails', { body: email() });

@@ -8,11 +8,16 @@ describe('the outbox preview of an HTML body', () => {
   });
 
   it('still separates block elements and line breaks', () => {
-    expect(htmlToText('<p>You have <strong>999</strong> emails left.</p><p>Top up</p>first<br>second')).toBe('You have 999 emails left. Top up first second');
+    expect(htmlToText('<p>You have <strong>999</strong> emails left.</p><p>Top up</p>first<br>second')).toBe(
+      'You have 999 emails left. Top up first second',
+    );
   });
 
   it('previews the low-balance email as its reader would read it', () => {
-    const m = { html: '<p>You have <strong>999</strong> emails left (under your 20% threshold).</p>\n<p>Sending stops at zero. <a href="x">Buy a top-up pack</a>: $9 for 5,000 more emails, available at once.</p>', text: null };
+    const m = {
+      html: '<p>You have <strong>999</strong> emails left (under your 20% threshold).</p>\n<p>Sending stops at zero. <a href="x">Buy a top-up pack</a>: $9 for 5,000 more emails, available at once.</p>',
+      text: null,
+    };
     expect(snippetOf(m)).toContain('Buy a top-up pack: $9');
     expect(snippetOf(m)).not.toContain(' :');
   });

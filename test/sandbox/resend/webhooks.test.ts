@@ -66,7 +66,10 @@ describe('Resend sandbox webhooks (email events)', () => {
       const events = receiver.of(id);
       expect(events.map((e) => e.type)).toEqual(['email.sent', 'email.bounced', 'email.bounced']);
       expect(events[0]!.payload.data.to).toEqual(['delivered@resend.dev', 'bounced+a@resend.dev']);
-      for (const [i, recipient] of [[1, 'bounced+a@resend.dev'], [2, 'bounced+b@resend.dev']] as const) {
+      for (const [i, recipient] of [
+        [1, 'bounced+a@resend.dev'],
+        [2, 'bounced+b@resend.dev'],
+      ] as const) {
         expect(events[i]!.payload.data.to).toEqual([recipient]);
         expect(events[i]!.payload.data.bounce).toEqual({
           type: 'Permanent',
@@ -111,7 +114,9 @@ describe('Resend sandbox webhooks (email events)', () => {
       const e = receiver.received[0]!;
       expect(() => sdk.webhooks.verify({ payload: e.raw, headers: e.headers, webhookSecret: newSecret() })).toThrow();
       expect(() => sdk.webhooks.verify({ payload: e.raw.replace('Hello', 'Hellp'), headers: e.headers, webhookSecret: secret })).toThrow();
-      expect(() => sdk.webhooks.verify({ payload: e.raw, headers: { ...e.headers, timestamp: String(Number(e.headers.timestamp) - 1) }, webhookSecret: secret })).toThrow();
+      expect(() =>
+        sdk.webhooks.verify({ payload: e.raw, headers: { ...e.headers, timestamp: String(Number(e.headers.timestamp) - 1) }, webhookSecret: secret }),
+      ).toThrow();
     });
   });
 
@@ -143,7 +148,7 @@ describe('Resend sandbox webhooks (email events)', () => {
   });
 
   describe('when the receiver answers non-2xx', () => {
-    it('retries on the schedule and holds back the email\'s later events until the earlier one is taken', async () => {
+    it("retries on the schedule and holds back the email's later events until the earlier one is taken", async () => {
       await start({ retryDelaysMs: [10, 10, 10, 10] });
       let refusals = 2;
       receiver.state.answer = (e) => (e.type === 'email.sent' && refusals-- > 0 ? 503 : 200);

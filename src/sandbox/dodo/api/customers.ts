@@ -64,7 +64,14 @@ function listCustomerEntitlements(ctx: ApiContext, req: Request<{ id: string }>,
     const e = state.entitlements[b.credit_entitlement_id];
     if (b.customer_id !== customer.customer_id || !e || e.deleted_at) continue;
     const view = balanceView(state, e.id, customer.customer_id)!;
-    items.push({ credit_entitlement_id: e.id, name: e.name, unit: e.unit, description: e.description ?? null, balance: view.balance, overage: view.overage });
+    items.push({
+      credit_entitlement_id: e.id,
+      name: e.name,
+      unit: e.unit,
+      description: e.description ?? null,
+      balance: view.balance,
+      overage: view.overage,
+    });
   }
   res.json({ items });
 }

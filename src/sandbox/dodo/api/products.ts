@@ -50,7 +50,12 @@ function listProducts(ctx: ApiContext, req: Request, res: Response): void {
   const rows = Object.values(state.products).filter(
     (p) => p.archived === archived && (recurring === null || (p.price.type === 'recurring_price') === recurring),
   );
-  res.json(paginate(newestFirst(rows).map((p) => productListItem(state, p)), page));
+  res.json(
+    paginate(
+      newestFirst(rows).map((p) => productListItem(state, p)),
+      page,
+    ),
+  );
 }
 
 function updateProduct(ctx: ApiContext, req: Request<{ id: string }>, res: Response): void {
