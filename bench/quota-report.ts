@@ -16,7 +16,7 @@ import {
   type VariantId,
 } from './quota-run';
 
-/** The targets of issue 25. */
+/** The targets: the ceiling under the vendors' default quotas, and exactness (docs/performance.md). */
 export const TARGET = {
   /** Resend's 2 calls a second of 100 emails. */
   ceiling: 200,
@@ -172,19 +172,27 @@ export function describe(r: RunResult, title: string, label: string): string[] {
   const window =
     r.scenario === 'a' || r.scenario === 'b' || r.scenario === 'c' ? `the ${r.windowSeconds.toFixed(0)} s after the warm-up` : 'the whole load';
   const lines = [
-    `== (${r.scenario}) ${title}: ${label}, ${engineName(r.engine)}${r.instances > 1 ? `, ${r.instances} instances on one database` : ''}, load ${r.loadSeconds.toFixed(1)} s`,
-    `   at Resend: ${rate(r.resendPerSecond)} emails/s in ${window} (${r.atResend} emails): ${r.resendCallsPerSecond.toFixed(2)} calls/s × ${r.emailsPerCall.toFixed(1)} emails a call; drain after the load: ${r.drain.emails} emails in ${r.drain.seconds.toFixed(1)} s`,
-    `   answers: ${rate(r.answeredPerSecond)} emails/s answered 2xx in the window; requests sent in it: p50 ${ms(r.latencyMs.p50)} ms, p99 ${ms(r.latencyMs.p99)} ms, slowest ${ms(r.latencyMs.max)} ms`,
+    `== (${r.scenario}) ${title}: ${label}, ${engineName(r.engine)}` +
+      `${r.instances > 1 ? `, ${r.instances} instances on one database` : ''}, load ${r.loadSeconds.toFixed(1)} s`,
+    `   at Resend: ${rate(r.resendPerSecond)} emails/s in ${window} (${r.atResend} emails): ` +
+      `${r.resendCallsPerSecond.toFixed(2)} calls/s × ${r.emailsPerCall.toFixed(1)} emails a call; ` +
+      `drain after the load: ${r.drain.emails} emails in ${r.drain.seconds.toFixed(1)} s`,
+    `   answers: ${rate(r.answeredPerSecond)} emails/s answered 2xx in the window; ` +
+      `requests sent in it: p50 ${ms(r.latencyMs.p50)} ms, p99 ${ms(r.latencyMs.p99)} ms, slowest ${ms(r.latencyMs.max)} ms`,
     `   statuses over the run: 2xx ${Object.entries(r.statuses)
       .filter(([s]) => is2xx(Number(s)))
       .reduce((n, [, k]) => n + k, 0)}, MailKit's 429 ${count(r, 429)}, other ${others(r)}`,
-    `   upstream calls per email: Resend ${r.upstream.resendCallsPerEmail.toFixed(4)} (${r.upstream.resendCalls} calls, ${(1 / Math.max(1e-9, r.upstream.resendCallsPerEmail)).toFixed(1)} emails a call), Dodo ${r.upstream.dodoCallsPerEmail.toFixed(4)} (${r.upstream.dodoCalls}); the vendors' own 429s: Resend ${r.upstream.resend429}, Dodo ${r.upstream.dodo429}`,
+    `   upstream calls per email: Resend ${r.upstream.resendCallsPerEmail.toFixed(4)} (${r.upstream.resendCalls} calls, ` +
+      `${(1 / Math.max(1e-9, r.upstream.resendCallsPerEmail)).toFixed(1)} emails a call), ` +
+      `Dodo ${r.upstream.dodoCallsPerEmail.toFixed(4)} (${r.upstream.dodoCalls}); ` +
+      `the vendors' own 429s: Resend ${r.upstream.resend429}, Dodo ${r.upstream.dodo429}`,
     `   after settling (${r.settlement.how}): ${tally(r.settlement)}`,
     `     (at the drain's end, MailKit up: ${tally(r.settlement.atEnd)}; after the stop: ${tally(r.settlement.afterStop)})`,
   ];
   if (r.lightLatencyMs)
     lines.push(
-      `   light customers (1 client each): p50 ${ms(r.lightLatencyMs.p50)} ms, p99 ${ms(r.lightLatencyMs.p99)} ms, slowest ${ms(r.lightLatencyMs.max)} ms`,
+      `   light customers (1 client each): p50 ${ms(r.lightLatencyMs.p50)} ms, ` +
+        `p99 ${ms(r.lightLatencyMs.p99)} ms, slowest ${ms(r.lightLatencyMs.max)} ms`,
     );
   if (r.batches) lines.push(`   batches: ${r.batches.sent} sent, ${r.batches.givenUp} still refused when the load stopped (their emails never sent)`);
   if (r.soak) lines.push(...describeSoak(r.soak));
@@ -197,9 +205,13 @@ function describeSoak(s: SoakFigures): string[] {
   const gcRss = (x: SoakReading) => mb(x.afterGc?.rssMb);
   return [
     `   soak: ${s.seconds.toFixed(0)} s between the readings, ${s.emails} emails at Resend (${rate(s.emails / s.seconds)} a second)`,
-    `     V8 heap after a full GC: ${heap(s.start)} → ${heap(s.end)}${s.start.afterGc && s.end.afterGc ? ` (${signed(s.end.afterGc.heapMb - s.start.afterGc.heapMb, 'MB')})` : ''}`,
-    `     RSS a second after it: ${gcRss(s.start)} → ${gcRss(s.end)}${s.start.afterGc && s.end.afterGc ? ` (${signed(s.end.afterGc.rssMb - s.start.afterGc.rssMb, 'MB')})` : ''}; before it: ${mb(s.start.rssMb)} → ${mb(s.end.rssMb)}`,
-    `     database: ${mb(s.start.databaseBytes / 2 ** 20)} → ${mb(s.end.databaseBytes / 2 ** 20)} (${signed((s.end.databaseBytes - s.start.databaseBytes) / 2 ** 20, 'MB')}, ${perEmail} bytes an email)`,
+    `     V8 heap after a full GC: ${heap(s.start)} → ${heap(s.end)}` +
+      `${s.start.afterGc && s.end.afterGc ? ` (${signed(s.end.afterGc.heapMb - s.start.afterGc.heapMb, 'MB')})` : ''}`,
+    `     RSS a second after it: ${gcRss(s.start)} → ${gcRss(s.end)}` +
+      `${s.start.afterGc && s.end.afterGc ? ` (${signed(s.end.afterGc.rssMb - s.start.afterGc.rssMb, 'MB')})` : ''}` +
+      `; before it: ${mb(s.start.rssMb)} → ${mb(s.end.rssMb)}`,
+    `     database: ${mb(s.start.databaseBytes / 2 ** 20)} → ${mb(s.end.databaseBytes / 2 ** 20)} ` +
+      `(${signed((s.end.databaseBytes - s.start.databaseBytes) / 2 ** 20, 'MB')}, ${perEmail} bytes an email)`,
   ];
 }
 
@@ -309,7 +321,8 @@ export function targets(results: RunResult[], engines: number): string[] {
       `queued: exactly ${TARGET.dryEmails} emails at Resend in (e), ${TARGET.dryEmails} answered 2xx and the rest 402`,
       of('queued', 'e'),
       (r) =>
-        `${r.settlement.emails} at Resend, 2xx ${count(r, 202) + count(r, 200)}, 402 ${count(r, 402)}, 429 ${count(r, 429)}, other ${others(r, ['402'])}`,
+        `${r.settlement.emails} at Resend, 2xx ${count(r, 202) + count(r, 200)}, 402 ${count(r, 402)}, ` +
+        `429 ${count(r, 429)}, other ${others(r, ['402'])}`,
       (r) =>
         r.settlement.emails === TARGET.dryEmails &&
         count(r, 202) + count(r, 200) === TARGET.dryEmails &&

@@ -6,7 +6,7 @@ import { findBalance } from '../../src/db/credits';
 import { bearer, customerWith, settle, startTestStack, subscribe } from '../support/stack';
 
 /**
- * The balance MailKit keeps, settled to Dodo in arrears (issue 24). Each case of the issue runs
+ * The balance MailKit keeps, settled to Dodo in arrears. Each case that credit leases got wrong runs
  * here through the real SDKs against the sandbox, on both engines: what the customer sees
  * (GET /credits) and what Dodo holds once settled, to the credit, expiries included. Settlements
  * run when a test says (`credits.settleNow()`), so each one is seen.

@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { bearer, customerWith, startTestStack } from '../support/stack';
 
 /**
- * Issue 17: the journal store kept every send's full payload and read it whole at startup, so
+ * The old journal store kept every send's full payload and read it whole at startup, so
  * a customer could grow it past what the next start could read. On the database a payload is
  * deleted when its send settles, and a start reads nothing in proportion to the history.
  */

@@ -5,7 +5,7 @@ import { forEachEngine } from '../support/database';
 import { balanceOf, bearer, customerWith, startTestStack, waitFor } from '../support/stack';
 
 /**
- * Sends answered once queued (`Prefer: respond-async`, issue 13): 202 with MailKit's own ids
+ * Sends answered once queued (`Prefer: respond-async`): 202 with MailKit's own ids
  * once the credits are taken, then delivered in the background, through Resend's outages,
  * exactly once; the email's fate is read from GET /emails/:id. Money stays exact: an email
  * Resend refuses for good gets its credit back, and nothing is taken for a send refused at
@@ -147,26 +147,29 @@ forEachEngine('sends answered once queued', ({ engine }) => {
     expect(await balanceOf(stack, c.key)).toBe(12);
   });
 
-  it('past what Resend’s quota delivers soon: a wait for room, then 429 with Retry-After, nothing taken; what was accepted is delivered', async () => {
-    stack = await startTestStack({}, { engine, ...QUICK, acceptLimit: 2 });
-    const c = await customerWith(stack, 10);
-    stack.sandbox.resend.faults.inject({ status: 503, match: /^POST \/emails(\/batch)?$/ });
-    const first = await Promise.all([
-      sendAsync(stack, c.key, 'l-1', { ...email, subject: 'l-1' }),
-      sendAsync(stack, c.key, 'l-2', { ...email, subject: 'l-2' }),
-    ]);
-    expect(first.map((r) => r.status)).toEqual([202, 202]);
-    const refused = await sendAsync(stack, c.key, 'l-3', { ...email, subject: 'l-3' });
-    expect(refused.status).toBe(429);
-    expect(refused.body.error.code).toBe('send_queue_full');
-    expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(1);
-    expect(await balanceOf(stack, c.key)).toBe(8);
-    // Resend recovers.
-    stack.sandbox.resend.faults.clear();
-    await waitFor(async () => sentTo(stack!, 'l-1') === 1 && sentTo(stack!, 'l-2') === 1, 20_000);
-    // The refused key was never a send: the same key goes through now.
-    expect((await sendAsync(stack, c.key, 'l-3', { ...email, subject: 'l-3' })).status).toBe(202);
-    await waitFor(async () => sentTo(stack!, 'l-3') === 1);
-    expect(await balanceOf(stack, c.key)).toBe(7);
-  });
+  it(
+    'past what Resend’s quota delivers soon: a wait for room, then 429 with Retry-After, nothing taken; ' + 'what was accepted is delivered',
+    async () => {
+      stack = await startTestStack({}, { engine, ...QUICK, acceptLimit: 2 });
+      const c = await customerWith(stack, 10);
+      stack.sandbox.resend.faults.inject({ status: 503, match: /^POST \/emails(\/batch)?$/ });
+      const first = await Promise.all([
+        sendAsync(stack, c.key, 'l-1', { ...email, subject: 'l-1' }),
+        sendAsync(stack, c.key, 'l-2', { ...email, subject: 'l-2' }),
+      ]);
+      expect(first.map((r) => r.status)).toEqual([202, 202]);
+      const refused = await sendAsync(stack, c.key, 'l-3', { ...email, subject: 'l-3' });
+      expect(refused.status).toBe(429);
+      expect(refused.body.error.code).toBe('send_queue_full');
+      expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+      expect(await balanceOf(stack, c.key)).toBe(8);
+      // Resend recovers.
+      stack.sandbox.resend.faults.clear();
+      await waitFor(async () => sentTo(stack!, 'l-1') === 1 && sentTo(stack!, 'l-2') === 1, 20_000);
+      // The refused key was never a send: the same key goes through now.
+      expect((await sendAsync(stack, c.key, 'l-3', { ...email, subject: 'l-3' })).status).toBe(202);
+      await waitFor(async () => sentTo(stack!, 'l-3') === 1);
+      expect(await balanceOf(stack, c.key)).toBe(7);
+    },
+  );
 });

@@ -8,7 +8,7 @@ import { sendRow } from '../support/rows';
 import { balanceOf, bearer, customerWith, outboxTo, startTestStack, waitFor, senderOn } from '../support/stack';
 
 /**
- * The five interleavings of issue 16, each driven through the real SDKs against the sandbox,
+ * The five interleavings that once lost or doubled money, each driven through the real SDKs against the sandbox,
  * on every engine. Each breaks "never an email without its credit, never a credit without its
  * email, never a second email for one key" on the journal-store sender.
  */
