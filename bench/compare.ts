@@ -68,7 +68,8 @@ function runOnce(round: number, side: 'old' | 'new'): Run {
 
 const started = new Date();
 console.log(
-  `tsx bench/compare.ts --old ${sides.old} --new ${sides.new} --rounds ${rounds} --only ${values.only} --clients ${values.clients} --sends ${values.sends} --unloaded ${values.unloaded} --latency ${values.latency}`,
+  `tsx bench/compare.ts --old ${sides.old} --new ${sides.new} --rounds ${rounds} --only ${values.only}` +
+    ` --clients ${values.clients} --sends ${values.sends} --unloaded ${values.unloaded} --latency ${values.latency}`,
 );
 console.log(`started ${started.toISOString()}, node ${process.version}\n`);
 for (let round = 1; round <= rounds; round++) {
@@ -94,13 +95,16 @@ for (const scenario of scenarios) {
   const ratios = olds.map((o, i) => news[i]! / o);
   console.log(`\n${scenario}: MailKit CPU ms/email`);
   console.log(
-    `  old ${oldRun.rev} (${oldRun.engine}): ${olds.map((x) => x.toFixed(2)).join(' ')}  median ${median(olds).toFixed(2)}, range ${Math.min(...olds).toFixed(2)} to ${Math.max(...olds).toFixed(2)}`,
+    `  old ${oldRun.rev} (${oldRun.engine}): ${olds.map((x) => x.toFixed(2)).join(' ')}` +
+      `  median ${median(olds).toFixed(2)}, range ${Math.min(...olds).toFixed(2)} to ${Math.max(...olds).toFixed(2)}`,
   );
   console.log(
-    `  new ${newRun.rev} (${newRun.engine}):  ${news.map((x) => x.toFixed(2)).join(' ')}  median ${median(news).toFixed(2)}, range ${Math.min(...news).toFixed(2)} to ${Math.max(...news).toFixed(2)}`,
+    `  new ${newRun.rev} (${newRun.engine}):  ${news.map((x) => x.toFixed(2)).join(' ')}` +
+      `  median ${median(news).toFixed(2)}, range ${Math.min(...news).toFixed(2)} to ${Math.max(...news).toFixed(2)}`,
   );
   console.log(
-    `  new / old per round: ${ratios.map((x) => x.toFixed(2)).join(' ')}  (range ${Math.min(...ratios).toFixed(2)} to ${Math.max(...ratios).toFixed(2)})`,
+    `  new / old per round: ${ratios.map((x) => x.toFixed(2)).join(' ')}` +
+      `  (range ${Math.min(...ratios).toFixed(2)} to ${Math.max(...ratios).toFixed(2)})`,
   );
   console.log(`  new / old of the medians: ${(median(news) / median(olds)).toFixed(2)}`);
 }

@@ -81,7 +81,9 @@ export const SCENARIOS: Scenario[] = [
   },
   {
     id: 'd',
-    title: `bursts: 50 customers, each ${BURST.batchesPerCustomer * BURST.batchSize} emails at once (${BURST.batchesPerCustomer} × /send/batch of ${BURST.batchSize})`,
+    title:
+      `bursts: 50 customers, each ${BURST.batchesPerCustomer * BURST.batchSize} emails at once ` +
+      `(${BURST.batchesPerCustomer} × /send/batch of ${BURST.batchSize})`,
     customers: spread(50, 50),
     load: 'bursts',
   },
@@ -528,7 +530,9 @@ async function settle(rig: Rig, settleTimeout: number): Promise<RawRun['settleme
     }
     const again = await stopInstances(rig);
     settled = await tally(rig);
-    how += `; restarted for ${((performance.now() - from) / 1000).toFixed(0)} s for its reconciler, exited ${again.join(', ')}${settled.unpaid + settled.overcharged > 0 ? ', still unsettled' : ''}`;
+    how +=
+      `; restarted for ${((performance.now() - from) / 1000).toFixed(0)} s for its reconciler, exited ${again.join(', ')}` +
+      `${settled.unpaid + settled.overcharged > 0 ? ', still unsettled' : ''}`;
   }
   return { how, ...settled, atEnd, afterStop };
 }

@@ -212,7 +212,9 @@ function header(o: Options): string[] {
     commandLine(),
     `node ${process.version}, MailKit ${mailkit}${dirty} (checkout ${gitRev(root)}), ${new Date().toISOString()}`,
     `upstream: the sandbox with the vendors' quotas (Resend 2 calls/s, Dodo 240/min with bursts of 40), ${o.latency} ms per API call;`,
-    `MailKit live with its default budgets and RATE_LIMIT_PER_KEY=1000000${o.instances > 1 ? `, ${o.instances} instances on one PostgreSQL database` : ''}; a client waits Retry-After (at most ${o.retryAfterCap} s) after a 429`,
+    `MailKit live with its default budgets and RATE_LIMIT_PER_KEY=1000000` +
+      `${o.instances > 1 ? `, ${o.instances} instances on one PostgreSQL database` : ''}` +
+      `; a client waits Retry-After (at most ${o.retryAfterCap} s) after a 429`,
   ];
 }
 

@@ -503,7 +503,8 @@ async function benchEngine(engine: 'sqlite' | 'postgres'): Promise<EngineResult>
       .trimEnd();
   const mb = (x: number | null) => (x === null || Number.isNaN(x) ? '?' : `${x.toFixed(0)} MB`);
   out(
-    `== ${hasDatabase ? (engine === 'postgres' ? 'PostgreSQL' : 'SQLite') : 'journal store'}: MailKit ${mailkitRev}${mailkitDir === root ? '' : ` from ${mailkitDir}`}, state in ${state}`,
+    `== ${hasDatabase ? (engine === 'postgres' ? 'PostgreSQL' : 'SQLite') : 'journal store'}: ` +
+      `MailKit ${mailkitRev}${mailkitDir === root ? '' : ` from ${mailkitDir}`}, state in ${state}`,
   );
   out(`   MailKit RSS when ready, before any send: ${mb(rssReadyMb)}`);
   out();
@@ -515,29 +516,34 @@ async function benchEngine(engine: 'sqlite' | 'postgres'): Promise<EngineResult>
     const pairedOwn = ownIn(pairsWindow);
     if (pairedOwn.length) {
       out(
-        `\nMailKit's own time per /send, 1 client (the ${pairedOwn.length} sends taking turns): p50 ${pct(pairedOwn, 50).toFixed(2)} ms, p99 ${pct(pairedOwn, 99).toFixed(2)} ms`,
+        `\nMailKit's own time per /send, 1 client (the ${pairedOwn.length} sends taking turns): ` +
+          `p50 ${pct(pairedOwn, 50).toFixed(2)} ms, p99 ${pct(pairedOwn, 99).toFixed(2)} ms`,
       );
       out('  (request parsed → answer written, less the time from each upstream request to its response headers)');
     }
     const p50 = (xs: number[]) => pct(xs, 50);
     out(
-      `\n/send p50 overhead seen by one client, ${pairs} turns each (direct calls ${p50(paired.direct).toFixed(2)} ms, relay ${p50(paired.relay).toFixed(2)} ms, /send ${p50(paired.send).toFixed(2)} ms):`,
+      `\n/send p50 overhead seen by one client, ${pairs} turns each (direct calls ${p50(paired.direct).toFixed(2)} ms, ` +
+        `relay ${p50(paired.relay).toFixed(2)} ms, /send ${p50(paired.send).toFixed(2)} ms):`,
     );
     out(`  over the same two upstream calls made directly:   ${(p50(paired.send) - p50(paired.direct)).toFixed(2)} ms`);
     out(`    of which any HTTP service in between (bare relay less direct): ${(p50(paired.relay) - p50(paired.direct)).toFixed(2)} ms`);
     out(`    of which MailKit itself (/send less bare relay):              ${(p50(paired.send) - p50(paired.relay)).toFixed(2)} ms`);
     if (quietSingle && quietBaseline && single && baseline) {
       out(
-        `  (sequential runs instead of turns: 1 client ${(p50(quietSingle.ms) - p50(quietBaseline.ms)).toFixed(1)} ms, ${clients} clients ${(p50(single.ms) - p50(baseline.ms)).toFixed(1)} ms)`,
+        `  (sequential runs instead of turns: 1 client ${(p50(quietSingle.ms) - p50(quietBaseline.ms)).toFixed(1)} ms, ` +
+          `${clients} clients ${(p50(single.ms) - p50(baseline.ms)).toFixed(1)} ms)`,
       );
     }
   }
   if (soak) {
     out(
-      `\nSoak: POST /send at full speed, ${soak.clients} clients, ${soak.seconds} s: ${soak.sends} sends (${soak.emailsPerSecond.toFixed(0)} emails/s, MailKit CPU ${soak.cpuMsPerEmail?.toFixed(2) ?? '-'} ms/email)`,
+      `\nSoak: POST /send at full speed, ${soak.clients} clients, ${soak.seconds} s: ${soak.sends} sends ` +
+        `(${soak.emailsPerSecond.toFixed(0)} emails/s, MailKit CPU ${soak.cpuMsPerEmail?.toFixed(2) ?? '-'} ms/email)`,
     );
     out(
-      `  MailKit RSS: start ${mb(soak.rssStartMb)}, end ${mb(soak.rssEndMb)} (${soak.rssEndMb >= soak.rssStartMb ? '+' : ''}${(soak.rssEndMb - soak.rssStartMb).toFixed(0)} MB), peak ${mb(soak.rssPeakMb)}`,
+      `  MailKit RSS: start ${mb(soak.rssStartMb)}, end ${mb(soak.rssEndMb)} ` +
+        `(${soak.rssEndMb >= soak.rssStartMb ? '+' : ''}${(soak.rssEndMb - soak.rssStartMb).toFixed(0)} MB), peak ${mb(soak.rssPeakMb)}`,
     );
     const every = Math.max(1, Math.round(soak.seconds / 10));
     const picks = soak.rssSeriesMb.filter((_, i) => i % every === 0);
@@ -546,7 +552,9 @@ async function benchEngine(engine: 'sqlite' | 'postgres'): Promise<EngineResult>
     if (g) {
       const d = (a: number, b: number) => `${b >= a ? '+' : ''}${(b - a).toFixed(0)} MB`;
       out(
-        `  after a full GC, before the first send → after the last: V8 heap used ${mb(g.start.heapMb)} → ${mb(g.end.heapMb)} (${d(g.start.heapMb, g.end.heapMb)}), RSS a second later ${mb(g.start.rssMb)} → ${mb(g.end.rssMb)} (${d(g.start.rssMb, g.end.rssMb)})`,
+        `  after a full GC, before the first send → after the last: ` +
+          `V8 heap used ${mb(g.start.heapMb)} → ${mb(g.end.heapMb)} (${d(g.start.heapMb, g.end.heapMb)}), ` +
+          `RSS a second later ${mb(g.start.rssMb)} → ${mb(g.end.rssMb)} (${d(g.start.rssMb, g.end.rssMb)})`,
       );
     }
   }
@@ -562,7 +570,8 @@ for (const engine of engines) {
     const soakArgs = runs('soak') ? ` --soak ${soakSeconds}` : '';
     const onlyArgs = values.only ? ` --only ${values.only}` : '';
     console.log(
-      `npm run bench -- --latency ${latency} --clients ${clients} --sends ${sends} --batches ${batches} --unloaded ${unloaded} --pairs ${pairs}${soakArgs}${onlyArgs}${postgresUrl && hasDatabase ? ' --postgres URL' : ''}`,
+      `npm run bench -- --latency ${latency} --clients ${clients} --sends ${sends} --batches ${batches} --unloaded ${unloaded} --pairs ${pairs}` +
+        `${soakArgs}${onlyArgs}${postgresUrl && hasDatabase ? ' --postgres URL' : ''}`,
     );
     console.log(`node ${process.version}, injected upstream latency ${latency} ms per call, ${clients} concurrent clients,`);
     console.log('upstreams (sandbox), MailKit (server.ts, live mode) and clients in three processes on loopback');

@@ -169,7 +169,9 @@ function updateBanner() {
     banner.hidden = true;
     return;
   }
-  const text = `Running low: ${fmt(state.balance)} emails left, under your plan's low-balance threshold of ${fmt(state.threshold)}. Top up now to keep sending.`;
+  const text =
+    `Running low: ${fmt(state.balance)} emails left, under your plan's low-balance threshold of ${fmt(state.threshold)}. ` +
+    'Top up now to keep sending.';
   if ($('low-balance-text').textContent !== text) $('low-balance-text').textContent = text;
   banner.hidden = false;
 }

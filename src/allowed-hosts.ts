@@ -28,7 +28,8 @@ export function requireAllowedHost(allowed: ReadonlySet<string>): RequestHandler
       new HttpError(
         403,
         'host_not_allowed',
-        'This server answers only to localhost, the loopback addresses and the host of BASE_URL (or HOST). Open it at one of those, or set BASE_URL to the address you use.',
+        'This server answers only to localhost, the loopback addresses and the host of BASE_URL (or HOST). ' +
+          'Open it at one of those, or set BASE_URL to the address you use.',
       ),
     );
   };

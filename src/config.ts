@@ -178,7 +178,8 @@ function parseTrustProxy(value: string | null, mode: Mode, problems: string[]): 
   if (/^\d{1,2}$/.test(v)) return Number(v);
   if (v === 'true') {
     problems.push(
-      'TRUST_PROXY=true would let any client choose its address (and its rate-limit bucket): name the proxy (loopback, 10.0.0.0/8, …) or the number of proxies in front (1).',
+      'TRUST_PROXY=true would let any client choose its address (and its rate-limit bucket): ' +
+        'name the proxy (loopback, 10.0.0.0/8, …) or the number of proxies in front (1).',
     );
     return false;
   }

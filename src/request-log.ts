@@ -15,7 +15,8 @@ declare global {
 /**
  * One access-log line per request (`request completed`, or `request aborted` when the client
  * went away first) with its id, method, path, status and time, and `X-Request-Id` on the
- * answer; at debug for a read that went well, at info for anything else. No headers, bodies or query values are logged: they carry keys and email content.
+ * answer; at debug for a read that went well, at info for anything else. No headers, bodies or
+ * query values are logged: they carry keys and email content.
  *
  * Written for the hot path instead of pino-http: the per-request child logger is built only
  * when a handler actually logs, which on a send is almost never (the send costs ~0.1 ms less).

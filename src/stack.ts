@@ -258,7 +258,9 @@ async function secretsFor(
   if (config.mode !== 'sandbox') {
     if (!config.resend.webhookSecret) {
       log.warn(
-        "RESEND_WEBHOOK_SECRET is not set: Resend's delivery events (delivered, bounced, complained) and the suppression of addresses that bounce are off, and /webhooks/resend answers 503. Add a webhook in Resend for <BASE_URL>/webhooks/resend and set its signing secret to turn them on.",
+        "RESEND_WEBHOOK_SECRET is not set: Resend's delivery events (delivered, bounced, complained) " +
+          'and the suppression of addresses that bounce are off, and /webhooks/resend answers 503. ' +
+          'Add a webhook in Resend for <BASE_URL>/webhooks/resend and set its signing secret to turn them on.',
       );
     }
     return { webhookKey: config.dodo.webhookKey!, keySecret, resendWebhookSecret: config.resend.webhookSecret ?? null };
@@ -270,7 +272,10 @@ async function secretsFor(
   };
 }
 
-/** The local Dodo and Resend, answering alone (with the 503 of `starting` for the rest) while the app is built: the catalog is provisioned through them. */
+/**
+ * The local Dodo and Resend, answering alone (with the 503 of `starting` for the rest) while the
+ * app is built: the catalog is provisioned through them.
+ */
 function startSandbox(deps: {
   config: Config;
   opts: StackOptions;

@@ -82,21 +82,26 @@ describe("one customer's Dodo calls and the others'", () => {
     expect(loops.answers.every((a) => a.status === 200 || a.status === 429)).toBe(true);
   }, 60_000);
 
-  it("a customer keeping Dodo's budget busy (40 concurrent GET /account loops) gets its share of it; another customer's Dodo calls are not stuck behind its line", async () => {
-    // A customer of its own: the first one spent its minute's requests above.
-    const busy = await subscribe(stack, 'busy@example.com', 'Busy');
-    const other = await subscribe(stack, 'other2@example.com', 'Other 2');
-    const loops = flood(40, () => request(stack.url).get('/account').set(bearer(busy.key)));
-    await new Promise((r) => setTimeout(r, 1_500));
-    const reads = await timed(8, () => request(stack.url).get('/account').set(bearer(other.key)));
-    await loops.stop();
+  it(
+    "a customer keeping Dodo's budget busy (40 concurrent GET /account loops) gets its share of it; " +
+      "another customer's Dodo calls are not stuck behind its line",
+    async () => {
+      // A customer of its own: the first one spent its minute's requests above.
+      const busy = await subscribe(stack, 'busy@example.com', 'Busy');
+      const other = await subscribe(stack, 'other2@example.com', 'Other 2');
+      const loops = flood(40, () => request(stack.url).get('/account').set(bearer(busy.key)));
+      await new Promise((r) => setTimeout(r, 1_500));
+      const reads = await timed(8, () => request(stack.url).get('/account').set(bearer(other.key)));
+      await loops.stop();
 
-    expect(reads.statuses.every((s) => s === 200)).toBe(true);
-    expect(p99(reads.ms)).toBeLessThan(GENEROUS_MS);
-    // The busy customer gets its share meanwhile (at least a turn for each of the other's),
-    // and once its calls have waited their longest for a turn, a 429 with Retry-After.
-    expect(loops.answers.filter((a) => a.status === 200).length).toBeGreaterThanOrEqual(reads.ms.length);
-    for (const a of loops.answers.filter((x) => x.status !== 200))
-      expect([a.status, a.code, Number(a.retryAfter) > 0]).toEqual([429, 'billing_rate_limited', true]);
-  }, 60_000);
+      expect(reads.statuses.every((s) => s === 200)).toBe(true);
+      expect(p99(reads.ms)).toBeLessThan(GENEROUS_MS);
+      // The busy customer gets its share meanwhile (at least a turn for each of the other's),
+      // and once its calls have waited their longest for a turn, a 429 with Retry-After.
+      expect(loops.answers.filter((a) => a.status === 200).length).toBeGreaterThanOrEqual(reads.ms.length);
+      for (const a of loops.answers.filter((x) => x.status !== 200))
+        expect([a.status, a.code, Number(a.retryAfter) > 0]).toEqual([429, 'billing_rate_limited', true]);
+    },
+    60_000,
+  );
 });

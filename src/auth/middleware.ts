@@ -66,4 +66,6 @@ function looksCut(presented: string): boolean {
   return parts.length < 4 || (parts[3] ?? '').length < 43;
 }
 const CUT_KEY =
-  "This API key looks cut short: a MailKit key is about 110 characters, mk_…, in four parts joined by dots (a double-click selects only the first). Copy the whole key (the outbox's key email has a Copy key button) and paste it again.";
+  'This API key looks cut short: a MailKit key is about 110 characters, mk_…, in four parts joined by dots ' +
+  '(a double-click selects only the first). ' +
+  "Copy the whole key (the outbox's key email has a Copy key button) and paste it again.";

@@ -27,7 +27,8 @@ export async function settleLegacyLeases(deps: { database: Database; billing: Bi
         const reason =
           l.emailsAhead === 0
             ? `emails: ${l.credits} credit${l.credits === 1 ? '' : 's'} for the emails being sent (lease ${l.id})`
-            : `lease ${l.id}: ${l.credits} credits, ${l.credits - l.emailsAhead} for the emails being sent and ${l.emailsAhead} ahead; unspent credits are returned`;
+            : `lease ${l.id}: ${l.credits} credits, ${l.credits - l.emailsAhead} for the emails being sent and ${l.emailsAhead} ahead; ` +
+              'unspent credits are returned';
         try {
           await billing.reserve(l.customerId, l.credits, `${key}:debit`, reason, { metadata: { mailkit_lease: l.id, mailkit_entry: 'lease' } });
         } catch (err) {

@@ -58,7 +58,8 @@ async function main(argv: string[]): Promise<number> {
   const file = join(config.dataDir, 'mailkit.sqlite');
   if (!config.databaseUrl && !existsSync(file)) {
     console.error(
-      `key: no MailKit database in ${resolve(config.dataDir)} (no mailkit.sqlite there): is MAILKIT_DATA_DIR the server's? A server creates it when it first starts.`,
+      `key: no MailKit database in ${resolve(config.dataDir)} (no mailkit.sqlite there): is MAILKIT_DATA_DIR the server's? ` +
+        'A server creates it when it first starts.',
     );
     return 1;
   }
@@ -109,7 +110,10 @@ async function customerKnown(config: Config, origin: string, customerId: string)
   } catch (err) {
     if (err instanceof DodoPayments.NotFoundError) return `key: Dodo does not know customer ${customerId} (asked ${where}): no key minted.`;
     if (sandbox && err instanceof DodoPayments.APIConnectionError) {
-      return `key: MailKit is not running at ${origin}. In sandbox mode its sandbox is Dodo, asked whether ${customerId} exists: start the server, or pass --base-url.`;
+      return (
+        `key: MailKit is not running at ${origin}. In sandbox mode its sandbox is Dodo, asked whether ${customerId} exists: ` +
+        'start the server, or pass --base-url.'
+      );
     }
     return `key: could not ask ${where} whether customer ${customerId} exists (${(err as Error).message}): no key minted.`;
   }

@@ -214,7 +214,8 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   // PostgreSQL classes 08 (connection), 53 (resources), 57P (shutdown, cannot connect now).
   if (/^(08|53|57P)/.test(code)) return true;
   const message = e.message ?? '';
-  return /Connection terminated|not queryable|timeout exceeded when trying to connect|Cannot use a pool after calling end|driver has already been destroyed/i.test(
-    message,
+  return (
+    /Connection terminated|not queryable|timeout exceeded when trying to connect/i.test(message) ||
+    /Cannot use a pool after calling end|driver has already been destroyed/i.test(message)
   );
 }

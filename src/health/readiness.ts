@@ -13,7 +13,8 @@ export interface Readiness {
 }
 
 /**
- * Readiness: the database answers a query (every probe: it is ours and cheap), Dodo answers for our own credit entitlement (which also proves the key and the
+ * Readiness: the database answers a query (every probe: it is ours and cheap), Dodo answers for
+ * our own credit entitlement (which also proves the key and the
  * id are right), and Resend answers at all (any non-5xx reply: a sending-only key may be
  * refused a read, which still shows the API is reachable). Short timeouts, no retries. The
  * vendors' answers are reused for `vendorTtlMs` (default 30 s): every call spends the same
@@ -72,7 +73,9 @@ export function createReadiness(opts: {
     const resend = paused
       ? {
           ok: false,
-          reason: `Resend refused MailKit's API key (${paused.status} ${paused.name}) since ${new Date(paused.since).toISOString()}: sending is paused`,
+          reason:
+            `Resend refused MailKit's API key (${paused.status} ${paused.name}) ` +
+            `since ${new Date(paused.since).toISOString()}: sending is paused`,
         }
       : reachable;
     // A failed vendor check is not cached: the next probe asks again.

@@ -8,7 +8,10 @@ import { chmodSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs';
 export const PRIVATE_DIR_MODE = 0o700;
 export const PRIVATE_FILE_MODE = 0o600;
 
-/** Creates `dir` (and any missing parent) 0700. A folder that exists keeps its mode: it may be the operator's choice; its files are made private instead. */
+/**
+ * Creates `dir` (and any missing parent) 0700. A folder that exists keeps its mode: it may be
+ * the operator's choice; its files are made private instead.
+ */
 export function makePrivateDir(dir: string): void {
   mkdirSync(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
 }

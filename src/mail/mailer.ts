@@ -168,7 +168,8 @@ export function createMailer(opts: MailerOptions): Mailer {
     if (!pause) {
       log?.error(
         { status: failed.status, name: failed.name, reason: failed.message },
-        "Resend refused MailKit's API key: sending is paused. Emails keep their credits and go out once Resend accepts the key again (check RESEND_API_KEY and the sending domain).",
+        "Resend refused MailKit's API key: sending is paused. " +
+          'Emails keep their credits and go out once Resend accepts the key again (check RESEND_API_KEY and the sending domain).',
       );
       pause = { since: now(), status: failed.status, name: failed.name, message: failed.message, nextProbeAt: now() + probeMs };
     } else pause.nextProbeAt = Math.max(pause.nextProbeAt, now() + probeMs);

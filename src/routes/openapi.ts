@@ -22,7 +22,8 @@ const balanceBody = z.object({
   balance: z
     .string()
     .describe(
-      'What the customer can spend now, as a decimal string (as Dodo gives balances): the balance MailKit keeps, which Dodo holds too once the spends are settled (within seconds)',
+      'What the customer can spend now, as a decimal string (as Dodo gives balances): ' +
+        'the balance MailKit keeps, which Dodo holds too once the spends are settled (within seconds)',
     ),
   pending: z.string().describe('Credits of emails still on their way to the email provider: spent, or given back if it refuses them'),
 });
@@ -253,7 +254,8 @@ function operation(op: Op) {
             in: 'header',
             required: false,
             description:
-              '`respond-async`: answer 202 once the send is paid and queued (MailKit’s ids), not once the email provider accepted it; it is delivered in the background',
+              '`respond-async`: answer 202 once the send is paid and queued (MailKit’s ids), ' +
+              'not once the email provider accepted it; it is delivered in the background',
             schema: { type: 'string' },
           },
         ]

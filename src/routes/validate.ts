@@ -157,14 +157,17 @@ const customHeaders = z
           code: 'custom',
           path: [name],
           message:
-            'may not be set: no custom header may name another sender or recipient, or claim an authentication result (Resent-*, ARC-*, *Authentication-Results, Received-SPF, Disposition-Notification-To…)',
+            'may not be set: no custom header may name another sender or recipient, or claim an authentication result ' +
+            '(Resent-*, ARC-*, *Authentication-Results, Received-SPF, Disposition-Notification-To…)',
         });
       }
     }
   })
   .describe(
-    `Up to ${LIMITS.headers} custom headers, name → single-line value. Refused (400): the headers MailKit sets from the fields (${[...RESERVED_HEADERS].join(', ')}); ` +
-      'any Resent-* or ARC-* header, any name ending in Authentication-Results, Received-SPF, DomainKey-Signature, Disposition-Notification-To, Return-Receipt-To and Errors-To: ' +
+    `Up to ${LIMITS.headers} custom headers, name → single-line value. ` +
+      `Refused (400): the headers MailKit sets from the fields (${[...RESERVED_HEADERS].join(', ')}); ` +
+      'any Resent-* or ARC-* header, any name ending in Authentication-Results, Received-SPF, DomainKey-Signature, ' +
+      'Disposition-Notification-To, Return-Receipt-To and Errors-To: ' +
       'no custom header may name another sender or recipient, or claim an authentication result.',
   );
 

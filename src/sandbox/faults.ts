@@ -91,5 +91,8 @@ export function createFaults(errorBody: (status: number) => unknown): {
 
 /** What a gateway in front of the vendor answers on its own: HTML, whatever the API speaks. */
 function gatewayPage(status: number): string {
-  return `<html><head><title>${status}</title></head><body><center><h1>${status} Gateway Error</h1></center><hr><center>nginx</center></body></html>\n`;
+  return (
+    `<html><head><title>${status}</title></head><body><center><h1>${status} Gateway Error</h1></center>` +
+    '<hr><center>nginx</center></body></html>\n'
+  );
 }

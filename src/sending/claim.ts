@@ -128,7 +128,8 @@ async function holdRoom(parts: SenderParts, customerId: string, count: number, h
   throw new HttpError(
     429,
     'send_queue_full',
-    "MailKit is holding as many emails as the email provider's quota delivers in the next seconds. Nothing was taken; retry after the Retry-After delay.",
+    "MailKit is holding as many emails as the email provider's quota delivers in the next seconds. " +
+      'Nothing was taken; retry after the Retry-After delay.',
     {
       'Retry-After': String(seconds),
       ...headers,

@@ -53,7 +53,10 @@ export function emailIdsOf(sendId: string, nonce: string, count: number): string
   return Array.from({ length: count }, (_, i) => {
     const h = createHash('sha256').update(`${sendId}.${nonce}:email:${i}`).digest('hex');
     // Version 8 (RFC 9562: custom), variant 10.
-    return `${h.slice(0, 8)}-${h.slice(8, 12)}-8${h.slice(13, 16)}-${((parseInt(h[16]!, 16) & 3) | 8).toString(16)}${h.slice(17, 20)}-${h.slice(20, 32)}`;
+    return (
+      `${h.slice(0, 8)}-${h.slice(8, 12)}-8${h.slice(13, 16)}-` +
+      `${((parseInt(h[16]!, 16) & 3) | 8).toString(16)}${h.slice(17, 20)}-${h.slice(20, 32)}`
+    );
   });
 }
 

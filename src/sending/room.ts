@@ -23,7 +23,10 @@
  * milliseconds, not after the whole wait.
  */
 export interface AcceptRoom {
-  /** Waits up to `waitMs` for room for `count` more emails of this customer and holds it; false if none came, none could come in time, or the room is closed. */
+  /**
+   * Waits up to `waitMs` for room for `count` more emails of this customer and holds it; false if
+   * none came, none could come in time, or the room is closed.
+   */
   hold(customerId: string, count: number): Promise<boolean>;
   /** Gives back room held for this customer (its send settled, or was refused). */
   free(customerId: string, count: number): void;

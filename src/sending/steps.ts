@@ -402,7 +402,9 @@ export function unconfirmed(retryAfter = '2'): HttpError {
   return new HttpError(
     503,
     'delivery_unconfirmed',
-    'We could not confirm whether the email provider accepted this email. Its credit is held and MailKit keeps trying under the same provider key; retry with the same Idempotency-Key to get its result: it completes exactly once, with no second email and no second charge.',
+    'We could not confirm whether the email provider accepted this email. ' +
+      'Its credit is held and MailKit keeps trying under the same provider key; ' +
+      'retry with the same Idempotency-Key to get its result: it completes exactly once, with no second email and no second charge.',
     { 'Retry-After': retryAfter },
   );
 }
@@ -414,7 +416,8 @@ const UNCONFIRMED_FOR_GOOD: StoredResponse = {
     error: {
       code: 'delivery_unconfirmed',
       message:
-        'The email provider never confirmed this email within 24 hours. It may have been delivered, so its credit was kept; contact support to check it.',
+        'The email provider never confirmed this email within 24 hours. ' +
+        'It may have been delivered, so its credit was kept; contact support to check it.',
     },
   },
 };
@@ -476,7 +479,8 @@ function sendingPaused(retryAfterSec: number): HttpError {
   return new HttpError(
     503,
     'email_sending_paused',
-    "Sending is paused: the email provider refused MailKit's credentials. Your email is kept with its credit and goes out once sending resumes; retry with the same Idempotency-Key to get its result.",
+    "Sending is paused: the email provider refused MailKit's credentials. " +
+      'Your email is kept with its credit and goes out once sending resumes; retry with the same Idempotency-Key to get its result.',
     { 'Retry-After': String(Math.max(1, Math.ceil(retryAfterSec))) },
   );
 }

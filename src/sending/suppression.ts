@@ -50,7 +50,8 @@ const suppressedEarlier = () =>
   new HttpError(
     422,
     'recipient_suppressed',
-    'Not sent: a recipient was on your suppression list when this batch was first sent under this Idempotency-Key, so nothing was charged for it. Send it again under a new key.',
+    'Not sent: a recipient was on your suppression list when this batch was first sent under this Idempotency-Key, ' +
+      'so nothing was charged for it. Send it again under a new key.',
   );
 
 /**

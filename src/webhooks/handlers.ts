@@ -140,7 +140,9 @@ function keyEmail(to: string, name: string, key: string, baseUrl: string): Outgo
       '<p>Your API key (keep it secret; anyone holding it can send email on your credits):</p>',
       `<p><code style="font-size:15px">${escapeHtml(key)}</code></p>`,
       `<p>Paste it into the <a href="${escapeHtml(dashboard)}">MailKit dashboard</a>, or send with curl:</p>`,
-      `<pre>curl -X POST ${escapeHtml(baseUrl)}/send \\\n  -H "Authorization: Bearer ${escapeHtml(key)}" \\\n  -H "Content-Type: application/json" \\\n  -d '{"to":"delivered@resend.dev","subject":"Hello","html":"&lt;p&gt;Hi&lt;/p&gt;"}'</pre>`,
+      `<pre>curl -X POST ${escapeHtml(baseUrl)}/send \\\n  -H "Authorization: Bearer ${escapeHtml(key)}" \\\n` +
+        '  -H "Content-Type: application/json" \\\n' +
+        `  -d '{"to":"delivered@resend.dev","subject":"Hello","html":"&lt;p&gt;Hi&lt;/p&gt;"}'</pre>`,
     ].join('\n'),
     text: `Your MailKit Plan is active.\n\nYour API key: ${key}\n\nDashboard: ${dashboard}\n`,
   };

@@ -71,7 +71,8 @@ describe('npm run setup', () => {
       expect(r.out).not.toContain('whsec_secret_value');
       const after = readFileSync(join(cwd, '.env'), 'utf8');
       expect(after).toBe(
-        `# mine\r\nDODO_WEBHOOK_KEY=whsec_secret_value\r\nPLAN_PRODUCT_ID=${stack.catalog.planProductId}\r\nexport TOPUP_PRODUCT_ID = ${stack.catalog.topupProductId}\r\nOTHER=1\nCREDIT_ENTITLEMENT_ID=${stack.catalog.creditEntitlementId}\n`,
+        `# mine\r\nDODO_WEBHOOK_KEY=whsec_secret_value\r\nPLAN_PRODUCT_ID=${stack.catalog.planProductId}\r\n` +
+          `export TOPUP_PRODUCT_ID = ${stack.catalog.topupProductId}\r\nOTHER=1\nCREDIT_ENTITLEMENT_ID=${stack.catalog.creditEntitlementId}\n`,
       );
     });
 

@@ -159,53 +159,58 @@ forEachEngine('GET /credits', (under) => {
     expect(dodoCalls()).toBe(before);
   });
 
-  it('the bound: a change in Dodo MailKit never hears of is caught by the next settlement; what was spent past it is unpaid, and measured', async () => {
-    // Settled every second here (5 s by default): the bound is about one settlement interval of sends.
-    const database = await under.open();
-    const instance = await startInstance(upstream, database, { credits: { intervalMs: 100, settleEveryMs: 1_000 } });
-    instances.push(instance);
-    const { customerId } = await subscribe(upstream, `b${Math.random().toString(36).slice(2)}@example.com`);
-    await adjust(customerId, -4000); // 1,000 left
-    const key = await fleetKey(database, customerId);
-    const send = () => request(instance.url).post('/send').set(bearer(key)).send({ to: 'delivered@resend.dev', subject: 'steady', html: '<p>s</p>' });
-    let deductedAt = 0;
-    let firstRefusal = 0;
-    let sent = 0;
-    let sentAfter = 0;
-    let deducted = 0;
-    const started = Date.now();
-    while (!firstRefusal && Date.now() - started < 20_000) {
-      // Ten at a time: faster than the settlements, so the change is overtaken before it is caught.
-      for (const res of await Promise.all(Array.from({ length: 10 }, send))) {
-        if (res.status === 200) {
-          sent++;
-          if (deductedAt) sentAfter++;
-        } else if (res.status === 402) firstRefusal ||= Date.now();
-        else throw new Error(`unexpected ${res.status}`);
+  it(
+    'the bound: a change in Dodo MailKit never hears of is caught by the next settlement; ' + 'what was spent past it is unpaid, and measured',
+    async () => {
+      // Settled every second here (5 s by default): the bound is about one settlement interval of sends.
+      const database = await under.open();
+      const instance = await startInstance(upstream, database, { credits: { intervalMs: 100, settleEveryMs: 1_000 } });
+      instances.push(instance);
+      const { customerId } = await subscribe(upstream, `b${Math.random().toString(36).slice(2)}@example.com`);
+      await adjust(customerId, -4000); // 1,000 left
+      const key = await fleetKey(database, customerId);
+      const send = () =>
+        request(instance.url).post('/send').set(bearer(key)).send({ to: 'delivered@resend.dev', subject: 'steady', html: '<p>s</p>' });
+      let deductedAt = 0;
+      let firstRefusal = 0;
+      let sent = 0;
+      let sentAfter = 0;
+      let deducted = 0;
+      const started = Date.now();
+      while (!firstRefusal && Date.now() - started < 20_000) {
+        // Ten at a time: faster than the settlements, so the change is overtaken before it is caught.
+        for (const res of await Promise.all(Array.from({ length: 10 }, send))) {
+          if (res.status === 200) {
+            sent++;
+            if (deductedAt) sentAfter++;
+          } else if (res.status === 402) firstRefusal ||= Date.now();
+          else throw new Error(`unexpected ${res.status}`);
+        }
+        if (!deductedAt && sent >= 20) {
+          // Dodo's dashboard takes all but 5 of what it holds; this instance never gets the webhook.
+          deducted = (await dodoBalance(upstream, customerId)) - 5;
+          await upstream.sandbox.dodo.adjustBalance(customerId, upstream.catalog.creditEntitlementId, -deducted, 'unheard of');
+          deductedAt = Date.now();
+        }
       }
-      if (!deductedAt && sent >= 20) {
-        // Dodo's dashboard takes all but 5 of what it holds; this instance never gets the webhook.
-        deducted = (await dodoBalance(upstream, customerId)) - 5;
-        await upstream.sandbox.dodo.adjustBalance(customerId, upstream.catalog.creditEntitlementId, -deducted, 'unheard of');
-        deductedAt = Date.now();
-      }
-    }
-    expect(firstRefusal).toBeGreaterThan(0);
-    await settleFleet(instance, database);
-    const rows = await database.db.selectFrom('settlements').selectAll().where('customerId', '=', customerId).execute();
-    const paid = rows.reduce((n, r) => n + (r.paid ?? 0), 0);
-    const unpaid = rows.reduce((n, r) => n + (r.credits - (r.paid ?? 0)), 0);
-    console.log(
-      `the bound (${under.engine}): refused ${firstRefusal - deductedAt} ms after the change; ${sentAfter} sends paid past it, ${unpaid} credits unpaid`,
-    );
-    // Every email is accounted for: paid by Dodo (all its 1,000 credits but what the change took),
-    // or unpaid; never more.
-    expect(paid).toBe(1000 - deducted);
-    expect(unpaid).toBe(sent - paid);
-    // Dodo holds nothing it was not paid for, and the balance MailKit keeps is never below zero.
-    expect(await dodoBalance(upstream, customerId)).toBe(0);
-    expect((await request(instance.url).get('/credits').set(bearer(key)).expect(200)).body.balance).toBe('0');
-  });
+      expect(firstRefusal).toBeGreaterThan(0);
+      await settleFleet(instance, database);
+      const rows = await database.db.selectFrom('settlements').selectAll().where('customerId', '=', customerId).execute();
+      const paid = rows.reduce((n, r) => n + (r.paid ?? 0), 0);
+      const unpaid = rows.reduce((n, r) => n + (r.credits - (r.paid ?? 0)), 0);
+      console.log(
+        `the bound (${under.engine}): refused ${firstRefusal - deductedAt} ms after the change; ` +
+          `${sentAfter} sends paid past it, ${unpaid} credits unpaid`,
+      );
+      // Every email is accounted for: paid by Dodo (all its 1,000 credits but what the change took),
+      // or unpaid; never more.
+      expect(paid).toBe(1000 - deducted);
+      expect(unpaid).toBe(sent - paid);
+      // Dodo holds nothing it was not paid for, and the balance MailKit keeps is never below zero.
+      expect(await dodoBalance(upstream, customerId)).toBe(0);
+      expect((await request(instance.url).get('/credits').set(bearer(key)).expect(200)).body.balance).toBe('0');
+    },
+  );
 
   describe('on two instances sharing one database', () => {
     it('a send on one is seen by the other at once, and one settlement debits both', async () => {

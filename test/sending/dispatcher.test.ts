@@ -84,24 +84,27 @@ forEachEngine('the dispatcher', ({ engine }) => {
   });
 
   describe('a send alone', () => {
-    it('makes its own call, the one its retry would make: POST /emails for /send, POST /emails/batch for /send/batch, no flight recorded', async () => {
-      stack = await startTestStack(QUOTA, { ...OPTS, engine });
-      const c = await customerWith(stack, 10);
-      const [singles, batches] = [singleCalls(stack), batchCalls(stack)];
-      await request(stack.url).post('/send').set(bearer(c.key)).send(one('alone@example.com', 's')).expect(200);
-      expect([singleCalls(stack) - singles, batchCalls(stack) - batches]).toEqual([1, 0]);
-      const b = await request(stack.url)
-        .post('/send/batch')
-        .set(bearer(c.key))
-        .send({ emails: [one('alone@example.com', 'b')] })
-        .expect(200);
-      expect(b.body.sent).toBe(1);
-      expect([singleCalls(stack) - singles, batchCalls(stack) - batches]).toEqual([1, 1]);
-      expect(await stack.database.db.selectFrom('sends').select('flightId').where('flightId', 'is not', null).execute()).toEqual([]);
-      expect(await stack.database.db.selectFrom('flights').select('id').execute()).toEqual([]);
-      expect(outboxTo(stack, 'alone@example.com')).toHaveLength(2);
-      expect(await balanceOf(stack, c.key)).toBe(8);
-    });
+    it(
+      'makes its own call, the one its retry would make: ' + 'POST /emails for /send, POST /emails/batch for /send/batch, no flight recorded',
+      async () => {
+        stack = await startTestStack(QUOTA, { ...OPTS, engine });
+        const c = await customerWith(stack, 10);
+        const [singles, batches] = [singleCalls(stack), batchCalls(stack)];
+        await request(stack.url).post('/send').set(bearer(c.key)).send(one('alone@example.com', 's')).expect(200);
+        expect([singleCalls(stack) - singles, batchCalls(stack) - batches]).toEqual([1, 0]);
+        const b = await request(stack.url)
+          .post('/send/batch')
+          .set(bearer(c.key))
+          .send({ emails: [one('alone@example.com', 'b')] })
+          .expect(200);
+        expect(b.body.sent).toBe(1);
+        expect([singleCalls(stack) - singles, batchCalls(stack) - batches]).toEqual([1, 1]);
+        expect(await stack.database.db.selectFrom('sends').select('flightId').where('flightId', 'is not', null).execute()).toEqual([]);
+        expect(await stack.database.db.selectFrom('flights').select('id').execute()).toEqual([]);
+        expect(outboxTo(stack, 'alone@example.com')).toHaveLength(2);
+        expect(await balanceOf(stack, c.key)).toBe(8);
+      },
+    );
 
     // The retry goes under the send's own key to the endpoint its payload names: a first call
     // under another key, or to the other endpoint (Resend scopes keys by endpoint), would make

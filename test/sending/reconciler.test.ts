@@ -91,20 +91,23 @@ describe('the send reconciler', () => {
       expect(sentTo(stack)).toHaveLength(1);
     });
 
-    it('that Resend now answers with a validation error: it proves nothing about the unanswered call, the credit stays until the ids come', async () => {
-      stack = await startTestStack({}, NOW);
-      const c = await customerWith(stack, 10);
-      await unconfirmedAndUnsent(stack, c.key, 'then-invalid');
-      stack.sandbox.resend.faults.inject({ status: 422, count: 1, match: /^POST \/emails(\/batch)?$/ });
-      expect(await stack.sender.reconcile()).toBe(0);
-      expect(sentTo(stack)).toHaveLength(0);
-      expect(await balanceOf(stack, c.key)).toBe(9);
-      // The next pass gets Resend's id under the same key: sent once, for its one credit.
-      expect(await stack.sender.reconcile()).toBe(1);
-      expect(sentTo(stack)).toHaveLength(1);
-      expect(await balanceOf(stack, c.key)).toBe(9);
-      expect((await send(stack, c.key, 'then-invalid')).status).toBe(200);
-    });
+    it(
+      'that Resend now answers with a validation error: ' + 'it proves nothing about the unanswered call, the credit stays until the ids come',
+      async () => {
+        stack = await startTestStack({}, NOW);
+        const c = await customerWith(stack, 10);
+        await unconfirmedAndUnsent(stack, c.key, 'then-invalid');
+        stack.sandbox.resend.faults.inject({ status: 422, count: 1, match: /^POST \/emails(\/batch)?$/ });
+        expect(await stack.sender.reconcile()).toBe(0);
+        expect(sentTo(stack)).toHaveLength(0);
+        expect(await balanceOf(stack, c.key)).toBe(9);
+        // The next pass gets Resend's id under the same key: sent once, for its one credit.
+        expect(await stack.sender.reconcile()).toBe(1);
+        expect(sentTo(stack)).toHaveLength(1);
+        expect(await balanceOf(stack, c.key)).toBe(9);
+        expect((await send(stack, c.key, 'then-invalid')).status).toBe(200);
+      },
+    );
 
     it('for a batch: the whole batch once, its credits kept', async () => {
       stack = await startTestStack({}, NOW);

@@ -96,7 +96,8 @@ export function assertResponseMatchesSpec(name: SpecName, method: string, pathTe
   const fn = validatorFor(name, ref);
   if (!fn(body)) {
     throw new Error(
-      `${method.toUpperCase()} ${pathTemplate} ${status} body does not match the ${name} spec: ${describeErrors(fn)}\n${JSON.stringify(body).slice(0, 2000)}`,
+      `${method.toUpperCase()} ${pathTemplate} ${status} body does not match the ${name} spec: ${describeErrors(fn)}\n` +
+        `${JSON.stringify(body).slice(0, 2000)}`,
     );
   }
 }

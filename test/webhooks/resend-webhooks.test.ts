@@ -195,7 +195,8 @@ describe.each(ENGINES)('POST /webhooks/resend (%s)', (engine) => {
         engine === 'sqlite'
           ? ["create temp trigger fail_email_update before update on emails begin select raise(abort, 'injected failure'); end"]
           : [
-              "create or replace function fail_email_update() returns trigger language plpgsql as $$ begin raise exception 'injected failure'; end $$",
+              'create or replace function fail_email_update() returns trigger language plpgsql as ' +
+                "$$ begin raise exception 'injected failure'; end $$",
               'create trigger fail_email_update before update on emails for each row execute function fail_email_update()',
             ];
       const healUpdates =

@@ -29,7 +29,10 @@ function when(iso: string | null): string {
 
 function customersTable(m: ConsoleModel): string {
   if (!m.customers.length) {
-    return `<p class="empty" id="no-customers">No customers yet. Subscribe on the <a href="/">dashboard</a> and pay with the test card; the customer shows up here.</p>`;
+    return (
+      '<p class="empty" id="no-customers">No customers yet. Subscribe on the <a href="/">dashboard</a> ' +
+      'and pay with the test card; the customer shows up here.</p>'
+    );
   }
   const rows = m.customers
     .map((c) => {
@@ -44,13 +47,16 @@ function customersTable(m: ConsoleModel): string {
 </tr>`;
     })
     .join('\n');
-  return `<div class="scroll"><table class="grid" id="customers">
+  return (
+    `<div class="scroll"><table class="grid" id="customers">
 <caption class="visually-hidden">Customers and their Email Credits balance</caption>
-<thead><tr><th scope="col">Name</th><th scope="col">Email</th><th scope="col" class="num">Balance</th><th scope="col">Customer id</th><th scope="col">Created</th></tr></thead>
+<thead><tr><th scope="col">Name</th><th scope="col">Email</th><th scope="col" class="num">Balance</th>` +
+    `<th scope="col">Customer id</th><th scope="col">Created</th></tr></thead>
 <tbody>
 ${rows}
 </tbody>
-</table></div>`;
+</table></div>`
+  );
 }
 
 function actions(m: ConsoleModel): string {
@@ -101,13 +107,15 @@ function detail(d: SandboxCustomerDetail): string {
   const balances = d.balances
     .map(
       (b) =>
-        `<li><strong class="num">${e(groupDigits(b.balance))}</strong> ${e(b.credit_entitlement_name)}${b.primary ? '' : ` <code>${e(b.credit_entitlement_id)}</code>`}</li>`,
+        `<li><strong class="num">${e(groupDigits(b.balance))}</strong> ${e(b.credit_entitlement_name)}` +
+        `${b.primary ? '' : ` <code>${e(b.credit_entitlement_id)}</code>`}</li>`,
     )
     .join('');
   const subs = d.subscriptions
     .map(
       (s) =>
-        `<li>${e(s.product_name)} · <span class="badge badge-${s.status === 'active' ? 'delivered' : 'bounced'}">${e(s.status)}</span> · next billing ${when(s.next_billing_date)} <code>${e(s.subscription_id)}</code></li>`,
+        `<li>${e(s.product_name)} · <span class="badge badge-${s.status === 'active' ? 'delivered' : 'bounced'}">${e(s.status)}</span>` +
+        ` · next billing ${when(s.next_billing_date)} <code>${e(s.subscription_id)}</code></li>`,
     )
     .join('');
   const grants = d.grants
@@ -142,13 +150,17 @@ ${subs ? `<ul class="plain" id="subscriptions">${subs}</ul>` : '<p class="muted"
 <h3>Grants <span class="hint">(oldest first: the order debits use them)</span></h3>
 ${
   grants
-    ? `<div class="scroll"><table class="grid" id="grants"><thead><tr><th scope="col">Source</th><th scope="col" class="num">Initial</th><th scope="col" class="num">Remaining</th><th scope="col">Expires</th><th scope="col">Status</th><th scope="col">Grant id</th></tr></thead><tbody>${grants}</tbody></table></div>`
+    ? '<div class="scroll"><table class="grid" id="grants"><thead><tr><th scope="col">Source</th>' +
+      '<th scope="col" class="num">Initial</th><th scope="col" class="num">Remaining</th><th scope="col">Expires</th>' +
+      `<th scope="col">Status</th><th scope="col">Grant id</th></tr></thead><tbody>${grants}</tbody></table></div>`
     : '<p class="muted">No grants.</p>'
 }
 <h3>Ledger <span class="hint">(newest first)</span></h3>
 ${
   ledger
-    ? `<div class="scroll"><table class="grid" id="ledger"><thead><tr><th scope="col">When</th><th scope="col">Type</th><th scope="col" class="num">Amount</th><th scope="col" class="num">Balance after</th><th scope="col">Description</th></tr></thead><tbody>${ledger}</tbody></table></div>`
+    ? '<div class="scroll"><table class="grid" id="ledger"><thead><tr><th scope="col">When</th><th scope="col">Type</th>' +
+      '<th scope="col" class="num">Amount</th><th scope="col" class="num">Balance after</th><th scope="col">Description</th>' +
+      `</tr></thead><tbody>${ledger}</tbody></table></div>`
     : '<p class="muted">No ledger entries.</p>'
 }
 </section>`;
@@ -172,7 +184,8 @@ function webhookItem(w: WebhookDelivery): string {
   <ol class="attempts">${w.attempts
     .map(
       (a) =>
-        `<li>${when(a.at)} → ${a.status !== null ? `HTTP ${e(a.status)}` : e(a.error ?? 'no answer')} in ${e(a.durationMs)} ms${a.response ? ` <code>${e(a.response)}</code>` : ''}</li>`,
+        `<li>${when(a.at)} → ${a.status !== null ? `HTTP ${e(a.status)}` : e(a.error ?? 'no answer')} in ${e(a.durationMs)} ms` +
+        `${a.response ? ` <code>${e(a.response)}</code>` : ''}</li>`,
     )
     .join('')}</ol>
 </details>
@@ -182,20 +195,29 @@ function webhookItem(w: WebhookDelivery): string {
 /** The Resend half's webhook log: email events, with the same items and Redeliver as Dodo's, and an off switch. */
 function emailEventsSection(m: ConsoleModel, ev: NonNullable<ConsoleModel['emailEvents']>): string {
   const api = `${m.apiPath}/resend/webhooks`;
-  return `<section class="panel" aria-labelledby="resend-webhooks-title">
+  return (
+    `<section class="panel" aria-labelledby="resend-webhooks-title">
 <h2 id="resend-webhooks-title">Email events <span class="hint">(Resend webhooks, newest first, to the app's /webhooks/resend)</span></h2>
 <p class="label">Emission is <strong id="resend-events-state">${ev.enabled ? 'on' : 'off'}</strong>
-  <button type="button" id="resend-events-toggle" data-enabled="${ev.enabled ? 'true' : 'false'}">${ev.enabled ? 'Turn email events off' : 'Turn email events on'}</button></p>
-${ev.shown.length ? '' : '<p class="empty">No email events yet. Send an email; each one produces email.sent, then email.delivered, email.bounced or email.complained (see the resend.dev test addresses).</p>'}
+  <button type="button" id="resend-events-toggle" data-enabled="${ev.enabled ? 'true' : 'false'}">` +
+    `${ev.enabled ? 'Turn email events off' : 'Turn email events on'}</button></p>
+${
+  ev.shown.length
+    ? ''
+    : '<p class="empty">No email events yet. Send an email; each one produces email.sent, ' +
+      'then email.delivered, email.bounced or email.complained (see the resend.dev test addresses).</p>'
+}
 <ul class="webhooks" id="resend-webhooks" data-webhooks-api="/resend/webhooks">${ev.shown.map(webhookItem).join('\n')}</ul>
 ${ev.more ? `<p class="hint">${e(ev.more)} older deliveries: <a href="${e(api)}">all of them as JSON</a>.</p>` : ''}
-</section>`;
+</section>`
+  );
 }
 
 /** The sandbox console: customers, one customer's grants and ledger, the actions, the webhook log. */
 export function renderConsolePage(m: ConsoleModel): string {
   // No inline script, style or handler: the app's CSP is script-src 'self'; style-src 'self'.
-  return `<!doctype html>
+  return (
+    `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -227,15 +249,21 @@ ${actions(m)}
 ${m.selected ? detail(m.selected) : ''}
 <section class="panel" aria-labelledby="webhooks-title">
 <h2 id="webhooks-title">Webhook deliveries <span class="hint">(newest first, to the app's /webhooks/dodo)</span></h2>
-${m.webhooks.length ? `<ul class="webhooks" id="webhooks">${m.webhooks.map(webhookItem).join('\n')}</ul>` : '<p class="empty">No webhooks yet.</p><ul class="webhooks" id="webhooks"></ul>'}
+${
+  m.webhooks.length
+    ? `<ul class="webhooks" id="webhooks">${m.webhooks.map(webhookItem).join('\n')}</ul>`
+    : '<p class="empty">No webhooks yet.</p><ul class="webhooks" id="webhooks"></ul>'
+}
 ${m.moreWebhooks ? `<p class="hint">${e(m.moreWebhooks)} older deliveries: <a href="${e(m.apiPath)}/webhooks">all of them as JSON</a>.</p>` : ''}
 </section>
 ${m.emailEvents ? emailEventsSection(m, m.emailEvents) : ''}
-<p class="api hint">JSON: <a href="${e(m.apiPath)}/customers"><code>GET ${e(m.apiPath)}/customers</code></a> · <a href="${e(m.apiPath)}/webhooks"><code>GET ${e(m.apiPath)}/webhooks</code></a>${
-    m.emailEvents ? ` · <a href="${e(m.apiPath)}/resend/webhooks"><code>GET ${e(m.apiPath)}/resend/webhooks</code></a>` : ''
-  }</p>
+<p class="api hint">JSON: <a href="${e(m.apiPath)}/customers"><code>GET ${e(m.apiPath)}/customers</code></a>` +
+    ` · <a href="${e(m.apiPath)}/webhooks"><code>GET ${e(m.apiPath)}/webhooks</code></a>${
+      m.emailEvents ? ` · <a href="${e(m.apiPath)}/resend/webhooks"><code>GET ${e(m.apiPath)}/resend/webhooks</code></a>` : ''
+    }</p>
 </main>
 </body>
 </html>
-`;
+`
+  );
 }

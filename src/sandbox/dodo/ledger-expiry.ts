@@ -133,7 +133,9 @@ function rollOver(deps: LedgerDeps, e: Ending, policy: RolloverPolicy, rolled: n
       ...fromGrant(grant),
       grant_id: child.id,
       transaction_type: 'credit_rolled_over',
-      description: `${policy.percentage}% of unused credits rolled over (rollover ${count + 1}${policy.max_count === null ? '' : ` of ${policy.max_count}`})`,
+      description:
+        `${policy.percentage}% of unused credits rolled over ` +
+        `(rollover ${count + 1}${policy.max_count === null ? '' : ` of ${policy.max_count}`})`,
       allocations: [{ grant_id: child.id, units: rolled }],
     },
     balance,

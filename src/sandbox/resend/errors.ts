@@ -40,7 +40,8 @@ export const errors = {
     resendError(
       429,
       'rate_limit_exceeded',
-      `Too many requests. You can only make ${perSecond} requests per second. See rate limit response headers for more information. Or contact support to increase rate limit.`,
+      `Too many requests. You can only make ${perSecond} requests per second. ` +
+        'See rate limit response headers for more information. Or contact support to increase rate limit.',
     ),
   malformedJson: () => resendError(400, 'validation_error', 'We found an error with one or more fields in the request: the body is not valid JSON.'),
   internal: () => resendError(500, 'internal_server_error', 'An unexpected error occurred, please try again later.'),

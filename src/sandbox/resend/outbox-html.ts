@@ -150,13 +150,16 @@ const timeTag = (iso: string) =>
 
 function row(o: PageOptions, m: OutboxMessage): string {
   const href = `${o.outboxPath}/${encodeURIComponent(m.id)}`;
-  return `<tr data-href="${escapeHtml(href)}">
+  return (
+    `<tr data-href="${escapeHtml(href)}">
 <td class="col-from">${escapeHtml(m.from)}</td>
 <td class="col-to">${escapeHtml(m.to.join(', '))}</td>
-<td class="col-subject"><a href="${escapeHtml(href)}">${wholeWords(m.subject, escapeHtml)}</a><span class="snippet">${wholeWords(snippetOf(m), escapeHtml)}</span></td>
+<td class="col-subject"><a href="${escapeHtml(href)}">${wholeWords(m.subject, escapeHtml)}</a>` +
+    `<span class="snippet">${wholeWords(snippetOf(m), escapeHtml)}</span></td>
 <td class="col-status">${badge(m.lastEvent)}</td>
 <td class="col-time">${timeTag(m.createdAt)}</td>
-</tr>`;
+</tr>`
+  );
 }
 
 /** The outbox list: newest first, as mailpit shows it. */
@@ -233,12 +236,14 @@ ${apiKeySection(m)}
 ${links.length ? `<section class="links"><h2>Links in this email</h2><ul>\n${linkItems}\n</ul></section>` : ''}
 ${
   m.html !== null
-    ? `<section class="part"><h2>HTML</h2><p class="note">Shown sandboxed: no scripts, no forms, no navigation. <a href="${escapeHtml(base)}/html" target="_blank" rel="noopener noreferrer">Open alone</a></p>
+    ? '<section class="part"><h2>HTML</h2><p class="note">Shown sandboxed: no scripts, no forms, no navigation. ' +
+      `<a href="${escapeHtml(base)}/html" target="_blank" rel="noopener noreferrer">Open alone</a></p>
 <iframe class="body-frame" sandbox src="${escapeHtml(base)}/html" title="HTML body of the email" referrerpolicy="no-referrer"></iframe></section>`
     : ''
 }
 ${m.text !== null ? `<section class="part"><h2>Plain text</h2><pre class="text-body">${escapeHtml(m.text)}</pre></section>` : ''}
-<p class="api">JSON: <a href="${escapeHtml(o.outboxPath)}/messages/${encodeURIComponent(m.id)}"><code>GET ${escapeHtml(o.outboxPath)}/messages/${escapeHtml(m.id)}</code></a></p>
+<p class="api">JSON: <a href="${escapeHtml(o.outboxPath)}/messages/${encodeURIComponent(m.id)}">` +
+      `<code>GET ${escapeHtml(o.outboxPath)}/messages/${escapeHtml(m.id)}</code></a></p>
 </main>`,
   );
 }
@@ -250,8 +255,11 @@ ${m.text !== null ? `<section class="part"><h2>Plain text</h2><pre class="text-b
 function apiKeySection(m: OutboxMessage): string {
   const key = /\bmk_(?:test|live)_[A-Za-z0-9_-]+\.\d+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+/.exec(m.text ?? m.html ?? '')?.[0];
   if (!key) return '';
-  return `<section class="api-key"><h2>API key in this email</h2>
-<p><code id="api-key-value">${escapeHtml(key)}</code> <button type="button" id="copy-key" data-key="${escapeHtml(key)}" hidden>Copy key</button> <span id="copy-key-result" role="status"></span></p></section>`;
+  return (
+    `<section class="api-key"><h2>API key in this email</h2>
+<p><code id="api-key-value">${escapeHtml(key)}</code> <button type="button" id="copy-key" data-key="${escapeHtml(key)}" hidden>Copy key</button>` +
+    ' <span id="copy-key-result" role="status"></span></p></section>'
+  );
 }
 
 /** A not-found page in the outbox's look. */
@@ -260,6 +268,7 @@ export function renderNotFoundPage(o: PageOptions): string {
     o,
     'Not found · Outbox',
     'missing',
-    `<main class="message"><p class="back"><a href="${escapeHtml(o.outboxPath)}">← All messages</a></p><h1>No such message</h1><p>It may have been cleared from the outbox.</p></main>`,
+    `<main class="message"><p class="back"><a href="${escapeHtml(o.outboxPath)}">← All messages</a></p>` +
+      '<h1>No such message</h1><p>It may have been cleared from the outbox.</p></main>',
   );
 }

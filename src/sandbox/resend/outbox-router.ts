@@ -65,7 +65,8 @@ export function createOutboxRouter(deps: OutboxRouterDeps): Router {
     // A text-only email still gets a readable body in the frame.
     const html =
       message.html ??
-      `<!doctype html><meta charset="utf-8"><pre style="white-space:pre-wrap;font:14px/1.5 ui-monospace,monospace">${escapeHtml(message.text ?? '')}</pre>`;
+      '<!doctype html><meta charset="utf-8"><pre style="white-space:pre-wrap;font:14px/1.5 ui-monospace,monospace">' +
+        `${escapeHtml(message.text ?? '')}</pre>`;
     res.type('html').send(html);
   });
 

@@ -37,31 +37,34 @@ afterEach(async () => {
 
 describe('Dodo API quota', () => {
   describe('with 60 a minute and bursts of 3', () => {
-    it('lets the burst through counting X-RateLimit-Remaining down, then answers 429 TOO_MANY_REQUESTS with the same headers and no Retry-After', async () => {
-      const clock = manualClock();
-      h = await startHarness({ rateLimit: { perMinute: 60, burst: 3 }, wallClock: clock.now });
-      for (const remaining of [2, 1, 0]) {
-        const { response } = await h.client.creditEntitlements.list().withResponse();
-        expect(response.status).toBe(200);
-        // Reset: when the bucket is full again, one request a second from here.
-        expect(quotaHeaders(response.headers)).toEqual({ limit: '3', remaining: String(remaining), reset: String(clock.seconds(3 - remaining)) });
-      }
+    it(
+      'lets the burst through counting X-RateLimit-Remaining down, ' + 'then answers 429 TOO_MANY_REQUESTS with the same headers and no Retry-After',
+      async () => {
+        const clock = manualClock();
+        h = await startHarness({ rateLimit: { perMinute: 60, burst: 3 }, wallClock: clock.now });
+        for (const remaining of [2, 1, 0]) {
+          const { response } = await h.client.creditEntitlements.list().withResponse();
+          expect(response.status).toBe(200);
+          // Reset: when the bucket is full again, one request a second from here.
+          expect(quotaHeaders(response.headers)).toEqual({ limit: '3', remaining: String(remaining), reset: String(clock.seconds(3 - remaining)) });
+        }
 
-      const err = await rejection(h.client.creditEntitlements.list());
-      expect(err).toBeInstanceOf(DodoPayments.RateLimitError);
-      expect(err.status).toBe(429);
-      expect(err.error).toEqual({
-        code: 'TOO_MANY_REQUESTS',
-        message: 'Rate limit exceeded: 60 requests a minute, bursts of 3. Back off and retry.',
-      });
-      expect(quotaHeaders(err.headers!)).toEqual({ limit: '3', remaining: '0', reset: String(clock.seconds(3)) });
-      expect(err.headers!.get('retry-after')).toBeNull();
-      expect(err.headers!.get('retry-after-ms')).toBeNull();
+        const err = await rejection(h.client.creditEntitlements.list());
+        expect(err).toBeInstanceOf(DodoPayments.RateLimitError);
+        expect(err.status).toBe(429);
+        expect(err.error).toEqual({
+          code: 'TOO_MANY_REQUESTS',
+          message: 'Rate limit exceeded: 60 requests a minute, bursts of 3. Back off and retry.',
+        });
+        expect(quotaHeaders(err.headers!)).toEqual({ limit: '3', remaining: '0', reset: String(clock.seconds(3)) });
+        expect(err.headers!.get('retry-after')).toBeNull();
+        expect(err.headers!.get('retry-after-ms')).toBeNull();
 
-      // Refused at the door: the API never handled it.
-      expect(h.sb.faults.requestCount()).toBe(3);
-      expect(h.sb.rateLimit()).toEqual({ perMinute: 60, burst: 3, remaining: 0, resetAt: clock.seconds(3), limited: 1 });
-    });
+        // Refused at the door: the API never handled it.
+        expect(h.sb.faults.requestCount()).toBe(3);
+        expect(h.sb.rateLimit()).toEqual({ perMinute: 60, burst: 3, remaining: 0, resetAt: clock.seconds(3), limited: 1 });
+      },
+    );
 
     it('refills one request every 60/perMinute seconds, never past the burst', async () => {
       const clock = manualClock();
@@ -207,24 +210,28 @@ describe('Dodo API quota', () => {
   });
 
   describe('from the environment', () => {
-    it("SANDBOX_DODO_RATE_LIMIT and SANDBOX_RESEND_RATE_LIMIT reach the sandbox; under the real quotas the tutorial's click-through is never refused", async () => {
-      const stack = await startTestStack({ SANDBOX_DODO_RATE_LIMIT: '240', SANDBOX_RESEND_RATE_LIMIT: '2' });
-      try {
-        expect(stack.sandbox.dodo.rateLimit()).toMatchObject({ perMinute: 240, burst: 40 });
-        expect(stack.sandbox.resend.rateLimit()).toMatchObject({ limit: 2 });
-        // Subscribe, read the key from the outbox, send one email, read the balance.
-        const c = await subscribe(stack, 'newcomer@example.com', 'Newcomer');
-        await request(stack.url)
-          .post('/send')
-          .set(bearer(c.key))
-          .send({ to: 'delivered@resend.dev', subject: 'Hello', html: '<p>Hi</p>' })
-          .expect(200);
-        expect(await balanceOf(stack, c.key)).toBe(4999);
-        expect(stack.sandbox.dodo.rateLimit()!.limited).toBe(0);
-        expect(stack.sandbox.resend.rateLimit()!.limited).toBe(0);
-      } finally {
-        await stack.close();
-      }
-    });
+    it(
+      'SANDBOX_DODO_RATE_LIMIT and SANDBOX_RESEND_RATE_LIMIT reach the sandbox; ' +
+        "under the real quotas the tutorial's click-through is never refused",
+      async () => {
+        const stack = await startTestStack({ SANDBOX_DODO_RATE_LIMIT: '240', SANDBOX_RESEND_RATE_LIMIT: '2' });
+        try {
+          expect(stack.sandbox.dodo.rateLimit()).toMatchObject({ perMinute: 240, burst: 40 });
+          expect(stack.sandbox.resend.rateLimit()).toMatchObject({ limit: 2 });
+          // Subscribe, read the key from the outbox, send one email, read the balance.
+          const c = await subscribe(stack, 'newcomer@example.com', 'Newcomer');
+          await request(stack.url)
+            .post('/send')
+            .set(bearer(c.key))
+            .send({ to: 'delivered@resend.dev', subject: 'Hello', html: '<p>Hi</p>' })
+            .expect(200);
+          expect(await balanceOf(stack, c.key)).toBe(4999);
+          expect(stack.sandbox.dodo.rateLimit()!.limited).toBe(0);
+          expect(stack.sandbox.resend.rateLimit()!.limited).toBe(0);
+        } finally {
+          await stack.close();
+        }
+      },
+    );
   });
 });

@@ -15,7 +15,9 @@ describe('the outbox preview of an HTML body', () => {
 
   it('previews the low-balance email as its reader would read it', () => {
     const m = {
-      html: '<p>You have <strong>999</strong> emails left (under your 20% threshold).</p>\n<p>Sending stops at zero. <a href="x">Buy a top-up pack</a>: $9 for 5,000 more emails, available at once.</p>',
+      html:
+        '<p>You have <strong>999</strong> emails left (under your 20% threshold).</p>\n' +
+        '<p>Sending stops at zero. <a href="x">Buy a top-up pack</a>: $9 for 5,000 more emails, available at once.</p>',
       text: null,
     };
     expect(snippetOf(m)).toContain('Buy a top-up pack: $9');

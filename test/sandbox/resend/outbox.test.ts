@@ -93,7 +93,8 @@ describe('message page', () => {
     expect(html).not.toMatch(/allow-scripts/);
     // The link is readable and followable outside the sandbox; the javascript: one is text only.
     expect(html).toContain(
-      '<a href="http://localhost:3000/keys?token=abc&#38;x=1" target="_blank" rel="noopener noreferrer">http://localhost:3000/keys?token=abc&#38;x=1</a>',
+      '<a href="http://localhost:3000/keys?token=abc&#38;x=1" target="_blank" rel="noopener noreferrer">' +
+        'http://localhost:3000/keys?token=abc&#38;x=1</a>',
     );
     expect(html).toContain('<pre class="text-body">Key ready: http://localhost:3000/keys?token=abc&#38;x=1</pre>');
     expect(html).not.toMatch(/href="javascript:/i);
