@@ -16,7 +16,8 @@ export interface CreditsContext {
   /** Customers this instance is settling or syncing now: its claim on them is its own, so it keeps them apart itself. */
   busy: Set<string>;
   /** Seeds under way, per customer: concurrent first sends read Dodo once. */
-  seeding: Map<string, Promise<BalanceRow>>;
+  /** Seeds under way in this process, by customer: the row, and whether this seed's own read of the grants made it. */
+  seeding: Map<string, Promise<{ row: BalanceRow; inserted: boolean }>>;
 }
 
 /** How long an instance's claim on a customer's settlement holds: longer than a Dodo call with its wait for a turn and its retries. */

@@ -29,15 +29,24 @@ export async function dodoGrants(c: CreditsContext, customerId: string): Promise
   return { live, lapsed: new Set(grants.filter((g) => g.isExpired).map((g) => g.id)) };
 }
 
-export function ensureBalance(c: CreditsContext, customerId: string): Promise<BalanceRow> {
+export async function ensureBalance(c: CreditsContext, customerId: string): Promise<BalanceRow> {
+  return (await seed(c, customerId)).row;
+}
+
+/**
+ * The customer's balance, seeded from Dodo's grants when MailKit has none (one read, shared by
+ * the callers of this process that arrive together); `inserted` when this seed's own read made
+ * it (not a row found, nor one another instance inserted first).
+ */
+function seed(c: CreditsContext, customerId: string): Promise<{ row: BalanceRow; inserted: boolean }> {
   const running = c.seeding.get(customerId);
-  if (running) return running;
+  if (running) return running.then(({ row }) => ({ row, inserted: false }));
   const p = (async () => {
     const known = await findBalance(c.database, customerId);
-    if (known) return known;
+    if (known) return { row: known, inserted: false };
     const grants = (await dodoGrants(c, customerId)).live;
     const t = c.now();
-    const row = await seedBalance(c.database, customerId, {
+    const seeded = await seedBalance(c.database, customerId, {
       available: spendable(grants, 0, t),
       held: 0,
       unsettled: 0,
@@ -51,8 +60,8 @@ export function ensureBalance(c: CreditsContext, customerId: string): Promise<Ba
       lastSpentAt: 0,
       updatedAt: t,
     });
-    c.log?.info({ customerId, available: row.available }, 'credit balance seeded from Dodo');
-    return row;
+    if (seeded.inserted) c.log?.info({ customerId, available: seeded.row.available }, 'credit balance seeded from Dodo');
+    return seeded;
   })().finally(() => c.seeding.delete(customerId));
   c.seeding.set(customerId, p);
   return p;
@@ -104,15 +113,17 @@ export async function dodoChanged(
       ? 'expired'
       : 'adjusted';
   await countDodoEntry(c.database, { id: entry.id, customerId, day: utcDay(Date.parse(entry.created_at) || c.now()), column, amount }, c.now());
-  const row = await findBalance(c.database, customerId);
-  if (!row) {
-    // A new customer (its first credits): seeded now, with this change in it, so its first
-    // send or balance read waits for no Dodo call. If Dodo does not answer, its first need
-    // seeds it instead.
-    await ensureBalance(c, customerId).catch((err: unknown) =>
-      c.log?.warn({ err, customerId }, 'credit balance not seeded yet: seeded on first need'),
-    );
-    return;
+  if (!(await findBalance(c.database, customerId))) {
+    // A new customer (its first credits): seeded now, so its first send or balance read waits
+    // for no Dodo call. A seed of its own read the grants after this change: done. One that
+    // was already under way (a send's, another instance's for the dashboard's first balance
+    // read) may have read them before it: they are read again below, as for any customer.
+    // If Dodo does not answer, the first need seeds it instead.
+    const seeded = await seed(c, customerId).catch((err: unknown) => {
+      c.log?.warn({ err, customerId }, 'credit balance not seeded yet: seeded on first need');
+      return null;
+    });
+    if (!seeded || seeded.inserted) return;
   }
   // Read back now when nobody is settling this customer (the webhook's sender then sees the
   // balance moved when it hears back); otherwise after the settlement, by the next pass.

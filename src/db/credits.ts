@@ -113,18 +113,18 @@ export async function updateBalance(
   });
 }
 
-/** Creates a customer's balance from Dodo's grants, unless another instance did first; answers the row. */
+/** Creates a customer's balance from Dodo's grants, unless another instance did first; answers the row, and whether this call made it. */
 export async function seedBalance(
   database: Database,
   customerId: string,
   row: Omit<BalanceRow, 'customerId' | 'owner' | 'ownerUntil'>,
-): Promise<BalanceRow> {
-  await database.db
+): Promise<{ row: BalanceRow; inserted: boolean }> {
+  const result = await database.db
     .insertInto('creditBalances')
     .values({ customerId, ...row, owner: null, ownerUntil: null })
     .onConflict((oc) => oc.column('customerId').doNothing())
-    .execute();
-  return (await findBalance(database, customerId))!;
+    .executeTakeFirst();
+  return { row: (await findBalance(database, customerId))!, inserted: Number(result.numInsertedOrUpdatedRows ?? 0n) > 0 };
 }
 
 /**
