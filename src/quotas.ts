@@ -192,14 +192,6 @@ export function createBudget(opts: BudgetOptions): Budget {
       counter(`${keyPrefix}:${points}:gap`, 1, Math.floor((windowMs / points) * 0.9) / 1000),
     ];
   }
-  /**
-   * A call that opened a window (the first of its window's calls) clears the gap a late call of
-   * the window before left: only the opening call sets a window's pace, so lateness does not
-   * add up from window to window.
-   */
-  async function opened(taken: RateLimiterRes, gap: RateLimiterAbstract): Promise<void> {
-    if (taken.consumedPoints === 1) await gap.delete(KEY).catch(() => undefined);
-  }
   const windowed = windows.findIndex((w) => w.window);
   let limitSeen = windowed >= 0 ? windows[windowed]!.points : 0;
 
@@ -256,18 +248,7 @@ export function createBudget(opts: BudgetOptions): Budget {
       if (takeOpts.spare && !takeOpts.priority) {
         // No line to join: a free turn now, or none.
         if (waiting > 0) throw new QuotaExhausted(opts.name, 1);
-        for (const [i, group] of stores.entries()) {
-          for (const [j, store] of group.entries()) {
-            try {
-              const taken = await store.consume(KEY);
-              if (i === windowed && j === 0) await opened(taken, group[1]!);
-            } catch (rejection) {
-              if (!(rejection instanceof RateLimiterRes)) throw Object.assign(new QuotaExhausted(opts.name, 1), { cause: rejection });
-              throw new QuotaExhausted(opts.name, Math.max(1, Math.ceil(rejection.msBeforeNext / 1000)));
-            }
-          }
-        }
-        return;
+        return takeSpare(opts.name, stores, windowed);
       }
       const priority = takeOpts.priority === true;
       if (waiting >= maxQueue && !priority) throw new QuotaExhausted(opts.name, 1);
@@ -342,6 +323,30 @@ export function createBudget(opts: BudgetOptions): Budget {
       }
     },
   };
+}
+
+/**
+ * A call that opened a window (the first of its window's calls) clears the gap a late call of
+ * the window before left: only the opening call sets a window's pace, so lateness does not add
+ * up from window to window.
+ */
+async function opened(taken: RateLimiterRes, gap: RateLimiterAbstract): Promise<void> {
+  if (taken.consumedPoints === 1) await gap.delete(KEY).catch(() => undefined);
+}
+
+/** A turn free now from every store (createBudget's `stores`), or QuotaExhausted at once. */
+async function takeSpare(name: string, stores: RateLimiterAbstract[][], windowed: number): Promise<void> {
+  for (const [i, group] of stores.entries()) {
+    for (const [j, store] of group.entries()) {
+      try {
+        const taken = await store.consume(KEY);
+        if (i === windowed && j === 0) await opened(taken, group[1]!);
+      } catch (rejection) {
+        if (!(rejection instanceof RateLimiterRes)) throw Object.assign(new QuotaExhausted(name, 1), { cause: rejection });
+        throw new QuotaExhausted(name, Math.max(1, Math.ceil(rejection.msBeforeNext / 1000)));
+      }
+    }
+  }
 }
 
 /** A vendor's rate-limit headers (IETF's `RateLimit-*` fields, as Resend sends them), read. */
