@@ -35,6 +35,11 @@ export interface Dispatcher {
 
 /** Most emails in one Resend batch call. */
 export const FLIGHT_MAX = 100;
+/**
+ * How long after its turn a flight may leave on it: the margin MailKit counts on Resend's window
+ * for a call's way there (stack.ts RESEND_WINDOW_MARGIN_MS).
+ */
+const TURN_KEPT_MS = 30;
 
 interface Waiting {
   row: SendRow;
@@ -154,8 +159,9 @@ export function createDispatcher(opts: {
           if (waiting.size > 0) await new Promise((r) => setTimeout(r, Math.min(1_000, err.retryAfterSeconds * 1_000)));
           continue;
         }
+        const takenAt = Date.now();
         const flight = pack();
-        if (flight.length) void fly(flight);
+        if (flight.length) void fly(flight, takenAt);
       }
     } catch (err) {
       log?.error({ err }, 'dispatcher stopped on an unexpected error');
@@ -165,7 +171,7 @@ export function createDispatcher(opts: {
     }
   }
 
-  async function fly(flight: Waiting[]) {
+  async function fly(flight: Waiting[], takenAt: number) {
     const lone = flight.length === 1 ? flight[0]!.alone : undefined;
     if (lone) {
       // A send alone goes under its own key, as its retry in doubt would (its row names no
@@ -196,7 +202,11 @@ export function createDispatcher(opts: {
     }
     if (flying.length === 0) return;
     const items = flying.flatMap((m) => bySend.get(m.sendId)!.items);
-    const answer = await mailer.deliverFlight(items, flightId, { tokenTaken: true });
+    // The turn was counted in the window open when it was taken. A flight that leaves later
+    // than a call's way to Resend allows (its record slow to commit, an event loop behind) may
+    // land in Resend's next window, beside that window's own calls: it takes a turn again, in
+    // the window it leaves in (the first turn stays spent: one call fewer, never a 429).
+    const answer = await mailer.deliverFlight(items, flightId, { tokenTaken: Date.now() - takenAt <= TURN_KEPT_MS });
     for (const m of flying) bySend.get(m.sendId)!.resolve(slice(answer, m.offset, m.count));
   }
 
