@@ -62,6 +62,11 @@ describe("the terminal during the quick start, at the server's default log level
     await expect.poll(() => page.locator('#balance').textContent()).toBe('5,000');
     await page.getByRole('button', { name: 'Send', exact: true }).click();
     await expect.poll(() => page.locator('#balance').textContent()).toBe('4,999');
+    // The send is settled with Dodo in arrears (seconds later, as a person reaches the console):
+    // the console's "now 999" is Dodo's balance after the adjustment.
+    const customerId = /customer (cus_\w+)/.exec((await page.locator('#key-result').textContent()) ?? '')?.[1];
+    expect(customerId, 'no customer id on the dashboard').toBeTruthy();
+    await expect.poll(() => env.stack.billing.balance(customerId!), { timeout: 15_000 }).toBe('4999');
 
     // The console's prefilled −4,000: under the threshold, the banner on the dashboard.
     const console_ = await newTab(page, () => page.locator('#sandboxNav').getByRole('link', { name: 'Sandbox console' }).click());
