@@ -98,15 +98,19 @@ export async function reserve(ctx: StepContext, row: SendRow): Promise<SendRow> 
 /** A send that was never paid: a first attempt is as if it never was; a later one ends failed, with the next attempt's keys. */
 async function dropUnpaid(ctx: StepContext, row: SendRow): Promise<void> {
   if (row.attempt === 0 && !row.inDoubt) await dropFirstAttempt(ctx, row);
-  else
-    await transitionSend(
-      ctx.database,
-      row.id,
-      ctx.owner,
-      ['reserving'],
-      { state: 'failed', attempt: row.attempt + 1, inDoubt: 0, updatedAt: ctx.now() },
-      { dropPayload: true },
-    );
+  else await failUnpaid(ctx, row);
+}
+
+/** A send still reserving that was never paid ends failed, its payload dropped, with the next attempt's keys. */
+async function failUnpaid(ctx: StepContext, row: SendRow): Promise<void> {
+  await transitionSend(
+    ctx.database,
+    row.id,
+    ctx.owner,
+    ['reserving'],
+    { state: 'failed', attempt: row.attempt + 1, inDoubt: 0, updatedAt: ctx.now() },
+    { dropPayload: true },
+  );
 }
 
 /** A first attempt refused before anything was held: its row goes, unless it moved on meanwhile. */
@@ -335,14 +339,7 @@ export async function voidReservation(ctx: StepContext, row: SendRow): Promise<v
       await transitionSend(ctx.database, row.id, ctx.owner, ['reserving'], { inDoubt: 1, updatedAt: ctx.now() });
       throw err; // still no definite answer: the next pass
     }
-    await transitionSend(
-      ctx.database,
-      row.id,
-      ctx.owner,
-      ['reserving'],
-      { state: 'failed', attempt: row.attempt + 1, inDoubt: 0, updatedAt: ctx.now() },
-      { dropPayload: true },
-    );
+    await failUnpaid(ctx, row);
     return;
   }
   row = await transitionSend(ctx.database, row.id, ctx.owner, ['reserving'], {
